@@ -1,0 +1,47 @@
+# Gatehouse — the two commands: `make run` and `make test`.
+SHELL := /bin/bash
+UV := $(shell bash scripts/ensure-uv.sh)
+PY_SOURCES := libs services tests bench deploy
+
+.PHONY: help install run test lint typecheck pytest bench audit format clean system-deps
+
+help:
+	@echo "make run    - start the whole platform (embedded; real infrastructure when the env says so)"
+	@echo "make test   - install everything, then ruff, mypy --strict and every test"
+	@echo "make bench  - measure (gateway vs direct, events throughput) and print figures"
+	@echo "make audit  - pip-audit the locked dependencies"
+
+install:
+	$(UV) sync --locked --all-packages
+
+system-deps:
+	bash scripts/ensure-system-deps.sh
+
+run: install
+	$(UV) run --no-sync python -m deploy.run
+
+lint: install
+	$(UV) run --no-sync ruff check $(PY_SOURCES)
+	$(UV) run --no-sync ruff format --check $(PY_SOURCES)
+
+typecheck: install
+	$(UV) run --no-sync mypy $(PY_SOURCES)
+
+pytest: install system-deps
+	$(UV) run --no-sync pytest --cov --cov-report=term --cov-report=xml -p no:cacheprovider
+
+test: lint typecheck pytest
+
+bench: install system-deps
+	$(UV) run --no-sync python -m bench.run
+
+audit: install
+	$(UV) export --locked --no-dev --no-emit-workspace --no-hashes -o /tmp/gatehouse-requirements.txt >/dev/null
+	$(UV) run --no-sync pip-audit --strict --disable-pip -r /tmp/gatehouse-requirements.txt
+
+format: install
+	$(UV) run --no-sync ruff check --fix $(PY_SOURCES)
+	$(UV) run --no-sync ruff format $(PY_SOURCES)
+
+clean:
+	rm -rf var .pytest_cache .mypy_cache .ruff_cache .coverage .coverage.* coverage.xml

@@ -1,0 +1,67 @@
+"""Account events: the envelope of API.md §6 and the outbox row that carries it.
+
+A service writes an `OutboxMixin` row in the same transaction as the change it describes; the relay
+(events issue) publishes pending rows with publisher confirms and marks them sent.
+"""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+from sqlalchemy import JSON, BigInteger, DateTime, Identity, Integer, String, Uuid
+from sqlalchemy.orm import Mapped, mapped_column
+
+EXCHANGE = "gatehouse.events"
+EventType = Literal[
+    "user.registered",
+    "user.updated",
+    "user.password_changed",
+    "user.deactivated",
+    "user.roles_changed",
+]
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+class Envelope(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    id: uuid.UUID = Field(default_factory=uuid.uuid4)
+    type: EventType
+    occurred_at: datetime = Field(default_factory=utcnow)
+    version: Literal[1] = 1
+    data: dict[str, Any]
+
+
+class OutboxMixin:
+    """Columns of an outbox table; a service declares `class OutboxEvent(OutboxMixin, Base)`."""
+
+    __tablename__ = "outbox"
+
+    # Ordered by this sequence, not by time: the relay publishes in commit-insert order.
+    seq: Mapped[int] = mapped_column(
+        BigInteger().with_variant(Integer(), "sqlite"), Identity(), primary_key=True
+    )
+    event_id: Mapped[uuid.UUID] = mapped_column(Uuid, unique=True, default=uuid.uuid4)
+    event_type: Mapped[str] = mapped_column(String(64))
+    payload: Mapped[dict[str, Any]] = mapped_column(JSON)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    sent_at: Mapped[datetime | None] = mapped_column(
+        DateTime(timezone=True), default=None, index=True
+    )
+    attempts: Mapped[int] = mapped_column(default=0)
+
+    @classmethod
+    def for_envelope(cls, envelope: Envelope) -> dict[str, Any]:
+        """Column values for a row carrying `envelope`."""
+        return {
+            "event_id": envelope.id,
+            "event_type": envelope.type,
+            "payload": envelope.model_dump(mode="json"),
+            "created_at": envelope.occurred_at,
+        }

@@ -1,0 +1,232 @@
+"""JWT verification against a JWKS, shared by the gateway and every service.
+
+`JwksCache` fetches the auth service's key set asynchronously, parses each key once per `kid`, and
+refetches when it meets an unknown `kid` (at most once per cooldown, one fetch at a time).
+`TokenVerifier` checks, in order: size, header (`alg` allow-list, `typ`, no `jku`/`x5u`/`jwk`/`x5c`,
+a sane `kid`), the signature with the cached key, then `iss`, `aud`, `exp`, `nbf`, `iat` with a
+small leeway. Anything wrong raises `InvalidToken`; nothing else escapes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import httpx
+import jwt
+from jwt.algorithms import RSAAlgorithm
+
+ALLOWED_ALGORITHMS = ("RS256",)
+ACCESS_TOKEN_TYPES = frozenset({"at+jwt", "application/at+jwt"})
+FORBIDDEN_HEADERS = frozenset({"jku", "x5u", "jwk", "x5c", "crit"})
+MAX_TOKEN_BYTES = 8192
+MAX_KID_LENGTH = 128
+REQUIRED_CLAIMS = ("iss", "sub", "aud", "exp", "iat", "nbf", "jti")
+
+JwksFetcher = Callable[[], Awaitable[Mapping[str, Any]]]
+
+
+class InvalidToken(Exception):
+    """The token must not be trusted; the message is safe to log, not to return."""
+
+
+class JwksUnavailable(InvalidToken):
+    """The key set could not be fetched and no cached key matches."""
+
+
+def http_jwks_fetcher(url: str, client: httpx.AsyncClient | None = None) -> JwksFetcher:
+    async def fetch() -> Mapping[str, Any]:
+        if client is not None:
+            response = await client.get(url, timeout=5.0)
+        else:
+            async with httpx.AsyncClient(timeout=5.0) as own:
+                response = await own.get(url)
+        response.raise_for_status()
+        body = response.json()
+        if not isinstance(body, dict):
+            raise JwksUnavailable("JWKS is not an object")
+        return body
+
+    return fetch
+
+
+def parse_jwks(document: Mapping[str, Any]) -> dict[str, Any]:
+    """kid → public key object, for the RSA signing keys of the allowed algorithms."""
+    keys: dict[str, Any] = {}
+    entries = document.get("keys")
+    if not isinstance(entries, list):
+        raise JwksUnavailable("JWKS has no key list")
+    for entry in entries:
+        if not isinstance(entry, dict):
+            continue
+        kid = entry.get("kid")
+        if not isinstance(kid, str) or entry.get("kty") != "RSA":
+            continue
+        if entry.get("use", "sig") != "sig" or entry.get("alg", "RS256") not in ALLOWED_ALGORITHMS:
+            continue
+        try:
+            keys[kid] = RSAAlgorithm.from_jwk(entry)
+        except (jwt.InvalidKeyError, ValueError, KeyError, TypeError):
+            continue
+    return keys
+
+
+class JwksCache:
+    def __init__(
+        self,
+        fetch: JwksFetcher,
+        *,
+        max_age: float = 300.0,
+        refetch_cooldown: float = 10.0,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._fetch = fetch
+        self._max_age = max_age
+        self._cooldown = refetch_cooldown
+        self._clock = clock
+        self._keys: dict[str, Any] = {}
+        self._fetched_at: float | None = None
+        self._lock = asyncio.Lock()
+        self.fetch_count = 0
+
+    def cached(self, kid: str) -> Any | None:
+        """The key for `kid` when it is cached and fresh: the hot path, no await."""
+        if self._fetched_at is None or self._clock() - self._fetched_at > self._max_age:
+            return None
+        return self._keys.get(kid)
+
+    async def key_for(self, kid: str) -> Any:
+        key = self.cached(kid)
+        if key is not None:
+            return key
+        async with self._lock:
+            key = self.cached(kid)
+            if key is not None:
+                return key
+            now = self._clock()
+            stale = self._fetched_at is None or now - self._fetched_at > self._max_age
+            cooled = self._fetched_at is None or now - self._fetched_at >= self._cooldown
+            if stale or cooled:
+                await self._refresh()
+            key = self._keys.get(kid)
+        if key is None:
+            raise InvalidToken("unknown kid")
+        return key
+
+    async def _refresh(self) -> None:
+        try:
+            document = await self._fetch()
+            keys = parse_jwks(document)
+        except (httpx.HTTPError, ValueError, JwksUnavailable) as exc:
+            if not self._keys:
+                raise JwksUnavailable(f"JWKS fetch failed: {type(exc).__name__}") from exc
+            # Keep serving the keys we had (auth down must not stop token checks); try again later.
+            self._fetched_at = self._clock()
+            return
+        self.fetch_count += 1
+        self._keys = keys
+        self._fetched_at = self._clock()
+
+
+@dataclass(frozen=True, slots=True)
+class AccessClaims:
+    subject: str
+    session_id: str | None
+    client_id: str | None
+    scopes: frozenset[str]
+    roles: tuple[str, ...]
+    token_id: str
+    issued_at: int
+    expires_at: int
+    raw: Mapping[str, Any] = field(repr=False)
+
+
+def _claims(payload: Mapping[str, Any]) -> AccessClaims:
+    scope = payload.get("scope", "")
+    roles = payload.get("roles", [])
+    sid = payload.get("sid")
+    client_id = payload.get("client_id")
+    if not isinstance(scope, str) or not isinstance(roles, list):
+        raise InvalidToken("malformed scope or roles")
+    if not all(isinstance(r, str) for r in roles) or not isinstance(payload["sub"], str):
+        raise InvalidToken("malformed roles or sub")
+    if sid is not None and not isinstance(sid, str):
+        raise InvalidToken("malformed sid")
+    if client_id is not None and not isinstance(client_id, str):
+        raise InvalidToken("malformed client_id")
+    if not isinstance(payload["jti"], str):
+        raise InvalidToken("malformed jti")
+    return AccessClaims(
+        subject=payload["sub"],
+        session_id=sid,
+        client_id=client_id,
+        scopes=frozenset(scope.split()),
+        roles=tuple(roles),
+        token_id=payload["jti"],
+        issued_at=int(payload["iat"]),
+        expires_at=int(payload["exp"]),
+        raw=payload,
+    )
+
+
+class TokenVerifier:
+    def __init__(
+        self,
+        jwks: JwksCache,
+        *,
+        issuer: str,
+        audience: str,
+        leeway: int = 30,
+        token_types: frozenset[str] = ACCESS_TOKEN_TYPES,
+    ) -> None:
+        self.jwks = jwks
+        self.issuer = issuer
+        self.audience = audience
+        self.leeway = leeway
+        self.token_types = token_types
+        self._jws = jwt.PyJWS(algorithms=list(ALLOWED_ALGORITHMS))
+        self._jwt = jwt.PyJWT()
+
+    def _header(self, token: str) -> str:
+        if len(token) > MAX_TOKEN_BYTES or token.count(".") != 2:
+            raise InvalidToken("malformed token")
+        try:
+            header = jwt.get_unverified_header(token)
+        except jwt.PyJWTError as exc:
+            raise InvalidToken("malformed header") from exc
+        if header.get("alg") not in ALLOWED_ALGORITHMS:
+            raise InvalidToken("algorithm not allowed")
+        typ = header.get("typ")
+        if not isinstance(typ, str) or typ.lower() not in self.token_types:
+            raise InvalidToken("wrong token type")
+        if FORBIDDEN_HEADERS.intersection(header):
+            raise InvalidToken("forbidden header parameter")
+        kid = header.get("kid")
+        if not isinstance(kid, str) or not kid or len(kid) > MAX_KID_LENGTH:
+            raise InvalidToken("bad kid")
+        return kid
+
+    def _decode(self, token: str, key: Any) -> AccessClaims:
+        try:
+            payload = jwt.decode(
+                token,
+                key,
+                algorithms=list(ALLOWED_ALGORITHMS),
+                audience=self.audience,
+                issuer=self.issuer,
+                leeway=self.leeway,
+                options={"require": list(REQUIRED_CLAIMS)},
+            )
+        except jwt.PyJWTError as exc:
+            raise InvalidToken(type(exc).__name__) from exc
+        except (ValueError, TypeError) as exc:
+            raise InvalidToken("malformed token") from exc
+        return _claims(payload)
+
+    async def verify(self, token: str) -> AccessClaims:
+        kid = self._header(token)
+        key = self.jwks.cached(kid) or await self.jwks.key_for(kid)
+        return self._decode(token, key)

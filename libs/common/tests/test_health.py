@@ -1,0 +1,55 @@
+from __future__ import annotations
+
+import asyncio
+
+import httpx
+import pytest
+from common.app import create_service_app
+from common.health import readiness
+from common.settings import ServiceSettings
+
+
+async def ok() -> None:
+    return None
+
+
+async def down() -> None:
+    raise ConnectionRefusedError
+
+
+async def test_ready_when_every_check_passes() -> None:
+    response = await readiness({"database": ok, "redis": ok}, draining=False)
+    assert response.status_code == 200
+
+
+async def test_not_ready_names_the_failed_dependency() -> None:
+    response = await readiness({"database": ok, "redis": down}, draining=False)
+    assert response.status_code == 503
+    assert b"redis" in response.body
+    assert response.media_type == "application/problem+json"
+
+
+async def test_hanging_check_times_out(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr("common.health.CHECK_TIMEOUT_SECONDS", 0.05)
+
+    async def hang() -> None:
+        await asyncio.sleep(10)
+
+    response = await readiness({"broker": hang}, draining=False)
+    assert response.status_code == 503
+
+
+async def test_draining_process_is_not_ready() -> None:
+    assert (await readiness({"database": ok}, draining=True)).status_code == 503
+
+
+async def test_service_app_serves_health_ready_and_metrics() -> None:
+    app = create_service_app("sample", ServiceSettings())
+    transport = httpx.ASGITransport(app=app)
+    async with httpx.AsyncClient(transport=transport, base_url="http://t") as client:
+        assert (await client.get("/health")).json() == {"status": "ok"}
+        assert (await client.get("/ready")).status_code == 200
+        metrics = await client.get("/metrics")
+        assert "gatehouse_http_requests_total" in metrics.text
+        app.state.draining = True
+        assert (await client.get("/ready")).status_code == 503

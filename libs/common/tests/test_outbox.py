@@ -1,0 +1,260 @@
+"""The outbox relay on real PostgreSQL (and SQLite), with a test-only outbox table."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import AsyncIterator, Callable
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+from common.db import Database, new_metadata
+from common.events import Envelope, OutboxMixin, utcnow
+from common.inprocess_broker import BrokerUnavailable, InProcessBroker
+from common.outbox import OutboxRelay, add_outbox_event
+from common.rabbitmq import RabbitBroker
+from common.testing import admin_url
+from prometheus_client import REGISTRY
+from sqlalchemy import delete, select, text, update
+from sqlalchemy.engine import make_url
+from sqlalchemy.ext.asyncio import create_async_engine
+from sqlalchemy.orm import DeclarativeBase
+
+AMQP_URL = "amqp://guest:guest@127.0.0.1:5672/"
+
+
+class RelayTestBase(DeclarativeBase):
+    metadata = new_metadata()
+
+
+class RelayOutbox(OutboxMixin, RelayTestBase):
+    """A test-only outbox table (the users service declares its own the same way)."""
+
+
+async def wait_until(condition: Callable[[], object], limit: float = 10.0) -> None:
+    """Wait for a condition that background tasks make true (bounded, not a speed test)."""
+    async with asyncio.timeout(limit):
+        while not condition():  # noqa: ASYNC110 - polling state owned by the relay/broker
+            await asyncio.sleep(0.01)
+
+
+@pytest.fixture(scope="module")
+async def outbox_database() -> AsyncIterator[Database]:
+    name = f"gatehouse_test_outbox_{uuid.uuid4().hex[:10]}"
+    admin = create_async_engine(admin_url(), isolation_level="AUTOCOMMIT")
+    async with admin.connect() as connection:
+        await connection.execute(text(f'CREATE DATABASE "{name}"'))
+    url = make_url(admin_url()).set(database=name).render_as_string(hide_password=False)
+    database = Database(url)
+    try:
+        async with database.engine.begin() as connection:
+            await connection.run_sync(RelayTestBase.metadata.create_all)
+        yield database
+    finally:
+        await database.dispose()
+        async with admin.connect() as connection:
+            await connection.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        await admin.dispose()
+
+
+@pytest.fixture
+async def db(outbox_database: Database) -> Database:
+    async with outbox_database.sessionmaker() as session, session.begin():
+        await session.execute(delete(RelayOutbox))
+    return outbox_database
+
+
+def registered() -> Envelope:
+    return Envelope(type="user.registered", data={"user_id": str(uuid.uuid4())})
+
+
+async def write_events(database: Database, envelopes: list[Envelope]) -> None:
+    async with database.sessionmaker() as session, session.begin():
+        for envelope in envelopes:
+            await add_outbox_event(session, RelayOutbox, envelope)
+
+
+async def unsent(database: Database) -> list[RelayOutbox]:
+    async with database.sessionmaker() as session:
+        statement = select(RelayOutbox).where(RelayOutbox.sent_at.is_(None))
+        return list((await session.scalars(statement)).all())
+
+
+def recording_broker(
+    received: list[uuid.UUID], queues: dict[str, tuple[str, ...]] | None = None
+) -> InProcessBroker:
+    return InProcessBroker(queues=queues or {"test.all": ("#",)}, concurrency=1)
+
+
+async def record_into(broker: InProcessBroker, received: list[uuid.UUID], queue: str) -> None:
+    async def record(envelope: Envelope) -> None:
+        received.append(envelope.id)
+
+    await broker.consume(queue, ["#"], record)
+
+
+async def test_pending_rows_are_published_in_order_and_marked_sent(db: Database) -> None:
+    received: list[uuid.UUID] = []
+    broker = recording_broker(received)
+    await record_into(broker, received, "test.all")
+    envelopes = [registered() for _ in range(50)]
+    await write_events(db, envelopes)
+    relay = OutboxRelay(db, RelayOutbox, broker, batch_size=20)
+
+    published = [await relay.publish_pending() for _ in range(4)]
+
+    assert published == [20, 20, 10, 0]
+    await wait_until(lambda: len(received) == 50)
+    await broker.close()
+    assert received == [envelope.id for envelope in envelopes]
+    assert await unsent(db) == []
+
+
+async def test_several_relays_never_publish_the_same_row_twice(db: Database) -> None:
+    prefix = f"test-{uuid.uuid4().hex[:10]}."
+    queue = "outbox-test"
+    broker = RabbitBroker(AMQP_URL, prefix=prefix, queues={queue: ("user.registered",)})
+    await broker.start()
+    received: list[uuid.UUID] = []
+
+    async def record(envelope: Envelope) -> None:
+        received.append(envelope.id)
+
+    await broker.consume(queue, ["user.registered"], record)
+    envelopes = [registered() for _ in range(600)]
+    await write_events(db, envelopes)
+    relays = [OutboxRelay(db, RelayOutbox, broker, batch_size=25) for _ in range(3)]
+
+    async def drain(relay: OutboxRelay) -> int:
+        total = 0
+        while published := await relay.publish_pending():
+            total += published
+        return total
+
+    try:
+        totals = await asyncio.gather(*(drain(relay) for relay in relays))
+        await wait_until(lambda: len(received) >= 600)
+        await asyncio.sleep(0.2)  # let any duplicate arrive before counting
+    finally:
+        await broker.delete_topology()
+        await broker.close()
+    assert sum(totals) == 600
+    assert sorted(map(str, received)) == sorted(str(envelope.id) for envelope in envelopes)
+    assert await unsent(db) == []
+
+
+async def test_rows_stay_pending_while_the_broker_is_down(db: Database) -> None:
+    down = RabbitBroker("amqp://guest:guest@127.0.0.1:1/", connect_timeout=0.1)
+    await down.start()
+    await write_events(db, [registered() for _ in range(3)])
+    with pytest.raises(BrokerUnavailable):
+        await OutboxRelay(db, RelayOutbox, down).publish_pending()
+    await down.close()
+    assert len(await unsent(db)) == 3
+
+    received: list[uuid.UUID] = []
+    up = recording_broker(received)
+    assert await OutboxRelay(db, RelayOutbox, up).publish_pending() == 3
+    assert await unsent(db) == []
+
+
+async def test_relay_loop_retries_until_the_broker_is_back(db: Database) -> None:
+    down = RabbitBroker("amqp://guest:guest@127.0.0.1:1/", connect_timeout=0.1)
+    await down.start()
+    relay = OutboxRelay(db, RelayOutbox, down, poll_interval=0.05, max_backoff=0.2)
+    await write_events(db, [registered()])
+    await relay.start()
+    await asyncio.sleep(0.5)
+    assert len(await unsent(db)) == 1
+    received: list[uuid.UUID] = []
+    relay.broker = recording_broker(received)
+    pending: list[RelayOutbox] = [RelayOutbox()]
+
+    async def refresh() -> None:
+        pending[:] = await unsent(db)
+
+    async with asyncio.timeout(10):
+        while pending:
+            await refresh()
+            await asyncio.sleep(0.05)
+    await relay.stop()
+    await down.close()
+
+
+async def test_notify_wakes_the_relay_without_waiting_for_the_poll(db: Database) -> None:
+    received: list[uuid.UUID] = []
+    broker = recording_broker(received)
+    await record_into(broker, received, "test.all")
+    relay = OutboxRelay(db, RelayOutbox, broker, poll_interval=60, listen_poll_interval=60)
+    await relay.start()
+    await wait_until(lambda: relay._listener is not None)
+    await asyncio.sleep(0.1)  # the relay is asleep, waiting for the next poll in a minute
+    event = registered()
+    await write_events(db, [event])
+    await wait_until(lambda: received == [event.id], limit=5)
+    await relay.stop()
+    await broker.close()
+
+
+async def test_prune_deletes_only_sent_rows_older_than_the_retention(db: Database) -> None:
+    old, recent, pending = registered(), registered(), registered()
+    await write_events(db, [old, recent, pending])
+    async with db.sessionmaker() as session, session.begin():
+        await session.execute(
+            update(RelayOutbox)
+            .where(RelayOutbox.event_id == old.id)
+            .values(sent_at=utcnow() - timedelta(days=8))
+        )
+        await session.execute(
+            update(RelayOutbox)
+            .where(RelayOutbox.event_id == recent.id)
+            .values(sent_at=utcnow() - timedelta(days=1))
+        )
+    relay = OutboxRelay(db, RelayOutbox, InProcessBroker(), retention=timedelta(days=7))
+
+    assert await relay.prune() == 1
+
+    async with db.sessionmaker() as session:
+        left = set((await session.scalars(select(RelayOutbox.event_id))).all())
+    assert left == {recent.id, pending.id}
+
+
+async def test_pending_gauge_counts_unsent_rows(db: Database) -> None:
+    await write_events(db, [registered() for _ in range(4)])
+    relay = OutboxRelay(db, RelayOutbox, InProcessBroker())
+    assert await relay.pending_count() == 4
+    assert REGISTRY.get_sample_value("gatehouse_outbox_pending") == 4
+
+
+async def test_unroutable_row_is_set_aside_and_the_others_flow(db: Database) -> None:
+    received: list[uuid.UUID] = []
+    broker = recording_broker(received, {"test.registered": ("user.registered",)})
+    stray = Envelope(type="user.updated", data={"user_id": str(uuid.uuid4()), "changed": []})
+    await write_events(db, [stray, registered(), registered()])
+    relay = OutboxRelay(db, RelayOutbox, broker)
+
+    assert await relay.publish_pending() == 2
+
+    [left] = await unsent(db)
+    assert left.event_id == stray.id
+    assert left.attempts == 1
+
+
+async def test_relay_works_on_sqlite(tmp_path: Path) -> None:
+    database = Database(f"sqlite+aiosqlite:///{tmp_path / 'outbox.db'}")
+    async with database.engine.begin() as connection:
+        await connection.run_sync(RelayTestBase.metadata.create_all)
+    received: list[uuid.UUID] = []
+    broker = recording_broker(received)
+    await record_into(broker, received, "test.all")
+    envelopes = [registered() for _ in range(5)]
+    await write_events(database, envelopes)
+
+    assert await OutboxRelay(database, RelayOutbox, broker).publish_pending() == 5
+
+    await wait_until(lambda: len(received) == 5)
+    await broker.close()
+    assert received == [envelope.id for envelope in envelopes]
+    assert await unsent(database) == []
+    await database.dispose()

@@ -1,0 +1,474 @@
+"""The JWT attack suite against `common.tokens.TokenVerifier`.
+
+Every forged, tampered or malformed token must raise `InvalidToken` — never verify, and never
+raise anything else (which would surface as a 500).
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import json
+import time
+import uuid
+from collections.abc import Mapping
+from typing import Any
+
+import jwt
+import pytest
+from common.testing import TokenFactory
+from common.tokens import MAX_KID_LENGTH, MAX_TOKEN_BYTES, InvalidToken, JwksCache, TokenVerifier
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import rsa
+
+from .conftest import AUDIENCE, ISSUER
+
+
+def b64url(raw: bytes) -> str:
+    return base64.urlsafe_b64encode(raw).rstrip(b"=").decode()
+
+
+def b64json(value: Any) -> str:
+    return b64url(json.dumps(value, separators=(",", ":")).encode())
+
+
+class Fetcher:
+    def __init__(self, factory: TokenFactory) -> None:
+        self.factory = factory
+        self.calls = 0
+
+    async def __call__(self) -> Mapping[str, Any]:
+        self.calls += 1
+        return self.factory.jwks()
+
+
+def make_verifier(factory: TokenFactory) -> tuple[TokenVerifier, Fetcher]:
+    fetcher = Fetcher(factory)
+    jwks = JwksCache(fetcher, max_age=300, refetch_cooldown=10)
+    return TokenVerifier(jwks, issuer=ISSUER, audience=AUDIENCE, leeway=30), fetcher
+
+
+@pytest.fixture
+def verifier(token_factory: TokenFactory) -> TokenVerifier:
+    return make_verifier(token_factory)[0]
+
+
+def good_claims(**overrides: Any) -> dict[str, Any]:
+    now = int(time.time())
+    claims: dict[str, Any] = {
+        "iss": ISSUER,
+        "sub": "user-1",
+        "aud": AUDIENCE,
+        "client_id": "gatehouse",
+        "iat": now,
+        "nbf": now,
+        "exp": now + 900,
+        "jti": uuid.uuid4().hex,
+        "sid": "session-1",
+        "scope": "",
+        "roles": ["user"],
+    }
+    claims.update(overrides)
+    return claims
+
+
+def good_header(factory: TokenFactory, **overrides: Any) -> dict[str, Any]:
+    return {"alg": "RS256", "typ": "at+jwt", "kid": factory.kid, **overrides}
+
+
+def sign_rs256(factory: TokenFactory, header: Mapping[str, Any], claims: Mapping[str, Any]) -> str:
+    """Sign exactly this header and payload with the factory's real key."""
+    from cryptography.hazmat.primitives import hashes
+    from cryptography.hazmat.primitives.asymmetric import padding
+
+    signing_input = f"{b64json(header)}.{b64json(claims)}".encode()
+    signature = factory.private_key.sign(signing_input, padding.PKCS1v15(), hashes.SHA256())
+    return f"{signing_input.decode()}.{b64url(signature)}"
+
+
+def sign_hs256(key: bytes, header: Mapping[str, Any], claims: Mapping[str, Any]) -> str:
+    signing_input = f"{b64json(header)}.{b64json(claims)}".encode()
+    signature = hmac.new(key, signing_input, hashlib.sha256).digest()
+    return f"{signing_input.decode()}.{b64url(signature)}"
+
+
+async def assert_refused(verifier: TokenVerifier, token: str) -> None:
+    with pytest.raises(InvalidToken):
+        await verifier.verify(token)
+
+
+async def test_the_baseline_token_verifies(
+    verifier: TokenVerifier, token_factory: TokenFactory
+) -> None:
+    token = sign_rs256(token_factory, good_header(token_factory), good_claims())
+    assert (await verifier.verify(token)).subject == "user-1"
+
+
+# --- alg=none and algorithm confusion --------------------------------------------------------
+
+
+@pytest.mark.parametrize("alg", ["none", "None", "NONE", "nOnE", "", None])
+@pytest.mark.parametrize("signature", ["", "AAAA"])
+async def test_alg_none_in_any_case_is_refused(
+    verifier: TokenVerifier, token_factory: TokenFactory, alg: str | None, signature: str
+) -> None:
+    header = good_header(token_factory, alg=alg)
+    token = f"{b64json(header)}.{b64json(good_claims())}.{signature}"
+    await assert_refused(verifier, token)
+
+
+def public_key_forms(factory: TokenFactory) -> dict[str, bytes]:
+    public = factory.private_key.public_key()
+    pem = public.public_bytes(
+        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+    )
+    pkcs1_pem = public.public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.PKCS1)
+    der = public.public_bytes(
+        serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
+    )
+    pkcs1_der = public.public_bytes(serialization.Encoding.DER, serialization.PublicFormat.PKCS1)
+    jwk = json.dumps(factory.jwks()["keys"][0]).encode()
+    return {
+        "pem": pem,
+        "pem-no-newline": pem.rstrip(b"\n"),
+        "pkcs1-pem": pkcs1_pem,
+        "der": der,
+        "pkcs1-der": pkcs1_der,
+        "jwk-json": jwk,
+    }
+
+
+@pytest.mark.parametrize(
+    "form", ["pem", "pem-no-newline", "pkcs1-pem", "der", "pkcs1-der", "jwk-json"]
+)
+@pytest.mark.parametrize("alg", ["HS256", "hs256", "HS384", "HS512"])
+async def test_hmac_keyed_with_the_rsa_public_key_is_refused(
+    verifier: TokenVerifier, token_factory: TokenFactory, form: str, alg: str
+) -> None:
+    key = public_key_forms(token_factory)[form]
+    token = sign_hs256(key, good_header(token_factory, alg=alg), good_claims())
+    await assert_refused(verifier, token)
+
+
+@pytest.mark.parametrize("alg", ["RS384", "RS512", "PS256", "ES256", "EdDSA", "rs256", "RS256 "])
+async def test_other_algorithms_are_refused(
+    verifier: TokenVerifier, token_factory: TokenFactory, alg: str
+) -> None:
+    # Signed with the real key so only the alg name is wrong.
+    token = sign_rs256(token_factory, good_header(token_factory, alg=alg), good_claims())
+    await assert_refused(verifier, token)
+
+
+@pytest.mark.parametrize("alg", [["RS256"], {"RS256": 1}, 256])
+async def test_non_string_alg_is_refused(
+    verifier: TokenVerifier, token_factory: TokenFactory, alg: Any
+) -> None:
+    token = sign_rs256(token_factory, good_header(token_factory, alg=alg), good_claims())
+    await assert_refused(verifier, token)
+
+
+# --- kid ------------------------------------------------------------------------------------
+
+
+async def test_unknown_kid_is_refused_and_refetches_are_bounded(
+    token_factory: TokenFactory,
+) -> None:
+    verifier, fetcher = make_verifier(token_factory)
+    for index in range(20):
+        token = sign_rs256(
+            token_factory, good_header(token_factory, kid=f"k{index}"), good_claims()
+        )
+        await assert_refused(verifier, token)
+    assert fetcher.calls == 1  # an unknown kid refetches at most once per cooldown
+
+
+@pytest.mark.parametrize(
+    "kid",
+    [
+        "../../../../etc/passwd",
+        "' OR '1'='1",
+        "test-key-1\x00",
+        "test-key-1 ",
+        "TEST-KEY-1",
+        "http://attacker.example/key.json",
+        "x" * (MAX_KID_LENGTH + 1),
+        "test-key-1" * 1000,
+        "",
+    ],
+)
+async def test_injected_or_oversized_kid_is_refused(
+    verifier: TokenVerifier, token_factory: TokenFactory, kid: str
+) -> None:
+    token = sign_rs256(token_factory, good_header(token_factory, kid=kid), good_claims())
+    await assert_refused(verifier, token)
+
+
+@pytest.mark.parametrize("kid", [None, 1, ["test-key-1"], {"kid": "test-key-1"}, True])
+async def test_non_string_kid_is_refused(
+    verifier: TokenVerifier, token_factory: TokenFactory, kid: Any
+) -> None:
+    token = sign_rs256(token_factory, good_header(token_factory, kid=kid), good_claims())
+    await assert_refused(verifier, token)
+
+
+async def test_missing_kid_is_refused(verifier: TokenVerifier, token_factory: TokenFactory) -> None:
+    header = good_header(token_factory)
+    del header["kid"]
+    await assert_refused(verifier, sign_rs256(token_factory, header, good_claims()))
+
+
+async def test_real_kid_with_another_key_is_refused(
+    verifier: TokenVerifier, token_factory: TokenFactory
+) -> None:
+    impostor = TokenFactory(ISSUER, AUDIENCE, kid=token_factory.kid)
+    await assert_refused(verifier, impostor.access_token("user-1"))
+
+
+# --- key-carrying and critical headers -------------------------------------------------------
+
+
+def attacker_jwk() -> dict[str, Any]:
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    jwk: dict[str, Any] = json.loads(jwt.algorithms.RSAAlgorithm.to_jwk(key.public_key()))
+    return jwk
+
+
+@pytest.mark.parametrize(
+    "extra",
+    [
+        {"jku": "https://attacker.example/jwks.json"},
+        {"x5u": "https://attacker.example/cert.pem"},
+        {"jwk": "ATTACKER_JWK"},
+        {"x5c": ["MIIBIjANBgkqhkiG9w0BAQEFAAOCAQ8AMIIBCgKCAQEA"]},
+        {"crit": ["exp"]},
+        {"crit": ["b64"], "b64": False},
+        {"JKU": "https://attacker.example/jwks.json", "jku": "https://attacker.example/"},
+    ],
+)
+async def test_key_carrying_headers_are_refused(
+    verifier: TokenVerifier, token_factory: TokenFactory, extra: dict[str, Any]
+) -> None:
+    if extra.get("jwk") == "ATTACKER_JWK":
+        extra = {"jwk": attacker_jwk()}
+    # Even correctly signed by the real key: these headers are never acceptable.
+    token = sign_rs256(token_factory, good_header(token_factory, **extra), good_claims())
+    await assert_refused(verifier, token)
+
+
+async def test_token_signed_by_an_embedded_jwk_is_refused(
+    verifier: TokenVerifier, token_factory: TokenFactory
+) -> None:
+    attacker = TokenFactory(ISSUER, AUDIENCE, kid=token_factory.kid)
+    jwk = attacker.jwks()["keys"][0]
+    token = attacker.access_token("admin", headers={"jwk": jwk})
+    await assert_refused(verifier, token)
+
+
+# --- claims ----------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("claim", ["iss", "sub", "aud", "exp", "iat", "nbf", "jti"])
+async def test_missing_required_claim_is_refused(
+    verifier: TokenVerifier, token_factory: TokenFactory, claim: str
+) -> None:
+    claims = good_claims()
+    del claims[claim]
+    await assert_refused(verifier, sign_rs256(token_factory, good_header(token_factory), claims))
+
+
+@pytest.mark.parametrize(
+    "claims",
+    [
+        {"sub": 12345},
+        {"sub": None},
+        {"jti": 7},
+        {"sid": ["s1"]},
+        {"client_id": {"id": "x"}},
+        {"scope": ["users:read"]},
+        {"roles": "admin"},
+        {"roles": [1, 2]},
+        pytest.param(
+            {"exp": "9999999999"},
+            marks=pytest.mark.xfail(
+                reason="PyJWT accepts a numeric string as NumericDate (int('...')); RFC 7519 "
+                "requires a JSON number. Reported to the lead (common/tokens.py).",
+                strict=True,
+            ),
+        ),
+        {"iat": "now"},
+        {"nbf": None},
+        {"aud": None},
+        {"iss": None},
+    ],
+)
+async def test_malformed_claims_are_refused(
+    verifier: TokenVerifier, token_factory: TokenFactory, claims: dict[str, Any]
+) -> None:
+    token = sign_rs256(token_factory, good_header(token_factory), good_claims(**claims))
+    await assert_refused(verifier, token)
+
+
+@pytest.mark.parametrize("typ", ["JWT", "jwt", "at+jws", "refresh+jwt", "", None, 1, ["at+jwt"]])
+async def test_wrong_typ_is_refused(
+    verifier: TokenVerifier, token_factory: TokenFactory, typ: Any
+) -> None:
+    token = sign_rs256(token_factory, good_header(token_factory, typ=typ), good_claims())
+    await assert_refused(verifier, token)
+
+
+async def test_missing_typ_is_refused(verifier: TokenVerifier, token_factory: TokenFactory) -> None:
+    header = good_header(token_factory)
+    del header["typ"]
+    await assert_refused(verifier, sign_rs256(token_factory, header, good_claims()))
+
+
+@pytest.mark.parametrize(
+    "iss", ["http://attacker.example", ISSUER + "/", ISSUER.upper(), "", ["http://gatehouse.test"]]
+)
+async def test_wrong_issuer_is_refused(
+    verifier: TokenVerifier, token_factory: TokenFactory, iss: Any
+) -> None:
+    token = sign_rs256(token_factory, good_header(token_factory), good_claims(iss=iss))
+    await assert_refused(verifier, token)
+
+
+@pytest.mark.parametrize("aud", ["users", "gatehouse", AUDIENCE + " ", ["users", "auth"], [], ""])
+async def test_wrong_audience_is_refused(
+    verifier: TokenVerifier, token_factory: TokenFactory, aud: Any
+) -> None:
+    token = sign_rs256(token_factory, good_header(token_factory), good_claims(aud=aud))
+    await assert_refused(verifier, token)
+
+
+async def test_expired_token_is_refused(
+    verifier: TokenVerifier, token_factory: TokenFactory
+) -> None:
+    now = int(time.time())
+    claims = good_claims(iat=now - 3600, nbf=now - 3600, exp=now - 31)  # past the 30 s leeway
+    await assert_refused(verifier, sign_rs256(token_factory, good_header(token_factory), claims))
+
+
+@pytest.mark.xfail(
+    reason="TokenVerifier does not bound exp - iat by the 30-minute maximum of API.md §2 "
+    "(defence in depth only: the token must still carry auth's signature). Reported to the lead.",
+    strict=True,
+)
+@pytest.mark.parametrize("exp", [10**12, 1.5e300])
+async def test_lifetime_beyond_the_maximum_is_refused(
+    verifier: TokenVerifier, token_factory: TokenFactory, exp: float
+) -> None:
+    token = sign_rs256(token_factory, good_header(token_factory), good_claims(exp=exp))
+    await assert_refused(verifier, token)
+
+
+async def test_token_not_yet_valid_is_refused(
+    verifier: TokenVerifier, token_factory: TokenFactory
+) -> None:
+    now = int(time.time())
+    claims = good_claims(nbf=now + 120, exp=now + 1000)
+    await assert_refused(verifier, sign_rs256(token_factory, good_header(token_factory), claims))
+
+
+async def test_token_issued_in_the_future_is_refused(
+    verifier: TokenVerifier, token_factory: TokenFactory
+) -> None:
+    now = int(time.time())
+    claims = good_claims(iat=now + 3600, nbf=now, exp=now + 7200)
+    await assert_refused(verifier, sign_rs256(token_factory, good_header(token_factory), claims))
+
+
+# --- wrong kinds of token, tampering, and shapes ------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "token",
+    [
+        "6nU3qkFh3T9jJ0b8f8kP2oQZl0pZr2t2n7hYv3mXc1w",  # an opaque refresh token
+        "a" * 43,
+    ],
+)
+async def test_refresh_token_presented_as_bearer_is_refused(
+    verifier: TokenVerifier, token: str
+) -> None:
+    await assert_refused(verifier, token)
+
+
+async def test_tampered_payload_is_refused(
+    verifier: TokenVerifier, token_factory: TokenFactory
+) -> None:
+    token = token_factory.access_token("user-1", scope="")
+    header, _payload, signature = token.split(".")
+    forged = b64json(good_claims(scope="users:read users:manage", roles=["admin"]))
+    await assert_refused(verifier, f"{header}.{forged}.{signature}")
+
+
+async def test_tampered_header_is_refused(
+    verifier: TokenVerifier, token_factory: TokenFactory
+) -> None:
+    token = token_factory.access_token("user-1")
+    _header, payload, signature = token.split(".")
+    header = b64json({"alg": "RS256", "typ": "at+jwt", "kid": token_factory.kid, "x": 1})
+    await assert_refused(verifier, f"{header}.{payload}.{signature}")
+
+
+async def test_flipped_signature_bit_is_refused(
+    verifier: TokenVerifier, token_factory: TokenFactory
+) -> None:
+    token = token_factory.access_token("user-1")
+    header, payload, signature = token.split(".")
+    raw = bytearray(base64.urlsafe_b64decode(signature + "=="))
+    raw[-1] ^= 1
+    await assert_refused(verifier, f"{header}.{payload}.{b64url(bytes(raw))}")
+
+
+async def test_signature_stripped_is_refused(
+    verifier: TokenVerifier, token_factory: TokenFactory
+) -> None:
+    header, payload, _signature = token_factory.access_token("user-1").split(".")
+    await assert_refused(verifier, f"{header}.{payload}.")
+
+
+@pytest.mark.parametrize(
+    "token",
+    [
+        "",
+        ".",
+        "..",
+        "...",
+        "a.b",
+        "a.b.c",
+        "a.b.c.d.e",  # JWE compact shape
+        "!!!.@@@.###",
+        "eyJ.eyJ.eyJ",
+        b64json([1, 2]) + "." + b64json({}) + ".sig",
+        b64json("a string") + "." + b64json({}) + ".sig",
+        b64json({"alg": "RS256", "typ": "at+jwt", "kid": "test-key-1"})
+        + "."
+        + b64json([])
+        + ".c2ln",
+        b64json({"alg": "RS256", "typ": "at+jwt", "kid": "test-key-1"}) + ".bm90IGpzb24.c2ln",
+        "é.é.é",
+        "\x00.\x00.\x00",
+        " " + "a.b.c",
+    ],
+)
+async def test_malformed_shapes_are_refused(verifier: TokenVerifier, token: str) -> None:
+    await assert_refused(verifier, token)
+
+
+async def test_oversized_token_is_refused_before_parsing(
+    verifier: TokenVerifier, token_factory: TokenFactory
+) -> None:
+    token = token_factory.access_token("user-1", padding="x" * MAX_TOKEN_BYTES)
+    await assert_refused(verifier, token)
+
+
+async def test_json_serialized_jws_is_refused(
+    verifier: TokenVerifier, token_factory: TokenFactory
+) -> None:
+    header, payload, signature = token_factory.access_token("user-1").split(".")
+    general = json.dumps(
+        {"payload": payload, "signatures": [{"protected": header, "signature": signature}]}
+    )
+    await assert_refused(verifier, general)

@@ -1,0 +1,16 @@
+#!/usr/bin/env bash
+# Debian packages the tests and benchmarks use: chromium (the Swagger UI browser test),
+# wrk and nginx-light (make bench). Installed only when missing and apt is usable.
+set -uo pipefail
+missing=()
+command -v chromium >/dev/null 2>&1 || missing+=(chromium)
+command -v wrk >/dev/null 2>&1 || missing+=(wrk)
+command -v nginx >/dev/null 2>&1 || missing+=(nginx-light)
+[ ${#missing[@]} -eq 0 ] && exit 0
+if [ "$(id -u)" -ne 0 ] || ! command -v apt-get >/dev/null 2>&1; then
+  echo "missing system packages (install them yourself): ${missing[*]}" >&2
+  exit 0
+fi
+echo "installing ${missing[*]}"
+export DEBIAN_FRONTEND=noninteractive
+apt-get update -qq >/dev/null && apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
