@@ -1,0 +1,12 @@
+from auth.clients.models import ServiceClient
+from auth.keys.models import SigningKey
+from auth.models import Base
+from auth.sessions.models import LoginSession, RefreshToken
+from common.migrations import run_env
+
+# every table registered before migrating
+assert all(
+    model.metadata is Base.metadata
+    for model in (ServiceClient, SigningKey, LoginSession, RefreshToken)
+)
+run_env(Base.metadata)

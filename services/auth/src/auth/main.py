@@ -1,0 +1,141 @@
+"""The auth service: signing keys, sessions and refresh families, service clients."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+import httpx
+from common.app import create_service_app
+from common.broker import Broker
+from common.db import Database
+from common.embedded import Embedded
+from common.rabbitmq import make_broker
+from common.redis import make_redis
+from common.tokens import TokenVerifier
+from fastapi import FastAPI
+
+from auth.clients.service import BUILT_IN_CLIENTS, seed_clients_once
+from auth.clock import Clock, system_clock
+from auth.events.handler import consume_user_events, user_event_handler
+from auth.keys.maintenance import maintain_keys
+from auth.keys.router import router as jwks_router
+from auth.keys.service import KeyRing, KeyRingJwks, ensure_active_key
+from auth.oauth.discovery import router as discovery_router
+from auth.oauth.errors import OAuthError, oauth_error_handler
+from auth.oauth.inspection import TokenInspector
+from auth.oauth.introspection import router as introspection_router
+from auth.oauth.router import router as oauth_router
+from auth.sessions.router import router as sessions_router
+from auth.settings import AuthSettings
+from auth.signing import AccessTokenSigner
+from auth.upstream.users import USERS_AUDIENCE, UsersClient
+
+logger = logging.getLogger("gatehouse.auth")
+
+SERVICE_NAME = "auth"
+USERS_TIMEOUT = httpx.Timeout(5.0, connect=2.0)
+
+
+def event_broker(
+    settings: AuthSettings, embedded: Embedded | None, broker: Broker | None
+) -> Broker | None:
+    """The broker to consume account events from: given, the embedded run's, or AMQP_URL's."""
+    if broker is not None:
+        return broker
+    shared = embedded.broker if embedded is not None else None
+    if shared is not None or settings.amqp_url:
+        return make_broker(settings.amqp_url, shared)
+    logger.warning("no broker: account events are not consumed")
+    return None
+
+
+def token_audiences(settings: AuthSettings) -> set[str]:
+    audiences = {settings.audience, SERVICE_NAME, USERS_AUDIENCE}
+    for client in BUILT_IN_CLIENTS:
+        audiences |= client.audiences
+    return audiences
+
+
+def create_app(
+    settings: AuthSettings | None = None,
+    *,
+    embedded: Embedded | None = None,
+    users_transport: httpx.AsyncBaseTransport | None = None,
+    clock: Clock | None = None,
+    broker: Broker | None = None,
+) -> FastAPI:
+    settings = settings or AuthSettings()
+    now = clock or system_clock
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        database = Database(settings.auth_database_url)
+        redis = make_redis(settings.redis_url, embedded.redis if embedded else None)
+        http = httpx.AsyncClient(
+            base_url=settings.users_url, transport=users_transport, timeout=USERS_TIMEOUT
+        )
+        events = event_broker(settings, embedded, broker)
+        maintenance: asyncio.Task[None] | None = None
+        try:
+            await ensure_active_key(database, settings, now)
+            ring = KeyRing(settings, now)
+            await ring.reload_from(database)
+            async with database.sessionmaker() as session:
+                await seed_clients_once(session, settings, now)
+            signer = AccessTokenSigner(ring, settings, now)
+            jwks = KeyRingJwks(ring)
+            state = app.state
+            state.clock = now
+            state.db = database
+            state.redis = redis
+            state.key_ring = ring
+            state.signer = signer
+            state.users = UsersClient(http, signer, now)
+            state.token_inspector = TokenInspector(ring, settings, token_audiences(settings))
+            leeway = settings.token_leeway_seconds
+            state.token_verifier = TokenVerifier(
+                jwks, issuer=settings.issuer, audience=settings.audience, leeway=leeway
+            )
+            state.internal_token_verifier = TokenVerifier(
+                jwks, issuer=settings.issuer, audience=SERVICE_NAME, leeway=leeway
+            )
+            state.readiness_checks = {"database": database.ping, "redis": redis.ping}
+            if events is not None:
+                await events.start()
+                handler = user_event_handler(database, redis, settings, now)
+                await consume_user_events(events, handler)
+                state.readiness_checks["broker"] = events.ping
+            maintenance = asyncio.create_task(
+                maintain_keys(database, ring, settings, now), name="auth key maintenance"
+            )
+            yield
+        finally:
+            if maintenance is not None:
+                maintenance.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await maintenance
+            if events is not None:
+                await events.close()
+            await http.aclose()
+            await redis.aclose()
+            await database.dispose()
+
+    app = create_service_app(
+        SERVICE_NAME,
+        settings,
+        lifespan=lifespan,
+        routers=[
+            sessions_router,
+            oauth_router,
+            introspection_router,
+            jwks_router,
+            discovery_router,
+        ],
+        description="Signing keys, sessions, refresh tokens and service clients.",
+    )
+    app.add_exception_handler(OAuthError, oauth_error_handler)
+    return app

@@ -1,0 +1,114 @@
+"""RFC 6749 token endpoint and RFC 7009 revocation, with RFC 6749 §5.2 error bodies."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter, Request
+from starlette.responses import JSONResponse
+
+from auth.clients.service import ClientPolicy, authenticate_client
+from auth.db import SessionDep
+from auth.oauth.errors import NO_STORE, OAuthError, invalid_client, invalid_request
+from auth.oauth.forms import OAuthForm, presented_client, read_form, unsupported
+from auth.oauth.inspection import TokenInspector
+from auth.sessions.dependencies import SessionServiceDep
+from auth.sessions.exceptions import RefreshRefused
+from auth.signing import AccessTokenSigner
+
+router = APIRouter(prefix="/api/v1/auth", tags=["oauth"])
+
+OAUTH_ERRORS: dict[int | str, dict[str, Any]] = {
+    400: {"description": "RFC 6749 §5.2 error: `{error, error_description}`"},
+    401: {"description": "invalid_client"},
+}
+
+
+async def _authenticated_client(
+    request: Request, form: OAuthForm, session: SessionDep
+) -> ClientPolicy | None:
+    presented = presented_client(request, form)
+    if presented is None:
+        return None
+    policy = await authenticate_client(session, presented.client_id, presented.secret)
+    if policy is None:
+        raise invalid_client()
+    return policy
+
+
+def _client_credentials_grant(
+    form: OAuthForm, client: ClientPolicy | None, signer: AccessTokenSigner
+) -> dict[str, Any]:
+    if client is None:
+        raise invalid_client("client_credentials needs client authentication.")
+    audience, resource = form.get("audience"), form.get("resource")
+    if audience and resource and audience != resource:
+        raise OAuthError("invalid_target", "audience and resource name different services.")
+    target = audience or resource
+    if target is None:
+        if len(client.audiences) != 1:
+            raise invalid_request("The 'audience' parameter is required.")
+        target = next(iter(client.audiences))
+    if target not in client.audiences:
+        raise OAuthError("invalid_target", "The client may not request tokens for this audience.")
+    requested = frozenset((form.get("scope") or "").split())
+    scopes = requested or client.scopes  # RFC 6749 §3.3: no scope asked, the client's default
+    if not scopes or not scopes <= client.scopes:
+        raise OAuthError("invalid_scope", "The requested scope is not allowed for this client.")
+    signed = signer.service_token(client.client_id, target, scopes)
+    return {
+        "access_token": signed.token,
+        "token_type": "bearer",
+        "expires_in": signed.expires_in,
+        "scope": " ".join(sorted(scopes)),
+    }
+
+
+@router.post("/token", responses=OAUTH_ERRORS)
+async def token(request: Request, session: SessionDep, sessions: SessionServiceDep) -> JSONResponse:
+    """OAuth 2.0 token endpoint (form-encoded). `grant_type=refresh_token` rotates a refresh
+    token (first-party clients, no client authentication); `grant_type=client_credentials` issues
+    a service token to a service client (HTTP Basic, or `client_id`/`client_secret` fields) for
+    the service named by `audience` (or `resource`)."""
+    form = await read_form(request)
+    grant_type = form.require("grant_type")
+    client = await _authenticated_client(request, form, session)
+    if grant_type == "client_credentials":
+        body = _client_credentials_grant(form, client, request.app.state.signer)
+        return JSONResponse(body, headers=NO_STORE)
+    if grant_type == "refresh_token":
+        if client is not None:
+            raise OAuthError(
+                "unauthorized_client", "Service clients may only use client_credentials."
+            )
+        refresh_token = form.require("refresh_token")
+        try:
+            pair = await sessions.refresh(refresh_token)
+        except RefreshRefused as exc:
+            raise OAuthError(exc.oauth_error, exc.detail or "", keep_changes=True) from exc
+        return JSONResponse(pair.model_dump(), headers=NO_STORE)
+    raise unsupported("Supported grant types: refresh_token, client_credentials.")
+
+
+@router.post("/revoke", responses=OAUTH_ERRORS)
+async def revoke(
+    request: Request, session: SessionDep, sessions: SessionServiceDep
+) -> JSONResponse:
+    """RFC 7009 revocation (form `token`, optional `token_type_hint`). A refresh token or an
+    access token ends the session it belongs to. Unknown, expired or already revoked tokens get
+    the same 200: the answer says nothing about the token."""
+    form = await read_form(request)
+    await _authenticated_client(request, form, session)
+    value = form.require("token")
+    inspector: TokenInspector = request.app.state.token_inspector
+    revoked = False
+    if form.get("token_type_hint") != "access_token":
+        revoked = await sessions.revoke_refresh_token(value)
+    if not revoked:
+        claims = await inspector.verify_access_token(value)
+        if claims is not None and claims.session_id is not None:
+            await sessions.revoke_sessions([claims.session_id], "revoked", user_id=claims.subject)
+            revoked = True
+    if not revoked and form.get("token_type_hint") == "access_token":
+        await sessions.revoke_refresh_token(value)
+    return JSONResponse({}, headers=NO_STORE)

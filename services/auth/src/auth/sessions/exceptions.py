@@ -1,0 +1,28 @@
+"""Why a refresh is refused. Each is a 401 whose side effects (a revoked session) are kept."""
+
+from __future__ import annotations
+
+from common.errors import Unauthorized
+
+
+class RefreshRefused(Unauthorized):
+    """The refresh token cannot be used; any revocation it caused is committed (auth.db)."""
+
+    keep_changes = True
+    # RFC 6749 §5.2 code for the token endpoint.
+    oauth_error = "invalid_grant"
+
+    def __init__(self, detail: str = "The refresh token is invalid, expired or revoked.") -> None:
+        super().__init__(detail)
+
+
+class RefreshTokenReused(RefreshRefused):
+    """A rotated or revoked refresh token came back: its whole session is now revoked."""
+
+
+class SessionExpired(RefreshRefused):
+    pass
+
+
+class AccountUnavailable(RefreshRefused):
+    """The account is deactivated or gone: the session is revoked."""

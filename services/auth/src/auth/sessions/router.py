@@ -1,0 +1,58 @@
+"""First-party session endpoints: login, refresh, logout."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from common.security import CurrentPrincipal
+from fastapi import APIRouter, Body, Depends, Response, status
+from fastapi.security import OAuth2PasswordRequestForm
+
+from auth.sessions.dependencies import SessionServiceDep
+from auth.sessions.schemas import LogoutRequest, RefreshRequest, TokenPair
+
+router = APIRouter(prefix="/api/v1/auth", tags=["auth"])
+
+NO_STORE = {"Cache-Control": "no-store", "Pragma": "no-cache"}
+UNAUTHORIZED: dict[int | str, dict[str, Any]] = {
+    401: {"description": "Bad credentials or token (problem+json)"}
+}
+
+
+@router.post("/login", responses={**UNAUTHORIZED, 503: {"description": "users unavailable"}})
+async def login(
+    form: Annotated[OAuth2PasswordRequestForm, Depends()],
+    sessions: SessionServiceDep,
+    response: Response,
+) -> TokenPair:
+    """Log in with a username **or** email and a password; starts a session and returns an
+    access token (15 minutes) and a refresh token (rotated at every use)."""
+    response.headers.update(NO_STORE)
+    return await sessions.login(form.username, form.password)
+
+
+@router.post("/refresh", responses=UNAUTHORIZED)
+async def refresh(
+    body: RefreshRequest, sessions: SessionServiceDep, response: Response
+) -> TokenPair:
+    """Exchange a refresh token for a new pair. Each refresh token works once: presenting one
+    that was already used or revoked ends its whole session."""
+    response.headers.update(NO_STORE)
+    return await sessions.refresh(body.refresh_token)
+
+
+@router.post("/logout", status_code=status.HTTP_204_NO_CONTENT, responses=UNAUTHORIZED)
+async def logout(
+    principal: CurrentPrincipal,
+    sessions: SessionServiceDep,
+    body: Annotated[LogoutRequest | None, Body()] = None,
+) -> Response:
+    """End the caller's session: its refresh tokens stop working and its access tokens are
+    refused from the next request on. A refresh token in the body (of the same user) ends its
+    session too."""
+    user_id = str(principal.user_id)
+    if principal.session_id is not None:
+        await sessions.revoke_sessions([principal.session_id], "logout", user_id=user_id)
+    if body is not None and body.refresh_token is not None:
+        await sessions.revoke_refresh_token(body.refresh_token, user_id=user_id)
+    return Response(status_code=status.HTTP_204_NO_CONTENT)

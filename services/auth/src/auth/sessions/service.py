@@ -1,0 +1,219 @@
+"""The session rules: login, refresh rotation with reuse detection, expiry, revocation."""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from common.errors import Unauthorized
+from common.revocation import mark_session_revoked, mark_user_tokens_before
+from redis.asyncio import Redis
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from auth.audit import audit
+from auth.clock import Clock, as_utc, epoch
+from auth.sessions import repository
+from auth.sessions.exceptions import (
+    AccountUnavailable,
+    RefreshRefused,
+    RefreshTokenReused,
+    SessionExpired,
+)
+from auth.sessions.models import LoginSession
+from auth.sessions.schemas import MAX_REFRESH_TOKEN_LENGTH, TokenPair
+from auth.sessions.tokens import hash_refresh_token, new_refresh_token
+from auth.settings import AuthSettings
+from auth.signing import FIRST_PARTY_CLIENT_ID, AccessTokenSigner
+from auth.upstream.users import UnknownUser, UsersClient
+
+logger = logging.getLogger("gatehouse.auth.sessions")
+
+
+@dataclass
+class SessionRevoker:
+    """Ending sessions: in the database, and in Redis where the gateway looks."""
+
+    session: AsyncSession
+    redis: Redis
+    settings: AuthSettings
+    clock: Clock
+    client_ip: str | None = None
+
+    async def revoke_sessions(
+        self, session_ids: Sequence[str], reason: str, *, user_id: str | None = None
+    ) -> list[str]:
+        """Revoke in the database and write the Redis markers the gateway checks."""
+        revoked = await repository.revoke_sessions(self.session, session_ids, self.clock(), reason)
+        for session_id in session_ids:
+            await mark_session_revoked(
+                self.redis, session_id, self.settings.max_access_token_lifetime
+            )
+        for session_id in revoked:
+            audit(
+                "session.revoked",
+                user_id=user_id,
+                session_id=session_id,
+                client_ip=self.client_ip,
+                reason=reason,
+            )
+        return revoked
+
+    async def revoke_refresh_token(self, refresh_token: str, *, user_id: str | None = None) -> bool:
+        """Revoke the session a refresh token belongs to (optionally only if it is `user_id`'s).
+        False when the token is unknown."""
+        if len(refresh_token) > MAX_REFRESH_TOKEN_LENGTH:
+            return False
+        known = await repository.find_refresh_token(self.session, hash_refresh_token(refresh_token))
+        if known is None:
+            return False
+        login_session = await repository.get_login_session(self.session, known.session_id)
+        if login_session is None or (user_id is not None and login_session.user_id != user_id):
+            return False
+        await self.revoke_sessions([login_session.id], "revoked", user_id=login_session.user_id)
+        return True
+
+    async def end_user_sessions(self, user_id: str, reason: str, changed_at: datetime) -> list[str]:
+        """Every session of the user opened before `changed_at` ends; access tokens issued
+        before it are refused through the per-user marker."""
+        session_ids = await repository.live_session_ids_of_user(self.session, user_id, changed_at)
+        revoked = await self.revoke_sessions(session_ids, reason, user_id=user_id)
+        not_before = epoch(changed_at) + 1
+        await mark_user_tokens_before(
+            self.redis, user_id, not_before, self.settings.max_access_token_lifetime
+        )
+        return revoked
+
+
+@dataclass
+class SessionService:
+    session: AsyncSession
+    redis: Redis
+    signer: AccessTokenSigner
+    users: UsersClient
+    settings: AuthSettings
+    clock: Clock
+    client_ip: str | None = None
+
+    @property
+    def revoker(self) -> SessionRevoker:
+        return SessionRevoker(self.session, self.redis, self.settings, self.clock, self.client_ip)
+
+    async def login(self, login: str, password: str) -> TokenPair:
+        try:
+            user = await self.users.verify_credentials(login, password)
+        except Unauthorized:
+            audit(
+                "login.failed", client_ip=self.client_ip, login=login[:100], level=logging.WARNING
+            )
+            raise
+        if not user.is_active:
+            audit("login.failed", user_id=user.user_id, client_ip=self.client_ip, reason="inactive")
+            raise Unauthorized("Incorrect username or password.")
+        now = self.clock()
+        login_session = LoginSession(
+            id=str(uuid.uuid4()),
+            user_id=user.user_id,
+            client_id=FIRST_PARTY_CLIENT_ID,
+            created_at=now,
+            expires_at=now + timedelta(seconds=self.settings.refresh_token_ttl),
+            last_used_at=now,
+            client_ip=self.client_ip,
+        )
+        await repository.add_session(self.session, login_session)
+        pair = await self._issue(login_session, user.roles, user.permissions, now)
+        audit(
+            "login.succeeded",
+            user_id=user.user_id,
+            session_id=login_session.id,
+            client_ip=self.client_ip,
+        )
+        return pair
+
+    async def refresh(self, refresh_token: str) -> TokenPair:
+        now = self.clock()
+        if len(refresh_token) > MAX_REFRESH_TOKEN_LENGTH:
+            raise RefreshRefused()
+        token_hash = hash_refresh_token(refresh_token)
+        claimed = await repository.claim_refresh_token(self.session, token_hash, now)
+        if claimed is None:
+            await self._refuse_unclaimable(token_hash)
+            raise RefreshRefused()
+        login_session = await repository.get_login_session(self.session, claimed.session_id)
+        if login_session is None or login_session.revoked_at is not None:
+            raise RefreshRefused()
+        if now >= as_utc(claimed.idle_expires_at) or now >= as_utc(login_session.expires_at):
+            await self.revoke_sessions([login_session.id], "expired", user_id=login_session.user_id)
+            raise SessionExpired("The session has expired; log in again.")
+        try:
+            account = await self.users.authorization(login_session.user_id)
+        except UnknownUser:
+            account = None
+        if account is None or not account.is_active:
+            await self.revoke_sessions(
+                [login_session.id], "account_inactive", user_id=login_session.user_id
+            )
+            raise AccountUnavailable("The account is not active.")
+        await repository.touch_session(self.session, login_session.id, now)
+        pair = await self._issue(login_session, account.roles, account.permissions, now)
+        audit(
+            "refresh.succeeded",
+            user_id=login_session.user_id,
+            session_id=login_session.id,
+            client_ip=self.client_ip,
+        )
+        return pair
+
+    async def _refuse_unclaimable(self, token_hash: str) -> None:
+        """A known token that was already used or revoked: revoke its whole session."""
+        known = await repository.find_refresh_token(self.session, token_hash)
+        if known is None:
+            audit("refresh.unknown_token", client_ip=self.client_ip, level=logging.WARNING)
+            return
+        login_session = await repository.get_login_session(self.session, known.session_id)
+        user_id = login_session.user_id if login_session else None
+        revoked = await self.revoke_sessions([known.session_id], "refresh_reused", user_id=user_id)
+        if revoked:
+            audit(
+                "refresh.reuse_detected",
+                user_id=user_id,
+                session_id=known.session_id,
+                client_ip=self.client_ip,
+                level=logging.WARNING,
+            )
+        raise RefreshTokenReused()
+
+    async def _issue(
+        self,
+        login_session: LoginSession,
+        roles: Sequence[str],
+        permissions: Sequence[str],
+        now: datetime,
+    ) -> TokenPair:
+        access = self.signer.user_token(
+            login_session.user_id, login_session.id, roles, permissions, login_session.client_id
+        )
+        refresh_token = new_refresh_token()
+        idle_end = min(
+            now + timedelta(seconds=self.settings.refresh_idle_timeout),
+            as_utc(login_session.expires_at),
+        )
+        await repository.add_refresh_token(
+            self.session, login_session.id, hash_refresh_token(refresh_token), now, idle_end
+        )
+        return TokenPair(
+            access_token=access.token,
+            expires_in=access.expires_in,
+            refresh_token=refresh_token,
+            refresh_expires_in=max(0, epoch(idle_end) - epoch(now)),
+        )
+
+    async def revoke_sessions(
+        self, session_ids: Sequence[str], reason: str, *, user_id: str | None = None
+    ) -> list[str]:
+        return await self.revoker.revoke_sessions(session_ids, reason, user_id=user_id)
+
+    async def revoke_refresh_token(self, refresh_token: str, *, user_id: str | None = None) -> bool:
+        return await self.revoker.revoke_refresh_token(refresh_token, user_id=user_id)

@@ -1,0 +1,74 @@
+"""The auth service's settings (API.md §7 plus the token and key lifetimes operators may tune)."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+from typing import Self
+
+from common.revocation import MAX_ACCESS_TOKEN_SECONDS
+from common.settings import DEV_SECRET_PREFIX, ServiceSettings, database_is_embedded, sqlite_url
+from pydantic import Field, SecretStr, model_validator
+
+DAY = 24 * 3600
+
+
+class AuthSettings(ServiceSettings):
+    auth_database_url: str = Field(default_factory=lambda: sqlite_url("auth"))
+    auth_port: int = 8001
+    # urlsafe base64 of 32 random bytes: the AES-256-GCM key wrapping the signing keys at rest.
+    auth_key_encryption_key: SecretStr = SecretStr(DEV_SECRET_PREFIX + "key-encryption-key")
+    # Access tokens: 15 minutes by default, never more than 30 (API.md §2).
+    access_token_ttl: int = Field(default=900, ge=60, le=MAX_ACCESS_TOKEN_SECONDS)
+    # A session (every refresh token descended from one login) ends this long after the login.
+    refresh_token_ttl: int = Field(default=7 * DAY, ge=300, le=90 * DAY)
+    # ... and earlier when its current refresh token goes unused this long.
+    refresh_idle_timeout: int = Field(default=DAY, ge=300, le=90 * DAY)
+    rsa_key_bits: int = Field(default=3072, ge=2048, le=8192)
+    # How long a key signs before the schedule rotates it.
+    key_rotation_interval: int = Field(default=30 * DAY, ge=3600)
+    # How often every replica re-reads the keys from the database (and the scheduler runs).
+    key_refresh_seconds: int = Field(default=60, ge=1, le=3600)
+    key_rotation_enabled: bool = True
+
+    @model_validator(mode="after")
+    def _check_key_encryption_key(self) -> Self:
+        self.key_encryption_key_bytes()  # raises ValueError on a malformed key
+        if self.refresh_idle_timeout > self.refresh_token_ttl:
+            raise ValueError("REFRESH_IDLE_TIMEOUT must not exceed REFRESH_TOKEN_TTL")
+        return self
+
+    def key_encryption_key_bytes(self) -> bytes:
+        """The 32-byte KEK. The development placeholder is stretched with SHA-256 so a laptop
+        runs without configuration; production refuses the placeholder (see `secrets`)."""
+        value = self.auth_key_encryption_key.get_secret_value()
+        if value.startswith(DEV_SECRET_PREFIX):
+            return hashlib.sha256(value.encode()).digest()
+        try:
+            key = base64.urlsafe_b64decode(value.encode() + b"=" * (-len(value) % 4))
+        except (binascii.Error, ValueError) as exc:
+            raise ValueError("AUTH_KEY_ENCRYPTION_KEY must be urlsafe base64") from exc
+        if len(key) != 32:
+            raise ValueError("AUTH_KEY_ENCRYPTION_KEY must decode to exactly 32 bytes")
+        return key
+
+    @property
+    def max_access_token_lifetime(self) -> int:
+        """How long a token signed now may still be presented (its lifetime plus the leeway)."""
+        return self.access_token_ttl + self.token_leeway_seconds
+
+    def secrets(self) -> dict[str, SecretStr | None]:
+        secrets = super().secrets()
+        secrets["AUTH_KEY_ENCRYPTION_KEY"] = self.auth_key_encryption_key
+        return secrets
+
+    def embedded_backends(self) -> list[str]:
+        backends = super().embedded_backends()
+        if database_is_embedded(self.auth_database_url):
+            backends.append("AUTH_DATABASE_URL")
+        if not self.redis_url:
+            backends.append("REDIS_URL")
+        if not self.amqp_url:
+            backends.append("AMQP_URL")
+        return backends

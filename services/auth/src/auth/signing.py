@@ -1,0 +1,81 @@
+"""Signing access tokens (RFC 9068) with the active key held by the key ring."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Any
+
+import jwt
+
+from auth.clock import Clock, epoch
+from auth.keys.service import KeyRing
+from auth.settings import AuthSettings
+
+FIRST_PARTY_CLIENT_ID = "gatehouse"
+
+
+@dataclass(frozen=True, slots=True)
+class SignedToken:
+    token: str
+    expires_in: int
+    expires_at: int
+
+
+class AccessTokenSigner:
+    def __init__(self, ring: KeyRing, settings: AuthSettings, clock: Clock) -> None:
+        self.ring = ring
+        self.settings = settings
+        self.clock = clock
+
+    def _sign(self, claims: dict[str, Any]) -> SignedToken:
+        key = self.ring.active()
+        now = epoch(self.clock())
+        ttl = self.settings.access_token_ttl
+        payload = {
+            "iss": self.settings.issuer,
+            "iat": now,
+            "nbf": now,
+            "exp": now + ttl,
+            "jti": uuid.uuid4().hex,
+            **claims,
+        }
+        token = jwt.encode(
+            payload,
+            key.private_key,
+            algorithm="RS256",
+            headers={"typ": "at+jwt", "kid": key.kid},
+        )
+        return SignedToken(token, ttl, now + ttl)
+
+    def user_token(
+        self,
+        user_id: str,
+        session_id: str,
+        roles: Iterable[str],
+        permissions: Iterable[str],
+        client_id: str = FIRST_PARTY_CLIENT_ID,
+    ) -> SignedToken:
+        return self._sign(
+            {
+                "sub": user_id,
+                "aud": self.settings.audience,
+                "client_id": client_id,
+                "sid": session_id,
+                "roles": list(roles),
+                "scope": " ".join(sorted(set(permissions))),
+            }
+        )
+
+    def service_token(self, client_id: str, audience: str, scopes: Iterable[str]) -> SignedToken:
+        """A token for service-to-service calls: no `sid`, `sub` = `client_id` = the caller."""
+        return self._sign(
+            {
+                "sub": client_id,
+                "aud": audience,
+                "client_id": client_id,
+                "roles": [],
+                "scope": " ".join(sorted(set(scopes))),
+            }
+        )

@@ -1,0 +1,121 @@
+"""The users service's internal API, called with a service token auth signs itself."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from typing import Any
+
+import httpx
+from common.errors import ServiceUnavailable, Unauthorized
+
+from auth.clock import Clock, epoch
+from auth.signing import AccessTokenSigner
+
+logger = logging.getLogger("gatehouse.auth.users")
+
+SERVICE_CLIENT_ID = "auth"
+USERS_AUDIENCE = "users"
+USERS_SCOPES = ("credentials:verify", "users:authorization")
+# Sign a new service token this long before the cached one expires.
+TOKEN_RENEW_MARGIN_SECONDS = 60
+
+
+class UnknownUser(Exception):
+    """users does not know the account (404 from the authorization endpoint)."""
+
+
+@dataclass(frozen=True, slots=True)
+class VerifiedUser:
+    user_id: str
+    username: str
+    email: str
+    is_active: bool
+    roles: tuple[str, ...]
+    permissions: tuple[str, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class UserAuthorization:
+    user_id: str
+    is_active: bool
+    roles: tuple[str, ...]
+    permissions: tuple[str, ...]
+
+
+def _strings(value: Any) -> tuple[str, ...]:
+    if not isinstance(value, list) or not all(isinstance(item, str) for item in value):
+        raise ValueError("expected a list of strings")
+    return tuple(value)
+
+
+class UsersClient:
+    def __init__(self, http: httpx.AsyncClient, signer: AccessTokenSigner, clock: Clock) -> None:
+        self.http = http
+        self.signer = signer
+        self.clock = clock
+        self._token: str | None = None
+        self._token_expires_at = 0
+        self._token_issued_at = 0
+
+    def _service_token(self) -> str:
+        now = epoch(self.clock())
+        stale = now >= self._token_expires_at - TOKEN_RENEW_MARGIN_SECONDS
+        # A clock stepped back would leave a token users sees as issued in the future.
+        if self._token is None or stale or now < self._token_issued_at:
+            signed = self.signer.service_token(SERVICE_CLIENT_ID, USERS_AUDIENCE, USERS_SCOPES)
+            self._token, self._token_expires_at = signed.token, signed.expires_at
+            self._token_issued_at = signed.expires_at - signed.expires_in
+        return self._token
+
+    async def _call(
+        self, method: str, path: str, json: dict[str, str] | None = None
+    ) -> httpx.Response:
+        headers = {"Authorization": f"Bearer {self._service_token()}"}
+        try:
+            response = await self.http.request(method, path, json=json, headers=headers)
+        except httpx.HTTPError as exc:
+            logger.warning("users unreachable: %s", type(exc).__name__)
+            raise ServiceUnavailable("The account service is unavailable.") from exc
+        rejected_token = "invalid_token" in response.headers.get("www-authenticate", "")
+        if response.status_code >= 500 or response.status_code == 403 or rejected_token:
+            # users down, or refusing auth's own service token: nothing the caller can fix.
+            logger.warning("users answered %s on %s", response.status_code, path)
+            raise ServiceUnavailable("The account service is unavailable.")
+        return response
+
+    async def verify_credentials(self, login: str, password: str) -> VerifiedUser:
+        response = await self._call(
+            "POST", "/internal/v1/credentials/verify", {"login": login, "password": password}
+        )
+        if response.status_code == 401:
+            raise Unauthorized("Incorrect username or password.")
+        try:
+            body = response.raise_for_status().json()
+            return VerifiedUser(
+                user_id=str(body["user_id"]),
+                username=str(body["username"]),
+                email=str(body["email"]),
+                is_active=bool(body["is_active"]),
+                roles=_strings(body["roles"]),
+                permissions=_strings(body["permissions"]),
+            )
+        except (httpx.HTTPStatusError, ValueError, KeyError, TypeError) as exc:
+            logger.warning("unexpected answer from users: %s", response.status_code)
+            raise ServiceUnavailable("The account service answered unexpectedly.") from exc
+
+    async def authorization(self, user_id: str) -> UserAuthorization:
+        response = await self._call("GET", f"/internal/v1/users/{user_id}/authorization")
+        if response.status_code == 404:
+            raise UnknownUser(user_id)
+        try:
+            body = response.raise_for_status().json()
+            return UserAuthorization(
+                user_id=str(body["user_id"]),
+                is_active=bool(body["is_active"]),
+                roles=_strings(body["roles"]),
+                permissions=_strings(body["permissions"]),
+            )
+        except (httpx.HTTPStatusError, ValueError, KeyError, TypeError) as exc:
+            logger.warning("unexpected answer from users: %s", response.status_code)
+            raise ServiceUnavailable("The account service answered unexpectedly.") from exc

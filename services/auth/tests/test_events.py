@@ -1,0 +1,123 @@
+"""Account events end sessions: the handler directly, and through the in-process broker."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from datetime import timedelta
+
+import pytest
+from auth.events.handler import QUEUE, handle_user_event
+from common.broker import PermanentFailure
+from common.events import Envelope
+from common.inprocess_broker import InProcessBroker
+from common.revocation import is_revoked
+
+from .conftest import AuthHarness, running_auth
+from .test_introspection import introspect_as_gateway
+from .test_login import claims_of
+from .users_double import Account
+
+
+async def handle(auth: AuthHarness, envelope: Envelope) -> None:
+    state = auth.app.state
+    await handle_user_event(
+        envelope, database=state.db, redis=state.redis, settings=auth.settings, clock=auth.clock
+    )
+
+
+@pytest.mark.parametrize("event_type", ["user.password_changed", "user.deactivated"])
+async def test_event_ends_every_session_of_the_user(
+    auth: AuthHarness, account: Account, event_type: str
+) -> None:
+    first, second = await auth.login(account), await auth.login(account)
+    other = await auth.login(auth.users.add())
+    await handle(auth, Envelope(type=event_type, data={"user_id": account.user_id}))
+    for pair in (first, second):
+        assert (await auth.refresh(pair["refresh_token"])).status_code == 401
+        claims = claims_of(pair["access_token"])
+        assert await is_revoked(auth.redis, claims["sid"], claims["sub"], claims["iat"])
+        assert await introspect_as_gateway(auth, pair["access_token"]) == {"active": False}
+    assert (await auth.refresh(other["refresh_token"])).status_code == 200
+
+
+async def test_redelivered_event_spares_sessions_opened_after_the_change(
+    auth: AuthHarness, account: Account
+) -> None:
+    envelope = Envelope(
+        type="user.password_changed",
+        data={"user_id": account.user_id},
+        occurred_at=auth.clock() - timedelta(seconds=5),
+    )
+    await handle(auth, envelope)
+    pair = await auth.login(account)
+    await handle(auth, envelope)  # at-least-once delivery: the same event again
+    assert (await auth.refresh(pair["refresh_token"])).status_code == 200
+    claims = claims_of(pair["access_token"])
+    assert not await is_revoked(auth.redis, claims["sid"], claims["sub"], claims["iat"])
+
+
+async def test_roles_changed_keeps_sessions(auth: AuthHarness, account: Account) -> None:
+    pair = await auth.login(account)
+    account.roles = ["admin"]
+    await handle(
+        auth,
+        Envelope(type="user.roles_changed", data={"user_id": account.user_id, "roles": ["admin"]}),
+    )
+    refreshed = await auth.refresh(pair["refresh_token"])
+    assert refreshed.status_code == 200
+    assert claims_of(refreshed.json()["access_token"])["roles"] == ["admin"]
+
+
+@pytest.mark.parametrize("data", [{}, {"user_id": 5}, {"user_id": ""}, {"user_id": "x" * 65}])
+async def test_event_without_user_id_is_a_permanent_failure(
+    auth: AuthHarness, data: dict[str, object]
+) -> None:
+    with pytest.raises(PermanentFailure):
+        await handle(auth, Envelope(type="user.deactivated", data=data))
+
+
+async def test_events_arrive_through_the_broker(database_url: str) -> None:
+    broker = InProcessBroker()
+    async with running_auth(database_url, broker=broker.client()) as auth:
+        account = auth.users.add()
+        pair = await auth.login(account)
+        await broker.client().publish(
+            Envelope(type="user.deactivated", data={"user_id": account.user_id})
+        )
+        for _ in range(250):
+            if (await introspect_as_gateway(auth, pair["refresh_token"]))["active"] is False:
+                break
+            await asyncio.sleep(0.02)
+        assert (await auth.refresh(pair["refresh_token"])).status_code == 401
+        assert broker.dead_letters(QUEUE) == []
+        assert "broker" in auth.app.state.readiness_checks
+
+
+async def test_audit_log_records_security_events(
+    auth: AuthHarness, account: Account, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, logger="gatehouse.audit")
+    pair = await auth.login(account)
+    await auth.refresh(pair["refresh_token"])
+    await auth.refresh(pair["refresh_token"])  # reuse
+    await auth.client.post(
+        "/api/v1/auth/login", data={"username": account.username, "password": "wrong"}
+    )
+    events = [r for r in caplog.records if r.name == "gatehouse.audit"]
+    names = [r.getMessage() for r in events]
+    for expected in (
+        "login.succeeded",
+        "refresh.reuse_detected",
+        "session.revoked",
+        "login.failed",
+    ):
+        assert expected in names
+    reuse = next(r for r in events if r.getMessage() == "refresh.reuse_detected")
+    assert reuse.__dict__["user_id"] == account.user_id
+    assert reuse.__dict__["session_id"] == claims_of(pair["access_token"])["sid"]
+    assert reuse.__dict__["client_ip"]
+    text = " ".join(str(r.__dict__) for r in events)
+    assert pair["refresh_token"] not in text
+    assert account.password not in text
+    assert "wrong" not in text.replace("wrong_", "")

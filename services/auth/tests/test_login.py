@@ -1,0 +1,123 @@
+"""Login: the token pair, the RFC 9068 access token, and the failure answers."""
+
+from __future__ import annotations
+
+import base64
+import json
+from typing import Any
+
+import jwt
+from common.tokens import JwksCache, TokenVerifier
+
+from .conftest import AUDIENCE, ISSUER, AuthHarness
+from .users_double import Account
+
+
+def header_of(token: str) -> dict[str, Any]:
+    return jwt.get_unverified_header(token)
+
+
+def claims_of(token: str) -> dict[str, Any]:
+    payload = token.split(".")[1]
+    decoded: dict[str, Any] = json.loads(
+        base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4))
+    )
+    return decoded
+
+
+async def test_login_returns_a_token_pair(auth: AuthHarness, account: Account) -> None:
+    response = await auth.client.post(
+        "/api/v1/auth/login", data={"username": account.username, "password": account.password}
+    )
+    assert response.status_code == 200
+    assert response.headers["cache-control"] == "no-store"
+    body = response.json()
+    assert set(body) == {
+        "access_token",
+        "token_type",
+        "expires_in",
+        "refresh_token",
+        "refresh_expires_in",
+    }
+    assert body["token_type"] == "bearer"
+    assert body["expires_in"] == 900
+    assert body["refresh_expires_in"] == auth.settings.refresh_idle_timeout
+    assert len(body["refresh_token"]) >= 43  # 256 bits, urlsafe base64
+
+
+async def test_access_token_follows_rfc_9068(auth: AuthHarness) -> None:
+    admin = auth.users.add(roles=("admin",))
+    pair = await auth.login(admin)
+    header = header_of(pair["access_token"])
+    assert header["alg"] == "RS256"
+    assert header["typ"] == "at+jwt"
+    assert header["kid"] in {key["kid"] for key in (await auth.jwks())["keys"]}
+    claims = claims_of(pair["access_token"])
+    assert claims["iss"] == ISSUER
+    assert claims["aud"] == AUDIENCE
+    assert claims["sub"] == admin.user_id
+    assert claims["client_id"] == "gatehouse"
+    assert claims["roles"] == ["admin"]
+    assert claims["scope"] == "users:manage users:read"
+    assert claims["exp"] - claims["iat"] == 900
+    assert claims["nbf"] == claims["iat"]
+    assert claims["jti"]
+    assert claims["sid"]
+
+
+async def test_access_token_verifies_with_the_published_keys(
+    auth: AuthHarness, account: Account
+) -> None:
+    pair = await auth.login(account)
+    verifier = TokenVerifier(JwksCache(auth.jwks), issuer=ISSUER, audience=AUDIENCE)
+    claims = await verifier.verify(pair["access_token"])
+    assert claims.subject == account.user_id
+
+
+async def test_login_by_email(auth: AuthHarness, account: Account) -> None:
+    response = await auth.client.post(
+        "/api/v1/auth/login", data={"username": account.email, "password": account.password}
+    )
+    assert response.status_code == 200
+
+
+async def test_login_calls_users_with_a_service_token(auth: AuthHarness, account: Account) -> None:
+    await auth.login(account)
+    assert frozenset({"credentials:verify", "users:authorization"}) in auth.users.scopes_seen
+
+
+async def test_wrong_password_is_401_problem(auth: AuthHarness, account: Account) -> None:
+    response = await auth.client.post(
+        "/api/v1/auth/login", data={"username": account.username, "password": "wrong password"}
+    )
+    assert response.status_code == 401
+    assert response.headers["content-type"] == "application/problem+json"
+    assert response.headers["www-authenticate"] == "Bearer"
+    assert response.json()["status"] == 401
+
+
+async def test_unknown_user_gets_the_same_answer(auth: AuthHarness, account: Account) -> None:
+    wrong = await auth.client.post(
+        "/api/v1/auth/login", data={"username": account.username, "password": "nope-nope"}
+    )
+    unknown = await auth.client.post(
+        "/api/v1/auth/login", data={"username": "nobody-" + account.username, "password": "x"}
+    )
+    assert unknown.status_code == 401
+    assert unknown.json() == wrong.json()
+
+
+async def test_users_down_is_503(auth: AuthHarness, account: Account) -> None:
+    auth.users.down = True
+    response = await auth.client.post(
+        "/api/v1/auth/login", data={"username": account.username, "password": account.password}
+    )
+    assert response.status_code == 503
+    assert response.headers["content-type"] == "application/problem+json"
+
+
+async def test_missing_form_fields_are_422(auth: AuthHarness) -> None:
+    response = await auth.client.post("/api/v1/auth/login", data={"username": "someone"})
+    assert response.status_code == 422
+    assert response.headers["content-type"] == "application/problem+json"
+    assert [error["field"] for error in response.json()["errors"]] == ["password"]
