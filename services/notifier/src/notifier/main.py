@@ -1,0 +1,80 @@
+"""The notifier: consumes `user.registered` and sends the welcome email. HTTP is ops only:
+`/health`, `/ready` (database, broker, SMTP when configured) and `/metrics`."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from common.app import create_service_app
+from common.broker import Broker
+from common.db import Database
+from common.embedded import Embedded
+from common.rabbitmq import make_broker
+from fastapi import FastAPI
+
+from notifier.deliveries.service import WelcomeEmailService
+from notifier.mail.transports import EmlFileTransport, MailTransport, SmtpTransport
+from notifier.settings import NotifierSettings
+
+QUEUE = "notifier.user-registered"
+ROUTING_KEYS = ("user.registered",)
+
+
+def make_transport(settings: NotifierSettings) -> MailTransport:
+    if not settings.smtp_host:
+        return EmlFileTransport(settings.mail_dir)
+    password = settings.smtp_password.get_secret_value() if settings.smtp_password else None
+    return SmtpTransport(
+        settings.smtp_host,
+        settings.smtp_port,
+        username=settings.smtp_username,
+        password=password,
+        timeout=settings.smtp_timeout_seconds,
+        pool_size=settings.smtp_pool_size,
+    )
+
+
+def create_app(
+    settings: NotifierSettings | None = None,
+    *,
+    embedded: Embedded | None = None,
+    broker: Broker | None = None,
+    transport: MailTransport | None = None,
+) -> FastAPI:
+    """`broker` and `transport` replace the ones built from the settings (tests); the app closes
+    them at shutdown either way."""
+    settings = settings or NotifierSettings()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        database = Database(settings.notifier_database_url)
+        events = broker or make_broker(
+            settings.amqp_url,
+            embedded.broker if embedded else None,
+            prefetch=settings.notifier_concurrency,
+        )
+        mail = transport or make_transport(settings)
+        welcome = WelcomeEmailService(database.sessionmaker, mail, settings.smtp_from)
+        app.state.db = database
+        app.state.broker = events
+        app.state.mail_transport = mail
+        checks = {"database": database.ping, "broker": events.ping}
+        if settings.smtp_host:
+            checks["smtp"] = mail.ping
+        app.state.readiness_checks = checks
+        try:
+            await events.start()
+            await events.consume(QUEUE, ROUTING_KEYS, welcome.handle)
+            yield
+        finally:
+            await events.close()
+            await mail.close()
+            await database.dispose()
+
+    return create_service_app(
+        "notifier",
+        settings,
+        lifespan=lifespan,
+        description="Sends the platform's emails (welcome email on registration).",
+    )

@@ -1,0 +1,44 @@
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+
+import pytest
+from common.db import Database
+from common.testing import fresh_database
+from notifier.deliveries.models import Delivery
+from sqlalchemy import delete
+
+from .smtp_sink import SmtpSink
+
+MIGRATIONS = Path(__file__).resolve().parents[1] / "migrations"
+
+
+@pytest.fixture(scope="session")
+async def notifier_database_url() -> AsyncIterator[str]:
+    async with fresh_database("notifier", MIGRATIONS) as url:
+        yield url
+
+
+@pytest.fixture
+async def database(notifier_database_url: str) -> AsyncIterator[Database]:
+    """The test database, emptied before each test (the notifier commits for real)."""
+    database = Database(notifier_database_url)
+    async with database.sessionmaker() as session, session.begin():
+        await session.execute(delete(Delivery))
+    yield database
+    await database.dispose()
+
+
+@pytest.fixture(scope="session")
+def smtp_server() -> Iterator[SmtpSink]:
+    sink = SmtpSink()
+    sink.start()
+    yield sink
+    sink.stop()
+
+
+@pytest.fixture
+def smtp(smtp_server: SmtpSink) -> SmtpSink:
+    smtp_server.reset()
+    return smtp_server
