@@ -10,6 +10,7 @@ small leeway. Anything wrong raises `InvalidToken`; nothing else escapes.
 from __future__ import annotations
 
 import asyncio
+import math
 import time
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
@@ -18,6 +19,8 @@ from typing import Any
 import httpx
 import jwt
 from jwt.algorithms import RSAAlgorithm
+
+from common.revocation import MAX_ACCESS_TOKEN_SECONDS
 
 ALLOWED_ALGORITHMS = ("RS256",)
 ACCESS_TOKEN_TYPES = frozenset({"at+jwt", "application/at+jwt"})
@@ -144,7 +147,20 @@ class AccessClaims:
     raw: Mapping[str, Any] = field(repr=False)
 
 
-def _claims(payload: Mapping[str, Any]) -> AccessClaims:
+def _numeric_date(payload: Mapping[str, Any], claim: str) -> int:
+    """RFC 7519 NumericDate: a JSON number (PyJWT also takes numeric strings; we do not)."""
+    value = payload[claim]
+    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+        raise InvalidToken(f"malformed {claim}")
+    return int(value)
+
+
+def _claims(payload: Mapping[str, Any], max_lifetime: int) -> AccessClaims:
+    issued_at = _numeric_date(payload, "iat")
+    expires_at = _numeric_date(payload, "exp")
+    _numeric_date(payload, "nbf")
+    if expires_at - issued_at > max_lifetime:
+        raise InvalidToken("lifetime beyond the maximum")
     scope = payload.get("scope", "")
     roles = payload.get("roles", [])
     sid = payload.get("sid")
@@ -166,8 +182,8 @@ def _claims(payload: Mapping[str, Any]) -> AccessClaims:
         scopes=frozenset(scope.split()),
         roles=tuple(roles),
         token_id=payload["jti"],
-        issued_at=int(payload["iat"]),
-        expires_at=int(payload["exp"]),
+        issued_at=issued_at,
+        expires_at=expires_at,
         raw=payload,
     )
 
@@ -181,12 +197,15 @@ class TokenVerifier:
         audience: str,
         leeway: int = 30,
         token_types: frozenset[str] = ACCESS_TOKEN_TYPES,
+        max_lifetime: int = MAX_ACCESS_TOKEN_SECONDS,
     ) -> None:
         self.jwks = jwks
         self.issuer = issuer
         self.audience = audience
         self.leeway = leeway
         self.token_types = token_types
+        # Defence in depth: a token living longer than auth ever signs is refused (API.md §2).
+        self.max_lifetime = max_lifetime + leeway
         self._jws = jwt.PyJWS(algorithms=list(ALLOWED_ALGORITHMS))
         self._jwt = jwt.PyJWT()
 
@@ -224,7 +243,7 @@ class TokenVerifier:
             raise InvalidToken(type(exc).__name__) from exc
         except (ValueError, TypeError) as exc:
             raise InvalidToken("malformed token") from exc
-        return _claims(payload)
+        return _claims(payload, self.max_lifetime)
 
     async def verify(self, token: str) -> AccessClaims:
         kid = self._header(token)
