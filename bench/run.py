@@ -1,0 +1,337 @@
+"""`make bench`: the platform on real infrastructure, measured side by side in one run.
+
+1. `GET /api/v1/users/me` with one valid token, wrk on loopback, alternating pairs:
+   directly against users, then through the gateway (every check on: signature, revocation,
+   rate limit — the limit set high enough never to refuse), then through nginx proxying to users
+   as a reference line. Prints requests/s, p50/p99 latency, the ratio gateway/direct per pair and
+   its median, and CPU time per request of the gateway and users processes (from /proc).
+2. Registration → welcome email latency through the gateway at a steady registration rate.
+3. Events throughput: outbox rows → relay → RabbitMQ → notifier → SMTP sink (bench.events).
+
+Real PostgreSQL (fresh databases), Redis (DB 8, flushed), RabbitMQ (a throwaway vhost) and an
+aiosmtpd sink; wrk and nginx from Debian (`make system-deps`). Only loopback, bounded durations.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import re
+import shutil
+import statistics
+import subprocess
+import tempfile
+import time
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+import redis
+from common.testing import fresh_database
+
+from bench import events
+from services.notifier.tests.smtp_sink import SmtpSink
+from tests.integration.platform import (
+    ROOT,
+    SERVICES,
+    Platform,
+    free_port,
+    platform_env,
+    throwaway_vhost,
+)
+
+REDIS_URL = "redis://127.0.0.1:6379/8"
+CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
+PASSWORD = "bench passphrase that is long enough"
+
+
+@dataclass(frozen=True)
+class Load:
+    requests: int
+    requests_per_second: float
+    p50_ms: float
+    p99_ms: float
+    non_2xx: int
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process so far."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / CLOCK_TICKS
+
+
+def _milliseconds(value: str) -> float:
+    number, unit = re.fullmatch(r"([\d.]+)(us|ms|s)", value).groups()  # type: ignore[union-attr]
+    return float(number) * {"us": 0.001, "ms": 1.0, "s": 1000.0}[unit]
+
+
+def wrk(url: str, token: str, seconds: int, connections: int) -> Load:
+    output = subprocess.run(
+        [
+            "wrk",
+            "-t1",
+            f"-c{connections}",
+            f"-d{seconds}s",
+            "--latency",
+            "-H",
+            f"Authorization: Bearer {token}",
+            url,
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    requests = int(re.search(r"(\d+) requests in", output).group(1))  # type: ignore[union-attr]
+    rate = float(re.search(r"Requests/sec:\s+([\d.]+)", output).group(1))  # type: ignore[union-attr]
+    p50 = re.search(r"50%\s+(\S+)", output).group(1)  # type: ignore[union-attr]
+    p99 = re.search(r"99%\s+(\S+)", output).group(1)  # type: ignore[union-attr]
+    errors = re.search(r"Non-2xx or 3xx responses: (\d+)", output)
+    return Load(
+        requests,
+        rate,
+        _milliseconds(p50),
+        _milliseconds(p99),
+        int(errors.group(1)) if errors else 0,
+    )
+
+
+NGINX_CONF = """
+worker_processes 1;
+daemon off;
+pid {dir}/nginx.pid;
+error_log {dir}/error.log warn;
+events {{ worker_connections 1024; }}
+http {{
+  access_log off;
+  client_body_temp_path {dir}/body;
+  proxy_temp_path {dir}/proxy;
+  fastcgi_temp_path {dir}/fastcgi;
+  uwsgi_temp_path {dir}/uwsgi;
+  scgi_temp_path {dir}/scgi;
+  upstream users {{ server 127.0.0.1:{upstream}; keepalive 64; }}
+  server {{
+    listen 127.0.0.1:{port};
+    location / {{
+      proxy_pass http://users;
+      proxy_http_version 1.1;
+      proxy_set_header Connection "";
+    }}
+  }}
+}}
+"""
+
+
+def start_nginx(directory: Path, upstream: int) -> tuple[subprocess.Popen[bytes], int] | None:
+    nginx = shutil.which("nginx") or (
+        "/usr/sbin/nginx" if Path("/usr/sbin/nginx").exists() else None
+    )
+    if nginx is None:
+        return None
+    port = free_port()
+    config = directory / "nginx.conf"
+    config.write_text(NGINX_CONF.format(dir=directory, upstream=upstream, port=port))
+    process = subprocess.Popen([nginx, "-c", str(config), "-p", str(directory)])
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        try:
+            httpx.get(f"http://127.0.0.1:{port}/health", timeout=1.0)
+            return process, port
+        except httpx.HTTPError:
+            time.sleep(0.1)
+    process.terminate()
+    return None
+
+
+def account() -> dict[str, str]:
+    tag = uuid.uuid4().hex[:10]
+    return {
+        "email": f"bench.{tag}@example.org",
+        "username": f"bench_{tag}",
+        "password": PASSWORD,
+        "full_name": "Bench User",
+    }
+
+
+def token_for(gateway: str) -> str:
+    user = account()
+    with httpx.Client(base_url=gateway, timeout=30.0) as client:
+        client.post("/api/v1/users/", json=user).raise_for_status()
+        response = client.post(
+            "/api/v1/auth/login", data={"username": user["username"], "password": PASSWORD}
+        )
+        response.raise_for_status()
+        token: str = response.json()["access_token"]
+        return token
+
+
+def measure_me(platform: Platform, token: str, args: argparse.Namespace, workdir: Path) -> None:
+    path = "/api/v1/users/me"
+    targets = {"direct": platform.url("users") + path, "gateway": platform.url("gateway") + path}
+    nginx = start_nginx(workdir, platform.ports["users"])
+    if nginx is not None:
+        targets["nginx"] = f"http://127.0.0.1:{nginx[1]}{path}"
+    gateway_pid = platform.processes["gateway"].pid
+    users_pid = platform.processes["users"].pid
+    print(f"\n== GET {path}: wrk -t1 -c{args.connections} -d{args.seconds}s, {args.pairs} pairs ==")
+    for url in targets.values():  # warm-up: keep-alive pools, key and token caches
+        wrk(url, token, 2, args.connections)
+    results: dict[str, list[Load]] = {name: [] for name in targets}
+    gateway_cpu: list[float] = []
+    users_cpu: list[float] = []
+    try:
+        for pair in range(args.pairs):
+            for name, url in targets.items():
+                before = {pid: cpu_seconds(pid) for pid in (gateway_pid, users_pid)}
+                load = wrk(url, token, args.seconds, args.connections)
+                after = {pid: cpu_seconds(pid) for pid in (gateway_pid, users_pid)}
+                results[name].append(load)
+                per_request = {
+                    pid: (after[pid] - before[pid]) / max(load.requests, 1) * 1e6 for pid in after
+                }
+                if name == "gateway":
+                    gateway_cpu.append(per_request[gateway_pid])
+                if name == "direct":
+                    users_cpu.append(per_request[users_pid])
+                print(
+                    f"pair {pair + 1} {name:8} {load.requests_per_second:9.0f} req/s  "
+                    f"p50 {load.p50_ms:7.2f} ms  p99 {load.p99_ms:7.2f} ms  "
+                    f"non-2xx {load.non_2xx}"
+                )
+    finally:
+        if nginx is not None:
+            nginx[0].terminate()
+            nginx[0].wait(10)
+    ratios = [
+        g.requests_per_second / d.requests_per_second
+        for g, d in zip(results["gateway"], results["direct"], strict=True)
+    ]
+    print("-- medians --")
+    for name, loads in results.items():
+        print(
+            f"{name:8} {statistics.median(x.requests_per_second for x in loads):9.0f} req/s  "
+            f"p50 {statistics.median(x.p50_ms for x in loads):7.2f} ms  "
+            f"p99 {statistics.median(x.p99_ms for x in loads):7.2f} ms"
+        )
+    print(f"ratio gateway/direct per pair: {', '.join(f'{r:.2f}' for r in ratios)}")
+    print(f"ratio gateway/direct (median): {statistics.median(ratios):.2f}   (target >= 0.8)")
+    if "nginx" in results:
+        nginx_ratio = statistics.median(
+            n.requests_per_second / d.requests_per_second
+            for n, d in zip(results["nginx"], results["direct"], strict=True)
+        )
+        print(f"ratio nginx/direct (median, reference): {nginx_ratio:.2f}")
+    print(
+        f"gateway CPU per request (median): {statistics.median(gateway_cpu):.0f} µs"
+        "   (target <= 300)"
+    )
+    print(f"users CPU per request, direct (median): {statistics.median(users_cpu):.0f} µs")
+
+
+async def measure_registrations(
+    platform: Platform, sink: SmtpSink, count: int, rate: float
+) -> None:
+    print(f"\n== registration → welcome email: {count} registrations at up to {rate:.0f}/s ==")
+    registered: dict[str, float] = {}
+    started = time.perf_counter()
+
+    async def register(client: httpx.AsyncClient, user: dict[str, str]) -> None:
+        response = await client.post("/api/v1/users/", json=user)
+        response.raise_for_status()
+        registered[user["email"]] = time.perf_counter()
+
+    async with httpx.AsyncClient(base_url=platform.url("gateway"), timeout=60.0) as client:
+        tasks = []
+        for index in range(count):
+            tasks.append(asyncio.create_task(register(client, account())))
+            await asyncio.sleep(max(0.0, started + (index + 1) / rate - time.perf_counter()))
+        await asyncio.gather(*tasks)
+    elapsed = time.perf_counter() - started
+    received: dict[str, float] = {}
+    deadline = time.perf_counter() + 60
+    while len(received) < count and time.perf_counter() < deadline:
+        for message in list(sink.handler.messages):
+            to = str(message["To"])
+            for email in registered:
+                if email in to and email not in received:
+                    received[email] = time.perf_counter()
+        await asyncio.sleep(0.005)
+    latencies = sorted((received[e] - registered[e]) * 1000 for e in received)
+    print(
+        f"sustained {count / elapsed:.1f} registrations/s (bcrypt-bound); "
+        f"{len(received)}/{count} emails"
+    )
+    if latencies:
+        print(
+            f"registration 201 → email accepted: p50 {statistics.median(latencies):.0f} ms, "
+            f"p99 {events.percentile(latencies, 0.99):.0f} ms   (target p99 < 1000)"
+        )
+
+
+async def run(args: argparse.Namespace) -> None:
+    for tool in ("wrk",):
+        if shutil.which(tool) is None:
+            raise SystemExit(f"{tool} is missing: run `make system-deps` (Debian package {tool})")
+    redis.Redis.from_url(REDIS_URL).flushdb()
+    sink = SmtpSink()
+    sink.start()
+    migrations = {s: ROOT / "services" / s / "migrations" for s in ("auth", "users", "notifier")}
+    try:
+        async with (
+            fresh_database("bench_auth", migrations["auth"]) as auth_db,
+            fresh_database("bench_users", migrations["users"]) as users_db,
+            fresh_database("bench_notifier", migrations["notifier"]) as notifier_db,
+        ):
+            with throwaway_vhost() as amqp_url, tempfile.TemporaryDirectory() as tmp:
+                workdir = Path(tmp)
+                ports = {service: free_port() for service in SERVICES}
+                env = platform_env(
+                    {"auth": auth_db, "users": users_db, "notifier": notifier_db},
+                    ports,
+                    redis_url=REDIS_URL,
+                    amqp_url=amqp_url,
+                    smtp_port=sink.port,
+                    extra={
+                        "LOG_LEVEL": "WARNING",
+                        "GATEWAY_RATE_LIMIT": "1000000/second",
+                        "GATEWAY_LOGIN_RATE_LIMIT": "1000/minute",
+                    },
+                )
+                platform = Platform(env, ports, workdir)
+                try:
+                    platform.start()
+                    token = token_for(platform.url("gateway"))
+                    measure_me(platform, token, args, workdir)
+                    await measure_registrations(
+                        platform, sink, args.registrations, args.registration_rate
+                    )
+                finally:
+                    platform.stop_all()
+    finally:
+        sink.stop()
+    print("\n== events: outbox → RabbitMQ → notifier → SMTP sink ==")
+    result = await events.run(args.events, args.paced, args.rate)
+    print(
+        f"{result['events']:.0f} events in {result['seconds']:.2f}s = "
+        f"{result['events_per_second']:.0f} events/s (target >= 1000); commit → email at "
+        f"{args.rate:.0f}/s: p50 {result['latency_p50_ms']:.1f} ms, "
+        f"p99 {result['latency_p99_ms']:.1f} ms; duplicates {result['duplicates']:.0f}"
+    )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description="Gatehouse benchmarks (see bench/run.py)")
+    parser.add_argument("--seconds", type=int, default=10, help="wrk duration per measurement")
+    parser.add_argument("--pairs", type=int, default=3, help="alternating direct/gateway pairs")
+    parser.add_argument("--connections", type=int, default=32)
+    parser.add_argument("--registrations", type=int, default=60)
+    parser.add_argument("--registration-rate", type=float, default=6.0)
+    parser.add_argument("--events", type=int, default=5000)
+    parser.add_argument("--paced", type=int, default=300)
+    parser.add_argument("--rate", type=float, default=200.0)
+    asyncio.run(run(parser.parse_args()))
+
+
+if __name__ == "__main__":
+    main()
