@@ -45,7 +45,7 @@ def vulnerabilities(name: str, version: str) -> list[dict[str, Any]] | None:
 def main(arguments: list[str]) -> int:
     strict = "--strict" in arguments
     paths = [a for a in arguments if not a.startswith("--")]
-    pins = []
+    pins: list[tuple[str, ...]] = []
     for path in paths:
         with open(path, encoding="utf-8") as requirements:
             pins.extend(m.groups() for line in requirements if (m := PIN.match(line.strip())))

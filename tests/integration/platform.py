@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
+import shutil
 import signal
 import socket
 import subprocess
 import sys
 import time
-from collections.abc import Mapping
+import uuid
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -16,6 +19,7 @@ import httpx
 
 SERVICES = ("auth", "users", "notifier", "gateway")
 ROOT = Path(__file__).resolve().parents[2]
+AMQP_BASE = "amqp://guest:guest@127.0.0.1:5672"
 
 
 def free_port() -> int:
@@ -120,3 +124,25 @@ def platform_env(
     )
     env.update(extra or {})
     return env
+
+
+@contextlib.contextmanager
+def throwaway_vhost() -> Iterator[str]:
+    """A RabbitMQ vhost of our own, so queues never meet another run's; `/` when rabbitmqctl is
+    not usable here (queue names then are the production ones)."""
+    rabbitmqctl = shutil.which("rabbitmqctl")
+    name = f"gatehouse-it-{uuid.uuid4().hex[:8]}"
+
+    def ctl(*args: str) -> bool:
+        if rabbitmqctl is None:
+            return False
+        result = subprocess.run([rabbitmqctl, *args], capture_output=True, timeout=60, check=False)
+        return result.returncode == 0
+
+    if ctl("add_vhost", name) and ctl("set_permissions", "-p", name, "guest", ".*", ".*", ".*"):
+        try:
+            yield f"{AMQP_BASE}/{name}"
+        finally:
+            ctl("delete_vhost", name)
+    else:
+        yield f"{AMQP_BASE}/"
