@@ -1,7 +1,8 @@
 """The one place a service's FastAPI app is assembled, so every service behaves alike.
 
 Each service passes its name, settings, lifespan and routers; this adds the problem+json handlers,
-request ids, metrics, `/health`, `/ready` and `/metrics`. Docs are off in production.
+request ids, metrics, optional tracing, `/health`, `/ready` and `/metrics`. Docs are off in
+production.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from common.health import health_endpoint, ready_endpoint
 from common.logs import RequestIdMiddleware
 from common.metrics import MetricsMiddleware, metrics_endpoint
 from common.settings import ServiceSettings
+from common.tracing import add_tracing
 
 
 def create_service_app(
@@ -48,6 +50,7 @@ def create_service_app(
     app.add_route("/health", health_endpoint, methods=["GET"], **ops)
     app.add_route("/ready", ready_endpoint, methods=["GET"], **ops)
     app.add_route("/metrics", metrics_endpoint, methods=["GET"], **ops)
+    add_tracing(app, name, settings.otel_exporter_otlp_endpoint)
     app.add_middleware(MetricsMiddleware, service=name)
     app.add_middleware(RequestIdMiddleware)
     return app

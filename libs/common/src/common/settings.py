@@ -64,6 +64,8 @@ class ServiceSettings(BaseSettings):
     jwks_cache_seconds: int = Field(default=300, ge=1)
     jwks_refetch_cooldown_seconds: float = Field(default=10.0, ge=0)
     token_leeway_seconds: int = Field(default=30, ge=0, le=120)
+    # OTLP/HTTP collector (e.g. http://otel-collector:4318); unset: no tracing, at no cost.
+    otel_exporter_otlp_endpoint: str | None = None
 
     _cors_csv = field_validator("cors_origins", mode="before")(_split_csv)
 
