@@ -55,6 +55,11 @@ async def add_outbox_event(
         await session.execute(text(f"NOTIFY {NOTIFY_CHANNEL}"))
 
 
+def _terminate_listener(opening: asyncio.Future[Any]) -> None:
+    if not opening.cancelled() and opening.exception() is None:
+        opening.result().terminate()
+
+
 class OutboxRelay:
     def __init__(
         self,
@@ -82,6 +87,7 @@ class OutboxRelay:
         self.is_postgres = database.engine.dialect.name == "postgresql"
         self.listen = listen and self.is_postgres
         self._wake = asyncio.Event()
+        self._stopping = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self._listener: Any = None  # asyncpg.Connection
         self._listen_retry_at = 0.0
@@ -95,12 +101,18 @@ class OutboxRelay:
         if self._task is None:
             self._task = asyncio.create_task(self._run(), name="outbox relay")
 
-    async def stop(self) -> None:
-        """Stop after the batch in flight (its rows are committed or rolled back, never half)."""
+    async def stop(self, grace_seconds: float = 10.0) -> None:
+        """Stop after the batch in flight (its rows are committed or rolled back, never half);
+        cancel only when that takes longer than `grace_seconds`."""
         if self._task is not None:
-            self._task.cancel()
+            self._stopping.set()
+            self._wake.set()
+            done, _ = await asyncio.wait({self._task}, timeout=grace_seconds)
+            if not done:
+                self._task.cancel()
             await asyncio.gather(self._task, return_exceptions=True)
             self._task = None
+            self._stopping.clear()
         await self._close_listener()
 
     # One pass --------------------------------------------------------------------------------
@@ -176,7 +188,7 @@ class OutboxRelay:
     # The loop --------------------------------------------------------------------------------
     async def _run(self) -> None:
         backoff = 0.0
-        while True:
+        while not self._stopping.is_set():
             await self._ensure_listener()
             try:
                 published = await self.publish_pending()
@@ -211,7 +223,8 @@ class OutboxRelay:
 
     async def _sleep(self, seconds: float, *, wakeable: bool) -> None:
         if not wakeable:
-            await asyncio.sleep(seconds)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._stopping.wait(), seconds)
             return
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self._wake.wait(), seconds)
@@ -224,14 +237,27 @@ class OutboxRelay:
             return
         await self._close_listener()
         url = make_url(self.database.url).set(drivername="postgresql")
+        opening = asyncio.ensure_future(self._open_listener(url.render_as_string(False)))
         try:
-            connection = await asyncpg.connect(url.render_as_string(hide_password=False))
-            await connection.add_listener(NOTIFY_CHANNEL, self._on_notify)
+            connection = await asyncio.shield(opening)
         except (OSError, asyncpg.PostgresError) as exc:
             logger.warning("outbox relay cannot LISTEN (%s); polling", exc)
             self._listen_retry_at = time.monotonic() + 30.0
             return
+        except asyncio.CancelledError:
+            # Stopped while connecting: close the connection once it exists, never leak it.
+            opening.add_done_callback(_terminate_listener)
+            raise
         self._listener = connection
+
+    async def _open_listener(self, dsn: str) -> Any:
+        connection = await asyncpg.connect(dsn)
+        try:
+            await connection.add_listener(NOTIFY_CHANNEL, self._on_notify)
+        except BaseException:
+            connection.terminate()
+            raise
+        return connection
 
     def _on_notify(self, *_args: object) -> None:
         self._wake.set()

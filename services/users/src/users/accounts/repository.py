@@ -1,0 +1,127 @@
+"""Queries on accounts. Roles (and their permissions) are always loaded in the same query."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import AsyncIterator
+from datetime import datetime
+
+from sqlalchemy import Select, and_, func, or_, select
+from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import joinedload, selectinload
+
+from users.identity import canonical
+from users.models import Role, User, user_roles
+
+
+def _with_roles(statement: Select[User], permissions: bool = False) -> Select[User]:
+    roles = joinedload(User.roles)
+    return statement.options(roles.joinedload(Role.permissions) if permissions else roles)
+
+
+async def by_id(
+    session: AsyncSession, user_id: uuid.UUID, *, permissions: bool = False, lock: bool = False
+) -> User | None:
+    statement = _with_roles(select(User).where(User.id == user_id), permissions)
+    if lock:
+        statement = statement.with_for_update(of=User)
+    return (await session.scalars(statement)).unique().one_or_none()
+
+
+async def by_login(session: AsyncSession, login: str) -> User | None:
+    """The account whose username or email is `login` (canonical comparison)."""
+    key = canonical(login)
+    statement = _with_roles(
+        select(User).where(or_(User.username_canonical == key, User.email_canonical == key)),
+        permissions=True,
+    )
+    return (await session.scalars(statement)).unique().one_or_none()
+
+
+async def taken(
+    session: AsyncSession, *, email: str | None, username: str | None, other_than: uuid.UUID | None
+) -> list[str]:
+    """Which of `email` / `username` another account already has."""
+    conditions = []
+    if email is not None:
+        conditions.append(User.email_canonical == canonical(email))
+    if username is not None:
+        conditions.append(User.username_canonical == canonical(username))
+    if not conditions:
+        return []
+    statement = select(User.email_canonical, User.username_canonical).where(or_(*conditions))
+    if other_than is not None:
+        statement = statement.where(User.id != other_than)
+    fields = []
+    for email_key, username_key in (await session.execute(statement)).all():
+        if email is not None and email_key == canonical(email):
+            fields.append("email")
+        if username is not None and username_key == canonical(username):
+            fields.append("username")
+    return sorted(set(fields))
+
+
+async def roles_named(session: AsyncSession, names: list[str]) -> list[Role]:
+    statement = select(Role).where(Role.name.in_(names)).options(joinedload(Role.permissions))
+    return list((await session.scalars(statement)).unique().all())
+
+
+async def active_holders_of(session: AsyncSession, role: str) -> set[uuid.UUID]:
+    """Ids of the active users holding `role`, their rows locked until the transaction ends (so
+    two admins removing each other at once cannot both succeed)."""
+    statement = (
+        select(User.id)
+        .join(user_roles, user_roles.c.user_id == User.id)
+        .where(user_roles.c.role_name == role, User.is_active.is_(True))
+        .with_for_update(of=User)
+    )
+    return set((await session.scalars(statement)).all())
+
+
+def filtered(is_active: bool | None, role: str | None) -> Select[User]:
+    statement = select(User)
+    if is_active is not None:
+        statement = statement.where(User.is_active.is_(is_active))
+    if role is not None:
+        statement = statement.where(
+            User.id.in_(select(user_roles.c.user_id).where(user_roles.c.role_name == role))
+        )
+    return statement
+
+
+async def page(
+    session: AsyncSession,
+    *,
+    limit: int,
+    offset: int | None,
+    after: tuple[datetime, uuid.UUID] | None,
+    is_active: bool | None,
+    role: str | None,
+) -> tuple[list[User], int]:
+    base = filtered(is_active, role)
+    total = int(await session.scalar(select(func.count()).select_from(base.subquery())) or 0)
+    statement = base.order_by(User.created_at, User.id).limit(limit)
+    if after is not None:
+        created_at, user_id = after
+        statement = statement.where(
+            or_(
+                User.created_at > created_at, and_(User.created_at == created_at, User.id > user_id)
+            )
+        )
+    elif offset:
+        statement = statement.offset(offset)
+    # Roles for the page in one more query (selectin), never lazily per row.
+    statement = statement.options(selectinload(User.roles))
+    return list((await session.scalars(statement)).all()), total
+
+
+async def stream_all(session: AsyncSession, batch: int = 1000) -> AsyncIterator[tuple[object, ...]]:
+    """Every user's exported columns in (created_at, id) order, `batch` rows in memory at most."""
+    statement = (
+        select(User.id, User.email, User.username, User.full_name, User.is_active, User.created_at)
+        .order_by(User.created_at, User.id)
+        .execution_options(yield_per=batch)
+    )
+    result = await session.stream(statement)
+    async for row in result:
+        yield tuple(row)

@@ -1,0 +1,200 @@
+"""Account changes, each with its event written to the outbox in the same transaction."""
+
+from __future__ import annotations
+
+import csv
+import io
+import logging
+import uuid
+from collections.abc import AsyncIterator
+from datetime import datetime
+from typing import Any
+
+from common.db import Database
+from common.errors import Conflict, Unauthorized, ValidationFailed
+from common.events import Envelope, EventType
+from common.outbox import add_outbox_event
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from users.accounts import repository
+from users.accounts.schemas import UserCreate, UserUpdate
+from users.identity import canonical
+from users.models import OutboxEvent, User
+from users.passwords.hashing import PasswordHasher
+
+logger = logging.getLogger("gatehouse.users")
+
+DEFAULT_ROLE = "user"
+ADMIN_ROLE = "admin"
+EXPORT_COLUMNS = ("id", "email", "username", "full_name", "is_active", "created_at")
+# Cells a spreadsheet would read as a formula (OWASP CSV injection).
+FORMULA_PREFIXES = ("=", "+", "-", "@", "\t", "\r", "\n", "|", "%")
+INCORRECT_CREDENTIALS = "Incorrect username or password."
+
+
+async def emit(session: AsyncSession, event_type: EventType, data: dict[str, Any]) -> None:
+    await add_outbox_event(session, OutboxEvent, Envelope(type=event_type, data=data))
+
+
+def _taken(fields: list[str]) -> Conflict:
+    names = " and ".join(fields)
+    return Conflict(f"That {names} {'is' if len(fields) == 1 else 'are'} already taken.")
+
+
+async def _flush_unique(session: AsyncSession) -> None:
+    """Flush; a uniqueness race lost to a concurrent request is a 409, not a 500."""
+    try:
+        await session.flush()
+    except IntegrityError as exc:
+        raise Conflict("That email or username is already taken.") from exc
+
+
+async def register(
+    session: AsyncSession, hasher: PasswordHasher, data: UserCreate, roles: list[str] | None = None
+) -> User:
+    taken = await repository.taken(
+        session, email=data.email, username=data.username, other_than=None
+    )
+    if taken:
+        raise _taken(taken)
+    user = User(
+        id=uuid.uuid4(),
+        email=data.email,
+        email_canonical=canonical(data.email),
+        username=data.username,
+        username_canonical=canonical(data.username),
+        full_name=data.full_name,
+        password_hash=await hasher.hash(data.password),
+        is_active=True,
+    )
+    user.roles = await repository.roles_named(session, roles or [DEFAULT_ROLE])
+    session.add(user)
+    await _flush_unique(session)
+    await emit(
+        session,
+        "user.registered",
+        {
+            "user_id": str(user.id),
+            "email": user.email,
+            "username": user.username,
+            "full_name": user.full_name,
+        },
+    )
+    return user
+
+
+async def update_profile(session: AsyncSession, user: User, changes: UserUpdate) -> User:
+    values = changes.model_dump(exclude_unset=True, exclude_none=True)
+    if not values:
+        return user
+    taken = await repository.taken(
+        session, email=values.get("email"), username=values.get("username"), other_than=user.id
+    )
+    if taken:
+        raise _taken(taken)
+    if "email" in values:
+        user.email, user.email_canonical = values["email"], canonical(values["email"])
+    if "username" in values:
+        user.username = values["username"]
+        user.username_canonical = canonical(values["username"])
+    if "full_name" in values:
+        user.full_name = values["full_name"]
+    await _flush_unique(session)
+    await emit(session, "user.updated", {"user_id": str(user.id), "changed": sorted(values)})
+    return user
+
+
+async def change_password(
+    session: AsyncSession, hasher: PasswordHasher, user: User, current: str, new: str
+) -> None:
+    if not await hasher.verify(current, user.password_hash):
+        raise ValidationFailed(
+            [{"field": "current_password", "message": "is not the current password"}]
+        )
+    user.password_hash = await hasher.hash(new)
+    await session.flush()
+    await emit(session, "user.password_changed", {"user_id": str(user.id)})
+
+
+async def set_roles(session: AsyncSession, user: User, names: list[str]) -> User:
+    wanted = sorted(set(names))
+    roles = await repository.roles_named(session, wanted)
+    unknown = sorted(set(wanted) - {role.name for role in roles})
+    if unknown:
+        raise ValidationFailed(
+            [{"field": "roles", "message": f"unknown role(s): {', '.join(unknown)}"}]
+        )
+    before = user.role_names
+    if ADMIN_ROLE in before and ADMIN_ROLE not in wanted:
+        await _keep_an_admin(session, user)
+    if before == wanted:
+        return user
+    user.roles = sorted(roles, key=lambda role: role.name)
+    await session.flush()
+    await emit(
+        session,
+        "user.roles_changed",
+        {"user_id": str(user.id), "roles": wanted, "previous_roles": before},
+    )
+    return user
+
+
+async def deactivate(session: AsyncSession, user: User) -> None:
+    if not user.is_active:
+        return  # already done: nothing changes, no second event
+    if ADMIN_ROLE in user.role_names:
+        await _keep_an_admin(session, user)
+    user.is_active = False
+    await session.flush()
+    await emit(session, "user.deactivated", {"user_id": str(user.id)})
+
+
+async def _keep_an_admin(session: AsyncSession, losing: User) -> None:
+    admins = await repository.active_holders_of(session, ADMIN_ROLE)
+    if not admins - {losing.id}:
+        raise Conflict("This is the last active admin; make another admin first.")
+
+
+async def verify_credentials(
+    session: AsyncSession, hasher: PasswordHasher, login: str, password: str
+) -> User:
+    """The account for `login` + `password`, or one identical 401 for every failure (unknown
+    account, wrong password, deactivated), each costing one bcrypt check."""
+    user = await repository.by_login(session, login)
+    valid = await hasher.verify(password, user.password_hash if user else None)
+    if user is None or not valid or not user.is_active:
+        raise Unauthorized(INCORRECT_CREDENTIALS)
+    if hasher.needs_rehash(user.password_hash):
+        user.password_hash = await hasher.hash(password)
+        logger.info("password rehashed at cost %s", hasher.rounds, extra={"user_id": str(user.id)})
+    return user
+
+
+def safe_cell(value: object) -> str:
+    text = value.isoformat() if isinstance(value, datetime) else str(value)
+    if text.startswith(FORMULA_PREFIXES):
+        return "'" + text
+    return text
+
+
+async def export_csv(database: Database) -> AsyncIterator[str]:
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\r\n")
+
+    def take() -> str:
+        text = buffer.getvalue()
+        buffer.seek(0)
+        buffer.truncate()
+        return text
+
+    writer.writerow(EXPORT_COLUMNS)
+    yield take()
+    rows = 0
+    async with database.sessionmaker() as session:
+        async for row in repository.stream_all(session):
+            writer.writerow([safe_cell(value) for value in row])
+            rows += 1
+            if rows % 500 == 0:
+                yield take()
+    yield take()

@@ -1,0 +1,73 @@
+"""The internal API (never routed by the gateway): for auth, with service tokens."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Annotated
+
+from common.db import SessionDep
+from common.errors import NotFound
+from common.security import require_service_scope
+from common.tokens import AccessClaims
+from fastapi import APIRouter, Depends
+from pydantic import BaseModel, ConfigDict, Field
+
+from users.accounts import repository, service
+from users.dependencies import Hasher
+
+router = APIRouter(prefix="/internal/v1", tags=["internal"], include_in_schema=False)
+Verifier = Annotated[AccessClaims, Depends(require_service_scope("credentials:verify"))]
+Authorizer = Annotated[AccessClaims, Depends(require_service_scope("users:authorization"))]
+
+
+class Credentials(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    login: str = Field(min_length=1, max_length=4096)
+    password: str = Field(min_length=1, max_length=4096)
+
+
+class Authorization(BaseModel):
+    user_id: uuid.UUID
+    is_active: bool
+    roles: list[str]
+    permissions: list[str]
+
+
+class VerifiedUser(Authorization):
+    username: str
+    email: str
+
+
+@router.post("/credentials/verify", response_model=VerifiedUser)
+async def verify_credentials(
+    credentials: Credentials, _caller: Verifier, session: SessionDep, hasher: Hasher
+) -> VerifiedUser:
+    """The account for a login (username or email) and password; one identical 401 otherwise."""
+    user = await service.verify_credentials(
+        session, hasher, credentials.login, credentials.password
+    )
+    return VerifiedUser(
+        user_id=user.id,
+        username=user.username,
+        email=user.email,
+        is_active=user.is_active,
+        roles=user.role_names,
+        permissions=user.permission_names,
+    )
+
+
+@router.get("/users/{user_id}/authorization", response_model=Authorization)
+async def authorization(
+    user_id: uuid.UUID, _caller: Authorizer, session: SessionDep
+) -> Authorization:
+    """Current roles and permissions (auth reads them at every refresh)."""
+    user = await repository.by_id(session, user_id, permissions=True)
+    if user is None:
+        raise NotFound("No such user.")
+    return Authorization(
+        user_id=user.id,
+        is_active=user.is_active,
+        roles=user.role_names,
+        permissions=user.permission_names,
+    )

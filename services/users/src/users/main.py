@@ -1,0 +1,88 @@
+"""The users service: accounts, profiles and role-based access control."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from common.app import create_service_app
+from common.broker import Broker
+from common.db import Database
+from common.embedded import Embedded
+from common.outbox import OutboxRelay
+from common.rabbitmq import make_broker
+from common.tokens import JwksCache, TokenVerifier, http_jwks_fetcher
+from fastapi import FastAPI
+
+from users.accounts.router import router as accounts_router
+from users.bootstrap import bootstrap_admin
+from users.internal.router import router as internal_router
+from users.models import OutboxEvent
+from users.passwords.hashing import PasswordHasher
+from users.passwords.policy import common_passwords
+from users.settings import UsersSettings
+
+logger = logging.getLogger("gatehouse.users")
+
+SERVICE_NAME = "users"
+
+
+def create_app(
+    settings: UsersSettings | None = None,
+    *,
+    embedded: Embedded | None = None,
+    broker: Broker | None = None,
+    jwks: JwksCache | None = None,
+) -> FastAPI:
+    """`broker` and `jwks` replace the AMQP_URL broker and auth's JWKS (tests)."""
+    settings = settings or UsersSettings()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        database = Database(settings.users_database_url)
+        events = broker or make_broker(settings.amqp_url, embedded.broker if embedded else None)
+        keys = jwks or JwksCache(
+            http_jwks_fetcher(settings.jwks_url),
+            max_age=settings.jwks_cache_seconds,
+            refetch_cooldown=settings.jwks_refetch_cooldown_seconds,
+        )
+        relay = OutboxRelay(database, OutboxEvent, events)
+        hasher = PasswordHasher(settings.bcrypt_rounds, settings.bcrypt_concurrency)
+        common_passwords()  # load the list now, not on the first registration
+        leeway = settings.token_leeway_seconds
+        state = app.state
+        state.db = database
+        state.hasher = hasher
+        state.token_verifier = TokenVerifier(
+            keys, issuer=settings.issuer, audience=settings.audience, leeway=leeway
+        )
+        state.internal_token_verifier = TokenVerifier(
+            keys, issuer=settings.issuer, audience=SERVICE_NAME, leeway=leeway
+        )
+        state.readiness_checks = {"database": database.ping, "broker": events.ping}
+        try:
+            admin = (
+                settings.bootstrap_admin_email,
+                settings.bootstrap_admin_username,
+                settings.bootstrap_admin_password,
+            )
+            if admin[0] and admin[1] and admin[2]:
+                await bootstrap_admin(
+                    database, hasher, admin[0], admin[1], admin[2].get_secret_value()
+                )
+            await events.start()
+            await relay.start()
+            yield
+        finally:
+            await relay.stop()
+            await events.close()
+            await database.dispose()
+
+    return create_service_app(
+        SERVICE_NAME,
+        settings,
+        lifespan=lifespan,
+        routers=[accounts_router, internal_router],
+        description="Accounts, profiles and role-based access control.",
+    )

@@ -1,0 +1,82 @@
+"""users' tables: accounts, roles and permissions as data, and the outbox."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+
+from common.db import new_metadata
+from common.events import OutboxMixin, utcnow
+from sqlalchemy import Boolean, Column, DateTime, ForeignKey, Index, String, Table, Uuid
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+
+
+class Base(DeclarativeBase):
+    metadata = new_metadata()
+
+
+role_permissions = Table(
+    "role_permissions",
+    Base.metadata,
+    Column("role_name", ForeignKey("roles.name", ondelete="CASCADE"), primary_key=True),
+    Column("permission_name", ForeignKey("permissions.name", ondelete="CASCADE"), primary_key=True),
+)
+
+user_roles = Table(
+    "user_roles",
+    Base.metadata,
+    Column("user_id", ForeignKey("users.id", ondelete="CASCADE"), primary_key=True),
+    Column(
+        "role_name", ForeignKey("roles.name", ondelete="RESTRICT"), primary_key=True, index=True
+    ),
+)
+
+
+class Permission(Base):
+    __tablename__ = "permissions"
+
+    name: Mapped[str] = mapped_column(String(64), primary_key=True)
+    description: Mapped[str] = mapped_column(String(200))
+
+
+class Role(Base):
+    __tablename__ = "roles"
+
+    name: Mapped[str] = mapped_column(String(64), primary_key=True)
+    description: Mapped[str] = mapped_column(String(200))
+    permissions: Mapped[list[Permission]] = relationship(
+        secondary=role_permissions, lazy="raise", order_by=Permission.name
+    )
+
+
+class User(Base):
+    __tablename__ = "users"
+    # The admin list and the CSV export walk users in (created_at, id) order.
+    __table_args__ = (Index("ix_users_created_at_id", "created_at", "id"),)
+
+    id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True, default=uuid.uuid4)
+    email: Mapped[str] = mapped_column(String(320))
+    # NFKC + casefold forms: uniqueness and lookups ignore case and compatibility look-alikes.
+    email_canonical: Mapped[str] = mapped_column(String(320), unique=True)
+    username: Mapped[str] = mapped_column(String(50))
+    username_canonical: Mapped[str] = mapped_column(String(50), unique=True)
+    full_name: Mapped[str] = mapped_column(String(100))
+    password_hash: Mapped[str] = mapped_column(String(100))
+    is_active: Mapped[bool] = mapped_column(Boolean, default=True)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(
+        DateTime(timezone=True), default=utcnow, onupdate=utcnow
+    )
+    roles: Mapped[list[Role]] = relationship(secondary=user_roles, lazy="raise", order_by=Role.name)
+
+    @property
+    def role_names(self) -> list[str]:
+        return [role.name for role in self.roles]
+
+    @property
+    def permission_names(self) -> list[str]:
+        return sorted({p.name for role in self.roles for p in role.permissions})
+
+
+class OutboxEvent(OutboxMixin, Base):
+    pass

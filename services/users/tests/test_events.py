@@ -1,0 +1,97 @@
+"""Account events: one outbox row per change, in the change's transaction, then published."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+
+import pytest
+from common.errors import Conflict
+from common.events import Envelope
+from sqlalchemy import func, select
+from users.accounts import service
+from users.accounts.schemas import UserCreate
+from users.models import OutboxEvent, User
+
+from .conftest import PASSWORD, UsersHarness
+
+
+async def test_registration_event_carries_what_the_notifier_needs(users: UsersHarness) -> None:
+    user = await users.register(full_name="Ada Lovelace")
+    [row] = await users.outbox(user["id"])
+    envelope = Envelope.model_validate(row.payload)
+    assert envelope.type == "user.registered"
+    assert envelope.id == row.event_id
+    assert envelope.data == {
+        "user_id": user["id"],
+        "email": user["email"],
+        "username": user["username"],
+        "full_name": "Ada Lovelace",
+    }
+    assert PASSWORD not in str(row.payload)
+
+
+async def test_a_failed_transaction_leaves_no_event(users: UsersHarness) -> None:
+    existing = await users.register()
+    hasher = users.app.state.hasher
+    data = UserCreate(
+        email=f"x{uuid.uuid4().hex[:6]}@example.org",
+        username=f"u{uuid.uuid4().hex[:6]}",
+        password=PASSWORD,
+        full_name="Rolled Back",
+    )
+    async with users.database.sessionmaker() as session, session.begin():
+        await service.register(session, hasher, data)
+        await session.rollback()
+    duplicate = data.model_copy(update={"username": existing["username"]})
+    async with users.database.sessionmaker() as session, session.begin():
+        with pytest.raises(Conflict):
+            await service.register(session, hasher, duplicate)
+    async with users.database.sessionmaker() as session:
+        assert (
+            await session.scalar(
+                select(func.count()).select_from(User).where(User.full_name == "Rolled Back")
+            )
+            == 0
+        )
+        assert await session.scalar(select(func.count()).select_from(OutboxEvent)) == 1
+
+
+async def test_concurrent_duplicate_registrations_make_one_account_and_one_event(
+    users: UsersHarness,
+) -> None:
+    body = {
+        "email": "race@example.org",
+        "username": "race_user",
+        "password": PASSWORD,
+        "full_name": "Race",
+    }
+    responses = await asyncio.gather(
+        *(users.client.post("/api/v1/users/", json=body) for _ in range(5))
+    )
+    assert sorted(r.status_code for r in responses) == [201, 409, 409, 409, 409]
+    assert len(await users.outbox()) == 1
+
+
+async def test_the_relay_publishes_each_event_once(users: UsersHarness) -> None:
+    received: list[Envelope] = []
+
+    async def handler(envelope: Envelope) -> None:
+        received.append(envelope)
+
+    consumer = users.broker.client()
+    await consumer.start()
+    await consumer.consume("test.users-events", ["user.*"], handler)
+    try:
+        user = await users.register()
+        await users.client.delete(f"/api/v1/users/{user['id']}", headers=users.bearer(user))
+        for _ in range(100):
+            if len(received) >= 2:
+                break
+            await asyncio.sleep(0.05)
+        await asyncio.sleep(0.3)
+    finally:
+        await consumer.close()
+    assert [e.type for e in received] == ["user.registered", "user.deactivated"]
+    rows = await users.outbox(user["id"])
+    assert all(row.sent_at is not None for row in rows)

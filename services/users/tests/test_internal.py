@@ -1,0 +1,129 @@
+"""The internal API auth calls: credentials and authorization, service tokens only."""
+
+from __future__ import annotations
+
+import uuid
+
+import pytest
+from sqlalchemy import select
+from users.models import User
+from users.passwords.hashing import cost_of
+
+from .conftest import PASSWORD, TEST_ROUNDS, UsersHarness
+
+VERIFY = "/internal/v1/credentials/verify"
+
+
+async def test_credentials_by_username_or_email_in_any_case(users: UsersHarness) -> None:
+    user = await users.register()
+    headers = users.service_bearer("credentials:verify")
+    for login in (user["username"], user["email"], user["email"].upper(), user["username"].upper()):
+        response = await users.client.post(
+            VERIFY, json={"login": login, "password": PASSWORD}, headers=headers
+        )
+        assert response.status_code == 200, login
+        body = response.json()
+        assert body["user_id"] == user["id"]
+        assert body["roles"] == ["user"]
+        assert body["permissions"] == []
+        assert body["is_active"] is True
+
+
+async def test_every_failure_is_the_same_401(users: UsersHarness) -> None:
+    user = await users.register()
+    gone = await users.register()
+    deactivated = await users.client.delete(
+        f"/api/v1/users/{gone['id']}", headers=users.bearer(gone)
+    )
+    assert deactivated.status_code == 204
+    headers = users.service_bearer("credentials:verify")
+    answers = []
+    for login, password in (
+        (user["username"], "wrong password here"),
+        ("nobody_" + uuid.uuid4().hex[:6], PASSWORD),
+        (gone["username"], PASSWORD),
+    ):
+        response = await users.client.post(
+            VERIFY, json={"login": login, "password": password}, headers=headers
+        )
+        assert response.status_code == 401
+        body = response.json()
+        body.pop("instance", None)
+        answers.append((body, response.headers.get("www-authenticate")))
+    assert answers[0] == answers[1] == answers[2]
+
+
+@pytest.mark.parametrize("scope", ["users:authorization", "", "credentials:verify users:read"])
+async def test_verify_needs_its_scope(users: UsersHarness, scope: str) -> None:
+    headers = users.service_bearer(scope)
+    response = await users.client.post(
+        VERIFY, json={"login": "x", "password": "y"}, headers=headers
+    )
+    # With the scope, the (unknown) credentials are checked: 401; without it: 403.
+    assert response.status_code == (401 if "credentials:verify" in scope.split() else 403)
+
+
+async def test_user_tokens_and_wrong_audiences_are_refused(users: UsersHarness) -> None:
+    user = await users.register()
+    body = {"login": user["username"], "password": PASSWORD}
+    as_user = await users.client.post(VERIFY, json=body, headers=users.admin_bearer(user))
+    assert as_user.status_code == 401  # a user token is not for the users audience
+    token = users.tokens.access_token(
+        "auth", session_id=None, scope="credentials:verify", audience="gatehouse-api"
+    )
+    wrong = await users.client.post(VERIFY, json=body, headers={"Authorization": f"Bearer {token}"})
+    assert wrong.status_code == 401
+    assert (await users.client.post(VERIFY, json=body)).status_code == 401
+
+
+@pytest.mark.parametrize(
+    "body",
+    [{}, {"login": "", "password": "x"}, {"login": "x"}, {"login": "x", "password": 1}, []],
+)
+async def test_bad_verify_bodies_are_422(users: UsersHarness, body: object) -> None:
+    response = await users.client.post(
+        VERIFY, json=body, headers=users.service_bearer("credentials:verify")
+    )
+    assert response.status_code == 422
+
+
+async def test_authorization_reports_current_roles(users: UsersHarness) -> None:
+    user = await users.register()
+    await users.make_admin(user)
+    headers = users.service_bearer("users:authorization")
+    response = await users.client.get(
+        f"/internal/v1/users/{user['id']}/authorization", headers=headers
+    )
+    assert response.status_code == 200
+    assert response.json() == {
+        "user_id": user["id"],
+        "is_active": True,
+        "roles": ["admin", "user"],
+        "permissions": ["users:manage", "users:read"],
+    }
+    missing = await users.client.get(
+        f"/internal/v1/users/{uuid.uuid4()}/authorization", headers=headers
+    )
+    assert missing.status_code == 404
+    refused = await users.client.get(
+        f"/internal/v1/users/{user['id']}/authorization",
+        headers=users.service_bearer("credentials:verify"),
+    )
+    assert refused.status_code == 403
+
+
+async def test_login_rehashes_when_the_cost_rose(users: UsersHarness) -> None:
+    user = await users.register()
+    users.app.state.hasher.rounds = TEST_ROUNDS + 1  # the operator raised BCRYPT_ROUNDS
+    response = await users.client.post(
+        VERIFY,
+        json={"login": user["username"], "password": PASSWORD},
+        headers=users.service_bearer("credentials:verify"),
+    )
+    assert response.status_code == 200
+    async with users.database.sessionmaker() as session:
+        stored = await session.scalar(
+            select(User.password_hash).where(User.id == uuid.UUID(user["id"]))
+        )
+    assert stored is not None
+    assert cost_of(stored) == TEST_ROUNDS + 1
