@@ -41,14 +41,14 @@ class Platform:
 
     def start(self, *services: str, wait: bool = True) -> None:
         for service in services or SERVICES:
-            log = (self.log_dir / f"{service}.log").open("ab")
-            self.processes[service] = subprocess.Popen(
-                [sys.executable, "-m", service, "serve"],
-                env=self.env,
-                cwd=self.log_dir,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-            )
+            with (self.log_dir / f"{service}.log").open("ab") as log:
+                self.processes[service] = subprocess.Popen(
+                    [sys.executable, "-m", service, "serve"],
+                    env=self.env,
+                    cwd=self.log_dir,
+                    stdout=log,
+                    stderr=subprocess.STDOUT,
+                )
             if wait:
                 self.wait_ready(service)
 

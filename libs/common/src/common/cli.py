@@ -39,6 +39,10 @@ def service_cli(
 ) -> typer.Typer:
     cli = typer.Typer(name=name, no_args_is_help=True, add_completion=False)
 
+    @cli.callback()
+    def group() -> None:
+        """A Gatehouse service (a callback keeps `serve` a subcommand when it is the only one)."""
+
     def run_migrations(settings: ServiceSettings) -> Coroutine[Any, Any, None] | None:
         if database_url is None or migrations is None:
             return None

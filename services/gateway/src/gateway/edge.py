@@ -1,0 +1,132 @@
+"""What the edge adds and removes: hop-by-hop and identity headers, forwarding headers, security
+headers, CORS, and the client address (believed from X-Forwarded-For only via trusted proxies)."""
+
+from __future__ import annotations
+
+import ipaddress
+from collections.abc import Iterable, Sequence
+
+HOP_BY_HOP = frozenset(
+    {
+        b"connection",
+        b"keep-alive",
+        b"proxy-authenticate",
+        b"proxy-authorization",
+        b"proxy-connection",
+        b"te",
+        b"trailer",
+        b"transfer-encoding",
+        b"upgrade",
+    }
+)
+# Never taken from a client: upstreams must not be told who the caller is by the caller.
+SPOOFABLE_PREFIXES = (b"x-user-", b"x-internal-", b"x-forwarded-")
+DROPPED_REQUEST = frozenset({b"host", b"forwarded", b"x-real-ip", b"content-length", b"expect"})
+DROPPED_RESPONSE = frozenset({b"server", b"x-powered-by", b"content-length"})
+SECURITY_HEADERS: tuple[tuple[bytes, bytes], ...] = (
+    (b"x-content-type-options", b"nosniff"),
+    (b"x-frame-options", b"DENY"),
+    (b"referrer-policy", b"no-referrer"),
+)
+FRAME_ANCESTORS = b"frame-ancestors 'none'"
+HSTS = (b"strict-transport-security", b"max-age=63072000; includeSubDomains")
+CORS_METHODS = b"GET, POST, PUT, PATCH, DELETE, OPTIONS"
+CORS_HEADERS = b"Authorization, Content-Type, X-Request-ID"
+CORS_EXPOSE = b"RateLimit, RateLimit-Policy, Retry-After, X-Request-ID"
+
+Headers = list[tuple[bytes, bytes]]
+
+
+def connection_tokens(headers: Iterable[tuple[bytes, bytes]]) -> set[bytes]:
+    named: set[bytes] = set()
+    for key, value in headers:
+        if key == b"connection":
+            named.update(token.strip().lower() for token in value.split(b","))
+    return named
+
+
+def upstream_request_headers(headers: Sequence[tuple[bytes, bytes]]) -> Headers:
+    named = connection_tokens(headers)
+    return [
+        (key, value)
+        for key, value in headers
+        if key not in HOP_BY_HOP
+        and key not in DROPPED_REQUEST
+        and key not in named
+        and not key.startswith(SPOOFABLE_PREFIXES)
+    ]
+
+
+def client_response_headers(headers: Sequence[tuple[bytes, bytes]], keep_length: bool) -> Headers:
+    named = connection_tokens(headers)
+    return [
+        (key, value)
+        for key, value in headers
+        if key not in HOP_BY_HOP
+        and key not in named
+        and (key not in DROPPED_RESPONSE or (keep_length and key == b"content-length"))
+    ]
+
+
+def add_security_headers(headers: Headers, https: bool) -> None:
+    present = {key for key, _ in headers}
+    headers.extend(item for item in SECURITY_HEADERS if item[0] not in present)
+    if b"content-security-policy" not in present:
+        headers.append((b"content-security-policy", FRAME_ANCESTORS))
+    if https and HSTS[0] not in present:
+        headers.append(HSTS)
+
+
+class TrustedProxies:
+    def __init__(self, cidrs: Sequence[str]) -> None:
+        self.networks = [ipaddress.ip_network(cidr, strict=False) for cidr in cidrs]
+
+    def trusts(self, address: str) -> bool:
+        if not self.networks:
+            return False
+        try:
+            ip = ipaddress.ip_address(address)
+        except ValueError:
+            return False
+        return any(ip in network for network in self.networks)
+
+    def client_address(self, peer: str, forwarded_for: bytes | None) -> str:
+        """The socket peer, unless it is a trusted proxy: then the right-most address of
+        X-Forwarded-For that is not itself a trusted proxy (the left part is client-written)."""
+        if forwarded_for is None or not self.trusts(peer):
+            return peer
+        hops = [hop.strip() for hop in forwarded_for.decode("latin-1").split(",")]
+        for hop in reversed(hops):
+            try:
+                ipaddress.ip_address(hop)
+            except ValueError:
+                return peer  # garbage in the chain: believe nothing of it
+            if not self.trusts(hop):
+                return hop
+        return hops[0] if hops else peer
+
+
+class Cors:
+    def __init__(self, origins: Sequence[str]) -> None:
+        self.origins = frozenset(o.rstrip("/").encode() for o in origins if o.strip() != "*")
+
+    def allowed(self, origin: bytes | None) -> bool:
+        return origin is not None and origin in self.origins
+
+    def response_headers(self, origin: bytes) -> Headers:
+        return [
+            (b"access-control-allow-origin", origin),
+            (b"access-control-allow-credentials", b"true"),
+            (b"access-control-expose-headers", CORS_EXPOSE),
+            (b"vary", b"Origin"),
+        ]
+
+    def preflight_headers(self, origin: bytes) -> Headers:
+        return [
+            (b"access-control-allow-origin", origin),
+            (b"access-control-allow-credentials", b"true"),
+            (b"access-control-allow-methods", CORS_METHODS),
+            (b"access-control-allow-headers", CORS_HEADERS),
+            (b"access-control-max-age", b"600"),
+            (b"vary", b"Origin"),
+        ]

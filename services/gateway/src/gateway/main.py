@@ -1,0 +1,105 @@
+"""The gateway: the only public entry (API.md §1, §5)."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+import aiohttp
+from common.app import create_service_app
+from common.embedded import Embedded
+from common.redis import make_redis
+from common.tokens import JwksCache, TokenVerifier, http_jwks_fetcher
+from fastapi import FastAPI
+
+from gateway.breaker import CircuitBreaker
+from gateway.docs import MergedDocument
+from gateway.docs import router as docs_router
+from gateway.edge import Cors, TrustedProxies
+from gateway.guard import Guard, Limit
+from gateway.proxy import Edge, Gateway
+from gateway.settings import GatewaySettings
+from gateway.tokens import CachingVerifier
+
+logger = logging.getLogger("gatehouse.gateway")
+
+SERVICE_NAME = "gateway"
+# Under uvicorn's 5 s keep-alive, so the pool never picks a socket the upstream is closing.
+KEEPALIVE_SECONDS = 3.0
+
+
+def create_app(
+    settings: GatewaySettings | None = None,
+    *,
+    embedded: Embedded | None = None,
+    jwks: JwksCache | None = None,
+) -> FastAPI:
+    """`jwks` replaces auth's JWKS endpoint (tests)."""
+    settings = settings or GatewaySettings()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        redis = make_redis(settings.redis_url, embedded.redis if embedded else None)
+        connector = aiohttp.TCPConnector(
+            limit=settings.upstream_pool_size,
+            keepalive_timeout=KEEPALIVE_SECONDS,
+            ttl_dns_cache=60,
+        )
+        session = aiohttp.ClientSession(connector=connector, auto_decompress=False)
+        keys = jwks or JwksCache(
+            http_jwks_fetcher(settings.jwks_url),
+            max_age=settings.jwks_cache_seconds,
+            refetch_cooldown=settings.jwks_refetch_cooldown_seconds,
+        )
+        verifier = TokenVerifier(
+            keys,
+            issuer=settings.issuer,
+            audience=settings.audience,
+            leeway=settings.token_leeway_seconds,
+        )
+        upstreams = {
+            "auth": settings.auth_url.rstrip("/"),
+            "users": settings.users_url.rstrip("/"),
+        }
+        general, window = settings.rate
+        login, login_window = settings.login_rate
+        app.state.edge = Edge(
+            upstreams=upstreams,
+            session=session,
+            verifier=CachingVerifier(verifier, settings.verified_token_cache),
+            guard=Guard(
+                redis, Limit("general", general, window), Limit("login", login, login_window)
+            ),
+            breakers={
+                name: CircuitBreaker(name, settings.breaker_failures, settings.breaker_open_seconds)
+                for name in upstreams
+            },
+            proxies=TrustedProxies(settings.gateway_trusted_proxies),
+            cors=Cors(settings.cors_origins),
+            max_body=settings.max_body_bytes,
+            timeout=aiohttp.ClientTimeout(
+                total=None,
+                connect=settings.upstream_connect_timeout,
+                sock_read=settings.upstream_read_timeout,
+            ),
+        )
+        app.state.merged_document = MergedDocument(session, upstreams)
+        app.state.readiness_checks = {"redis": redis.ping}
+        try:
+            yield
+        finally:
+            app.state.edge = None
+            await session.close()
+            await redis.aclose()
+
+    app = create_service_app(
+        SERVICE_NAME,
+        settings,
+        lifespan=lifespan,
+        routers=[] if settings.is_production else [docs_router],
+        description="The public edge.",
+    )
+    app.state.edge = None
+    app.add_middleware(Gateway, edge_of=lambda: app.state.edge)
+    return app

@@ -1,0 +1,455 @@
+"""The hot path, in plain ASGI: route, verify, one Redis call, then stream to the upstream with a
+warm aiohttp keep-alive pool and stream the answer back. Everything else (health, metrics, docs)
+goes to the FastAPI app beside it."""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import parse_qs
+
+import aiohttp
+from common.logs import accept_request_id, request_id_var
+from common.tokens import InvalidToken, JwksUnavailable
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from gateway import routes
+from gateway.breaker import CircuitBreaker
+from gateway.edge import (
+    Cors,
+    Headers,
+    TrustedProxies,
+    add_security_headers,
+    client_response_headers,
+    upstream_request_headers,
+)
+from gateway.guard import Guard, Verdict
+from gateway.metrics import LATENCY, RATE_LIMITED, REQUESTS, REVOKED, UPSTREAM_ERRORS
+from gateway.routes import Access, Route
+from gateway.tokens import CachingVerifier
+
+logger = logging.getLogger("gatehouse.gateway")
+
+IDEMPOTENT = frozenset({"GET", "HEAD", "OPTIONS", "PUT", "DELETE"})
+PROBLEM = b"application/problem+json"
+# Login bodies are read whole to find the username; they are small.
+LOGIN_BODY_LIMIT = 16 * 1024
+
+
+class BodyTooLarge(Exception):
+    pass
+
+
+class ClientGone(Exception):
+    pass
+
+
+@dataclass
+class Edge:
+    """Everything the hot path needs, built in the lifespan."""
+
+    upstreams: dict[str, str]
+    session: aiohttp.ClientSession
+    verifier: CachingVerifier
+    guard: Guard
+    breakers: dict[str, CircuitBreaker]
+    proxies: TrustedProxies
+    cors: Cors
+    max_body: int
+    timeout: aiohttp.ClientTimeout
+    rate_policy: bytes = b""
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+def problem_body(status: int, title: str, detail: str, instance: str) -> bytes:
+    return json.dumps(
+        {
+            "type": "about:blank",
+            "title": title,
+            "status": status,
+            "detail": detail,
+            "instance": instance,
+        }
+    ).encode()
+
+
+class Gateway:
+    """The outermost middleware of the gateway's FastAPI app: proxied routes are answered here,
+    in plain ASGI; the rest (health, metrics, docs, 404s) goes on to FastAPI (`ops`)."""
+
+    def __init__(self, ops: ASGIApp, edge_of: Callable[[], Edge | None]) -> None:
+        self.ops = ops
+        self.edge_of = edge_of  # the Edge built by the lifespan, None before
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.ops(scope, receive, send)
+            return
+        edge: Edge | None = self.edge_of()
+        headers: list[tuple[bytes, bytes]] = scope["headers"]
+        origin = next((v for k, v in headers if k == b"origin"), None)
+        https = self._https(scope, edge, headers)
+        if edge is not None and scope["method"] == "OPTIONS" and origin is not None:
+            await self._preflight(edge, origin, send, https)
+            return
+        route = routes.match(scope["method"], scope["path"])
+        cors: Headers = []
+        if edge is not None and origin is not None and edge.cors.allowed(origin):
+            cors = edge.cors.response_headers(origin)
+
+        async def edge_send(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                out = list(message.get("headers", []))
+                add_security_headers(out, https)
+                out.extend(cors)
+                message["headers"] = out
+            await send(message)
+
+        if route is None or edge is None:
+            await self.ops(scope, receive, edge_send)
+            return
+        await Exchange(edge, route, scope, receive, edge_send).run()
+
+    @staticmethod
+    def _https(scope: Scope, edge: Edge | None, headers: list[tuple[bytes, bytes]]) -> bool:
+        if scope.get("scheme") == "https":
+            return True
+        client = scope.get("client")
+        if edge is None or client is None or not edge.proxies.trusts(client[0]):
+            return False
+        return any(k == b"x-forwarded-proto" and v.lower() == b"https" for k, v in headers)
+
+    @staticmethod
+    async def _preflight(edge: Edge, origin: bytes, send: Send, https: bool) -> None:
+        out: Headers = edge.cors.preflight_headers(origin) if edge.cors.allowed(origin) else []
+        add_security_headers(out, https)
+        await send({"type": "http.response.start", "status": 204, "headers": out})
+        await send({"type": "http.response.body", "body": b""})
+
+
+class Exchange:
+    """One proxied request."""
+
+    def __init__(
+        self, edge: Edge, route: Route, scope: Scope, receive: Receive, send: Send
+    ) -> None:
+        self.edge = edge
+        self.route = route
+        self.scope = scope
+        self.receive = receive
+        self.send = send
+        self.headers: list[tuple[bytes, bytes]] = scope["headers"]
+        self.request_id = accept_request_id(self._header(b"x-request-id"))
+        self.status = 500
+        self.started = False
+        self.extra_headers: Headers = [(b"x-request-id", self.request_id.encode())]
+
+    def _header(self, name: bytes) -> bytes | None:
+        for key, value in self.headers:
+            if key == name:
+                return value
+        return None
+
+    async def run(self) -> None:
+        token = request_id_var.set(self.request_id)
+        began = time.perf_counter()
+        try:
+            await self._run()
+        except ClientGone:
+            self.status = 499
+        except Exception:
+            logger.exception("gateway error on %s", self.route.name)
+            if not self.started:
+                await self.problem(502, "Bad Gateway", "The upstream answer could not be relayed.")
+        finally:
+            REQUESTS.labels(self.route.name, self.route.upstream, str(self.status)).inc()
+            LATENCY.labels(self.route.name).observe(time.perf_counter() - began)
+            request_id_var.reset(token)
+
+    async def _run(self) -> None:
+        edge, scope = self.edge, self.scope
+        raw_path: bytes = scope.get("raw_path") or scope["path"].encode()
+        if routes.unsafe_path(raw_path):
+            await self.problem(404, "Not Found", "No such resource.")
+            return
+        length = self._content_length()
+        if length is not None and length > edge.max_body:
+            await self.problem(413, "Content Too Large", f"The body exceeds {edge.max_body} bytes.")
+            return
+        if length == -1:
+            await self.problem(400, "Bad Request", "Invalid Content-Length.")
+            return
+        peer = scope["client"][0] if scope.get("client") else "0.0.0.0"  # noqa: S104
+        client_ip = edge.proxies.client_address(peer, self._header(b"x-forwarded-for"))
+
+        claims = None
+        authorization = self._header(b"authorization")
+        if authorization is not None or self.route.access is Access.BEARER:
+            claims = await self._claims(authorization)
+            if claims is None and self.route.access is Access.BEARER:
+                return  # the 401 is sent
+
+        body: bytes | None = None
+        login_key = None
+        if self.route.access is Access.LOGIN:
+            try:
+                body = await self._read_body(min(edge.max_body, LOGIN_BODY_LIMIT))
+            except BodyTooLarge:
+                await self.problem(413, "Content Too Large", "The login body is too large.")
+                return
+            login_key = self._login_key(client_ip, body)
+
+        client_key = f"user:{claims.subject}" if claims else f"ip:{client_ip}"
+        verdict = await edge.guard.check(
+            client_key,
+            login_key,
+            claims.session_id if claims else None,
+            claims.subject if claims else None,
+            claims.issued_at if claims else 0,
+        )
+        if not await self._admit(verdict):
+            return
+        await self._forward(raw_path, client_ip, body, length)
+
+    def _content_length(self) -> int | None:
+        raw = self._header(b"content-length")
+        if raw is None:
+            return None
+        try:
+            value = int(raw)
+        except ValueError:
+            return -1
+        return value if value >= 0 else -1
+
+    async def _claims(self, authorization: bytes | None) -> Any:
+        scheme, _, token = (authorization or b"").decode("latin-1").partition(" ")
+        token = token.strip()
+        if scheme.lower() != "bearer" or not token:
+            if self.route.access is Access.BEARER:
+                await self.unauthorized(
+                    "A bearer token is required.", presented=authorization is not None
+                )
+            return None
+        try:
+            return await self.edge.verifier.verify(token)
+        except (InvalidToken, JwksUnavailable):
+            if self.route.access is Access.BEARER:
+                await self.unauthorized("The token is invalid or expired.", presented=True)
+            return None  # public routes: the upstream judges; limits go by IP
+
+    def _login_key(self, client_ip: str, body: bytes) -> str | None:
+        form = parse_qs(body.decode("utf-8", "replace"), max_num_fields=20)
+        if self.route.name == "auth.token" and form.get("grant_type") != ["password"]:
+            return None  # only password grants are logins
+        username = (form.get("username") or [""])[0].strip().lower()[:320]
+        return f"{client_ip}:{username}"
+
+    async def _admit(self, verdict: Verdict) -> bool:
+        limit = self.edge.guard.general
+        policy = f'"general";q={limit.limit};w={limit.window}'.encode()
+        if verdict.unavailable:
+            await self.problem(
+                503,
+                "Service Unavailable",
+                "Token revocation cannot be checked right now.",
+                headers=[(b"retry-after", b"1")],
+            )
+            return False
+        if verdict.revoked:
+            REVOKED.inc()
+            await self.unauthorized("The token has been revoked.", presented=True)
+            return False
+        if verdict.limited is not None:
+            RATE_LIMITED.labels(verdict.limited.name).inc()
+            used = verdict.limited
+            policy = f'"{used.name}";q={used.limit};w={used.window}'.encode()
+            await self.problem(
+                429,
+                "Too Many Requests",
+                "Slow down and retry later.",
+                headers=[
+                    (b"retry-after", str(verdict.retry_after).encode()),
+                    (b"ratelimit-policy", policy),
+                    (b"ratelimit", f'"{used.name}";r=0;t={verdict.reset}'.encode()),
+                ],
+            )
+            return False
+        self.extra_headers += [
+            (b"ratelimit-policy", policy),
+            (b"ratelimit", f'"general";r={verdict.remaining};t={verdict.reset}'.encode()),
+        ]
+        return True
+
+    async def _read_body(self, limit: int) -> bytes:
+        chunks = []
+        size = 0
+        while True:
+            message = await self.receive()
+            if message["type"] == "http.disconnect":
+                raise ClientGone
+            chunk = message.get("body", b"")
+            size += len(chunk)
+            if size > limit:
+                raise BodyTooLarge
+            chunks.append(chunk)
+            if not message.get("more_body", False):
+                return b"".join(chunks)
+
+    async def _stream_body(self) -> AsyncIterator[bytes]:
+        size = 0
+        while True:
+            message = await self.receive()
+            if message["type"] == "http.disconnect":
+                raise ClientGone
+            chunk = message.get("body", b"")
+            size += len(chunk)
+            if size > self.edge.max_body:
+                raise BodyTooLarge
+            if chunk:
+                yield chunk
+            if not message.get("more_body", False):
+                return
+
+    def _outbound_headers(self, client_ip: str) -> dict[str, str]:
+        out: dict[str, str] = {}
+        for key, value in upstream_request_headers(self.headers):
+            name = key.decode("latin-1")
+            if name in out:
+                out[name] += ", " + value.decode("latin-1")
+            else:
+                out[name] = value.decode("latin-1")
+        host = self._header(b"host")
+        out["x-forwarded-for"] = client_ip
+        out["x-forwarded-proto"] = (
+            "https" if Gateway._https(self.scope, self.edge, self.headers) else "http"
+        )
+        if host is not None:
+            out["x-forwarded-host"] = host.decode("latin-1")
+        out["x-request-id"] = self.request_id
+        return out
+
+    async def _forward(
+        self, raw_path: bytes, client_ip: str, body: bytes | None, length: int | None
+    ) -> None:
+        edge, method = self.edge, self.scope["method"]
+        upstream = self.route.upstream
+        breaker = edge.breakers[upstream]
+        if not breaker.allow():
+            UPSTREAM_ERRORS.labels(upstream, "circuit_open").inc()
+            await self.problem(
+                503,
+                "Service Unavailable",
+                f"The {upstream} service is unavailable.",
+                headers=[(b"retry-after", b"5")],
+            )
+            return
+        query = self.scope.get("query_string", b"")
+        url = (
+            edge.upstreams[upstream]
+            + raw_path.decode("ascii")
+            + ("?" + query.decode("latin-1") if query else "")
+        )
+        headers = self._outbound_headers(client_ip)
+        if body is None and length:  # known and within the limit (checked on arrival)
+            try:
+                body = await self._read_body(edge.max_body)
+            except BodyTooLarge:
+                breaker.release()
+                await self.problem(413, "Content Too Large", "The body is too large.")
+                return
+        streaming = body is None and length is None and method not in ("GET", "HEAD")
+        attempts = 2 if method in IDEMPOTENT and not streaming else 1
+        for attempt in range(attempts):
+            data: Any = self._stream_body() if streaming else body
+            try:
+                async with edge.session.request(
+                    method,
+                    url,
+                    headers=headers,
+                    data=data,
+                    allow_redirects=False,
+                    timeout=edge.timeout,
+                    skip_auto_headers=("User-Agent", "Accept-Encoding", "Content-Type"),
+                ) as response:
+                    breaker.success()
+                    await self._relay(response)
+                    return
+            except BodyTooLarge:
+                breaker.release()
+                if not self.started:
+                    await self.problem(413, "Content Too Large", "The body is too large.")
+                return
+            except ClientGone:
+                breaker.release()
+                raise
+            except TimeoutError:
+                breaker.failure()
+                UPSTREAM_ERRORS.labels(upstream, "timeout").inc()
+                if not self.started:
+                    await self.problem(
+                        504, "Gateway Timeout", f"The {upstream} service did not answer in time."
+                    )
+                return
+            except (aiohttp.ClientConnectionError, aiohttp.ClientPayloadError) as exc:
+                if self.started:
+                    logger.warning(
+                        "upstream %s broke mid-response: %s", upstream, type(exc).__name__
+                    )
+                    return
+                if attempt + 1 < attempts:
+                    continue
+                breaker.failure()
+                UPSTREAM_ERRORS.labels(upstream, "connect").inc()
+                await self.problem(
+                    503,
+                    "Service Unavailable",
+                    f"The {upstream} service is unavailable.",
+                    headers=[(b"retry-after", b"1")],
+                )
+                return
+
+    async def _relay(self, response: aiohttp.ClientResponse) -> None:
+        headers = client_response_headers(response.raw_headers, keep_length=True)
+        headers.extend(self.extra_headers)
+        self.status = response.status
+        await self._start(response.status, headers)
+        if self.scope["method"] == "HEAD":
+            await self.send({"type": "http.response.body", "body": b""})
+            return
+        async for chunk in response.content.iter_any():
+            await self.send({"type": "http.response.body", "body": chunk, "more_body": True})
+        await self.send({"type": "http.response.body", "body": b""})
+
+    async def _start(self, status: int, headers: Headers) -> None:
+        self.started = True
+        await self.send({"type": "http.response.start", "status": status, "headers": headers})
+
+    async def problem(
+        self, status: int, title: str, detail: str, headers: Headers | None = None
+    ) -> None:
+        body = problem_body(status, title, detail, self.scope["path"])
+        out: Headers = [
+            (b"content-type", PROBLEM),
+            (b"content-length", str(len(body)).encode()),
+            *self.extra_headers,
+            *(headers or []),
+        ]
+        self.status = status
+        await self._start(status, out)
+        await self.send({"type": "http.response.body", "body": body})
+
+    async def unavailable(self, upstream: str, retry_after: int) -> None:
+        await self.problem(
+            503,
+            "Service Unavailable",
+            f"The {upstream} service is unavailable.",
+            headers=[(b"retry-after", str(retry_after).encode())],
+        )
+
+    async def unauthorized(self, detail: str, *, presented: bool) -> None:
+        challenge = b'Bearer error="invalid_token"' if presented else b"Bearer"
+        await self.problem(401, "Unauthorized", detail, headers=[(b"www-authenticate", challenge)])

@@ -1,0 +1,64 @@
+"""The route table: which paths reach which service, and which need a token (API.md §1).
+
+Anything not in the table — `/internal/*` included — is a 404 at the gateway. Paths are checked in
+their raw form: encoded separators or dots, `..` segments, empty segments and backslashes never
+reach an upstream, so no path can climb out of the prefix it matched.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from enum import Enum
+
+
+class Access(Enum):
+    PUBLIC = "public"
+    BEARER = "bearer"
+    LOGIN = "login"  # public, with the login rate limit (per client IP + submitted username)
+
+
+@dataclass(frozen=True, slots=True)
+class Route:
+    name: str  # metrics label
+    upstream: str  # "auth" | "users"
+    access: Access
+
+
+# (method or None for any, exact path or prefix ending in "/", route)
+_EXACT: dict[tuple[str, str], Route] = {
+    ("POST", "/api/v1/users/"): Route("users.register", "users", Access.PUBLIC),
+    ("POST", "/api/v1/auth/login"): Route("auth.login", "auth", Access.LOGIN),
+    ("POST", "/api/v1/auth/refresh"): Route("auth.refresh", "auth", Access.PUBLIC),
+    ("POST", "/api/v1/auth/token"): Route("auth.token", "auth", Access.LOGIN),
+    ("POST", "/api/v1/auth/revoke"): Route("auth.revoke", "auth", Access.PUBLIC),
+    ("POST", "/api/v1/auth/logout"): Route("auth.logout", "auth", Access.BEARER),
+    ("GET", "/.well-known/jwks.json"): Route("auth.jwks", "auth", Access.PUBLIC),
+    ("GET", "/.well-known/openid-configuration"): Route("auth.discovery", "auth", Access.PUBLIC),
+    ("GET", "/api/v1/users/me"): Route("users.me", "users", Access.BEARER),
+}
+_PREFIXES: tuple[tuple[str, Route], ...] = (
+    ("/api/v1/users/", Route("users.other", "users", Access.BEARER)),
+    ("/api/v1/auth/", Route("auth.other", "auth", Access.PUBLIC)),
+)
+_UNSAFE = re.compile(r"%(2[eEfF]|5[cC]|00)|\\|//|/\.\.?(/|$)")
+
+
+def unsafe_path(raw_path: bytes) -> bool:
+    try:
+        text = raw_path.decode("ascii")
+    except UnicodeDecodeError:
+        return True
+    return not text.startswith("/") or _UNSAFE.search(text) is not None
+
+
+def match(method: str, path: str) -> Route | None:
+    route = _EXACT.get((method, path))
+    if route is not None:
+        return route
+    if method == "OPTIONS":  # CORS preflights are answered by the gateway itself
+        method = "GET"
+    for prefix, candidate in _PREFIXES:
+        if path.startswith(prefix):
+            return candidate
+    return None

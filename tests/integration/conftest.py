@@ -1,0 +1,70 @@
+"""The platform as production runs it: four processes on loopback ports, real PostgreSQL
+(fresh databases), Redis (DB 3, flushed), RabbitMQ (a throwaway vhost) and an SMTP sink."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+import redis
+from common.testing import fresh_database
+
+from services.notifier.tests.smtp_sink import SmtpSink
+
+from .platform import ROOT, SERVICES, Platform, free_port, platform_env, throwaway_vhost
+
+REDIS_URL = "redis://127.0.0.1:6379/3"
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        if Path(str(item.fspath)).is_relative_to(Path(__file__).parent):
+            item.add_marker(pytest.mark.integration)
+
+
+@pytest.fixture(scope="session")
+def smtp_sink() -> Iterator[SmtpSink]:
+    sink = SmtpSink()
+    sink.start()
+    yield sink
+    sink.stop()
+
+
+@pytest.fixture(scope="session")
+async def platform(
+    smtp_sink: SmtpSink, tmp_path_factory: pytest.TempPathFactory
+) -> AsyncIterator[Platform]:
+    redis.Redis.from_url(REDIS_URL).flushdb()
+    async with (
+        fresh_database("it_auth", ROOT / "services/auth/migrations") as auth_db,
+        fresh_database("it_users", ROOT / "services/users/migrations") as users_db,
+        fresh_database("it_notifier", ROOT / "services/notifier/migrations") as notifier_db,
+    ):
+        with throwaway_vhost() as amqp_url:
+            ports = {service: free_port() for service in SERVICES}
+            databases = {"auth": auth_db, "users": users_db, "notifier": notifier_db}
+            env = platform_env(
+                databases,
+                ports,
+                redis_url=REDIS_URL,
+                amqp_url=amqp_url,
+                smtp_port=smtp_sink.port,
+                extra={
+                    "GATEWAY_RATE_LIMIT": "1000/second",
+                    "GATEWAY_LOGIN_RATE_LIMIT": "50/minute",
+                },
+            )
+            running = Platform(env, ports, tmp_path_factory.mktemp("platform"))
+            try:
+                running.start()
+                yield running
+            finally:
+                running.stop_all()
+
+
+@pytest.fixture
+async def gateway(platform: Platform) -> AsyncIterator[httpx.AsyncClient]:
+    async with httpx.AsyncClient(base_url=platform.url("gateway"), timeout=30.0) as client:
+        yield client

@@ -1,0 +1,116 @@
+"""`make run` with nothing configured: every service in one process on SQLite, the in-process
+store and broker, and mail written to `var/mail/` (DESIGN.md §5)."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from .platform import ROOT, SERVICES, free_port
+
+INFRASTRUCTURE = (
+    "AUTH_DATABASE_URL",
+    "USERS_DATABASE_URL",
+    "NOTIFIER_DATABASE_URL",
+    "REDIS_URL",
+    "AMQP_URL",
+    "SMTP_HOST",
+)
+
+
+@pytest.fixture(scope="module")
+def embedded(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, Path]]:
+    workdir = tmp_path_factory.mktemp("embedded")
+    ports = {service: free_port() for service in SERVICES}
+    env = {
+        key: value
+        for key, value in os.environ.items()
+        if key not in INFRASTRUCTURE and not key.startswith("PYTEST")
+    }
+    env.update({f"{service.upper()}_PORT": str(port) for service, port in ports.items()})
+    env.update(
+        {
+            "ISSUER": f"http://127.0.0.1:{ports['gateway']}",
+            "AUTH_URL": f"http://127.0.0.1:{ports['auth']}",
+            "USERS_URL": f"http://127.0.0.1:{ports['users']}",
+            "PYTHONPATH": str(ROOT),
+        }
+    )
+    log_path = workdir / "run.log"
+    with log_path.open("wb") as log:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "deploy.run"],
+            cwd=workdir,
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+    gateway = f"http://127.0.0.1:{ports['gateway']}"
+    try:
+        deadline = time.monotonic() + 90
+        while True:
+            if process.poll() is not None:
+                pytest.fail(f"make run exited with {process.returncode}:\n{log_path.read_text()}")
+            try:
+                if httpx.get(gateway + "/ready", timeout=1.0).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            if time.monotonic() > deadline:
+                pytest.fail(f"make run did not become ready:\n{log_path.read_text()[-4000:]}")
+            time.sleep(0.2)
+        yield gateway, workdir
+    finally:
+        process.send_signal(signal.SIGTERM)
+        try:
+            process.wait(30)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+
+def test_embedded_platform_walks_the_skeleton(embedded: tuple[str, Path]) -> None:
+    gateway, workdir = embedded
+    tag = uuid.uuid4().hex[:8]
+    account = {
+        "email": f"grace.{tag}@example.org",
+        "username": f"grace_{tag}",
+        "password": "a long and unusual passphrase",
+        "full_name": "Grace Hopper",
+    }
+    with httpx.Client(base_url=gateway, timeout=30.0) as client:
+        created = client.post("/api/v1/users/", json=account)
+        assert created.status_code == 201, created.text
+        pair = client.post(
+            "/api/v1/auth/login",
+            data={"username": account["username"], "password": account["password"]},
+        )
+        assert pair.status_code == 200, pair.text
+        token = pair.json()["access_token"]
+        me = client.get("/api/v1/users/me", headers={"Authorization": f"Bearer {token}"})
+        assert me.status_code == 200, me.text
+        assert me.json()["email"] == account["email"]
+        assert client.get("/internal/v1/credentials/verify").status_code == 404
+
+    for path in ("auth.db", "users.db", "notifier.db"):
+        assert (workdir / "var" / path).exists(), path
+    deadline = time.monotonic() + 15
+    while time.monotonic() < deadline:
+        mails = [
+            p for p in (workdir / "var" / "mail").glob("*.eml") if account["email"] in p.read_text()
+        ]
+        if mails:
+            break
+        time.sleep(0.1)
+    else:
+        pytest.fail("no welcome .eml under var/mail/")
+    assert len(mails) == 1
