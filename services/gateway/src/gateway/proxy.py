@@ -146,6 +146,7 @@ class Exchange:
         self.request_id = accept_request_id(self._header(b"x-request-id"))
         self.status = 500
         self.started = False
+        self.body_too_large = False
         self.extra_headers: Headers = [(b"x-request-id", self.request_id.encode())]
 
     def _header(self, name: bytes) -> bytes | None:
@@ -308,6 +309,7 @@ class Exchange:
             chunk = message.get("body", b"")
             size += len(chunk)
             if size > self.edge.max_body:
+                self.body_too_large = True  # aiohttp may wrap what the body iterator raises
                 raise BodyTooLarge
             if chunk:
                 yield chunk
@@ -395,6 +397,10 @@ class Exchange:
                     )
                 return
             except (aiohttp.ClientConnectionError, aiohttp.ClientPayloadError) as exc:
+                if self.body_too_large:
+                    breaker.release()
+                    await self.problem(413, "Content Too Large", "The body is too large.")
+                    return
                 if self.started:
                     logger.warning(
                         "upstream %s broke mid-response: %s", upstream, type(exc).__name__

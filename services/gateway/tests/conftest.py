@@ -1,0 +1,96 @@
+"""The gateway under uvicorn in front of echoing doubles of auth and users; real Redis (DB 2)."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any
+
+import httpx
+import pytest
+import redis.asyncio as aioredis
+from common.testing import TokenFactory
+from common.tokens import JwksCache
+from fastapi import FastAPI
+from gateway.main import create_app
+from gateway.settings import GatewaySettings
+
+from .upstream import Served, echo_app
+
+ISSUER = "http://gatehouse.test"
+AUDIENCE = "gatehouse-api"
+REDIS_URL = "redis://127.0.0.1:6379/2"
+
+
+@pytest.fixture(scope="session")
+def tokens() -> TokenFactory:
+    return TokenFactory(ISSUER, AUDIENCE)
+
+
+@pytest.fixture
+async def upstreams() -> AsyncIterator[dict[str, Served]]:
+    served = {name: Served(echo_app(name)) for name in ("auth", "users")}
+    for server in served.values():
+        await server.start()
+    yield served
+    for server in served.values():
+        await server.stop()
+
+
+@pytest.fixture
+async def redis_db() -> AsyncIterator[aioredis.Redis]:
+    client = aioredis.Redis.from_url(REDIS_URL)
+    await client.flushdb()
+    yield client
+    await client.aclose()
+
+
+def gateway_settings(upstreams: dict[str, Served], **overrides: Any) -> GatewaySettings:
+    values: dict[str, Any] = {
+        "environment": "test",
+        "issuer": ISSUER,
+        "audience": AUDIENCE,
+        "redis_url": REDIS_URL,
+        "auth_url": upstreams["auth"].url,
+        "users_url": upstreams["users"].url,
+        "gateway_rate_limit": "1000/second",
+        "gateway_login_rate_limit": "100/minute",
+        "cors_origins": ["https://app.example"],
+        **overrides,
+    }
+    return GatewaySettings(**values)
+
+
+GatewayFactory = Callable[..., Awaitable[httpx.AsyncClient]]
+
+
+@pytest.fixture
+async def make_gateway(
+    upstreams: dict[str, Served], tokens: TokenFactory, redis_db: aioredis.Redis
+) -> AsyncIterator[GatewayFactory]:
+    started: list[tuple[Served, httpx.AsyncClient]] = []
+
+    async def make(**overrides: Any) -> httpx.AsyncClient:
+        app: FastAPI = create_app(
+            gateway_settings(upstreams, **overrides), jwks=JwksCache(tokens.fetcher())
+        )
+        served = Served(app)
+        await served.start()
+        client = httpx.AsyncClient(base_url=served.url, timeout=10.0)
+        started.append((served, client))
+        return client
+
+    yield make
+    for served, client in started:
+        await client.aclose()
+        await served.stop()
+
+
+@pytest.fixture
+async def gateway(make_gateway: GatewayFactory) -> httpx.AsyncClient:
+    return await make_gateway()
+
+
+def bearer(
+    tokens: TokenFactory, subject: str = "0b6f7c4e-4c1e-4f53-9a38-6f0c5d0f0a11", **kw: Any
+) -> dict[str, str]:
+    return {"Authorization": f"Bearer {tokens.access_token(subject, **kw)}"}

@@ -1,0 +1,47 @@
+"""The merged API document, Swagger UI assets, metrics and health."""
+
+from __future__ import annotations
+
+import httpx
+
+from .conftest import GatewayFactory
+
+
+async def test_merged_openapi_has_public_paths_only(gateway: httpx.AsyncClient) -> None:
+    response = await gateway.get("/api/openapi.json")
+    assert response.status_code == 200
+    document = response.json()
+    assert "/api/v1/auth/login" in document["paths"]
+    assert not any(path.startswith("/internal") for path in document["paths"])
+    flows = document["components"]["securitySchemes"]["OAuth2PasswordBearer"]["flows"]
+    assert flows["password"]["tokenUrl"] == "/api/v1/auth/login"
+
+
+async def test_swagger_ui_is_served_locally(gateway: httpx.AsyncClient) -> None:
+    page = await gateway.get("/api/docs")
+    assert page.status_code == 200
+    assert "/api/docs/assets/swagger-ui-bundle.js" in page.text
+    asset = await gateway.get("/api/docs/assets/swagger-ui-bundle.js")
+    assert asset.status_code == 200
+    assert (await gateway.get("/api/docs/assets/..%2F..%2Fsettings.py")).status_code == 404
+    assert (await gateway.get("/api/docs/assets/index.html")).status_code == 404
+
+
+async def test_docs_are_off_in_production(make_gateway: GatewayFactory) -> None:
+    gateway = await make_gateway(
+        environment="production", internal_client_secret="a-real-secret-of-enough-length"
+    )
+    assert (await gateway.get("/api/docs")).status_code == 404
+    assert (await gateway.get("/api/openapi.json")).status_code == 404
+
+
+async def test_health_ready_and_metrics(gateway: httpx.AsyncClient) -> None:
+    assert (await gateway.get("/health")).json() == {"status": "ok"}
+    assert (await gateway.get("/ready")).status_code == 200
+    await gateway.post("/api/v1/users/", json={})
+    metrics = (await gateway.get("/metrics")).text
+    assert (
+        'gatehouse_gateway_requests_total{route="users.register",status="200",upstream="users"}'
+        in metrics
+    )
+    assert "gatehouse_gateway_request_duration_seconds_bucket" in metrics

@@ -1,0 +1,86 @@
+"""Headers in and out: identity headers stripped, forwarding headers set, security headers added,
+CORS only for configured origins, HSTS only over HTTPS."""
+
+from __future__ import annotations
+
+import httpx
+from common.testing import TokenFactory
+
+from .conftest import GatewayFactory, bearer
+
+ME = "/api/v1/users/me"
+
+
+async def test_identity_and_hop_by_hop_headers_are_stripped(
+    gateway: httpx.AsyncClient, tokens: TokenFactory
+) -> None:
+    response = await gateway.get(
+        ME,
+        headers={
+            **bearer(tokens),
+            "X-User-Id": "admin",
+            "X-User-Roles": "admin",
+            "X-Internal-Token": "x",
+            "X-Forwarded-For": "6.6.6.6",
+            "X-Forwarded-Proto": "https",
+            "Forwarded": "for=6.6.6.6",
+            "Connection": "keep-alive, X-Secret",
+            "X-Secret": "hop",
+            "X-Request-ID": "req-12345678",
+        },
+    )
+    seen = response.json()["headers"]
+    for name in ("x-user-id", "x-user-roles", "x-internal-token", "forwarded", "x-secret"):
+        assert name not in seen, name
+    assert seen["x-forwarded-for"] == "127.0.0.1"  # the socket peer, not the claim
+    assert seen["x-forwarded-proto"] == "http"
+    assert seen["x-request-id"] == "req-12345678"
+    assert response.headers["x-request-id"] == "req-12345678"
+
+
+async def test_forwarded_for_is_believed_only_from_trusted_proxies(
+    make_gateway: GatewayFactory, tokens: TokenFactory
+) -> None:
+    trusting = await make_gateway(gateway_trusted_proxies=["127.0.0.0/8"])
+    response = await trusting.get(
+        ME, headers={**bearer(tokens), "X-Forwarded-For": "6.6.6.6, 203.0.113.7"}
+    )
+    # The right-most untrusted hop is the client; what the client wrote to its left is not.
+    assert response.json()["headers"]["x-forwarded-for"] == "203.0.113.7"
+    garbage = await trusting.get(ME, headers={**bearer(tokens), "X-Forwarded-For": "not-an-ip"})
+    assert garbage.json()["headers"]["x-forwarded-for"] == "127.0.0.1"
+
+
+async def test_security_headers_and_no_banner(gateway: httpx.AsyncClient) -> None:
+    for path in ("/api/v1/users/", "/health", "/nothing"):
+        response = await gateway.post(path) if path.endswith("/") else await gateway.get(path)
+        assert response.headers["x-content-type-options"] == "nosniff"
+        assert response.headers["x-frame-options"] == "DENY"
+        assert "frame-ancestors 'none'" in response.headers["content-security-policy"]
+        assert response.headers["referrer-policy"] == "no-referrer"
+        assert "server" not in response.headers
+        assert "x-powered-by" not in response.headers
+        assert "strict-transport-security" not in response.headers
+
+
+async def test_hsts_over_https_from_a_trusted_proxy(make_gateway: GatewayFactory) -> None:
+    trusting = await make_gateway(gateway_trusted_proxies=["127.0.0.1/32"])
+    response = await trusting.get("/health", headers={"X-Forwarded-Proto": "https"})
+    assert response.headers["strict-transport-security"].startswith("max-age=")
+
+
+async def test_cors_only_for_configured_origins(gateway: httpx.AsyncClient) -> None:
+    preflight = await gateway.options(
+        ME,
+        headers={"Origin": "https://app.example", "Access-Control-Request-Method": "GET"},
+    )
+    assert preflight.status_code == 204
+    assert preflight.headers["access-control-allow-origin"] == "https://app.example"
+    assert preflight.headers["access-control-allow-credentials"] == "true"
+    evil = await gateway.options(
+        ME, headers={"Origin": "https://evil.example", "Access-Control-Request-Method": "GET"}
+    )
+    assert "access-control-allow-origin" not in evil.headers
+    simple = await gateway.post("/api/v1/users/", headers={"Origin": "https://app.example"})
+    assert simple.headers["access-control-allow-origin"] == "https://app.example"
+    assert "*" not in simple.headers["access-control-allow-origin"]
