@@ -7,6 +7,7 @@ from __future__ import annotations
 import copy
 import logging
 import time
+from importlib.resources import files
 from pathlib import Path
 from typing import Any
 
@@ -16,12 +17,12 @@ from common.security import LOGIN_PATH
 from fastapi import APIRouter, Request
 from fastapi.openapi.docs import get_swagger_ui_html, get_swagger_ui_oauth2_redirect_html
 from fastapi.responses import FileResponse, HTMLResponse, JSONResponse
-from swagger_ui_bundle import swagger_ui_path
 
 logger = logging.getLogger("gatehouse.gateway.docs")
 
 CACHE_SECONDS = 30.0
-ASSETS = Path(swagger_ui_path)
+# Swagger UI 5 (OpenAPI 3.1), as distributed in the fastapi-swagger wheel; served from here.
+ASSETS = Path(str(files("fastapi_swagger.resources")))
 ASSET_NAMES = frozenset({"swagger-ui-bundle.js", "swagger-ui.css", "favicon-32x32.png"})
 SCHEME = "OAuth2PasswordBearer"
 
