@@ -3,6 +3,7 @@ test_tokens_attacks.py)."""
 
 from __future__ import annotations
 
+import time
 from collections.abc import Mapping
 from typing import Any
 
@@ -110,3 +111,31 @@ async def test_malformed_jwks_entries_are_skipped(token_factory: TokenFactory) -
 
     verifier = TokenVerifier(JwksCache(fetch), issuer=ISSUER, audience=AUDIENCE)
     assert (await verifier.verify(token_factory.access_token("u"))).subject == "u"
+
+
+async def test_verified_tokens_are_remembered_until_they_expire(
+    token_factory: TokenFactory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    jwks = JwksCache(CountingFetcher(token_factory), max_age=300, refetch_cooldown=10)
+    verifier = TokenVerifier(jwks, issuer=ISSUER, audience=AUDIENCE, leeway=5, cache_size=2)
+    token = token_factory.access_token("user-1", lifetime=60)
+    first = await verifier.verify(token)
+    decode = verifier._decode
+    calls = 0
+
+    def counting_decode(raw: str, key: Any) -> Any:
+        nonlocal calls
+        calls += 1
+        return decode(raw, key)
+
+    monkeypatch.setattr(verifier, "_decode", counting_decode)
+    assert await verifier.verify(token) is first
+    assert calls == 0  # no second RSA verification
+    for subject in ("user-2", "user-3"):  # the cache holds two: the first token is forgotten
+        await verifier.verify(token_factory.access_token(subject))
+    await verifier.verify(token)
+    assert calls == 3
+    real_time = time.time
+    monkeypatch.setattr(time, "time", lambda: real_time() + 120)
+    with pytest.raises(InvalidToken):
+        await verifier.verify(token)  # expired while cached

@@ -198,6 +198,7 @@ class TokenVerifier:
         leeway: int = 30,
         token_types: frozenset[str] = ACCESS_TOKEN_TYPES,
         max_lifetime: int = MAX_ACCESS_TOKEN_SECONDS,
+        cache_size: int = 0,
     ) -> None:
         self.jwks = jwks
         self.issuer = issuer
@@ -206,6 +207,11 @@ class TokenVerifier:
         self.token_types = token_types
         # Defence in depth: a token living longer than auth ever signs is refused (API.md §2).
         self.max_lifetime = max_lifetime + leeway
+        # Verified tokens remembered (oldest forgotten first) until they expire, so a client
+        # repeating its token costs a lookup instead of an RSA verification. Revocation is a
+        # separate, per-request check and is never cached.
+        self.cache_size = cache_size
+        self._verified: dict[str, AccessClaims] = {}
         self._jws = jwt.PyJWS(algorithms=list(ALLOWED_ALGORITHMS))
         self._jwt = jwt.PyJWT()
 
@@ -246,6 +252,17 @@ class TokenVerifier:
         return _claims(payload, self.max_lifetime)
 
     async def verify(self, token: str) -> AccessClaims:
+        claims = self._verified.get(token)
+        if claims is not None:
+            if claims.expires_at + self.leeway > time.time():
+                return claims
+            del self._verified[token]
+            raise InvalidToken("expired")
         kid = self._header(token)
         key = self.jwks.cached(kid) or await self.jwks.key_for(kid)
-        return self._decode(token, key)
+        claims = self._decode(token, key)
+        if self.cache_size:
+            if len(self._verified) >= self.cache_size:
+                del self._verified[next(iter(self._verified))]
+            self._verified[token] = claims
+        return claims

@@ -20,7 +20,6 @@ from gateway.edge import Cors, TrustedProxies
 from gateway.guard import Guard, Limit
 from gateway.proxy import Edge, Gateway
 from gateway.settings import GatewaySettings
-from gateway.tokens import CachingVerifier
 
 logger = logging.getLogger("gatehouse.gateway")
 
@@ -57,6 +56,7 @@ def create_app(
             issuer=settings.issuer,
             audience=settings.audience,
             leeway=settings.token_leeway_seconds,
+            cache_size=settings.verified_token_cache,
         )
         upstreams = {
             "auth": settings.auth_url.rstrip("/"),
@@ -67,7 +67,7 @@ def create_app(
         app.state.edge = Edge(
             upstreams=upstreams,
             session=session,
-            verifier=CachingVerifier(verifier, settings.verified_token_cache),
+            verifier=verifier,
             guard=Guard(
                 redis, Limit("general", general, window), Limit("login", login, login_window)
             ),

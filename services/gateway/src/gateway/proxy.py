@@ -14,7 +14,7 @@ from urllib.parse import parse_qs
 
 import aiohttp
 from common.logs import accept_request_id, request_id_var
-from common.tokens import InvalidToken, JwksUnavailable
+from common.tokens import InvalidToken, JwksUnavailable, TokenVerifier
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from gateway import routes
@@ -30,7 +30,6 @@ from gateway.edge import (
 from gateway.guard import Guard, Verdict
 from gateway.metrics import LATENCY, RATE_LIMITED, REQUESTS, REVOKED, UPSTREAM_ERRORS
 from gateway.routes import Access, Route
-from gateway.tokens import CachingVerifier
 
 logger = logging.getLogger("gatehouse.gateway")
 
@@ -54,7 +53,7 @@ class Edge:
 
     upstreams: dict[str, str]
     session: aiohttp.ClientSession
-    verifier: CachingVerifier
+    verifier: TokenVerifier
     guard: Guard
     breakers: dict[str, CircuitBreaker]
     proxies: TrustedProxies

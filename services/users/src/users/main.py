@@ -55,7 +55,11 @@ def create_app(
         state.db = database
         state.hasher = hasher
         state.token_verifier = TokenVerifier(
-            keys, issuer=settings.issuer, audience=settings.audience, leeway=leeway
+            keys,
+            issuer=settings.issuer,
+            audience=settings.audience,
+            leeway=leeway,
+            cache_size=settings.verified_token_cache,
         )
         state.internal_token_verifier = TokenVerifier(
             keys, issuer=settings.issuer, audience=SERVICE_NAME, leeway=leeway

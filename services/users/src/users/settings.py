@@ -17,6 +17,8 @@ class UsersSettings(ServiceSettings):
     bcrypt_rounds: int = Field(default=12, ge=4, le=16)
     # Hashes computed at once, each on a worker thread (bcrypt holds a core for ~250 ms at 12).
     bcrypt_concurrency: int = Field(default=2, ge=1, le=64)
+    # Verified access tokens remembered until expiry (0: verify every time).
+    verified_token_cache: int = Field(default=10_000, ge=0)
     bootstrap_admin_email: str | None = None
     bootstrap_admin_username: str | None = None
     bootstrap_admin_password: SecretStr | None = None
