@@ -341,12 +341,7 @@ class Exchange:
         breaker = edge.breakers[upstream]
         if not breaker.allow():
             UPSTREAM_ERRORS.labels(upstream, "circuit_open").inc()
-            await self.problem(
-                503,
-                "Service Unavailable",
-                f"The {upstream} service is unavailable.",
-                headers=[(b"retry-after", b"5")],
-            )
+            await self.unavailable(upstream, retry_after=5)
             return
         query = self.scope.get("query_string", b"")
         url = (
@@ -359,8 +354,7 @@ class Exchange:
             try:
                 body = await self._read_body(edge.max_body)
             except BodyTooLarge:
-                breaker.release()
-                await self.problem(413, "Content Too Large", "The body is too large.")
+                await self.too_large(breaker)
                 return
         streaming = body is None and length is None and method not in ("GET", "HEAD")
         attempts = 2 if method in IDEMPOTENT and not streaming else 1
@@ -380,9 +374,7 @@ class Exchange:
                     await self._relay(response)
                     return
             except BodyTooLarge:
-                breaker.release()
-                if not self.started:
-                    await self.problem(413, "Content Too Large", "The body is too large.")
+                await self.too_large(breaker)
                 return
             except ClientGone:
                 breaker.release()
@@ -397,8 +389,7 @@ class Exchange:
                 return
             except (aiohttp.ClientConnectionError, aiohttp.ClientPayloadError) as exc:
                 if self.body_too_large:
-                    breaker.release()
-                    await self.problem(413, "Content Too Large", "The body is too large.")
+                    await self.too_large(breaker)
                     return
                 if self.started:
                     logger.warning(
@@ -409,12 +400,7 @@ class Exchange:
                     continue
                 breaker.failure()
                 UPSTREAM_ERRORS.labels(upstream, "connect").inc()
-                await self.problem(
-                    503,
-                    "Service Unavailable",
-                    f"The {upstream} service is unavailable.",
-                    headers=[(b"retry-after", b"1")],
-                )
+                await self.unavailable(upstream, retry_after=1)
                 return
 
     async def _relay(self, response: aiohttp.ClientResponse) -> None:
@@ -454,6 +440,11 @@ class Exchange:
             f"The {upstream} service is unavailable.",
             headers=[(b"retry-after", str(retry_after).encode())],
         )
+
+    async def too_large(self, breaker: CircuitBreaker) -> None:
+        breaker.release()  # says nothing about the upstream
+        if not self.started:
+            await self.problem(413, "Content Too Large", "The body is too large.")
 
     async def unauthorized(self, detail: str, *, presented: bool) -> None:
         challenge = b'Bearer error="invalid_token"' if presented else b"Bearer"

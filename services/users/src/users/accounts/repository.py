@@ -5,6 +5,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import AsyncIterator
 from datetime import datetime
+from typing import Any
 
 from sqlalchemy import Select, and_, func, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -26,6 +27,38 @@ async def by_id(
     if lock:
         statement = statement.with_for_update(of=User)
     return (await session.scalars(statement)).unique().one_or_none()
+
+
+async def profile(session: AsyncSession, user_id: uuid.UUID) -> dict[str, Any] | None:
+    """The `UserRead` fields of one user in one indexed query, without the ORM (the hot
+    `GET /users/me`): the primary key lookup joined with the user's role names."""
+    statement = (
+        select(
+            User.id,
+            User.email,
+            User.username,
+            User.full_name,
+            User.is_active,
+            User.created_at,
+            user_roles.c.role_name,
+        )
+        .outerjoin(user_roles, user_roles.c.user_id == User.id)
+        .where(User.id == user_id)
+        .order_by(user_roles.c.role_name)
+    )
+    rows = (await session.execute(statement)).all()
+    if not rows:
+        return None
+    first = rows[0]
+    return {
+        "id": first.id,
+        "email": first.email,
+        "username": first.username,
+        "full_name": first.full_name,
+        "is_active": first.is_active,
+        "created_at": first.created_at,
+        "roles": [row.role_name for row in rows if row.role_name is not None],
+    }
 
 
 async def by_login(session: AsyncSession, login: str) -> User | None:

@@ -9,7 +9,7 @@ from datetime import datetime
 from typing import Annotated
 
 from common.db import SessionDep
-from common.errors import ValidationFailed
+from common.errors import Unauthorized, ValidationFailed
 from common.security import CurrentPrincipal, Principal, require_permission
 from fastapi import APIRouter, Depends, Query, Request, Response, status
 from fastapi.responses import StreamingResponse
@@ -41,8 +41,12 @@ async def register(data: UserCreate, session: SessionDep, hasher: Hasher) -> Use
 
 
 @router.get("/me", response_model=UserRead)
-async def read_me(me: Me) -> UserRead:
-    return read(me)
+async def read_me(principal: CurrentPrincipal, session: SessionDep) -> UserRead:
+    """Your own account (the hottest route: one indexed query, no ORM objects)."""
+    fields = await repository.profile(session, principal.user_id)
+    if fields is None or not fields["is_active"]:
+        raise Unauthorized("This account no longer exists or is deactivated.", token_presented=True)
+    return UserRead.model_construct(**fields)
 
 
 @router.patch("/me", response_model=UserRead)
