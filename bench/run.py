@@ -22,7 +22,6 @@ import re
 import shutil
 import statistics
 import subprocess
-import tempfile
 import time
 import uuid
 from dataclasses import dataclass
@@ -55,6 +54,7 @@ class Load:
     p50_ms: float
     p99_ms: float
     non_2xx: int
+    socket_errors: int
 
 
 def cpu_seconds(pid: int) -> float:
@@ -95,12 +95,17 @@ def wrk(url: str, token: str, seconds: int, connections: int) -> Load:
     p50 = re.search(r"^\s+50%\s+(\S+)", output, re.MULTILINE).group(1)  # type: ignore[union-attr]
     p99 = re.search(r"^\s+99%\s+(\S+)", output, re.MULTILINE).group(1)  # type: ignore[union-attr]
     errors = re.search(r"Non-2xx or 3xx responses: (\d+)", output)
+    sockets = re.search(
+        r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", output
+    )
+    socket_errors = sum(int(n) for n in sockets.groups()) if sockets else 0
     return Load(
         requests,
         rate,
         _milliseconds(p50),
         _milliseconds(p99),
         int(errors.group(1)) if errors else 0,
+        socket_errors,
     )
 
 
@@ -204,7 +209,7 @@ def measure_me(platform: Platform, token: str, args: argparse.Namespace, workdir
                 print(
                     f"pair {pair + 1} {name:8} {load.requests_per_second:9.0f} req/s  "
                     f"p50 {load.p50_ms:7.2f} ms  p99 {load.p99_ms:7.2f} ms  "
-                    f"non-2xx {load.non_2xx}"
+                    f"non-2xx {load.non_2xx}  socket errors {load.socket_errors}"
                 )
     finally:
         if nginx is not None:
@@ -300,8 +305,11 @@ async def run(args: argparse.Namespace) -> None:
             fresh_database("bench_users", migrations["users"]) as users_db,
             fresh_database("bench_notifier", migrations["notifier"]) as notifier_db,
         ):
-            with throwaway_vhost() as amqp_url, tempfile.TemporaryDirectory() as tmp:
-                workdir = Path(tmp)
+            with throwaway_vhost() as amqp_url:
+                # Kept after the run: each service's log, nginx's config and error log.
+                workdir = ROOT / "var" / time.strftime("bench-%Y%m%d-%H%M%S")
+                workdir.mkdir(parents=True)
+                print(f"logs: {workdir}/")
                 ports = {service: free_port() for service in SERVICES}
                 env = platform_env(
                     {"auth": auth_db, "users": users_db, "notifier": notifier_db},
