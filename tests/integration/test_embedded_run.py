@@ -99,6 +99,7 @@ def test_embedded_platform_walks_the_skeleton(embedded: tuple[str, Path]) -> Non
         me = client.get("/api/v1/users/me", headers={"Authorization": f"Bearer {token}"})
         assert me.status_code == 200, me.text
         assert me.json()["email"] == account["email"]
+        assert me.json() == created.json()  # the same account, times with their zone too
         assert client.get("/internal/v1/credentials/verify").status_code == 404
 
     for path in ("auth.db", "users.db", "notifier.db"):

@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 import unicodedata
 import uuid
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Annotated
 
 from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, EmailStr, Field
@@ -83,6 +83,11 @@ class RolesUpdate(BaseModel):
     roles: list[Annotated[str, Field(min_length=1, max_length=64)]] = Field(max_length=20)
 
 
+def as_utc(value: datetime) -> datetime:
+    """Stored times are UTC; SQLite (embedded mode) hands them back without the zone."""
+    return value if value.tzinfo is not None else value.replace(tzinfo=UTC)
+
+
 class UserRead(BaseModel):
     model_config = ConfigDict(from_attributes=True)
 
@@ -92,7 +97,7 @@ class UserRead(BaseModel):
     full_name: str
     is_active: bool
     roles: list[str] = Field(validation_alias="role_names")
-    created_at: datetime
+    created_at: Annotated[datetime, AfterValidator(as_utc)]
 
 
 class UserPage(BaseModel):
