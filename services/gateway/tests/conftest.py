@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
 from typing import Any
 
 import httpx
 import pytest
 import redis.asyncio as aioredis
 from common.testing import TokenFactory
-from common.tokens import JwksCache
 from fastapi import FastAPI
 from gateway.main import create_app
 from gateway.settings import GatewaySettings
@@ -26,14 +27,21 @@ def tokens() -> TokenFactory:
     return TokenFactory(ISSUER, AUDIENCE)
 
 
+@asynccontextmanager
+async def serving_doubles(tokens: TokenFactory) -> AsyncIterator[dict[str, Served]]:
+    """Doubles of auth (serving the test key set as its JWKS) and users."""
+    served = {"auth": Served(echo_app("auth", tokens.jwks())), "users": Served(echo_app("users"))}
+    await asyncio.gather(*(server.start() for server in served.values()))
+    try:
+        yield served
+    finally:
+        await asyncio.gather(*(server.stop() for server in served.values()))
+
+
 @pytest.fixture
-async def upstreams() -> AsyncIterator[dict[str, Served]]:
-    served = {name: Served(echo_app(name)) for name in ("auth", "users")}
-    for server in served.values():
-        await server.start()
-    yield served
-    for server in served.values():
-        await server.stop()
+async def upstreams(tokens: TokenFactory) -> AsyncIterator[dict[str, Served]]:
+    async with serving_doubles(tokens) as served:
+        yield served
 
 
 @pytest.fixture
@@ -65,14 +73,13 @@ GatewayFactory = Callable[..., Awaitable[httpx.AsyncClient]]
 
 @pytest.fixture
 async def make_gateway(
-    upstreams: dict[str, Served], tokens: TokenFactory, redis_db: aioredis.Redis
+    upstreams: dict[str, Served], redis_db: aioredis.Redis
 ) -> AsyncIterator[GatewayFactory]:
+    """Gateways under uvicorn on spare ports; each fetches the JWKS from the auth double."""
     started: list[tuple[Served, httpx.AsyncClient]] = []
 
     async def make(**overrides: Any) -> httpx.AsyncClient:
-        app: FastAPI = create_app(
-            gateway_settings(upstreams, **overrides), jwks=JwksCache(tokens.fetcher())
-        )
+        app: FastAPI = create_app(gateway_settings(upstreams, **overrides))
         served = Served(app)
         await served.start()
         client = httpx.AsyncClient(base_url=served.url, timeout=10.0)
@@ -80,9 +87,9 @@ async def make_gateway(
         return client
 
     yield make
-    for served, client in started:
+    for _, client in started:
         await client.aclose()
-        await served.stop()
+    await asyncio.gather(*(served.stop() for served, _ in started))
 
 
 @pytest.fixture

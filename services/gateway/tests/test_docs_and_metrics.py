@@ -3,8 +3,12 @@
 from __future__ import annotations
 
 import httpx
+from common.revocation import mark_session_revoked
+from common.testing import TokenFactory
+from redis.asyncio import Redis
 
-from .conftest import GatewayFactory
+from .conftest import REDIS_URL, GatewayFactory, bearer
+from .upstream import Served
 
 
 async def test_merged_openapi_has_public_paths_only(gateway: httpx.AsyncClient) -> None:
@@ -45,3 +49,46 @@ async def test_health_ready_and_metrics(gateway: httpx.AsyncClient) -> None:
         in metrics
     )
     assert "gatehouse_gateway_request_duration_seconds_bucket" in metrics
+
+
+async def test_the_document_needs_one_answering_service(
+    make_gateway: GatewayFactory, upstreams: dict[str, Served]
+) -> None:
+    gateway = await make_gateway()
+    await upstreams["users"].stop()
+    await upstreams["auth"].stop()
+    down = await gateway.get("/api/openapi.json")
+    assert down.status_code == 503
+    assert down.headers["content-type"].startswith("application/problem+json")
+    await upstreams["auth"].start()
+    partial = (await gateway.get("/api/openapi.json")).json()
+    assert "/api/v1/auth/login" in partial["paths"]
+    await upstreams["users"].start()
+
+
+def sample(metrics: str, name: str) -> float:
+    for line in metrics.splitlines():
+        if line.startswith(name + " "):
+            return float(line.split()[-1])
+    return 0.0
+
+
+async def test_limited_and_revoked_requests_are_counted(
+    make_gateway: GatewayFactory, tokens: TokenFactory
+) -> None:
+    gateway = await make_gateway(gateway_rate_limit="1/minute")
+    limited = 'gatehouse_gateway_rate_limited_total{limit="general"}'
+    revoked = "gatehouse_gateway_revoked_total"
+    before = (await gateway.get("/metrics")).text
+    await gateway.post("/api/v1/users/", json={})
+    assert (await gateway.post("/api/v1/users/", json={})).status_code == 429
+    redis = Redis.from_url(REDIS_URL)
+    try:
+        await mark_session_revoked(redis, "counted-session")
+    finally:
+        await redis.aclose()
+    token = bearer(tokens, session_id="counted-session")
+    assert (await gateway.get("/api/v1/users/me", headers=token)).status_code == 401
+    after = (await gateway.get("/metrics")).text
+    assert sample(after, limited) == sample(before, limited) + 1
+    assert sample(after, revoked) == sample(before, revoked) + 1

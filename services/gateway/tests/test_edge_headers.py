@@ -84,3 +84,69 @@ async def test_cors_only_for_configured_origins(gateway: httpx.AsyncClient) -> N
     simple = await gateway.post("/api/v1/users/", headers={"Origin": "https://app.example"})
     assert simple.headers["access-control-allow-origin"] == "https://app.example"
     assert "*" not in simple.headers["access-control-allow-origin"]
+
+
+async def test_spoofed_forwarded_for_does_not_escape_the_ip_limit(
+    make_gateway: GatewayFactory,
+) -> None:
+    gateway = await make_gateway(gateway_rate_limit="3/minute")
+    statuses = [
+        (
+            await gateway.post(
+                "/api/v1/users/", json={}, headers={"X-Forwarded-For": f"10.0.0.{i}"}
+            )
+        ).status_code
+        for i in range(5)
+    ]
+    assert statuses == [200, 200, 200, 429, 429]
+
+
+async def test_clients_behind_a_trusted_proxy_are_limited_apart(
+    make_gateway: GatewayFactory,
+) -> None:
+    gateway = await make_gateway(
+        gateway_rate_limit="2/minute", gateway_trusted_proxies=["127.0.0.1/32"]
+    )
+
+    async def from_client(address: str) -> int:
+        response = await gateway.post(
+            "/api/v1/users/", json={}, headers={"X-Forwarded-For": address}
+        )
+        return response.status_code
+
+    assert [await from_client("198.51.100.1") for _ in range(3)] == [200, 200, 429]
+    assert await from_client("198.51.100.2") == 200
+    # A client-written left part cannot pick another bucket: the right-most hop is the client.
+    assert await from_client("198.51.100.9, 198.51.100.1") == 429
+
+
+async def test_malformed_request_ids_are_replaced(
+    gateway: httpx.AsyncClient, tokens: TokenFactory
+) -> None:
+    response = await gateway.get(
+        ME, headers={**bearer(tokens), "X-Request-ID": "bad id;<script>" * 20}
+    )
+    seen = response.json()["headers"]["x-request-id"]
+    assert seen == response.headers["x-request-id"]
+    assert " " not in seen
+    assert len(seen) <= 128
+    fresh = await gateway.get(ME, headers=bearer(tokens))
+    assert fresh.headers["x-request-id"] != seen
+
+
+async def test_wildcard_cors_is_never_granted(make_gateway: GatewayFactory) -> None:
+    gateway = await make_gateway(cors_origins=["*"])
+    response = await gateway.options(
+        ME, headers={"Origin": "https://any.example", "Access-Control-Request-Method": "GET"}
+    )
+    assert "access-control-allow-origin" not in response.headers
+    simple = await gateway.post("/api/v1/users/", headers={"Origin": "https://any.example"})
+    assert "access-control-allow-origin" not in simple.headers
+
+
+async def test_upstream_security_policy_is_kept(
+    gateway: httpx.AsyncClient, tokens: TokenFactory
+) -> None:
+    response = await gateway.get(ME, headers=bearer(tokens))
+    assert response.headers.get_list("x-frame-options") == ["DENY"]
+    assert response.headers.get_list("x-content-type-options") == ["nosniff"]

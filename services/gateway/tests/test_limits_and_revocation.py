@@ -102,37 +102,117 @@ def throwaway_redis(tmp_path: Path) -> Iterator[ThrowawayRedis]:
     node.stop()
 
 
+def fallbacks(metrics: str, rule: str) -> float:
+    prefix = f'gatehouse_gateway_redis_fallbacks_total{{rule="{rule}"}} '
+    for line in metrics.splitlines():
+        if line.startswith(prefix):
+            return float(line[len(prefix) :])
+    return 0.0
+
+
+async def fallback_count(gateway: httpx.AsyncClient, rule: str) -> float:
+    return fallbacks((await gateway.get("/metrics")).text, rule)
+
+
+async def redis_gateway(make_gateway: GatewayFactory, node: ThrowawayRedis) -> httpx.AsyncClient:
+    return await make_gateway(
+        redis_url=node.url, gateway_rate_limit="3/minute", gateway_login_rate_limit="2/minute"
+    )
+
+
 @pytest.mark.fault
-async def test_redis_down_fails_closed_for_tokens_and_limits_locally(
-    make_gateway: GatewayFactory, tokens: TokenFactory, throwaway_redis: ThrowawayRedis
+async def test_redis_down_refuses_token_requests_with_503(
+    make_gateway: GatewayFactory,
+    tokens: TokenFactory,
+    throwaway_redis: ThrowawayRedis,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    gateway = await redis_gateway(make_gateway, throwaway_redis)
+    assert (await gateway.get(ME, headers=bearer(tokens))).status_code == 200
+    before = await fallback_count(gateway, "fail_closed")
+    throwaway_redis.stop()
+    # Revocation cannot be checked: refuse, never let a possibly revoked token through.
+    for _ in range(2):
+        closed = await gateway.get(ME, headers=bearer(tokens))
+        assert closed.status_code == 503
+        assert closed.headers["content-type"].startswith("application/problem+json")
+        assert closed.headers["retry-after"] == "1"
+    assert await fallback_count(gateway, "fail_closed") == before + 2
+    assert "requests with a token are refused" in caplog.text
+    assert (await gateway.get("/ready")).status_code == 503
+
+
+@pytest.mark.fault
+async def test_redis_down_limits_public_requests_per_process(
+    make_gateway: GatewayFactory, throwaway_redis: ThrowawayRedis, caplog: pytest.LogCaptureFixture
+) -> None:
+    gateway = await redis_gateway(make_gateway, throwaway_redis)
+    before = await fallback_count(gateway, "general_local_limit")
+    throwaway_redis.stop()
+    public = [(await gateway.post("/api/v1/users/", json={})).status_code for _ in range(4)]
+    assert public == [200, 200, 200, 429]  # never unlimited
+    assert await fallback_count(gateway, "general_local_limit") == before + 4
+    assert "the general rate limit is counted per process" in caplog.text
+
+
+@pytest.mark.fault
+async def test_redis_down_limits_logins_per_process(
+    make_gateway: GatewayFactory, throwaway_redis: ThrowawayRedis, caplog: pytest.LogCaptureFixture
 ) -> None:
     gateway = await make_gateway(
         redis_url=throwaway_redis.url,
-        gateway_rate_limit="3/minute",
+        gateway_rate_limit="100/minute",
         gateway_login_rate_limit="2/minute",
     )
+    before = await fallback_count(gateway, "login_local_limit")
+    throwaway_redis.stop()
+
+    async def login(username: str) -> httpx.Response:
+        return await gateway.post(
+            "/api/v1/auth/login", data={"username": username, "password": "y"}
+        )
+
+    assert [(await login("ada")).status_code for _ in range(3)] == [200, 200, 429]
+    limited = await login("ada")
+    assert limited.headers["ratelimit-policy"] == '"login";q=2;w=60'
+    assert (await login("grace")).status_code == 200  # still per IP + username
+    assert await fallback_count(gateway, "login_local_limit") == before + 5
+    assert "the login rate limit is counted per process" in caplog.text
+
+
+@pytest.mark.fault
+async def test_a_hung_redis_fails_closed_within_its_timeout(
+    make_gateway: GatewayFactory, tokens: TokenFactory, throwaway_redis: ThrowawayRedis
+) -> None:
+    gateway = await redis_gateway(make_gateway, throwaway_redis)
+    assert (await gateway.get(ME, headers=bearer(tokens))).status_code == 200
+    throwaway_redis.freeze()
+    try:
+        started = time.monotonic()
+        assert (await gateway.get(ME, headers=bearer(tokens))).status_code == 503
+        assert time.monotonic() - started < 3.0
+    finally:
+        throwaway_redis.thaw()
+
+
+@pytest.mark.fault
+async def test_the_gateway_recovers_when_redis_returns(
+    make_gateway: GatewayFactory, tokens: TokenFactory, throwaway_redis: ThrowawayRedis
+) -> None:
+    gateway = await redis_gateway(make_gateway, throwaway_redis)
     assert (await gateway.get(ME, headers=bearer(tokens))).status_code == 200
     throwaway_redis.stop()
-    # Revocation cannot be checked: refuse (503), never let a possibly revoked token through.
-    closed = await gateway.get(ME, headers=bearer(tokens))
-    assert closed.status_code == 503
-    assert closed.headers["content-type"].startswith("application/problem+json")
-    # Public routes go on, under a per-process limit (never none).
-    public = [(await gateway.post("/api/v1/users/", json={})).status_code for _ in range(4)]
-    assert public == [200, 200, 200, 429]
-    logins = [
-        (
-            await gateway.post("/api/v1/auth/login", data={"username": "x", "password": "y"})
-        ).status_code
-        for _ in range(3)
-    ]
-    assert 429 in logins
-    metrics = await gateway.get("/metrics")
-    assert 'gatehouse_gateway_redis_fallbacks_total{rule="fail_closed"}' in metrics.text
-    throwaway_redis.start()  # back on the same port: the gateway recovers by itself
+    assert (await gateway.get(ME, headers=bearer(tokens))).status_code == 503
+    throwaway_redis.start()  # back on the same port, empty: the script is loaded again
     for _ in range(50):
         if (await gateway.get(ME, headers=bearer(tokens))).status_code == 200:
             break
         await asyncio.sleep(0.1)
     else:
         pytest.fail("the gateway did not recover when Redis came back")
+    # Shared counting resumes in Redis.
+    raw = aioredis.Redis.from_url(throwaway_redis.url)
+    try:
+        assert await raw.keys("rl:*")
+    finally:
+        await raw.aclose()

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import socket
 import time
 from collections.abc import AsyncIterator
 
@@ -11,7 +13,7 @@ import pytest
 from common.testing import TokenFactory
 
 from .conftest import GatewayFactory, bearer
-from .upstream import Served
+from .upstream import DroppingUpstream, Served
 
 pytestmark = pytest.mark.fault
 
@@ -20,7 +22,7 @@ async def test_hanging_upstream_is_504_within_the_timeout(
     make_gateway: GatewayFactory, tokens: TokenFactory, upstreams: dict[str, Served]
 ) -> None:
     gateway = await make_gateway(upstream_read_timeout=0.5)
-    upstreams["users"].app.state.hang = 5.0
+    upstreams["users"].app.state.hang = 1.5
     started = time.monotonic()
     response = await gateway.get("/api/v1/users/hang", headers=bearer(tokens))
     assert response.status_code == 504
@@ -76,3 +78,129 @@ async def test_login_bodies_are_bounded(gateway: httpx.AsyncClient) -> None:
         headers={"content-type": "application/x-www-form-urlencoded"},
     )
     assert response.status_code == 413
+
+
+@pytest.fixture
+async def dropping() -> AsyncIterator[DroppingUpstream]:
+    upstream = DroppingUpstream(drops=1)
+    await upstream.start()
+    yield upstream
+    await upstream.stop()
+
+
+async def test_idempotent_requests_are_retried_once_on_connection_failure(
+    make_gateway: GatewayFactory, tokens: TokenFactory, dropping: DroppingUpstream
+) -> None:
+    gateway = await make_gateway(users_url=dropping.url)
+    response = await gateway.get("/api/v1/users/me", headers=bearer(tokens))
+    assert response.status_code == 200
+    assert response.json() == {"answered": True}
+    assert dropping.connections == 2
+
+
+@pytest.mark.parametrize("method", ["POST", "PATCH"])
+async def test_other_methods_are_never_retried(
+    make_gateway: GatewayFactory, tokens: TokenFactory, dropping: DroppingUpstream, method: str
+) -> None:
+    gateway = await make_gateway(users_url=dropping.url)
+    response = await gateway.request(
+        method, "/api/v1/users/me", headers=bearer(tokens), json={"full_name": "x"}
+    )
+    assert response.status_code == 503
+    assert response.headers["content-type"].startswith("application/problem+json")
+    assert "retry-after" in response.headers
+    assert dropping.connections == 1
+    assert dropping.answered == 0
+
+
+async def test_connect_timeout_is_504(make_gateway: GatewayFactory, tokens: TokenFactory) -> None:
+    # A listening socket whose accept queue is full never completes a handshake; a non-routable
+    # address is not used (only loopback here), so fill a backlog-0 listener first.
+    with socket.socket() as listener:
+        listener.bind(("127.0.0.1", 0))
+        listener.listen(0)
+        port = listener.getsockname()[1]
+        fillers = []
+        try:
+            for _ in range(4):
+                filler = socket.socket()
+                filler.setblocking(False)
+                with contextlib.suppress(BlockingIOError):
+                    filler.connect(("127.0.0.1", port))
+                fillers.append(filler)
+            gateway = await make_gateway(
+                users_url=f"http://127.0.0.1:{port}", upstream_connect_timeout=0.3
+            )
+            started = time.monotonic()
+            response = await gateway.get("/api/v1/users/me", headers=bearer(tokens))
+            assert response.status_code == 504, response.text
+            assert time.monotonic() - started < 3.0
+        finally:
+            for filler in fillers:
+                filler.close()
+
+
+async def test_large_bodies_of_known_length_stream_through(
+    make_gateway: GatewayFactory, tokens: TokenFactory
+) -> None:
+    gateway = await make_gateway(max_body_bytes=1024 * 1024)
+    body = b"q" * (512 * 1024)
+    response = await gateway.put("/api/v1/users/me/blob", headers=bearer(tokens), content=body)
+    assert response.status_code == 200
+    assert response.json()["body_length"] == len(body)
+    assert response.json()["headers"]["content-length"] == str(len(body))
+    chunked = await gateway.put(
+        "/api/v1/users/me/blob",
+        headers=bearer(tokens),
+        content=(body[i : i + 65536] async for i in _offsets(len(body), 65536)),
+    )
+    assert chunked.json()["body_length"] == len(body)
+
+
+async def _offsets(total: int, step: int) -> AsyncIterator[int]:
+    for offset in range(0, total, step):
+        yield offset
+
+
+@pytest.mark.parametrize("value", ["abc", "-1", "1e3"])
+async def test_invalid_content_length_is_400(gateway: httpx.AsyncClient, value: str) -> None:
+    reader, writer = await asyncio.open_connection("127.0.0.1", gateway.base_url.port)
+    writer.write(
+        b"POST /api/v1/users/ HTTP/1.1\r\nhost: x\r\ncontent-length: "
+        + value.encode()
+        + b"\r\n\r\n"
+    )
+    await writer.drain()
+    status_line = await reader.readline()
+    writer.close()
+    await writer.wait_closed()
+    assert status_line.split()[1] == b"400"
+
+
+async def test_head_gets_headers_only(gateway: httpx.AsyncClient, tokens: TokenFactory) -> None:
+    response = await gateway.head("/api/v1/users/me", headers=bearer(tokens))
+    assert response.status_code == 200
+    assert int(response.headers["content-length"]) > 0
+    assert response.content == b""
+
+
+async def test_token_checks_go_on_from_cached_keys_while_auth_is_down(
+    make_gateway: GatewayFactory, tokens: TokenFactory, upstreams: dict[str, Served]
+) -> None:
+    gateway = await make_gateway()
+    assert (await gateway.get("/api/v1/users/me", headers=bearer(tokens))).status_code == 200
+    await upstreams["auth"].stop()
+    assert (await gateway.get("/api/v1/users/me", headers=bearer(tokens))).status_code == 200
+    await upstreams["auth"].start()
+
+
+async def test_tokens_are_503_not_401_while_no_key_could_ever_be_fetched(
+    make_gateway: GatewayFactory, tokens: TokenFactory, upstreams: dict[str, Served]
+) -> None:
+    await upstreams["auth"].stop()
+    gateway = await make_gateway()
+    response = await gateway.get("/api/v1/users/me", headers=bearer(tokens))
+    assert response.status_code == 503
+    assert "www-authenticate" not in response.headers
+    await upstreams["auth"].start()
+    assert (await gateway.get("/api/v1/users/me", headers=bearer(tokens))).status_code == 200

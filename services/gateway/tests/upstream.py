@@ -19,10 +19,19 @@ def free_port() -> int:
         return port
 
 
-def echo_app(name: str) -> FastAPI:
+def echo_app(name: str, jwks: dict[str, Any] | None = None) -> FastAPI:
+    """An upstream that answers with what reached it; with `jwks`, auth's key set as well."""
     app = FastAPI(openapi_url="/openapi.json")
     app.state.calls = 0
     app.state.hang = 0.0
+    app.state.jwks_fetches = 0
+
+    if jwks is not None:
+
+        @app.get("/.well-known/jwks.json", summary="Key set")
+        async def key_set() -> dict[str, Any]:
+            app.state.jwks_fetches += 1
+            return jwks
 
     @app.post("/api/v1/auth/login", summary="Log in")
     async def login(request: Request) -> dict[str, Any]:
@@ -35,7 +44,9 @@ def echo_app(name: str) -> FastAPI:
         return {"secret": "never through the gateway"}
 
     @app.api_route(
-        "/{path:path}", methods=["GET", "POST", "PUT", "PATCH", "DELETE"], include_in_schema=False
+        "/{path:path}",
+        methods=["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE"],
+        include_in_schema=False,
     )
     async def echo(request: Request, path: str) -> Response:
         app.state.calls += 1
@@ -104,3 +115,50 @@ class Served:
             await self.task
         self.server = uvicorn.Server(self.server.config)
         self.server.config.loaded = False
+
+
+class DroppingUpstream:
+    """A raw TCP upstream that closes its first `drops` connections without a word (a connection
+    failure the gateway may retry), then answers each request with 200 and closes."""
+
+    def __init__(self, drops: int) -> None:
+        self.drops = drops
+        self.port = free_port()
+        self.connections = 0
+        self.answered = 0
+        self.server: asyncio.Server | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    async def start(self) -> None:
+        self.server = await asyncio.start_server(self._handle, "127.0.0.1", self.port)
+
+    async def stop(self) -> None:
+        if self.server is not None:
+            self.server.close()
+            await self.server.wait_closed()
+
+    async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self.connections += 1
+        try:
+            if self.connections <= self.drops:
+                return
+            head = await reader.readuntil(b"\r\n\r\n")
+            length = 0
+            for line in head.split(b"\r\n"):
+                name, _, value = line.partition(b":")
+                if name.strip().lower() == b"content-length":
+                    length = int(value)
+            if length:
+                await reader.readexactly(length)
+            self.answered += 1
+            body = b'{"answered": true}'
+            writer.write(
+                b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\n"
+                b"content-length: %d\r\nconnection: close\r\n\r\n%s" % (len(body), body)
+            )
+            await writer.drain()
+        finally:
+            writer.close()

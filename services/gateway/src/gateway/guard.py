@@ -7,6 +7,7 @@ with a token fails closed (503): the gateway cannot know whether its session was
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import time
 from dataclasses import dataclass
@@ -16,8 +17,20 @@ from redis.asyncio import Redis
 from redis.exceptions import NoScriptError, RedisError
 
 from gateway.metrics import FALLBACKS
+from gateway.redis_pipe import PipelinedRedis, as_ints
 
 logger = logging.getLogger("gatehouse.gateway.guard")
+
+# What happens to a request while Redis cannot answer (the `rule` label of the fallback metric).
+FAIL_CLOSED = "fail_closed"
+GENERAL_LOCAL = "general_local_limit"
+LOGIN_LOCAL = "login_local_limit"
+FALLBACK_TEXT = {
+    FAIL_CLOSED: "requests with a token are refused (503), revocation cannot be checked",
+    GENERAL_LOCAL: "the general rate limit is counted per process",
+    LOGIN_LOCAL: "the login rate limit is counted per process",
+}
+LOG_EVERY_SECONDS = 10.0
 
 # KEYS: general counter, login counter, session marker, user marker.
 # ARGV: general window seconds, login window seconds, check login (0/1), check revocation (0/1).
@@ -39,6 +52,9 @@ if ARGV[4] == '1' then
 end
 return {general, login, revoked, not_before}
 """
+SCRIPT_SHA = hashlib.sha1(
+    SCRIPT.encode(), usedforsecurity=False
+).hexdigest()  # what Redis names it: EVALSHA at once
 
 
 @dataclass(frozen=True, slots=True)
@@ -76,13 +92,18 @@ class LocalLimiter:
 
 
 class Guard:
-    def __init__(self, redis: Redis, general: Limit, login: Limit) -> None:
+    """`pipe`, when given, carries the script (a plain redis:// server); else `redis` does (the
+    embedded store, TLS or socket URLs)."""
+
+    def __init__(
+        self, redis: Redis, general: Limit, login: Limit, pipe: PipelinedRedis | None = None
+    ) -> None:
         self.redis = redis
+        self.pipe = pipe
         self.general = general
         self.login = login
         self.local = LocalLimiter()
-        self._sha: str | None = None
-        self._redis_down_logged = 0.0
+        self._fallback_logged: dict[str, float] = {}
 
     async def check(
         self,
@@ -114,13 +135,15 @@ class Guard:
         try:
             general, login, revoked, not_before = await self._run(keys, args)
         except (RedisError, OSError) as exc:
-            self._log_down(exc)
             if revocation:
-                FALLBACKS.labels("fail_closed").inc()
+                self._fallback(FAIL_CLOSED, exc)
                 return Verdict(unavailable=True)
-            FALLBACKS.labels("local_limit").inc()
+            self._fallback(GENERAL_LOCAL, exc)
             general = self.local.hit(general_key)
-            login = self.local.hit(login_counter) if login_key else 0
+            login = 0
+            if login_key:
+                self._fallback(LOGIN_LOCAL, exc)
+                login = self.local.hit(login_counter)
             revoked, not_before = 0, -1
         if revoked or (not_before >= 0 and issued_at < not_before):
             return Verdict(revoked=True)
@@ -134,13 +157,18 @@ class Guard:
         )
 
     async def _run(self, keys: list[str], args: list[int]) -> list[int]:
-        if self._sha is None:
-            self._sha = await self.redis.script_load(SCRIPT)
+        if self.pipe is not None:
+            try:
+                reply = await self.pipe.execute(b"EVALSHA", SCRIPT_SHA, 4, *keys, *args)
+            except NoScriptError:  # a new or restarted Redis: load the script once
+                await self.pipe.execute(b"SCRIPT", b"LOAD", SCRIPT)
+                reply = await self.pipe.execute(b"EVALSHA", SCRIPT_SHA, 4, *keys, *args)
+            return as_ints(reply)
         try:
-            result = await self.redis.evalsha(self._sha, len(keys), *keys, *args)
-        except NoScriptError:  # Redis restarted and forgot the script
-            self._sha = await self.redis.script_load(SCRIPT)
-            result = await self.redis.evalsha(self._sha, len(keys), *keys, *args)
+            result = await self.redis.evalsha(SCRIPT_SHA, len(keys), *keys, *args)
+        except NoScriptError:
+            await self.redis.script_load(SCRIPT)
+            result = await self.redis.evalsha(SCRIPT_SHA, len(keys), *keys, *args)
         return [int(value) for value in result]
 
     @staticmethod
@@ -151,10 +179,10 @@ class Guard:
         reset = self._reset(limit, now)
         return Verdict(limited=limit, retry_after=reset, remaining=0, reset=reset)
 
-    def _log_down(self, exc: BaseException) -> None:
-        if time.monotonic() - self._redis_down_logged > 10:
-            self._redis_down_logged = time.monotonic()
-            logger.error(
-                "redis unavailable (%s): token requests fail closed, limits are per process",
-                type(exc).__name__,
-            )
+    def _fallback(self, rule: str, exc: BaseException) -> None:
+        """Count every request decided without Redis; log each rule at most every 10 s."""
+        FALLBACKS.labels(rule).inc()
+        now = time.monotonic()
+        if now - self._fallback_logged.get(rule, -LOG_EVERY_SECONDS) >= LOG_EVERY_SECONDS:
+            self._fallback_logged[rule] = now
+            logger.error("redis unavailable (%s): %s", type(exc).__name__, FALLBACK_TEXT[rule])

@@ -19,6 +19,7 @@ from gateway.docs import router as docs_router
 from gateway.edge import Cors, TrustedProxies
 from gateway.guard import Guard, Limit
 from gateway.proxy import Edge, Gateway
+from gateway.redis_pipe import PipelinedRedis
 from gateway.settings import GatewaySettings
 
 logger = logging.getLogger("gatehouse.gateway")
@@ -26,6 +27,8 @@ logger = logging.getLogger("gatehouse.gateway")
 SERVICE_NAME = "gateway"
 # Under uvicorn's 5 s keep-alive, so the pool never picks a socket the upstream is closing.
 KEEPALIVE_SECONDS = 3.0
+# A Redis answer later than this fails the request over to the fallback rules (guard.py).
+REDIS_TIMEOUT = 1.0
 
 
 def create_app(
@@ -40,6 +43,10 @@ def create_app(
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         redis = make_redis(settings.redis_url, embedded.redis if embedded else None)
+        # The hot path's one Redis call goes over a pipelined connection of its own when Redis
+        # is a plain TCP server; `redis` serves readiness (and the script, otherwise).
+        url = settings.redis_url or ""
+        pipe = PipelinedRedis(url, timeout=REDIS_TIMEOUT) if url.startswith("redis://") else None
         connector = aiohttp.TCPConnector(
             limit=settings.upstream_pool_size,
             keepalive_timeout=KEEPALIVE_SECONDS,
@@ -69,7 +76,10 @@ def create_app(
             session=session,
             verifier=verifier,
             guard=Guard(
-                redis, Limit("general", general, window), Limit("login", login, login_window)
+                redis,
+                Limit("general", general, window),
+                Limit("login", login, login_window),
+                pipe=pipe,
             ),
             breakers={
                 name: CircuitBreaker(name, settings.breaker_failures, settings.breaker_open_seconds)
@@ -91,6 +101,8 @@ def create_app(
         finally:
             app.state.edge = None
             await session.close()
+            if pipe is not None:
+                await pipe.aclose()
             await redis.aclose()
 
     app = create_service_app(

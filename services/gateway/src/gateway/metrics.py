@@ -26,7 +26,8 @@ RATE_LIMITED = Counter(
 REVOKED = Counter("gatehouse_gateway_revoked_total", "Requests with a revoked token refused.")
 FALLBACKS = Counter(
     "gatehouse_gateway_redis_fallbacks_total",
-    "Requests decided without Redis, by rule (local_limit, fail_closed).",
+    "Requests decided without Redis, by rule "
+    "(fail_closed, general_local_limit, login_local_limit).",
     ["rule"],
 )
 CIRCUIT_OPEN = Gauge(

@@ -37,6 +37,8 @@ IDEMPOTENT = frozenset({"GET", "HEAD", "OPTIONS", "PUT", "DELETE"})
 PROBLEM = b"application/problem+json"
 # Login bodies are read whole to find the username; they are small.
 LOGIN_BODY_LIMIT = 16 * 1024
+# Bodies of known length up to this size are read whole before they are sent on.
+BUFFERED_BODY = 64 * 1024
 
 
 class BodyTooLarge(Exception):
@@ -236,7 +238,18 @@ class Exchange:
             return None
         try:
             return await self.edge.verifier.verify(token)
-        except (InvalidToken, JwksUnavailable):
+        except JwksUnavailable:
+            # No key was ever fetched (auth unreachable since start): the token may well be
+            # valid, so not a 401 that would make a client throw it away.
+            if self.route.access is Access.BEARER:
+                await self.problem(
+                    503,
+                    "Service Unavailable",
+                    "Tokens cannot be checked right now.",
+                    headers=[(b"retry-after", b"5")],
+                )
+            return None
+        except InvalidToken:
             if self.route.access is Access.BEARER:
                 await self.unauthorized("The token is invalid or expired.", presented=True)
             return None  # public routes: the upstream judges; limits go by IP
@@ -319,8 +332,8 @@ class Exchange:
         out: dict[str, str] = {}
         for key, value in upstream_request_headers(self.headers):
             name = key.decode("latin-1")
-            if name in out:
-                out[name] += ", " + value.decode("latin-1")
+            if name in out:  # repeated fields fold into one (cookies with "; ", RFC 6265)
+                out[name] += ("; " if key == b"cookie" else ", ") + value.decode("latin-1")
             else:
                 out[name] = value.decode("latin-1")
         host = self._header(b"host")
@@ -350,13 +363,22 @@ class Exchange:
             + ("?" + query.decode("latin-1") if query else "")
         )
         headers = self._outbound_headers(client_ip)
-        if body is None and length:  # known and within the limit (checked on arrival)
-            try:
-                body = await self._read_body(edge.max_body)
-            except BodyTooLarge:
-                await self.too_large(breaker)
-                return
-        streaming = body is None and length is None and method not in ("GET", "HEAD")
+        # Small bodies of known length are read whole (one write upstream, and an idempotent
+        # request can be sent again); larger ones and chunked ones are streamed through.
+        # Either way the limit is checked first: Content-Length on arrival, chunks as they come.
+        streaming = False
+        if body is None and length:
+            if length <= BUFFERED_BODY:
+                try:
+                    body = await self._read_body(length)
+                except BodyTooLarge:
+                    await self.too_large(breaker)
+                    return
+            else:
+                streaming = True
+                headers["content-length"] = str(length)
+        elif body is None and length is None and self._header(b"transfer-encoding") is not None:
+            streaming = True
         attempts = 2 if method in IDEMPOTENT and not streaming else 1
         for attempt in range(attempts):
             data: Any = self._stream_body() if streaming else body

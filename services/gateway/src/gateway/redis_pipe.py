@@ -1,0 +1,203 @@
+"""The guard's one Redis call per request, pipelined over a single connection.
+
+redis-py's asyncio client spends more CPU per command (pool checkout, retry wrapper, health check,
+generic parser) than the rest of the gateway's checks together. The guard sends one command shape
+only (EVALSHA, plus SCRIPT LOAD after a Redis restart), so it speaks RESP2 itself: every request
+is written as soon as it is made, Redis answers in order, and the replies resolve the waiting
+futures first in, first out. A reply that does not come within the timeout means the connection
+is stuck: it is dropped, every request waiting on it fails (the guard falls back), and the next
+request connects again.
+
+Errors are redis-py's exception types, so callers handle both clients alike.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections import deque
+from typing import Any
+from urllib.parse import unquote, urlsplit
+
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import NoScriptError, ResponseError
+from redis.exceptions import TimeoutError as RedisTimeoutError
+
+Reply = int | bytes | list["Reply"] | None | ResponseError
+
+
+class Incomplete(Exception):
+    """The buffer ends inside a reply: wait for more bytes."""
+
+
+def parse_reply(buffer: bytes | bytearray, start: int) -> tuple[Reply, int]:
+    """One RESP2 reply from `buffer[start:]` and the position after it."""
+    end = buffer.find(b"\r\n", start)
+    if end < 0:
+        raise Incomplete
+    kind, line = buffer[start : start + 1], bytes(buffer[start + 1 : end])
+    after = end + 2
+    if kind == b":":
+        return int(line), after
+    if kind == b"+":
+        return line, after
+    if kind == b"-":
+        text = line.decode("utf-8", "replace")
+        error = NoScriptError(text) if text.startswith("NOSCRIPT") else ResponseError(text)
+        return error, after
+    if kind == b"$":
+        size = int(line)
+        if size < 0:
+            return None, after
+        if len(buffer) < after + size + 2:
+            raise Incomplete
+        return bytes(buffer[after : after + size]), after + size + 2
+    if kind == b"*":
+        count = int(line)
+        if count < 0:
+            return None, after
+        items: list[Reply] = []
+        for _ in range(count):
+            item, after = parse_reply(buffer, after)
+            items.append(item)
+        return items, after
+    raise RedisConnectionError(f"unexpected reply type {kind!r}")
+
+
+def pack_command(*parts: bytes | str | int) -> bytes:
+    encoded = [part if isinstance(part, bytes) else str(part).encode() for part in parts]
+    out = [b"*%d\r\n" % len(encoded)]
+    for part in encoded:
+        out.append(b"$%d\r\n%s\r\n" % (len(part), part))
+    return b"".join(out)
+
+
+class _Protocol(asyncio.Protocol):
+    def __init__(self, pipe: PipelinedRedis) -> None:
+        self.pipe = pipe
+        self.buffer = bytearray()
+        self.transport: asyncio.Transport | None = None
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.Transport)
+        self.transport = transport
+
+    def data_received(self, data: bytes) -> None:
+        self.buffer += data
+        position = 0
+        waiting = self.pipe.waiting
+        try:
+            while position < len(self.buffer):
+                try:
+                    reply, position_after = parse_reply(self.buffer, position)
+                except Incomplete:
+                    break
+                position = position_after
+                if not waiting:
+                    raise RedisConnectionError("a reply nobody asked for")
+                future, timer = waiting.popleft()
+                timer.cancel()
+                if not future.done():
+                    if isinstance(reply, ResponseError):
+                        future.set_exception(reply)
+                    else:
+                        future.set_result(reply)
+        except (RedisConnectionError, ValueError) as exc:
+            self.pipe.drop(self, RedisConnectionError(f"bad reply from redis: {exc}"))
+            return
+        del self.buffer[:position]
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.pipe.drop(self, RedisConnectionError("connection to redis lost"))
+
+
+class PipelinedRedis:
+    """One pipelined connection to the Redis at `url` (redis://[user:password@]host[:port][/db])."""
+
+    def __init__(self, url: str, timeout: float = 1.0) -> None:
+        parts = urlsplit(url)
+        if parts.scheme != "redis" or not parts.hostname:
+            raise ValueError("PipelinedRedis takes redis://host[:port][/db] URLs only")
+        self.host = parts.hostname
+        self.port = parts.port or 6379
+        path = parts.path.strip("/")
+        self.db = int(path) if path else 0
+        self.username = unquote(parts.username) if parts.username else None
+        self.password = unquote(parts.password) if parts.password else None
+        self.timeout = timeout
+        self.waiting: deque[tuple[asyncio.Future[Reply], asyncio.TimerHandle]] = deque()
+        self._protocol: _Protocol | None = None
+        self._connecting: asyncio.Lock | None = None
+
+    async def execute(self, *parts: bytes | str | int) -> Reply:
+        protocol = self._protocol
+        if protocol is None or protocol.transport is None or protocol.transport.is_closing():
+            protocol = await self._connect()
+        return await self._send(protocol, pack_command(*parts))
+
+    def _send(self, protocol: _Protocol, command: bytes) -> asyncio.Future[Reply]:
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[Reply] = loop.create_future()
+        timer = loop.call_later(self.timeout, self._timed_out, protocol, future)
+        self.waiting.append((future, timer))
+        assert protocol.transport is not None
+        protocol.transport.write(command)
+        return future
+
+    def _timed_out(self, protocol: _Protocol, future: asyncio.Future[Reply]) -> None:
+        if not future.done():
+            self.drop(protocol, RedisTimeoutError("redis did not answer in time"))
+
+    async def _connect(self) -> _Protocol:
+        if self._connecting is None:
+            self._connecting = asyncio.Lock()
+        async with self._connecting:
+            current = self._protocol
+            if current is not None:
+                if current.transport is not None and not current.transport.is_closing():
+                    return current
+                self.drop(current, RedisConnectionError("connection to redis closed"))
+            loop = asyncio.get_running_loop()
+            try:
+                async with asyncio.timeout(self.timeout):
+                    _, protocol = await loop.create_connection(
+                        lambda: _Protocol(self), self.host, self.port
+                    )
+            except TimeoutError as exc:
+                raise RedisTimeoutError("connecting to redis timed out") from exc
+            except OSError as exc:
+                raise RedisConnectionError(f"cannot connect to redis: {exc}") from exc
+            self._protocol = protocol
+            setup: list[asyncio.Future[Reply]] = []
+            if self.password is not None:
+                credentials = [self.username, self.password] if self.username else [self.password]
+                setup.append(self._send(protocol, pack_command("AUTH", *credentials)))
+            if self.db:
+                setup.append(self._send(protocol, pack_command("SELECT", self.db)))
+            try:
+                await asyncio.gather(*setup)
+            except BaseException:
+                self.drop(protocol, RedisConnectionError("redis refused the connection setup"))
+                raise
+            return protocol
+
+    def drop(self, protocol: _Protocol, error: Exception) -> None:
+        """Forget a broken connection and fail every request waiting on it."""
+        if self._protocol is protocol:
+            self._protocol = None
+            waiting, self.waiting = self.waiting, deque()
+            for future, timer in waiting:
+                timer.cancel()
+                if not future.done():
+                    future.set_exception(error)
+        if protocol.transport is not None and not protocol.transport.is_closing():
+            protocol.transport.abort()
+
+    async def aclose(self) -> None:
+        if self._protocol is not None:
+            self.drop(self._protocol, RedisConnectionError("closed"))
+
+
+def as_ints(reply: Any) -> list[int]:
+    if not isinstance(reply, list) or not all(isinstance(item, int) for item in reply):
+        raise ResponseError(f"unexpected script reply {reply!r}")
+    return list(reply)

@@ -1,0 +1,138 @@
+"""Swagger UI through the gateway in a real headless Chromium (Debian `chromium`, driven by
+playwright): log in with **Authorize** (password flow to auth's login through the gateway), call
+`GET /api/v1/users/me`, see 200. auth and users are doubles; the token is a real RS256 token
+checked by the gateway against the auth double's JWKS."""
+
+from __future__ import annotations
+
+import shutil
+from collections.abc import AsyncIterator
+from typing import Annotated, Any
+
+import httpx
+import jwt
+import pytest
+from common.errors import Unauthorized
+from common.security import oauth2_scheme
+from common.testing import TokenFactory
+from fastapi import Depends, FastAPI
+from fastapi.security import OAuth2PasswordRequestForm
+from gateway.main import create_app
+from playwright.async_api import async_playwright
+
+from .conftest import gateway_settings
+from .upstream import Served
+
+CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+FLAGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+USER_ID = "6a1f0c9e-3b7d-4e2a-9c51-0d8e7f6a5b43"
+USERNAME = "swagger_ada"
+PASSWORD = "correct horse battery"
+
+pytestmark = [
+    pytest.mark.browser,
+    pytest.mark.skipif(
+        shutil.which("chromium") is None,
+        reason="Debian chromium is not installed (scripts/ensure-system-deps.sh installs it)",
+    ),
+]
+
+
+def auth_double(tokens: TokenFactory) -> FastAPI:
+    app = FastAPI(openapi_url="/openapi.json")
+
+    @app.get("/.well-known/jwks.json")
+    async def key_set() -> dict[str, Any]:
+        return tokens.jwks()
+
+    @app.post("/api/v1/auth/login")
+    async def login(form: Annotated[OAuth2PasswordRequestForm, Depends()]) -> dict[str, Any]:
+        """Log in (the double knows one account)."""
+        if (form.username, form.password) != (USERNAME, PASSWORD):
+            raise Unauthorized("Wrong username or password.")
+        return {
+            "access_token": tokens.access_token(USER_ID),
+            "token_type": "bearer",
+            "expires_in": 900,
+            "refresh_token": "opaque",
+            "refresh_expires_in": 604800,
+        }
+
+    return app
+
+
+def users_double() -> FastAPI:
+    app = FastAPI(openapi_url="/openapi.json")
+
+    @app.get("/api/v1/users/me")
+    async def read_me(token: Annotated[str | None, Depends(oauth2_scheme)]) -> dict[str, Any]:
+        """The caller (the gateway has verified the token already)."""
+        if token is None:
+            raise Unauthorized("A bearer token is required.")
+        subject = jwt.decode(token, options={"verify_signature": False})["sub"]
+        return {"id": subject, "username": USERNAME, "roles": ["user"], "is_active": True}
+
+    return app
+
+
+@pytest.fixture
+async def docs_gateway(tokens: TokenFactory) -> AsyncIterator[str]:
+    auth, users = Served(auth_double(tokens)), Served(users_double())
+    await auth.start()
+    await users.start()
+    gateway = Served(create_app(gateway_settings({"auth": auth, "users": users})))
+    await gateway.start()
+    try:
+        yield gateway.url
+    finally:
+        await gateway.stop()
+        await users.stop()
+        await auth.stop()
+
+
+async def test_authorize_then_call_me_in_swagger_ui(docs_gateway: str) -> None:
+    async with httpx.AsyncClient(base_url=docs_gateway) as client:
+        document = (await client.get("/api/openapi.json")).json()
+    assert "/api/v1/users/me" in document["paths"]
+
+    async with async_playwright() as playwright:
+        browser = await playwright.chromium.launch(executable_path=CHROMIUM, args=FLAGS)
+        try:
+            page = await browser.new_page()
+            seen: list[str] = []
+            page.on("response", lambda r: seen.append(f"{r.request.method} {r.url} {r.status}"))
+            await page.goto(docs_gateway + "/api/docs")
+            await page.click("button.authorize")
+            await page.fill("#oauth_username", USERNAME)
+            await page.fill("#oauth_password", PASSWORD)
+            await page.click(".auth-btn-wrapper button.authorize")
+            modal = page.locator(".modal-ux")
+            try:
+                await modal.get_by_text("Authorized", exact=True).wait_for(timeout=15_000)
+            except Exception as exc:  # say what the browser saw
+                raise AssertionError(
+                    f"not authorized: {await modal.inner_text()!r} {seen}"
+                ) from exc
+            await page.click(".auth-btn-wrapper button.btn-done")
+            operation = page.locator('[id^="operations-"][id$="read_me_api_v1_users_me_get"]')
+            await operation.locator(".opblock-summary").click()
+            await operation.locator("button.try-out__btn").click()
+            await operation.locator("button.execute").click()
+            status = operation.locator(".live-responses-table tr.response td.response-col_status")
+            await status.first.wait_for(timeout=15_000)
+            assert (await status.first.inner_text()).strip().startswith("200"), seen
+            body = await operation.locator(".live-responses-table .microlight").first.inner_text()
+            assert USER_ID in body
+        finally:
+            await browser.close()
+    # Every asset came from the gateway itself, none from a CDN.
+    assert all(entry.split()[1].startswith(docs_gateway) for entry in seen), seen
