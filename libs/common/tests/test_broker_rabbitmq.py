@@ -20,6 +20,7 @@ from common.inprocess_broker import (
     RetryPolicy,
     UnroutableEvent,
 )
+from common.logs import request_id_var
 from common.rabbitmq import RabbitBroker, make_broker
 
 AMQP_URL = os.environ.get("TEST_AMQP_URL", "amqp://guest:guest@127.0.0.1:5672/")
@@ -86,6 +87,20 @@ async def test_published_event_reaches_the_consumer(broker: RabbitBroker) -> Non
     await broker.publish(event)
     await wait_until(lambda: received)
     assert received == [event]
+
+
+async def test_the_request_id_travels_with_the_event(broker: RabbitBroker) -> None:
+    seen: list[str | None] = []
+
+    async def handler(_envelope: Envelope) -> None:
+        seen.append(request_id_var.get())
+
+    await broker.consume(QUEUE, ["user.registered"], handler)
+    await broker.publish(registered(), request_id="req-0123456789")
+    await broker.publish(registered())
+    await wait_until(lambda: len(seen) == 2)
+    assert sorted(seen, key=str) == [None, "req-0123456789"]
+    assert request_id_var.get() is None  # set only while the handler runs
 
 
 async def test_topology_declaration_is_idempotent(broker: RabbitBroker) -> None:

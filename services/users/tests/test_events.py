@@ -8,6 +8,7 @@ import uuid
 import pytest
 from common.errors import Conflict
 from common.events import Envelope
+from common.logs import request_id_var
 from sqlalchemy import func, select
 from users.accounts import service
 from users.accounts.schemas import UserCreate
@@ -75,16 +76,21 @@ async def test_concurrent_duplicate_registrations_make_one_account_and_one_event
 
 async def test_the_relay_publishes_each_event_once(users: UsersHarness) -> None:
     received: list[Envelope] = []
+    request_ids: list[str | None] = []
 
     async def handler(envelope: Envelope) -> None:
         received.append(envelope)
+        request_ids.append(request_id_var.get())
 
     consumer = users.broker.client()
     await consumer.start()
     await consumer.consume("test.users-events", ["user.*"], handler)
     try:
         user = await users.register()
-        await users.client.delete(f"/api/v1/users/{user['id']}", headers=users.bearer(user))
+        await users.client.delete(
+            f"/api/v1/users/{user['id']}",
+            headers={**users.bearer(user), "X-Request-ID": "req-deactivate-42"},
+        )
         for _ in range(100):
             if len(received) >= 2:
                 break
@@ -93,5 +99,8 @@ async def test_the_relay_publishes_each_event_once(users: UsersHarness) -> None:
     finally:
         await consumer.close()
     assert [e.type for e in received] == ["user.registered", "user.deactivated"]
+    # The consumer handles each event under the request id of the request that caused it.
+    assert request_ids[1] == "req-deactivate-42"
+    assert request_ids[0] is not None
     rows = await users.outbox(user["id"])
     assert all(row.sent_at is not None for row in rows)

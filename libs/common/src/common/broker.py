@@ -22,9 +22,10 @@ class Broker(Protocol):
     async def start(self) -> None:
         """Connect and declare the topology (idempotent)."""
 
-    async def publish(self, envelope: Envelope) -> None:
+    async def publish(self, envelope: Envelope, *, request_id: str | None = None) -> None:
         """Publish to `gatehouse.events` with routing key `envelope.type`; return once confirmed
-        (or raise after the broker's publish timeout)."""
+        (or raise after the broker's publish timeout). `request_id` travels beside the envelope
+        (AMQP `correlation_id`) and is the consumer's log request id while it handles it."""
 
     async def consume(self, queue: str, routing_keys: Sequence[str], handler: EventHandler) -> None:
         """Start consuming `queue` bound to `routing_keys`. The message is acked when `handler`

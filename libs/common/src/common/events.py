@@ -55,13 +55,17 @@ class OutboxMixin:
         DateTime(timezone=True), default=None, index=True
     )
     attempts: Mapped[int] = mapped_column(default=0)
+    # The request that caused the event: published as the AMQP correlation id, so the consumer's
+    # log lines carry the same request id as the gateway's and the service's.
+    request_id: Mapped[str | None] = mapped_column(String(64), default=None)
 
     @classmethod
-    def for_envelope(cls, envelope: Envelope) -> dict[str, Any]:
-        """Column values for a row carrying `envelope`."""
+    def for_envelope(cls, envelope: Envelope, request_id: str | None = None) -> dict[str, Any]:
+        """Column values for a row carrying `envelope` (caused by request `request_id`)."""
         return {
             "event_id": envelope.id,
             "event_type": envelope.type,
             "payload": envelope.model_dump(mode="json"),
             "created_at": envelope.occurred_at,
+            "request_id": request_id,
         }

@@ -22,6 +22,7 @@ from pydantic import ValidationError
 
 from common.broker import EventHandler, PermanentFailure
 from common.events import Envelope
+from common.logs import request_id_var
 
 logger = logging.getLogger("gatehouse.events")
 
@@ -97,6 +98,7 @@ def describe(exc: BaseException) -> str:
 class _Message:
     body: bytes
     attempts: int = 0  # failed attempts so far
+    request_id: str | None = None
 
 
 @dataclass
@@ -136,7 +138,7 @@ class InProcessBroker:
     def depth(self, queue: str) -> int:
         return self._queues[queue].messages.qsize() if queue in self._queues else 0
 
-    def route(self, routing_key: str, body: bytes) -> None:
+    def route(self, routing_key: str, body: bytes, request_id: str | None = None) -> None:
         targets = [
             queue
             for queue in self._queues.values()
@@ -145,7 +147,7 @@ class InProcessBroker:
         if not targets:
             raise UnroutableEvent(f"no queue is bound for {routing_key!r}")
         for queue in targets:
-            queue.messages.put_nowait(_Message(body))
+            queue.messages.put_nowait(_Message(body, request_id=request_id))
 
     async def handle(self, queue_name: str, message: _Message, handler: EventHandler) -> None:
         """Run `handler` on one message: done, retried later, or dead-lettered."""
@@ -156,6 +158,7 @@ class InProcessBroker:
         except ValidationError as exc:
             self._dead_letter(queue_name, queue, message, attempt, describe(exc))
             return
+        token = request_id_var.set(message.request_id)
         try:
             await handler(envelope)
         except PermanentFailure as exc:
@@ -173,7 +176,9 @@ class InProcessBroker:
                 delay,
                 describe(exc),
             )
-            self._later(delay, queue, _Message(message.body, attempt))
+            self._later(delay, queue, _Message(message.body, attempt, message.request_id))
+        finally:
+            request_id_var.reset(token)
 
     def _later(self, delay: float, queue: _Queue, message: _Message) -> None:
         loop = asyncio.get_running_loop()
@@ -198,8 +203,8 @@ class InProcessBroker:
     async def start(self) -> None:
         await self._own_client.start()
 
-    async def publish(self, envelope: Envelope) -> None:
-        await self._own_client.publish(envelope)
+    async def publish(self, envelope: Envelope, *, request_id: str | None = None) -> None:
+        await self._own_client.publish(envelope, request_id=request_id)
 
     async def consume(self, queue: str, routing_keys: Sequence[str], handler: EventHandler) -> None:
         await self._own_client.consume(queue, routing_keys, handler)
@@ -256,8 +261,8 @@ class InProcessBrokerClient:
     async def start(self) -> None:
         return None
 
-    async def publish(self, envelope: Envelope) -> None:
-        self.broker.route(envelope.type, envelope.model_dump_json().encode())
+    async def publish(self, envelope: Envelope, *, request_id: str | None = None) -> None:
+        self.broker.route(envelope.type, envelope.model_dump_json().encode(), request_id)
 
     async def consume(self, queue: str, routing_keys: Sequence[str], handler: EventHandler) -> None:
         self.broker.declare(queue, routing_keys)

@@ -34,6 +34,7 @@ from common.broker import Broker
 from common.db import Database
 from common.events import Envelope, OutboxMixin, utcnow
 from common.inprocess_broker import UnroutableEvent, describe
+from common.logs import request_id_var
 
 logger = logging.getLogger("gatehouse.outbox")
 
@@ -49,7 +50,7 @@ async def add_outbox_event(
 ) -> None:
     """Add the outbox row for `envelope` to the caller's transaction and wake the relays at
     commit (PostgreSQL NOTIFY is transactional). Only flushes; the caller commits."""
-    session.add(model(**model.for_envelope(envelope)))
+    session.add(model(**model.for_envelope(envelope, request_id_var.get())))
     await session.flush()
     if session.get_bind().dialect.name == "postgresql":
         await session.execute(text(f"NOTIFY {NOTIFY_CHANNEL}"))
@@ -133,10 +134,10 @@ class OutboxRelay:
             rows = list((await session.scalars(statement)).all())
             if not rows:
                 return 0
-            envelopes: list[Envelope | None] = []
+            envelopes: list[tuple[Envelope, str | None] | None] = []
             for row in rows:
                 try:
-                    envelopes.append(Envelope.model_validate(row.payload))
+                    envelopes.append((Envelope.model_validate(row.payload), row.request_id))
                 except ValidationError as exc:
                     logger.error("outbox row %s is not an envelope: %s", row.seq, describe(exc))
                     envelopes.append(None)
@@ -161,10 +162,11 @@ class OutboxRelay:
             raise broker_error
         return published
 
-    async def _publish(self, envelope: Envelope | None) -> None:
-        if envelope is None:
+    async def _publish(self, item: tuple[Envelope, str | None] | None) -> None:
+        if item is None:
             raise ValueError("malformed outbox payload")
-        await self.broker.publish(envelope)
+        envelope, request_id = item
+        await self.broker.publish(envelope, request_id=request_id)
 
     async def prune(self) -> int:
         """Delete sent rows older than the retention; returns how many."""

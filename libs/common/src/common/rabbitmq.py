@@ -49,6 +49,7 @@ from common.inprocess_broker import (
     decode_envelope,
     describe,
 )
+from common.logs import request_id_var
 
 logger = logging.getLogger("gatehouse.events")
 
@@ -219,7 +220,7 @@ class RabbitBroker:
             raise BrokerUnavailable("not connected to RabbitMQ")
 
     # Publishing ------------------------------------------------------------------------------
-    async def publish(self, envelope: Envelope) -> None:
+    async def publish(self, envelope: Envelope, *, request_id: str | None = None) -> None:
         if self._exchange is None or not self._connected.is_set():
             raise BrokerUnavailable("not connected to RabbitMQ")
         message = aio_pika.Message(
@@ -227,6 +228,7 @@ class RabbitBroker:
             content_type="application/json",
             delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
             message_id=str(envelope.id),
+            correlation_id=request_id,
             type=envelope.type,
             timestamp=envelope.occurred_at,
         )
@@ -279,6 +281,7 @@ class RabbitBroker:
         except ValidationError as exc:
             await self._dead_letter(channel, consumer.queue, message, attempt, describe(exc))
             return
+        token = request_id_var.set(message.correlation_id)
         try:
             await consumer.handler(envelope)
         except PermanentFailure as exc:
@@ -300,6 +303,8 @@ class RabbitBroker:
             await self._forward(channel, message, target, attempt, describe(exc))
         else:
             await message.ack()
+        finally:
+            request_id_var.reset(token)
 
     async def _dead_letter(
         self,
@@ -327,6 +332,7 @@ class RabbitBroker:
             content_type=message.content_type,
             delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
             message_id=message.message_id,
+            correlation_id=message.correlation_id,
             type=message.type,
             timestamp=message.timestamp,
         )

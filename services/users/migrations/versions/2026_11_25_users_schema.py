@@ -102,6 +102,7 @@ def upgrade() -> None:
         sa.Column("created_at", TZ, nullable=False),
         sa.Column("sent_at", TZ, nullable=True),
         sa.Column("attempts", sa.Integer(), nullable=False),
+        sa.Column("request_id", sa.String(64), nullable=True),
         sa.PrimaryKeyConstraint("seq", name=op.f("pk_outbox")),
         sa.UniqueConstraint("event_id", name=op.f("uq_outbox_event_id")),
     )
