@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import random
+import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from typing import Any
@@ -46,10 +48,30 @@ async def upstreams(tokens: TokenFactory) -> AsyncIterator[dict[str, Served]]:
 
 @pytest.fixture
 async def redis_db() -> AsyncIterator[aioredis.Redis]:
+    """DB 2, never emptied: tests keep apart by their own client addresses, user and session ids
+    (another run of this suite may share the database at the same time)."""
     client = aioredis.Redis.from_url(REDIS_URL)
-    await client.flushdb()
     yield client
     await client.aclose()
+
+
+def unique_id() -> str:
+    return str(uuid.uuid4())
+
+
+def unique_ip(first: int = 100) -> str:
+    """A random IPv4 address: one test's client address, so its rate-limit counters are its own."""
+    octets = random.randbytes(3)
+    return f"{first}.{64 + octets[0] % 64}.{octets[1]}.{max(octets[2], 1)}"
+
+
+class GatewayClient(httpx.AsyncClient):
+    """A client whose requests come from its own loopback address (`source`)."""
+
+    def __init__(self, base_url: str, source: str | None = None) -> None:
+        self.source = source or unique_ip(first=127)
+        transport = httpx.AsyncHTTPTransport(local_address=self.source)
+        super().__init__(base_url=base_url, timeout=10.0, transport=transport)
 
 
 def gateway_settings(upstreams: dict[str, Served], **overrides: Any) -> GatewaySettings:
@@ -61,14 +83,14 @@ def gateway_settings(upstreams: dict[str, Served], **overrides: Any) -> GatewayS
         "auth_url": upstreams["auth"].url,
         "users_url": upstreams["users"].url,
         "gateway_rate_limit": "1000/second",
-        "gateway_login_rate_limit": "100/minute",
+        "gateway_login_rate_limit": "1000/hour",
         "cors_origins": ["https://app.example"],
         **overrides,
     }
     return GatewaySettings(**values)
 
 
-GatewayFactory = Callable[..., Awaitable[httpx.AsyncClient]]
+GatewayFactory = Callable[..., Awaitable[GatewayClient]]
 
 
 @pytest.fixture
@@ -76,13 +98,13 @@ async def make_gateway(
     upstreams: dict[str, Served], redis_db: aioredis.Redis
 ) -> AsyncIterator[GatewayFactory]:
     """Gateways under uvicorn on spare ports; each fetches the JWKS from the auth double."""
-    started: list[tuple[Served, httpx.AsyncClient]] = []
+    started: list[tuple[Served, GatewayClient]] = []
 
-    async def make(**overrides: Any) -> httpx.AsyncClient:
+    async def make(source: str | None = None, **overrides: Any) -> GatewayClient:
         app: FastAPI = create_app(gateway_settings(upstreams, **overrides))
         served = Served(app)
         await served.start()
-        client = httpx.AsyncClient(base_url=served.url, timeout=10.0)
+        client = GatewayClient(served.url, source)
         started.append((served, client))
         return client
 
@@ -93,7 +115,7 @@ async def make_gateway(
 
 
 @pytest.fixture
-async def gateway(make_gateway: GatewayFactory) -> httpx.AsyncClient:
+async def gateway(make_gateway: GatewayFactory) -> GatewayClient:
     return await make_gateway()
 
 

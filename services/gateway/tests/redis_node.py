@@ -15,14 +15,16 @@ from .upstream import free_port
 
 
 class ThrowawayRedis:
-    def __init__(self, directory: Path) -> None:
+    def __init__(self, directory: Path, password: str | None = None) -> None:
         self.port = free_port()
         self.directory = directory
+        self.password = password
         self.process: subprocess.Popen[bytes] | None = None
 
     @property
     def url(self) -> str:
-        return f"redis://127.0.0.1:{self.port}/0"
+        credentials = f":{self.password}@" if self.password else ""
+        return f"redis://{credentials}127.0.0.1:{self.port}/0"
 
     def start(self) -> None:
         binary = shutil.which("redis-server")
@@ -40,14 +42,18 @@ class ThrowawayRedis:
                 "no",
                 "--dir",
                 str(self.directory),
+                *(["--requirepass", self.password] if self.password else []),
             ],
             stdout=subprocess.DEVNULL,
         )
         deadline = time.monotonic() + 10
         while time.monotonic() < deadline:
             try:
-                if redis.Redis(port=self.port, socket_timeout=0.5).ping():
-                    return
+                with redis.Redis(
+                    port=self.port, password=self.password, socket_timeout=0.5
+                ) as probe:
+                    if probe.ping():
+                        return
             except redis.RedisError:
                 time.sleep(0.05)
         raise RuntimeError("throwaway redis did not start")

@@ -7,7 +7,7 @@ from common.revocation import mark_session_revoked
 from common.testing import TokenFactory
 from redis.asyncio import Redis
 
-from .conftest import REDIS_URL, GatewayFactory, bearer
+from .conftest import REDIS_URL, GatewayFactory, bearer, unique_id
 from .upstream import Served
 
 
@@ -37,6 +37,8 @@ async def test_docs_are_off_in_production(make_gateway: GatewayFactory) -> None:
     )
     assert (await gateway.get("/api/docs")).status_code == 404
     assert (await gateway.get("/api/openapi.json")).status_code == 404
+    assert (await gateway.get("/docs")).status_code == 404
+    assert (await gateway.get("/openapi.json")).status_code == 404
 
 
 async def test_health_ready_and_metrics(gateway: httpx.AsyncClient) -> None:
@@ -76,7 +78,8 @@ def sample(metrics: str, name: str) -> float:
 async def test_limited_and_revoked_requests_are_counted(
     make_gateway: GatewayFactory, tokens: TokenFactory
 ) -> None:
-    gateway = await make_gateway(gateway_rate_limit="1/minute")
+    gateway = await make_gateway(gateway_rate_limit="1/hour")
+    session = unique_id()
     limited = 'gatehouse_gateway_rate_limited_total{limit="general"}'
     revoked = "gatehouse_gateway_revoked_total"
     before = (await gateway.get("/metrics")).text
@@ -84,11 +87,18 @@ async def test_limited_and_revoked_requests_are_counted(
     assert (await gateway.post("/api/v1/users/", json={})).status_code == 429
     redis = Redis.from_url(REDIS_URL)
     try:
-        await mark_session_revoked(redis, "counted-session")
+        await mark_session_revoked(redis, session)
     finally:
         await redis.aclose()
-    token = bearer(tokens, session_id="counted-session")
+    token = bearer(tokens, session_id=session)
     assert (await gateway.get("/api/v1/users/me", headers=token)).status_code == 401
     after = (await gateway.get("/metrics")).text
     assert sample(after, limited) == sample(before, limited) + 1
     assert sample(after, revoked) == sample(before, revoked) + 1
+
+
+async def test_the_gateway_has_no_document_of_its_own(gateway: httpx.AsyncClient) -> None:
+    assert (await gateway.get("/openapi.json")).status_code == 404
+    redirect = await gateway.get("/docs")
+    assert redirect.status_code == 307
+    assert redirect.headers["location"] == "/api/docs"

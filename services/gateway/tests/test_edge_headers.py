@@ -6,13 +6,13 @@ from __future__ import annotations
 import httpx
 from common.testing import TokenFactory
 
-from .conftest import GatewayFactory, bearer
+from .conftest import GatewayClient, GatewayFactory, bearer, unique_ip
 
 ME = "/api/v1/users/me"
 
 
 async def test_identity_and_hop_by_hop_headers_are_stripped(
-    gateway: httpx.AsyncClient, tokens: TokenFactory
+    gateway: GatewayClient, tokens: TokenFactory
 ) -> None:
     response = await gateway.get(
         ME,
@@ -32,7 +32,7 @@ async def test_identity_and_hop_by_hop_headers_are_stripped(
     seen = response.json()["headers"]
     for name in ("x-user-id", "x-user-roles", "x-internal-token", "forwarded", "x-secret"):
         assert name not in seen, name
-    assert seen["x-forwarded-for"] == "127.0.0.1"  # the socket peer, not the claim
+    assert seen["x-forwarded-for"] == gateway.source  # the socket peer, not the claim
     assert seen["x-forwarded-proto"] == "http"
     assert seen["x-request-id"] == "req-12345678"
     assert response.headers["x-request-id"] == "req-12345678"
@@ -48,7 +48,7 @@ async def test_forwarded_for_is_believed_only_from_trusted_proxies(
     # The right-most untrusted hop is the client; what the client wrote to its left is not.
     assert response.json()["headers"]["x-forwarded-for"] == "203.0.113.7"
     garbage = await trusting.get(ME, headers={**bearer(tokens), "X-Forwarded-For": "not-an-ip"})
-    assert garbage.json()["headers"]["x-forwarded-for"] == "127.0.0.1"
+    assert garbage.json()["headers"]["x-forwarded-for"] == trusting.source
 
 
 async def test_security_headers_and_no_banner(gateway: httpx.AsyncClient) -> None:
@@ -64,7 +64,7 @@ async def test_security_headers_and_no_banner(gateway: httpx.AsyncClient) -> Non
 
 
 async def test_hsts_over_https_from_a_trusted_proxy(make_gateway: GatewayFactory) -> None:
-    trusting = await make_gateway(gateway_trusted_proxies=["127.0.0.1/32"])
+    trusting = await make_gateway(gateway_trusted_proxies=["127.0.0.0/8"])
     response = await trusting.get("/health", headers={"X-Forwarded-Proto": "https"})
     assert response.headers["strict-transport-security"].startswith("max-age=")
 
@@ -89,7 +89,7 @@ async def test_cors_only_for_configured_origins(gateway: httpx.AsyncClient) -> N
 async def test_spoofed_forwarded_for_does_not_escape_the_ip_limit(
     make_gateway: GatewayFactory,
 ) -> None:
-    gateway = await make_gateway(gateway_rate_limit="3/minute")
+    gateway = await make_gateway(gateway_rate_limit="3/hour")
     statuses = [
         (
             await gateway.post(
@@ -105,7 +105,7 @@ async def test_clients_behind_a_trusted_proxy_are_limited_apart(
     make_gateway: GatewayFactory,
 ) -> None:
     gateway = await make_gateway(
-        gateway_rate_limit="2/minute", gateway_trusted_proxies=["127.0.0.1/32"]
+        gateway_rate_limit="2/hour", gateway_trusted_proxies=["127.0.0.0/8"]
     )
 
     async def from_client(address: str) -> int:
@@ -114,10 +114,11 @@ async def test_clients_behind_a_trusted_proxy_are_limited_apart(
         )
         return response.status_code
 
-    assert [await from_client("198.51.100.1") for _ in range(3)] == [200, 200, 429]
-    assert await from_client("198.51.100.2") == 200
+    first, second = unique_ip(), unique_ip()
+    assert [await from_client(first) for _ in range(3)] == [200, 200, 429]
+    assert await from_client(second) == 200
     # A client-written left part cannot pick another bucket: the right-most hop is the client.
-    assert await from_client("198.51.100.9, 198.51.100.1") == 429
+    assert await from_client(f"{unique_ip()}, {first}") == 429
 
 
 async def test_malformed_request_ids_are_replaced(

@@ -189,7 +189,7 @@ async def test_keys_are_fetched_once_for_many_requests(
 async def test_a_forged_token_on_a_public_route_counts_as_anonymous(
     make_gateway: Callable[..., Any], tokens: TokenFactory
 ) -> None:
-    gateway: httpx.AsyncClient = await make_gateway(gateway_rate_limit="2/minute")
+    gateway: httpx.AsyncClient = await make_gateway(gateway_rate_limit="2/hour")
     forged = {"Authorization": f"Bearer {FORGERIES['another key, same kid'](tokens)}"}
     statuses = [
         (await gateway.post("/api/v1/users/", json={}, headers=forged)).status_code

@@ -13,29 +13,28 @@ import redis.asyncio as aioredis
 from common.revocation import mark_session_revoked, mark_user_tokens_before
 from common.testing import TokenFactory
 
-from .conftest import GatewayFactory, bearer
+from .conftest import GatewayFactory, bearer, unique_id
 from .redis_node import ThrowawayRedis
 
 ME = "/api/v1/users/me"
-USER = "0b6f7c4e-4c1e-4f53-9a38-6f0c5d0f0a11"
 
 
 async def test_general_limit_per_client_ip_with_headers(make_gateway: GatewayFactory) -> None:
-    gateway = await make_gateway(gateway_rate_limit="5/minute")
+    gateway = await make_gateway(gateway_rate_limit="5/hour")
     statuses = [(await gateway.post("/api/v1/users/", json={})).status_code for _ in range(7)]
     assert statuses == [200] * 5 + [429] * 2
     limited = await gateway.post("/api/v1/users/", json={})
     assert limited.headers["content-type"].startswith("application/problem+json")
-    assert 1 <= int(limited.headers["retry-after"]) <= 60
-    assert limited.headers["ratelimit-policy"] == '"general";q=5;w=60'
+    assert 1 <= int(limited.headers["retry-after"]) <= 3600
+    assert limited.headers["ratelimit-policy"] == '"general";q=5;w=3600'
     assert limited.headers["ratelimit"].startswith('"general";r=0;t=')
 
 
 async def test_limits_are_per_user_when_a_token_is_presented(
     make_gateway: GatewayFactory, tokens: TokenFactory
 ) -> None:
-    gateway = await make_gateway(gateway_rate_limit="3/minute")
-    alice, bob = bearer(tokens, USER), bearer(tokens, "1c0ffee0-0000-4000-8000-000000000000")
+    gateway = await make_gateway(gateway_rate_limit="3/hour")
+    alice, bob = bearer(tokens, unique_id()), bearer(tokens, unique_id())
     assert [(await gateway.get(ME, headers=alice)).status_code for _ in range(4)] == [
         200,
         200,
@@ -50,8 +49,8 @@ async def test_limits_are_per_user_when_a_token_is_presented(
 async def test_limits_are_shared_across_gateway_replicas(
     make_gateway: GatewayFactory,
 ) -> None:
-    first = await make_gateway(gateway_rate_limit="4/minute")
-    second = await make_gateway(gateway_rate_limit="4/minute")
+    first = await make_gateway(gateway_rate_limit="4/hour")
+    second = await make_gateway(source=first.source, gateway_rate_limit="4/hour")
     statuses = []
     for replica in (first, second, first, second, first, second):
         statuses.append((await replica.post("/api/v1/users/", json={})).status_code)
@@ -59,7 +58,7 @@ async def test_limits_are_shared_across_gateway_replicas(
 
 
 async def test_login_limit_per_ip_and_username(make_gateway: GatewayFactory) -> None:
-    gateway = await make_gateway(gateway_login_rate_limit="2/minute")
+    gateway = await make_gateway(gateway_login_rate_limit="2/hour")
 
     async def login(username: str) -> int:
         response = await gateway.post(
@@ -71,7 +70,7 @@ async def test_login_limit_per_ip_and_username(make_gateway: GatewayFactory) -> 
     assert await login("ADA") == 429  # the same name in another case
     assert await login("grace") == 200
     limited = await gateway.post("/api/v1/auth/login", data={"username": "ada", "password": "x"})
-    assert limited.headers["ratelimit-policy"] == '"login";q=2;w=60'
+    assert limited.headers["ratelimit-policy"] == '"login";q=2;w=3600'
     # The login body still reaches auth intact.
     ok = await gateway.post("/api/v1/auth/login", data={"username": "linus", "password": "x"})
     assert ok.json()["username"] == "linus"
@@ -80,17 +79,18 @@ async def test_login_limit_per_ip_and_username(make_gateway: GatewayFactory) -> 
 async def test_revoked_sessions_and_users_are_refused(
     gateway: httpx.AsyncClient, tokens: TokenFactory, redis_db: aioredis.Redis
 ) -> None:
-    token = bearer(tokens, USER, session_id="session-a")
+    user, session_a, session_b = unique_id(), unique_id(), unique_id()
+    token = bearer(tokens, user, session_id=session_a)
     assert (await gateway.get(ME, headers=token)).status_code == 200
-    await mark_session_revoked(redis_db, "session-a")
+    await mark_session_revoked(redis_db, session_a)
     refused = await gateway.get(ME, headers=token)
     assert refused.status_code == 401
     assert refused.headers["www-authenticate"] == 'Bearer error="invalid_token"'
-    other = bearer(tokens, USER, session_id="session-b")
+    other = bearer(tokens, user, session_id=session_b)
     assert (await gateway.get(ME, headers=other)).status_code == 200
-    await mark_user_tokens_before(redis_db, USER, int(time.time()) + 1)
+    await mark_user_tokens_before(redis_db, user, int(time.time()) + 1)
     assert (await gateway.get(ME, headers=other)).status_code == 401
-    later = bearer(tokens, USER, session_id="session-c", iat=int(time.time()) + 2)
+    later = bearer(tokens, user, session_id=unique_id(), iat=int(time.time()) + 2)
     assert (await gateway.get(ME, headers=later)).status_code == 200
 
 
@@ -116,7 +116,7 @@ async def fallback_count(gateway: httpx.AsyncClient, rule: str) -> float:
 
 async def redis_gateway(make_gateway: GatewayFactory, node: ThrowawayRedis) -> httpx.AsyncClient:
     return await make_gateway(
-        redis_url=node.url, gateway_rate_limit="3/minute", gateway_login_rate_limit="2/minute"
+        redis_url=node.url, gateway_rate_limit="3/hour", gateway_login_rate_limit="2/hour"
     )
 
 
@@ -161,8 +161,8 @@ async def test_redis_down_limits_logins_per_process(
 ) -> None:
     gateway = await make_gateway(
         redis_url=throwaway_redis.url,
-        gateway_rate_limit="100/minute",
-        gateway_login_rate_limit="2/minute",
+        gateway_rate_limit="100/hour",
+        gateway_login_rate_limit="2/hour",
     )
     before = await fallback_count(gateway, "login_local_limit")
     throwaway_redis.stop()
@@ -174,7 +174,7 @@ async def test_redis_down_limits_logins_per_process(
 
     assert [(await login("ada")).status_code for _ in range(3)] == [200, 200, 429]
     limited = await login("ada")
-    assert limited.headers["ratelimit-policy"] == '"login";q=2;w=60'
+    assert limited.headers["ratelimit-policy"] == '"login";q=2;w=3600'
     assert (await login("grace")).status_code == 200  # still per IP + username
     assert await fallback_count(gateway, "login_local_limit") == before + 5
     assert "the login rate limit is counted per process" in caplog.text

@@ -13,7 +13,7 @@ import redis.asyncio as aioredis
 from common.revocation import mark_session_revoked
 from common.testing import TokenFactory
 
-from .conftest import AUDIENCE, ISSUER, REDIS_URL, bearer
+from .conftest import AUDIENCE, ISSUER, REDIS_URL, GatewayClient, bearer, unique_id, unique_ip
 from .gateway_process import GatewayProcess
 from .upstream import Served, echo_app
 
@@ -36,14 +36,15 @@ async def replicas(tokens: TokenFactory) -> AsyncIterator[list[httpx.AsyncClient
         "REDIS_URL": REDIS_URL,
         "AUTH_URL": auth.url,
         "USERS_URL": users.url,
-        "GATEWAY_RATE_LIMIT": "4/minute",
-        "GATEWAY_LOGIN_RATE_LIMIT": "3/minute",
+        "GATEWAY_RATE_LIMIT": "4/hour",
+        "GATEWAY_LOGIN_RATE_LIMIT": "3/hour",
     }
     processes = [GatewayProcess(environment) for _ in range(2)]
     clients: list[httpx.AsyncClient] = []
     try:
         await asyncio.gather(*(process.start() for process in processes))
-        clients.extend(httpx.AsyncClient(base_url=p.url, timeout=10.0) for p in processes)
+        source = unique_ip(first=127)  # one client talking to both replicas
+        clients.extend(GatewayClient(p.url, source) for p in processes)
         yield clients
     finally:
         for client in clients:
@@ -58,7 +59,7 @@ async def test_limits_are_shared_by_two_gateway_processes(
     replicas: list[httpx.AsyncClient], tokens: TokenFactory, redis_db: aioredis.Redis
 ) -> None:
     first, second = replicas
-    token = bearer(tokens, "7d0c2a4e-1111-4c3b-8e5f-000000000001")
+    token, username = bearer(tokens, unique_id()), unique_id()
     statuses = [
         (await replica.get(ME, headers=token)).status_code
         for replica in (first, second, first, second, first, second)
@@ -66,7 +67,7 @@ async def test_limits_are_shared_by_two_gateway_processes(
     assert statuses == [200, 200, 200, 200, 429, 429]
     logins = [
         (
-            await replica.post("/api/v1/auth/login", data={"username": "ada", "password": "x"})
+            await replica.post("/api/v1/auth/login", data={"username": username, "password": "x"})
         ).status_code
         for replica in (first, second, first, second)
     ]
@@ -76,13 +77,21 @@ async def test_limits_are_shared_by_two_gateway_processes(
 async def test_a_revoked_session_is_refused_by_every_process(
     replicas: list[httpx.AsyncClient], tokens: TokenFactory, redis_db: aioredis.Redis
 ) -> None:
-    token = bearer(tokens, "7d0c2a4e-1111-4c3b-8e5f-000000000002", session_id="shared-session")
+    session = unique_id()
+    token = bearer(tokens, unique_id(), session_id=session)
     assert [(await replica.get(ME, headers=token)).status_code for replica in replicas] == [
         200,
         200,
     ]
-    await mark_session_revoked(redis_db, "shared-session")
+    await mark_session_revoked(redis_db, session)
     assert [(await replica.get(ME, headers=token)).status_code for replica in replicas] == [
         401,
         401,
     ]
+
+
+async def test_a_served_gateway_has_no_server_banner(replicas: list[httpx.AsyncClient]) -> None:
+    for path in ("/health", "/api/v1/users/", "/nothing"):
+        response = await replicas[0].get(path)
+        assert "server" not in response.headers, path
+        assert response.headers["x-content-type-options"] == "nosniff"

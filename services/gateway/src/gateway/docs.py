@@ -48,18 +48,73 @@ def merge(documents: dict[str, dict[str, Any]]) -> dict[str, Any]:
             },
         },
     }
+    schemas: dict[str, Any] = merged["components"]["schemas"]
+    schemes: dict[str, Any] = merged["components"]["securitySchemes"]
     for service, document in sorted(documents.items()):
+        components = document.get("components", {})
+        renames = {
+            name: f"{service}_{name}"
+            for name, schema in components.get("schemas", {}).items()
+            if name in schemas and schemas[name] != schema
+        }
+        if renames:
+            logger.info("schemas renamed in %s's document: %s", service, sorted(renames))
+            document = _renamed(document, renames)
+            components = document.get("components", {})
         for path, item in document.get("paths", {}).items():
             if path.startswith("/internal") or not path.startswith(("/api/", "/.well-known/")):
                 continue
             merged["paths"][path] = copy.deepcopy(item)
-        for name, schema in document.get("components", {}).get("schemas", {}).items():
-            existing = merged["components"]["schemas"].get(name)
-            if existing is not None and existing != schema:
-                logger.warning("schema %s differs between services; keeping %s's", name, service)
-                continue
-            merged["components"]["schemas"][name] = schema
+        for name, schema in components.get("schemas", {}).items():
+            schemas.setdefault(name, schema)
+        for name, scheme in components.get("securitySchemes", {}).items():
+            schemes.setdefault(name, scheme)  # the gateway's own password flow wins
+    # Only the schemas the public paths use: internal request and response shapes stay internal.
+    used = _referenced(merged["paths"], schemas)
+    merged["components"]["schemas"] = {k: v for k, v in schemas.items() if k in used}
     return merged
+
+
+def _referenced(paths: dict[str, Any], schemas: dict[str, Any]) -> set[str]:
+    prefix = "#/components/schemas/"
+    found: set[str] = set()
+    pending: list[Any] = [paths]
+    while pending:
+        node = pending.pop()
+        if isinstance(node, dict):
+            ref = node.get("$ref")
+            if isinstance(ref, str) and ref.startswith(prefix):
+                name = ref[len(prefix) :]
+                if name not in found and name in schemas:
+                    found.add(name)
+                    pending.append(schemas[name])
+            pending.extend(node.values())
+        elif isinstance(node, list):
+            pending.extend(node)
+    return found
+
+
+def _renamed(document: dict[str, Any], renames: dict[str, str]) -> dict[str, Any]:
+    """The document with the named schemas renamed, and every `$ref` to them."""
+    prefix = "#/components/schemas/"
+
+    def walk(node: Any) -> Any:
+        if isinstance(node, dict):
+            out = {key: walk(value) for key, value in node.items()}
+            ref = out.get("$ref")
+            if isinstance(ref, str) and ref.startswith(prefix) and ref[len(prefix) :] in renames:
+                out["$ref"] = prefix + renames[ref[len(prefix) :]]
+            return out
+        if isinstance(node, list):
+            return [walk(item) for item in node]
+        return node
+
+    renamed: dict[str, Any] = walk(document)
+    schemas = renamed.get("components", {}).get("schemas", {})
+    renamed.setdefault("components", {})["schemas"] = {
+        renames.get(name, name): schema for name, schema in schemas.items()
+    }
+    return renamed
 
 
 class MergedDocument:

@@ -4,8 +4,10 @@ goes to the FastAPI app beside it."""
 
 from __future__ import annotations
 
+import itertools
 import json
 import logging
+import secrets
 import time
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
@@ -39,6 +41,16 @@ PROBLEM = b"application/problem+json"
 LOGIN_BODY_LIMIT = 16 * 1024
 # Bodies of known length up to this size are read whole before they are sent on.
 BUFFERED_BODY = 64 * 1024
+
+
+# Request ids as uuid4().hex looks (32 hex digits) without a urandom call per request: a random
+# per-process half and a counter. They correlate log lines; they are not secrets.
+_ID_PREFIX = secrets.token_hex(8)
+_ID_COUNTER = itertools.count(int.from_bytes(secrets.token_bytes(4)))
+
+
+def next_request_id() -> str:
+    return f"{_ID_PREFIX}{next(_ID_COUNTER) & 0xFFFFFFFFFFFFFFFF:016x}"
 
 
 class BodyTooLarge(Exception):
@@ -144,7 +156,8 @@ class Exchange:
         self.receive = receive
         self.send = send
         self.headers: list[tuple[bytes, bytes]] = scope["headers"]
-        self.request_id = accept_request_id(self._header(b"x-request-id"))
+        inbound = self._header(b"x-request-id")
+        self.request_id = accept_request_id(inbound) if inbound else next_request_id()
         self.status = 500
         self.started = False
         self.body_too_large = False

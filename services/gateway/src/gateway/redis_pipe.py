@@ -15,12 +15,15 @@ from __future__ import annotations
 
 import asyncio
 from collections import deque
-from typing import Any
+from typing import Any, cast
 from urllib.parse import unquote, urlsplit
 
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import NoScriptError, ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
+
+# After a failed connection attempt, requests fail at once (to the fallback rules) for this long.
+RECONNECT_PAUSE = 0.25
 
 Reply = int | bytes | list["Reply"] | None | ResponseError
 
@@ -78,8 +81,8 @@ class _Protocol(asyncio.Protocol):
         self.transport: asyncio.Transport | None = None
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
-        self.transport = transport
+        # uvloop's transports do not subclass asyncio.Transport, but behave as one.
+        self.transport = cast(asyncio.Transport, transport)
 
     def data_received(self, data: bytes) -> None:
         self.buffer += data
@@ -127,6 +130,7 @@ class PipelinedRedis:
         self.waiting: deque[tuple[asyncio.Future[Reply], asyncio.TimerHandle]] = deque()
         self._protocol: _Protocol | None = None
         self._connecting: asyncio.Lock | None = None
+        self._down_until = 0.0
 
     async def execute(self, *parts: bytes | str | int) -> Reply:
         protocol = self._protocol
@@ -135,12 +139,12 @@ class PipelinedRedis:
         return await self._send(protocol, pack_command(*parts))
 
     def _send(self, protocol: _Protocol, command: bytes) -> asyncio.Future[Reply]:
+        assert protocol.transport is not None
+        protocol.transport.write(command)  # first: if it raises, nothing waits for a reply
         loop = asyncio.get_running_loop()
         future: asyncio.Future[Reply] = loop.create_future()
         timer = loop.call_later(self.timeout, self._timed_out, protocol, future)
         self.waiting.append((future, timer))
-        assert protocol.transport is not None
-        protocol.transport.write(command)
         return future
 
     def _timed_out(self, protocol: _Protocol, future: asyncio.Future[Reply]) -> None:
@@ -148,37 +152,50 @@ class PipelinedRedis:
             self.drop(protocol, RedisTimeoutError("redis did not answer in time"))
 
     async def _connect(self) -> _Protocol:
+        loop = asyncio.get_running_loop()
         if self._connecting is None:
             self._connecting = asyncio.Lock()
+        if loop.time() < self._down_until:
+            raise RedisConnectionError("redis unavailable (a connection just failed)")
         async with self._connecting:
             current = self._protocol
             if current is not None:
                 if current.transport is not None and not current.transport.is_closing():
                     return current
                 self.drop(current, RedisConnectionError("connection to redis closed"))
-            loop = asyncio.get_running_loop()
+            # Requests that queued behind a failed attempt fail at once rather than each
+            # waiting out a timeout of its own in turn.
+            if loop.time() < self._down_until:
+                raise RedisConnectionError("redis unavailable (a connection just failed)")
             try:
-                async with asyncio.timeout(self.timeout):
-                    _, protocol = await loop.create_connection(
-                        lambda: _Protocol(self), self.host, self.port
-                    )
-            except TimeoutError as exc:
-                raise RedisTimeoutError("connecting to redis timed out") from exc
-            except OSError as exc:
-                raise RedisConnectionError(f"cannot connect to redis: {exc}") from exc
-            self._protocol = protocol
-            setup: list[asyncio.Future[Reply]] = []
-            if self.password is not None:
-                credentials = [self.username, self.password] if self.username else [self.password]
-                setup.append(self._send(protocol, pack_command("AUTH", *credentials)))
-            if self.db:
-                setup.append(self._send(protocol, pack_command("SELECT", self.db)))
-            try:
-                await asyncio.gather(*setup)
+                return await self._open(loop)
             except BaseException:
-                self.drop(protocol, RedisConnectionError("redis refused the connection setup"))
+                self._down_until = loop.time() + RECONNECT_PAUSE
                 raise
-            return protocol
+
+    async def _open(self, loop: asyncio.AbstractEventLoop) -> _Protocol:
+        try:
+            async with asyncio.timeout(self.timeout):
+                _, protocol = await loop.create_connection(
+                    lambda: _Protocol(self), self.host, self.port
+                )
+        except TimeoutError as exc:
+            raise RedisTimeoutError("connecting to redis timed out") from exc
+        except OSError as exc:
+            raise RedisConnectionError(f"cannot connect to redis: {exc}") from exc
+        self._protocol = protocol
+        setup: list[asyncio.Future[Reply]] = []
+        if self.password is not None:
+            credentials = [self.username, self.password] if self.username else [self.password]
+            setup.append(self._send(protocol, pack_command("AUTH", *credentials)))
+        if self.db:
+            setup.append(self._send(protocol, pack_command("SELECT", self.db)))
+        try:
+            await asyncio.gather(*setup)
+        except BaseException:
+            self.drop(protocol, RedisConnectionError("redis refused the connection setup"))
+            raise
+        return protocol
 
     def drop(self, protocol: _Protocol, error: Exception) -> None:
         """Forget a broken connection and fail every request waiting on it."""

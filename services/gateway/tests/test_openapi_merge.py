@@ -1,0 +1,80 @@
+"""Merging the services' OpenAPI documents (a pure function): public paths only, the schemas they
+use, conflicting schema names kept apart, the gateway's password flow."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from gateway.docs import SCHEME, merge
+
+
+def ref(name: str) -> dict[str, str]:
+    return {"$ref": f"#/components/schemas/{name}"}
+
+
+def operation(schema: str) -> dict[str, Any]:
+    return {
+        "responses": {"200": {"content": {"application/json": {"schema": ref(schema)}}}},
+        "security": [{SCHEME: []}],
+    }
+
+
+AUTH: dict[str, Any] = {
+    "paths": {
+        "/api/v1/auth/login": {"post": operation("TokenPair")},
+        "/internal/v1/introspect": {"post": operation("Introspection")},
+        "/health": {"get": operation("Status")},
+    },
+    "components": {
+        "schemas": {
+            "TokenPair": {"type": "object", "properties": {"access_token": {"type": "string"}}},
+            "Introspection": {"type": "object"},
+            "Status": {"type": "object"},
+            "Problem": {"type": "object", "title": "auth problem"},
+        },
+        "securitySchemes": {
+            SCHEME: {"type": "oauth2", "flows": {"password": {"tokenUrl": "/elsewhere"}}},
+            "ClientBasic": {"type": "http", "scheme": "basic"},
+        },
+    },
+}
+USERS: dict[str, Any] = {
+    "paths": {
+        "/api/v1/users/me": {"get": operation("UserRead")},
+        "/internal/v1/credentials/verify": {"post": operation("Credentials")},
+    },
+    "components": {
+        "schemas": {
+            "UserRead": {"type": "object", "properties": {"error": ref("Problem")}},
+            "Problem": {"type": "object", "title": "users problem"},
+            "Credentials": {"type": "object"},
+        }
+    },
+}
+
+
+def test_only_public_paths_and_the_schemas_they_use() -> None:
+    merged = merge({"auth": AUTH, "users": USERS})
+    assert sorted(merged["paths"]) == ["/api/v1/auth/login", "/api/v1/users/me"]
+    schemas = merged["components"]["schemas"]
+    assert "Introspection" not in schemas
+    assert "Credentials" not in schemas
+    assert "Status" not in schemas
+    assert "TokenPair" in schemas
+
+
+def test_conflicting_schema_names_are_kept_apart() -> None:
+    merged = merge({"auth": AUTH, "users": USERS})
+    me = merged["paths"]["/api/v1/users/me"]["get"]["responses"]["200"]
+    assert me["content"]["application/json"]["schema"] == ref("UserRead")
+    user_read = merged["components"]["schemas"]["UserRead"]
+    assert user_read["properties"]["error"] == ref("users_Problem")
+    assert merged["components"]["schemas"]["users_Problem"]["title"] == "users problem"
+
+
+def test_the_password_flow_logs_in_through_the_gateway() -> None:
+    merged = merge({"auth": AUTH, "users": USERS})
+    schemes = merged["components"]["securitySchemes"]
+    assert schemes[SCHEME]["flows"]["password"]["tokenUrl"] == "/api/v1/auth/login"
+    assert schemes["ClientBasic"] == {"type": "http", "scheme": "basic"}
+    assert merged["openapi"].startswith("3.1")

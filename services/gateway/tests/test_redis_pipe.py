@@ -1,0 +1,173 @@
+"""The guard's pipelined Redis connection: RESP parsing, ordering under concurrency, connection
+setup (AUTH, SELECT), and failures; and the guard on the embedded store (redis-py's path)."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import uuid
+from pathlib import Path
+
+import pytest
+import redis.asyncio as aioredis
+from common.redis import EmbeddedRedis
+from common.revocation import mark_session_revoked
+from gateway.guard import Guard, Limit
+from gateway.redis_pipe import Incomplete, PipelinedRedis, as_ints, pack_command, parse_reply
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import NoScriptError, ResponseError
+from redis.exceptions import TimeoutError as RedisTimeoutError
+
+from .conftest import REDIS_URL
+from .redis_node import ThrowawayRedis
+
+
+@pytest.mark.parametrize(
+    ("raw", "value"),
+    [
+        (b":42\r\n", 42),
+        (b":-1\r\n", -1),
+        (b"+OK\r\n", b"OK"),
+        (b"$5\r\nhello\r\n", b"hello"),
+        (b"$0\r\n\r\n", b""),
+        (b"$-1\r\n", None),
+        (b"*-1\r\n", None),
+        (b"*4\r\n:1\r\n:0\r\n:0\r\n:-1\r\n", [1, 0, 0, -1]),
+        (b"*2\r\n$3\r\nabc\r\n*1\r\n:7\r\n", [b"abc", [7]]),
+    ],
+)
+def test_replies_parse(raw: bytes, value: object) -> None:
+    assert parse_reply(raw, 0) == (value, len(raw))
+    for cut in range(len(raw)):  # every prefix is incomplete, never wrong
+        with pytest.raises(Incomplete):
+            parse_reply(raw[:cut], 0)
+
+
+def test_errors_parse_to_redis_exceptions() -> None:
+    noscript, _ = parse_reply(b"-NOSCRIPT No matching script.\r\n", 0)
+    assert isinstance(noscript, NoScriptError)
+    other, _ = parse_reply(b"-ERR wrong number of arguments\r\n", 0)
+    assert isinstance(other, ResponseError)
+    assert not isinstance(other, NoScriptError)
+
+
+def test_commands_pack_as_bulk_strings() -> None:
+    assert pack_command("GET", b"k\r\n", 5) == b"*3\r\n$3\r\nGET\r\n$3\r\nk\r\n\r\n$1\r\n5\r\n"
+
+
+def test_script_replies_must_be_integers() -> None:
+    assert as_ints([1, 2]) == [1, 2]
+    with pytest.raises(ResponseError):
+        as_ints([b"1"])
+
+
+async def test_concurrent_commands_get_their_own_replies() -> None:
+    pipe = PipelinedRedis(REDIS_URL)
+    key = f"pipe-test:{uuid.uuid4().hex}"
+    try:
+        replies = await asyncio.gather(*(pipe.execute("INCR", key) for _ in range(300)))
+        assert sorted(replies) == list(range(1, 301))  # type: ignore[type-var]
+        echoes = await asyncio.gather(*(pipe.execute("ECHO", f"v{i}") for i in range(100)))
+        assert echoes == [f"v{i}".encode() for i in range(100)]
+        with pytest.raises(ResponseError):
+            await pipe.execute("NOSUCHCOMMAND")
+        assert await pipe.execute("DEL", key) == 1  # the connection goes on after an error
+    finally:
+        await pipe.aclose()
+
+
+async def test_the_database_number_is_selected(redis_db: aioredis.Redis) -> None:
+    pipe = PipelinedRedis(REDIS_URL)
+    try:
+        await pipe.execute("SET", "pipe-db-probe", "here")
+    finally:
+        await pipe.aclose()
+    assert await redis_db.get("pipe-db-probe") == b"here"  # redis_db is DB 2 as well
+
+
+@pytest.mark.fault
+async def test_password_protected_redis(tmp_path: Path) -> None:
+    node = ThrowawayRedis(tmp_path, password="s3cret-pass")
+    node.start()
+    try:
+        good = PipelinedRedis(node.url)
+        assert await good.execute("PING") == b"PONG"
+        await good.aclose()
+        bad = PipelinedRedis(node.url.replace("s3cret-pass", "wrong"))
+        with pytest.raises(ResponseError):
+            await bad.execute("PING")
+        await bad.aclose()
+    finally:
+        node.stop()
+
+
+@pytest.mark.fault
+async def test_failures_surface_as_redis_errors_and_the_pipe_reconnects(tmp_path: Path) -> None:
+    node = ThrowawayRedis(tmp_path)
+    node.start()
+    pipe = PipelinedRedis(node.url, timeout=0.3)
+    try:
+        assert await pipe.execute("PING") == b"PONG"
+        node.freeze()
+        started = time.monotonic()
+        pending = [asyncio.ensure_future(pipe.execute("PING")) for _ in range(5)]
+        results = await asyncio.gather(*pending, return_exceptions=True)
+        assert all(isinstance(result, RedisTimeoutError) for result in results)
+        assert time.monotonic() - started < 1.0
+        node.thaw()
+        assert await pipe.execute("PING") == b"PONG"  # a fresh connection
+        node.stop()
+        with pytest.raises(RedisConnectionError):
+            await pipe.execute("PING")
+        with pytest.raises(RedisConnectionError):  # at once, during the pause after a failure
+            await pipe.execute("PING")
+        node.start()
+        await asyncio.sleep(0.3)
+        assert await pipe.execute("PING") == b"PONG"
+    finally:
+        await pipe.aclose()
+        node.stop()
+
+
+async def test_the_guard_on_the_embedded_store() -> None:
+    store = EmbeddedRedis().client()
+    guard = Guard(store, Limit("general", 2, 60), Limit("login", 1, 60))
+    try:
+        now = time.time()
+        assert (await guard.check("ip:1", None, None, None, 0, now)).limited is None
+        assert (await guard.check("ip:1", None, None, None, 0, now)).limited is None
+        limited = await guard.check("ip:1", None, None, None, 0, now)
+        assert limited.limited is not None
+        assert limited.limited.name == "general"
+        assert (await guard.check("ip:2", "ip:2:ada", None, None, 0, now)).limited is None
+        login = await guard.check("ip:2", "ip:2:ada", None, None, 0, now)
+        assert login.limited is not None
+        assert login.limited.name == "login"
+        await mark_session_revoked(store, "s-1")
+        assert (await guard.check("user:u", None, "s-1", "u", int(now), now)).revoked
+        assert not (await guard.check("user:v", None, "s-2", "v", int(now), now)).revoked
+    finally:
+        await store.aclose()
+
+
+@pytest.mark.fault
+async def test_requests_queued_behind_a_stuck_connection_attempt_fail_together(
+    tmp_path: Path,
+) -> None:
+    node = ThrowawayRedis(tmp_path)
+    node.start()
+    pipe = PipelinedRedis(node.url.replace("/0", "/1"), timeout=0.5)  # SELECT on connecting
+    try:
+        node.freeze()  # the handshake completes (the kernel accepts), SELECT never answers
+        started = time.monotonic()
+        results = await asyncio.gather(
+            *(pipe.execute("PING") for _ in range(20)), return_exceptions=True
+        )
+        assert all(
+            isinstance(result, RedisConnectionError | RedisTimeoutError) for result in results
+        )
+        assert time.monotonic() - started < 1.5  # one timeout, not twenty in turn
+    finally:
+        node.thaw()
+        await pipe.aclose()
+        node.stop()
