@@ -12,7 +12,9 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
+from common.errors import Conflict
 from sqlalchemy import insert, text
+from users.accounts import repository, service
 from users.models import User, user_roles
 
 from .conftest import UsersHarness
@@ -22,6 +24,49 @@ async def an_admin(users: UsersHarness) -> tuple[dict[str, Any], dict[str, str]]
     admin = await users.register()
     await users.make_admin(admin)
     return admin, users.admin_bearer(admin)
+
+
+# --- who gets in -------------------------------------------------------------------------------
+@pytest.mark.parametrize(
+    ("method", "path"),
+    [
+        ("GET", "/api/v1/users/me"),
+        ("PATCH", "/api/v1/users/me"),
+        ("PUT", "/api/v1/users/me/password"),
+        ("GET", "/api/v1/users/"),
+        ("GET", "/api/v1/users/{id}"),
+        ("PUT", "/api/v1/users/{id}/roles"),
+        ("DELETE", "/api/v1/users/{id}"),
+        ("GET", "/api/v1/users/export.csv"),
+    ],
+)
+async def test_every_protected_route_needs_a_valid_token(
+    users: UsersHarness, method: str, path: str
+) -> None:
+    user = await users.register()
+    url = path.format(id=user["id"])
+    expired = users.tokens.access_token(
+        str(user["id"]), scope="users:read users:manage", lifetime=-120
+    )
+    for headers in ({}, {"Authorization": f"Bearer {expired}"}):
+        response = await users.client.request(method, url, json={}, headers=headers)
+        assert response.status_code == 401, (headers, response.text)
+        assert response.headers["www-authenticate"].startswith("Bearer")
+        assert response.headers["content-type"].startswith("application/problem+json")
+
+
+async def test_reading_is_not_managing(users: UsersHarness) -> None:
+    reader = await users.register()
+    other = await users.register()
+    headers = users.bearer(reader, scope="users:read")
+    assert (
+        await users.client.get(f"/api/v1/users/{other['id']}", headers=headers)
+    ).status_code == 200
+    response = await users.client.delete(f"/api/v1/users/{other['id']}", headers=headers)
+    assert response.status_code == 404
+    assert (await users.client.get(f"/api/v1/users/{other['id']}", headers=headers)).json()[
+        "is_active"
+    ] is True
 
 
 # --- list -------------------------------------------------------------------------------------
@@ -43,6 +88,9 @@ async def test_listing_needs_users_read(users: UsersHarness) -> None:
         "cursor=bm9wZQ",
         "offset=0&cursor=abc",
         "is_active=maybe",
+        "role=%00",
+        "role=a%20b",
+        "role=" + "r" * 65,
     ],
 )
 async def test_bad_list_queries_are_422(users: UsersHarness, query: str) -> None:
@@ -138,6 +186,9 @@ async def test_changing_roles(users: UsersHarness) -> None:
         {},
         {"roles": [1]},
         {"roles": ["user"], "is_active": True},
+        {"roles": ["user\u0000"]},
+        {"roles": ["user"] * 21},
+        {"roles": None},
     ],
 )
 async def test_bad_role_changes_are_422(users: UsersHarness, body: dict[str, Any]) -> None:
@@ -173,6 +224,43 @@ async def test_the_last_admin_keeps_the_role(users: UsersHarness) -> None:
     assert response.status_code == 200
     last = await users.client.delete(f"/api/v1/users/{second['id']}", headers=headers)
     assert last.status_code == 409
+
+
+async def test_two_admins_removing_each_other_at_once_leave_one(users: UsersHarness) -> None:
+    """Each transaction holds its target's row when it checks for another admin: the check must
+    serialise them without deadlocking (PostgreSQL would abort one with a 500)."""
+    first, _ = await an_admin(users)
+    second, _ = await an_admin(users)
+    both_locked = asyncio.Barrier(2)
+
+    async def remove(target: dict[str, Any], how: str) -> str:
+        async with users.database.sessionmaker() as session:
+            try:
+                async with session.begin():
+                    user = await repository.by_id(session, uuid.UUID(target["id"]), lock=True)
+                    assert user is not None
+                    await both_locked.wait()
+                    if how == "roles":
+                        await service.set_roles(session, user, ["user"])
+                    else:
+                        await service.deactivate(session, user)
+            except Conflict:
+                return "refused"
+        return "done"
+
+    for how in ("roles", "deactivate"):
+        outcomes = await asyncio.gather(remove(first, how), remove(second, how))
+        assert sorted(outcomes) == ["done", "refused"], how
+        restored = first if outcomes[0] == "done" else second
+        async with users.database.sessionmaker() as session, session.begin():
+            await session.execute(
+                text("UPDATE users SET is_active = true WHERE id = :id"),
+                {"id": uuid.UUID(restored["id"])},
+            )
+            await session.execute(
+                text("INSERT INTO user_roles VALUES (:id, 'admin') ON CONFLICT DO NOTHING"),
+                {"id": uuid.UUID(restored["id"])},
+            )
 
 
 # --- deactivation ---------------------------------------------------------------------------------

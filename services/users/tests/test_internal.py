@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import statistics
+import time
 import uuid
 
 import pytest
 from sqlalchemy import select
 from users.models import User
-from users.passwords.hashing import cost_of
+from users.passwords.hashing import PasswordHasher, cost_of
 
 from .conftest import PASSWORD, TEST_ROUNDS, UsersHarness
 
@@ -42,6 +44,7 @@ async def test_every_failure_is_the_same_401(users: UsersHarness) -> None:
         (user["username"], "wrong password here"),
         ("nobody_" + uuid.uuid4().hex[:6], PASSWORD),
         (gone["username"], PASSWORD),
+        ("nul\x00" + user["username"], PASSWORD),  # PostgreSQL refuses NUL: never reaches it
     ):
         response = await users.client.post(
             VERIFY, json={"login": login, "password": password}, headers=headers
@@ -50,7 +53,7 @@ async def test_every_failure_is_the_same_401(users: UsersHarness) -> None:
         body = response.json()
         body.pop("instance", None)
         answers.append((body, response.headers.get("www-authenticate")))
-    assert answers[0] == answers[1] == answers[2]
+    assert answers[0] == answers[1] == answers[2] == answers[3]
 
 
 @pytest.mark.parametrize("scope", ["users:authorization", "", "credentials:verify users:read"])
@@ -127,3 +130,28 @@ async def test_login_rehashes_when_the_cost_rose(users: UsersHarness) -> None:
         )
     assert stored is not None
     assert cost_of(stored) == TEST_ROUNDS + 1
+
+
+async def test_unknown_user_and_wrong_password_take_the_same_time(users: UsersHarness) -> None:
+    """An unknown login is checked against a dummy hash: both failures cost one bcrypt, so the
+    answer's timing does not reveal whether the account exists. Cost 10 makes bcrypt (~50 ms)
+    dominate the database round trip, as cost 12 does in production."""
+    users.app.state.hasher = PasswordHasher(10, 2)
+    user = await users.register()
+    headers = users.service_bearer("credentials:verify")
+
+    async def seconds(login: str) -> float:
+        started = time.perf_counter()
+        response = await users.client.post(
+            VERIFY, json={"login": login, "password": "wrong password here"}, headers=headers
+        )
+        assert response.status_code == 401
+        return time.perf_counter() - started
+
+    known: list[float] = []
+    unknown: list[float] = []
+    for _ in range(7):
+        known.append(await seconds(user["username"]))
+        unknown.append(await seconds("nobody_" + uuid.uuid4().hex[:8]))
+    ratio = statistics.median(unknown) / statistics.median(known)
+    assert 0.7 < ratio < 1.4, (known, unknown)

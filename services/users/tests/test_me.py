@@ -65,6 +65,12 @@ async def test_patch_changes_only_the_allowed_fields(users: UsersHarness) -> Non
         {"password_hash": "x"},
         {"full_name": "ok", "roles": ["admin"]},
         {"created_at": "2020-01-01T00:00:00Z"},
+        {"email": None},
+        {"username": None},
+        {"full_name": None},
+        {"username": "ab"},
+        {"email": "nope"},
+        {"full_name": "\u0000"},
     ],
 )
 async def test_mass_assignment_is_refused_and_changes_nothing(

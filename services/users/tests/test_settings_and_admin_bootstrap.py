@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import logging
 import os
 import subprocess
 import sys
@@ -11,10 +13,12 @@ import pytest
 from asgi_lifespan import LifespanManager
 from common.tokens import JwksCache
 from pydantic import ValidationError
+from users.bootstrap import bootstrap_admin
 from users.main import create_app
+from users.passwords.hashing import PasswordHasher
 from users.settings import UsersSettings
 
-from .conftest import PASSWORD, UsersHarness, users_settings
+from .conftest import PASSWORD, TEST_ROUNDS, UsersHarness, users_settings
 
 
 def test_production_defaults() -> None:
@@ -60,6 +64,34 @@ async def test_bootstrap_admin_is_created_once(
     )
     assert response.status_code == 200
     assert response.json()["roles"] == ["admin", "user"]
+
+
+async def test_bootstrap_never_promotes_someone_elses_account(
+    users: UsersHarness, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Anyone may register the username before the operator configures it as the admin's."""
+    squatter = await users.register()
+    hasher = PasswordHasher(TEST_ROUNDS, 2)
+    with caplog.at_level(logging.ERROR, "gatehouse.users.bootstrap"):
+        await bootstrap_admin(
+            users.database, hasher, "ops@example.org", squatter["username"], PASSWORD
+        )
+    assert "not promoted" in caplog.text
+    me = await users.client.get("/api/v1/users/me", headers=users.bearer(squatter))
+    assert me.json()["roles"] == ["user"]
+
+
+async def test_replicas_bootstrapping_at_once_make_one_admin(users: UsersHarness) -> None:
+    name = f"boot_{uuid.uuid4().hex[:6]}"
+    hasher = PasswordHasher(TEST_ROUNDS, 4)
+    await asyncio.gather(
+        *(
+            bootstrap_admin(users.database, hasher, f"{name}@example.org", name, PASSWORD)
+            for _ in range(3)
+        )
+    )
+    rows = [r for r in await users.outbox() if r.payload["data"].get("username") == name]
+    assert len(rows) == 1
 
 
 def test_create_admin_command(users_database_url: str) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 
 from common.db import Database
+from common.errors import Conflict
 from pydantic import ValidationError
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -21,10 +22,16 @@ class AdminNotCreated(Exception):
 
 
 async def ensure_admin(
-    session: AsyncSession, hasher: PasswordHasher, email: str, username: str, password: str
+    session: AsyncSession,
+    hasher: PasswordHasher,
+    email: str,
+    username: str,
+    password: str,
+    *,
+    promote_existing: bool = True,
 ) -> tuple[User, bool]:
-    """The admin account `username`, created (or given the admin role) if needed; idempotent.
-    Returns the account and whether anything changed."""
+    """The admin account `username`, created (or, with `promote_existing`, given the admin role)
+    if needed; idempotent. Returns the account and whether anything changed."""
     try:
         data = UserCreate(email=email, username=username, password=password, full_name=username)
     except ValidationError as exc:
@@ -40,6 +47,11 @@ async def ensure_admin(
         return user, True
     if service.ADMIN_ROLE in existing.role_names:
         return existing, False
+    if not promote_existing:
+        raise AdminNotCreated(
+            f"the username {data.username} belongs to an account that is not an admin; "
+            "it is not promoted (an operator can, with `python -m users create-admin`)"
+        )
     await service.set_roles(session, existing, [*existing.role_names, service.ADMIN_ROLE])
     return existing, True
 
@@ -47,11 +59,18 @@ async def ensure_admin(
 async def bootstrap_admin(
     database: Database, hasher: PasswordHasher, email: str, username: str, password: str
 ) -> None:
-    async with database.sessionmaker() as session, session.begin():
-        try:
-            user, changed = await ensure_admin(session, hasher, email, username, password)
-        except AdminNotCreated as exc:
-            logger.error("bootstrap admin not created: %s", exc)
-            return
+    """Create the BOOTSTRAP_ADMIN_* account if missing. Never promotes an existing account: anyone
+    may register a username before the operator configures it as the admin's."""
+    try:
+        async with database.sessionmaker() as session, session.begin():
+            user, changed = await ensure_admin(
+                session, hasher, email, username, password, promote_existing=False
+            )
+    except AdminNotCreated as exc:
+        logger.error("bootstrap admin not created: %s", exc)
+        return
+    except Conflict:
+        logger.info("bootstrap admin created by another replica starting at the same time")
+        return
     if changed:
         logger.warning("bootstrap admin %s is ready", user.username)

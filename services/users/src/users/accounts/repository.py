@@ -65,6 +65,8 @@ async def profile(session: AsyncSession, user_id: uuid.UUID) -> dict[str, Any] |
 async def by_login(session: AsyncSession, login: str) -> User | None:
     """The account whose username or email is `login` (canonical comparison)."""
     key = canonical(login)
+    if "\x00" in key:
+        return None  # no account has one (and PostgreSQL refuses NUL in text)
     statement = _with_roles(
         select(User).where(or_(User.username_canonical == key, User.email_canonical == key)),
         permissions=True,
@@ -101,13 +103,20 @@ async def roles_named(session: AsyncSession, names: list[str]) -> list[Role]:
 
 
 async def active_holders_of(session: AsyncSession, role: str) -> set[uuid.UUID]:
-    """Ids of the active users holding `role`, their rows locked until the transaction ends (so
-    two admins removing each other at once cannot both succeed)."""
+    """Ids of the active users holding `role`, read after locking the role's row until the
+    transaction ends, so changes that could take the role from its last holders run one at a
+    time (two admins removing each other at once cannot both succeed).
+
+    The role row is the only lock taken after the target user's, so this cannot deadlock
+    (locking every holder's row would: each transaction already holds its own target).
+    `FOR NO KEY UPDATE` leaves foreign-key checks free: granting the role never waits."""
+    await session.execute(
+        select(Role.name).where(Role.name == role).with_for_update(key_share=True, of=Role)
+    )
     statement = (
         select(User.id)
         .join(user_roles, user_roles.c.user_id == User.id)
         .where(user_roles.c.role_name == role, User.is_active.is_(True))
-        .with_for_update(of=User)
     )
     return set((await session.scalars(statement)).all())
 

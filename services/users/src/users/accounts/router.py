@@ -16,6 +16,7 @@ from fastapi.responses import StreamingResponse
 
 from users.accounts import repository, service
 from users.accounts.schemas import (
+    ROLE_NAME_PATTERN,
     PasswordChange,
     RolesUpdate,
     UserCreate,
@@ -86,7 +87,7 @@ async def list_users(
     offset: Annotated[int | None, Query(ge=0, le=10_000_000)] = None,
     cursor: Annotated[str | None, Query(max_length=200)] = None,
     is_active: bool | None = None,
-    role: Annotated[str | None, Query(max_length=64)] = None,
+    role: Annotated[str | None, Query(max_length=64, pattern=ROLE_NAME_PATTERN)] = None,
 ) -> UserPage:
     """Users in creation order. Page with `offset`, or — stable while users are being added —
     with the `next_cursor` of the previous page."""

@@ -8,11 +8,23 @@ import uuid
 from datetime import UTC, datetime
 from typing import Annotated
 
-from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, EmailStr, Field
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    EmailStr,
+    Field,
+    field_validator,
+)
 
+from users.identity import canonical
 from users.passwords.policy import MAX_LENGTH, password_problem
 
 USERNAME = re.compile(r"[A-Za-z0-9_-]{3,50}")
+EMAIL_MAX_LENGTH = 320
+# Role names are identifiers; anything else cannot name a role (and never reaches the database).
+ROLE_NAME_PATTERN = r"^[A-Za-z0-9_.:-]+$"
 
 
 def _nfkc(value: object) -> object:
@@ -24,6 +36,13 @@ def _nfkc(value: object) -> object:
 def _username(value: str) -> str:
     if not USERNAME.fullmatch(value):
         raise ValueError("must be 3–50 characters of letters, digits, '_' and '-'")
+    return value
+
+
+def _email(value: str) -> str:
+    # Its canonical form (case-folded) is stored too, in a column of the same width.
+    if len(canonical(value)) > EMAIL_MAX_LENGTH:
+        raise ValueError(f"must be at most {EMAIL_MAX_LENGTH} characters")
     return value
 
 
@@ -45,7 +64,10 @@ def _password(value: str) -> str:
 
 Username = Annotated[str, BeforeValidator(_nfkc), AfterValidator(_username)]
 FullName = Annotated[str, Field(max_length=200), AfterValidator(_full_name)]
-Email = Annotated[EmailStr, Field(max_length=320)]
+# NFKC first, as for usernames: the full-width `ＡＤＡ@example.org` is stored as `ADA@example.org`.
+Email = Annotated[
+    EmailStr, BeforeValidator(_nfkc), Field(max_length=EMAIL_MAX_LENGTH), AfterValidator(_email)
+]
 # The bound before the policy: a 10 MB "password" is refused without hashing or normalising it.
 NewPassword = Annotated[str, Field(max_length=MAX_LENGTH * 4), AfterValidator(_password)]
 AnyPassword = Annotated[str, Field(max_length=MAX_LENGTH * 4)]
@@ -69,6 +91,13 @@ class UserUpdate(BaseModel):
     username: Username | None = None
     full_name: FullName | None = None
 
+    @field_validator("email", "username", "full_name", mode="before")
+    @classmethod
+    def _not_null(cls, value: object) -> object:
+        if value is None:
+            raise ValueError("must not be null (leave the field out to keep its value)")
+        return value
+
 
 class PasswordChange(BaseModel):
     model_config = ConfigDict(extra="forbid")
@@ -80,7 +109,9 @@ class PasswordChange(BaseModel):
 class RolesUpdate(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    roles: list[Annotated[str, Field(min_length=1, max_length=64)]] = Field(max_length=20)
+    roles: list[Annotated[str, Field(min_length=1, max_length=64, pattern=ROLE_NAME_PATTERN)]] = (
+        Field(max_length=20)
+    )
 
 
 def as_utc(value: datetime) -> datetime:

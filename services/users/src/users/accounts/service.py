@@ -18,7 +18,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from users.accounts import repository
-from users.accounts.schemas import UserCreate, UserUpdate
+from users.accounts.schemas import UserCreate, UserUpdate, as_utc
 from users.identity import canonical
 from users.models import OutboxEvent, User
 from users.passwords.hashing import PasswordHasher
@@ -172,7 +172,7 @@ async def verify_credentials(
 
 
 def safe_cell(value: object) -> str:
-    text = value.isoformat() if isinstance(value, datetime) else str(value)
+    text = as_utc(value).isoformat() if isinstance(value, datetime) else str(value)
     if text.startswith(FORMULA_PREFIXES):
         return "'" + text
     return text
