@@ -28,6 +28,18 @@ class SinkHandler:
     refusals: int = 0
     # While set, an accepted message is recorded but the 250 answer is held back.
     hold: threading.Event | None = None
+    # Answer the next `recipient_refusals` RCPT commands with `recipient_refusal`.
+    recipient_refusal: str = "550 5.1.1 no such mailbox"
+    recipient_refusals: int = 0
+
+    async def handle_RCPT(  # noqa: N802 - aiosmtpd hook name
+        self, _server: Any, _session: Any, envelope: Any, address: str, _options: list[str]
+    ) -> str:
+        if self.recipient_refusals > 0:
+            self.recipient_refusals -= 1
+            return self.recipient_refusal
+        envelope.rcpt_tos.append(address)
+        return "250 OK"
 
     async def handle_DATA(self, _server: Any, _session: Any, envelope: Any) -> str:  # noqa: N802 - aiosmtpd hook name
         if self.refusals > 0:
@@ -45,13 +57,16 @@ class SinkHandler:
 
 
 class SmtpSink:
-    def __init__(self) -> None:
+    def __init__(self, *, smtputf8: bool = False) -> None:
         self.port = free_port()
+        self.smtputf8 = smtputf8
         self.handler = SinkHandler()
         self._controller: Controller | None = None
 
     def start(self) -> None:
-        self._controller = Controller(self.handler, hostname="127.0.0.1", port=self.port)
+        self._controller = Controller(
+            self.handler, hostname="127.0.0.1", port=self.port, enable_SMTPUTF8=self.smtputf8
+        )
         self._controller.start()
 
     def stop(self) -> None:
@@ -64,3 +79,5 @@ class SmtpSink:
         self.handler.refusals = 0
         self.handler.refusal = "451 4.3.0 try again later"
         self.handler.hold = None
+        self.handler.recipient_refusals = 0
+        self.handler.recipient_refusal = "550 5.1.1 no such mailbox"

@@ -161,6 +161,86 @@ async def test_smtp_5xx_is_dead_lettered_without_retrying(
 
 
 @pytest.mark.usefixtures("app")
+async def test_recipient_refused_with_5xx_is_dead_lettered_and_the_connection_reused(
+    database: Database, smtp: SmtpSink, broker: InProcessBroker
+) -> None:
+    smtp.handler.recipient_refusals = 1
+    refused, accepted = registration(), registration()
+    await broker.publish(refused)
+    await wait_until(lambda: broker.dead_letters(QUEUE))
+    [dead] = broker.dead_letters(QUEUE)
+    assert dead.attempts == 1
+    assert "550" in dead.reason
+    await settled(database, refused.id, DeliveryStatus.REJECTED)
+    await broker.publish(accepted)
+    await settled(database, accepted.id, DeliveryStatus.SENT)
+    assert smtp.handler.event_ids() == [str(accepted.id)]
+
+
+@pytest.mark.usefixtures("app")
+async def test_recipient_refused_with_4xx_is_retried(
+    database: Database, smtp: SmtpSink, broker: InProcessBroker
+) -> None:
+    smtp.handler.recipient_refusal = "450 4.2.0 mailbox busy"
+    smtp.handler.recipient_refusals = 2
+    event = registration()
+    await broker.publish(event)
+    record = await settled(database, event.id, DeliveryStatus.SENT)
+    assert record.attempts == 3
+    assert smtp.handler.event_ids() == [str(event.id)]
+
+
+@pytest.mark.usefixtures("app")
+async def test_internationalized_mailbox_without_smtputf8_is_dead_lettered(
+    database: Database, smtp: SmtpSink, broker: InProcessBroker
+) -> None:
+    event = registration(email="zoë@exämple.com")
+    await broker.publish(event)
+    await wait_until(lambda: broker.dead_letters(QUEUE))
+    record = await settled(database, event.id, DeliveryStatus.REJECTED)
+    assert record.last_error is not None
+    assert "SMTPUTF8" in record.last_error
+    assert smtp.handler.messages == []
+
+
+async def test_internationalized_mailbox_is_sent_with_smtputf8(
+    database: Database, broker: InProcessBroker
+) -> None:
+    sink = SmtpSink(smtputf8=True)
+    sink.start()
+    try:
+        app = create_app(settings_for(database.url, sink), broker=broker.client())
+        async with LifespanManager(app):
+            event = registration(email="zoë@exämple.com", full_name="Zoë")
+            await broker.publish(event)
+            await settled(database, event.id, DeliveryStatus.SENT)
+        assert sink.handler.event_ids() == [str(event.id)]
+    finally:
+        sink.stop()
+
+
+async def test_a_pooled_connection_the_server_closed_is_replaced_within_the_attempt(
+    database: Database, broker: InProcessBroker
+) -> None:
+    sink = SmtpSink()
+    sink.start()
+    try:
+        app = create_app(settings_for(database.url, sink), broker=broker.client())
+        async with LifespanManager(app):
+            first, second = registration(), registration()
+            await broker.publish(first)
+            await settled(database, first.id, DeliveryStatus.SENT)
+            sink.stop()  # the idle pooled connection dies with the server
+            sink.start()
+            await broker.publish(second)
+            record = await settled(database, second.id, DeliveryStatus.SENT)
+        assert record.attempts == 1
+        assert sink.handler.event_ids() == [str(first.id), str(second.id)]
+    finally:
+        sink.stop()
+
+
+@pytest.mark.usefixtures("app")
 @pytest.mark.parametrize(
     "data",
     [

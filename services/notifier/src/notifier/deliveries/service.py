@@ -9,11 +9,17 @@ send and ack is the case the contract names ("a welcome email is sent once"); th
 crash *before* the server accepted the mail loses that one email (visible as "uncertain").
 A send that fails normally (4xx, connection refused) marks the record "failed" and raises, so the
 broker's retry finds "failed" and tries again; a 5xx marks it "rejected" and dead-letters it.
+
+Throughput: the records of events handled concurrently are written by group commit (one
+transaction inserts the claims of every event that arrived meanwhile, one more records their
+outcomes); each handler still waits for its own claim to commit before sending and for its
+outcome to commit before returning (and so before the broker acks the message).
 """
 
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 
 from common.broker import PermanentFailure
 from common.events import Envelope
@@ -21,9 +27,10 @@ from common.inprocess_broker import describe
 from pydantic import ValidationError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from notifier.deliveries.batching import GroupCommit
 from notifier.deliveries.models import DeliveryStatus
-from notifier.deliveries.repository import DeliveryRepository
-from notifier.mail.messages import welcome_email
+from notifier.deliveries.repository import Claim, DeliveryRepository, Outcome
+from notifier.mail.messages import MailSender, welcome_email
 from notifier.mail.schemas import UserRegistered
 from notifier.mail.transports import MailTransport
 from notifier.metrics import EMAILS_FAILED, EMAILS_SENT
@@ -41,7 +48,9 @@ class WelcomeEmailService:
     ) -> None:
         self.sessionmaker = sessionmaker
         self.transport = transport
-        self.sender = sender
+        self.sender = MailSender.parse(sender)
+        self._claims = GroupCommit(self._claim_many)
+        self._outcomes = GroupCommit(self._record_outcomes)
 
     async def handle(self, envelope: Envelope) -> None:
         """Broker handler for `user.registered`."""
@@ -51,11 +60,14 @@ class WelcomeEmailService:
             event = UserRegistered.model_validate({**envelope.data, "event_id": envelope.id})
         except ValidationError as exc:
             raise PermanentFailure(f"invalid user.registered data: {describe(exc)}") from exc
-        if not await self._claim(event):
+        claimed = await self._claims.submit(Claim(event.event_id, WELCOME, event.email))
+        if claimed is None:  # a record exists: a redelivery
+            claimed = await self._claim_existing(event)
+        if not claimed:
             return
-        message = welcome_email(event, self.sender)
+        email = welcome_email(event, self.sender)
         try:
-            await self.transport.send(message)
+            await self.transport.send(email)
         except PermanentFailure as exc:
             EMAILS_FAILED.labels(WELCOME, "permanent").inc()
             await self._finish(event, DeliveryStatus.REJECTED, describe(exc))
@@ -67,12 +79,25 @@ class WelcomeEmailService:
         await self._finish(event, DeliveryStatus.SENT)
         EMAILS_SENT.labels(WELCOME).inc()
 
-    async def _claim(self, event: UserRegistered) -> bool:
-        """Commit the "sending" record; False when this event needs nothing more."""
+    async def _claim_many(self, claims: Sequence[Claim]) -> list[bool | None]:
+        """Commit "sending" records: True for each claimed, None where a record already
+        existed, False for a second copy of an event in the same batch (the first copy sends)."""
+        async with self.sessionmaker() as session, session.begin():
+            inserted = await DeliveryRepository(session).claim_many(claims)
+        results: list[bool | None] = []
+        first_copies = set(inserted)
+        for claim in claims:
+            if claim.event_id in first_copies:
+                first_copies.discard(claim.event_id)
+                results.append(True)
+            else:
+                results.append(False if claim.event_id in inserted else None)
+        return results
+
+    async def _claim_existing(self, event: UserRegistered) -> bool:
+        """The event has a record: True when it should be (re)sent, i.e. the last attempt failed."""
         async with self.sessionmaker() as session, session.begin():
             repository = DeliveryRepository(session)
-            if await repository.claim(event.event_id, WELCOME, event.email):
-                return True
             delivery = await repository.get_for_update(event.event_id)
             if delivery is None:  # pragma: no cover - the unique key said it exists
                 raise RuntimeError("delivery record vanished")
@@ -91,5 +116,9 @@ class WelcomeEmailService:
     async def _finish(
         self, event: UserRegistered, status: DeliveryStatus, error: str | None = None
     ) -> None:
+        await self._outcomes.submit(Outcome(event.event_id, status, error))
+
+    async def _record_outcomes(self, outcomes: Sequence[Outcome]) -> list[None]:
         async with self.sessionmaker() as session, session.begin():
-            await DeliveryRepository(session).set_status(event.event_id, status, error)
+            await DeliveryRepository(session).record_outcomes(outcomes)
+        return [None] * len(outcomes)

@@ -10,12 +10,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from email.message import EmailMessage
 from pathlib import Path
 from typing import Protocol
 
 import aiosmtplib
 from common.broker import PermanentFailure
+
+from notifier.mail.messages import OutgoingEmail
 
 CONNECTION_ERRORS = (aiosmtplib.SMTPException, OSError, TimeoutError)
 
@@ -24,8 +25,12 @@ class RetryableMailError(Exception):
     """The server was unreachable or answered 4xx: try again later."""
 
 
+class ConnectionLost(RetryableMailError):
+    """The connection failed under the command (not an answer from the server)."""
+
+
 class MailTransport(Protocol):
-    async def send(self, message: EmailMessage) -> None: ...
+    async def send(self, email: OutgoingEmail) -> None: ...
 
     async def ping(self) -> None: ...
 
@@ -75,21 +80,34 @@ class SmtpTransport:
             raise RetryableMailError(f"SMTP unavailable: {type(exc).__name__}") from exc
         return client, False
 
-    async def send(self, message: EmailMessage) -> None:
+    async def send(self, email: OutgoingEmail) -> None:
         async with self._slots:
             client, reused = await self._checkout()
             try:
-                await self._send_on(client, message)
-            except RetryableMailError:
+                await self._send_on(client, email)
+            except ConnectionLost:
                 if not reused:
                     raise
-                # A pooled connection may have been closed by the server while idle.
+                # A pooled connection may have been closed by the server while idle; a 4xx
+                # answer, on the other hand, is the server's word and waits for the retry.
                 client, _ = await self._checkout()
-                await self._send_on(client, message)
+                await self._send_on(client, email)
 
-    async def _send_on(self, client: aiosmtplib.SMTP, message: EmailMessage) -> None:
+    async def _send_on(self, client: aiosmtplib.SMTP, email: OutgoingEmail) -> None:
+        options = ["SMTPUTF8"] if email.needs_smtputf8 else None
         try:
-            await client.send_message(message)
+            await client.sendmail(
+                email.sender, email.recipients, email.content, mail_options=options
+            )
+        except aiosmtplib.SMTPNotSupported as exc:
+            self._idle.append(client)  # the connection itself is fine
+            raise PermanentFailure(f"SMTP server cannot take this message: {exc}") from exc
+        except aiosmtplib.SMTPRecipientsRefused as exc:
+            self._idle.append(client)  # sendmail reset the envelope (RSET)
+            codes = [refused.code for refused in exc.recipients]
+            if codes and all(500 <= code < 600 for code in codes):
+                raise PermanentFailure(f"SMTP recipient refused: {codes}") from exc
+            raise RetryableMailError(f"SMTP recipient refused: {codes}") from exc
         except aiosmtplib.SMTPResponseException as exc:
             await _discard(client)
             if 500 <= exc.code < 600:
@@ -97,7 +115,7 @@ class SmtpTransport:
             raise RetryableMailError(f"SMTP {exc.code}: {exc.message}") from exc
         except CONNECTION_ERRORS as exc:
             await _discard(client)
-            raise RetryableMailError(f"SMTP unavailable: {type(exc).__name__}") from exc
+            raise ConnectionLost(f"SMTP unavailable: {type(exc).__name__}") from exc
         self._idle.append(client)
 
     async def ping(self) -> None:
@@ -127,10 +145,9 @@ class EmlFileTransport:
     def __init__(self, directory: Path) -> None:
         self.directory = directory
 
-    async def send(self, message: EmailMessage) -> None:
-        name = message.get("X-Gatehouse-Event-Id") or message["Message-ID"].strip("<>")
-        path = self.directory / f"{name}.eml"
-        await asyncio.to_thread(self._write, path, message.as_bytes())
+    async def send(self, email: OutgoingEmail) -> None:
+        path = self.directory / f"{email.event_id}.eml"
+        await asyncio.to_thread(self._write, path, email.content)
 
     def _write(self, path: Path, content: bytes) -> None:
         self.directory.mkdir(parents=True, exist_ok=True)
