@@ -1,9 +1,11 @@
-"""Which outbound HTTP client for the gateway's hot path: httpx or aiohttp, measured side by side.
+"""Which outbound HTTP client for the gateway's hot path: httpx, aiohttp or the gateway's own
+(`gateway.upstream`: asyncio protocols and httptools), measured side by side.
 
 One small upstream (uvicorn, its own process, answering a JSON body like `/users/me`) on
 loopback; in this process, N requests at a fixed concurrency through a warm keep-alive pool of
-each client, alternating, several rounds. Prints requests/s per client per round, the medians and
-the ratio. Run: `uv run python -m bench.proxy_clients [--requests 5000] [--concurrency 32]`.
+each client, alternating, several rounds. Prints requests/s and this process's CPU per request
+for each client per round, the medians and the ratios.
+Run: `uv run python -m bench.proxy_clients [--requests 5000] [--concurrency 32]`.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from collections.abc import Awaitable, Callable
 
 import aiohttp
 import httpx
+from gateway.upstream import Upstream
 
 from tests.integration.platform import free_port
 
@@ -40,8 +43,9 @@ uvicorn.run(app, host="127.0.0.1", port=int(__import__("sys").argv[1]), log_leve
 Fetch = Callable[[], Awaitable[None]]
 
 
-async def drive(fetch: Fetch, requests: int, concurrency: int) -> float:
-    """Requests per second for `requests` calls of `fetch`, `concurrency` at a time."""
+async def drive(fetch: Fetch, requests: int, concurrency: int) -> tuple[float, float]:
+    """Requests per second and CPU µs per request for `requests` calls of `fetch`,
+    `concurrency` at a time."""
     remaining = requests
 
     async def worker() -> None:
@@ -50,9 +54,10 @@ async def drive(fetch: Fetch, requests: int, concurrency: int) -> float:
             remaining -= 1
             await fetch()
 
-    started = time.perf_counter()
+    started, cpu = time.perf_counter(), time.process_time()
     await asyncio.gather(*(worker() for _ in range(concurrency)))
-    return requests / (time.perf_counter() - started)
+    elapsed, cpu = time.perf_counter() - started, time.process_time() - cpu
+    return requests / elapsed, cpu / requests * 1e6
 
 
 async def run(requests: int, concurrency: int, rounds: int) -> None:
@@ -81,29 +86,56 @@ async def run(requests: int, concurrency: int, rounds: int) -> None:
                 async with ah.get(url) as response:
                     await response.read()
 
-            clients: dict[str, Fetch] = {"httpx": with_httpx, "aiohttp": with_aiohttp}
+            own = Upstream(
+                url.rsplit("/api/", 1)[0],
+                limit=concurrency,
+                keepalive=3.0,
+                connect_timeout=2.0,
+                read_timeout=30.0,
+            )
+
+            async def with_gateway() -> None:
+                response = await own.request("GET", b"/api/v1/users/me", b"", None)
+                try:
+                    while await response.read_chunk() is not None:
+                        pass
+                finally:
+                    response.finish()
+
+            clients: dict[str, Fetch] = {
+                "httpx": with_httpx,
+                "aiohttp": with_aiohttp,
+                "gateway": with_gateway,
+            }
             for fetch in clients.values():  # warm the pools
                 await drive(fetch, 500, concurrency)
-            results: dict[str, list[float]] = {name: [] for name in clients}
+            results: dict[str, list[tuple[float, float]]] = {name: [] for name in clients}
             print(
                 f"== {requests} GETs at concurrency {concurrency}, {rounds} alternating rounds =="
             )
             for round_ in range(rounds):
                 for name, fetch in clients.items():
-                    rate = await drive(fetch, requests, concurrency)
-                    results[name].append(rate)
-                    print(f"round {round_ + 1} {name:8} {rate:8.0f} req/s")
-        medians = {name: statistics.median(rates) for name, rates in results.items()}
-        for name, rate in medians.items():
-            print(f"median   {name:8} {rate:8.0f} req/s")
-        print(f"aiohttp / httpx: {medians['aiohttp'] / medians['httpx']:.1f}x")
+                    rate, cpu = await drive(fetch, requests, concurrency)
+                    results[name].append((rate, cpu))
+                    print(f"round {round_ + 1} {name:8} {rate:8.0f} req/s  {cpu:6.1f} µs CPU/req")
+            own.close()
+        medians = {
+            name: (statistics.median(r for r, _ in runs), statistics.median(c for _, c in runs))
+            for name, runs in results.items()
+        }
+        for name, (rate, cpu) in medians.items():
+            print(f"median   {name:8} {rate:8.0f} req/s  {cpu:6.1f} µs CPU/req")
+        print(f"aiohttp / httpx: {medians['aiohttp'][0] / medians['httpx'][0]:.1f}x req/s")
+        print(f"gateway / aiohttp: {medians['gateway'][0] / medians['aiohttp'][0]:.1f}x req/s")
     finally:
         upstream.terminate()
         upstream.wait(10)
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description="httpx vs aiohttp as the proxy's client")
+    parser = argparse.ArgumentParser(
+        description="httpx, aiohttp, gateway.upstream as the proxy's client"
+    )
     parser.add_argument("--requests", type=int, default=5000)
     parser.add_argument("--concurrency", type=int, default=32)
     parser.add_argument("--rounds", type=int, default=3)

@@ -7,7 +7,8 @@
    its median, and CPU time per request of the gateway and users processes (from /proc).
 2. Registration → welcome email latency through the gateway at a steady registration rate.
 3. Events throughput: outbox rows → relay → RabbitMQ → notifier → SMTP sink (bench.events).
-First, the proxy-client choice: httpx vs aiohttp against one upstream (bench.proxy_clients).
+First, the proxy-client choice: httpx, aiohttp and the gateway's own client against one
+upstream (bench.proxy_clients). `--only me` runs step 1 alone.
 
 Real PostgreSQL (fresh databases), Redis (DB 8, flushed), RabbitMQ (a throwaway vhost) and an
 aiosmtpd sink; wrk and nginx from Debian (`make system-deps`). Only loopback, bounded durations.
@@ -293,8 +294,10 @@ async def run(args: argparse.Namespace) -> None:
     for tool in ("wrk",):
         if shutil.which(tool) is None:
             raise SystemExit(f"{tool} is missing: run `make system-deps` (Debian package {tool})")
-    print("== the gateway's outbound client: httpx vs aiohttp (bench.proxy_clients) ==")
-    await proxy_clients.run(3000, args.connections, 3)
+    only_me = args.only == "me"
+    if not only_me:
+        print("== the gateway's outbound client: httpx, aiohttp, own (bench.proxy_clients) ==")
+        await proxy_clients.run(3000, args.connections, 3)
     redis.Redis.from_url(REDIS_URL).flushdb()
     sink = SmtpSink()
     sink.start()
@@ -325,16 +328,20 @@ async def run(args: argparse.Namespace) -> None:
                 )
                 platform = Platform(env, ports, workdir)
                 try:
-                    platform.start()
+                    # `--only me` needs no notifier: /users/me touches auth, users and gateway.
+                    platform.start(*(("auth", "users", "gateway") if only_me else ()))
                     token = token_for(platform.url("gateway"))
                     measure_me(platform, token, args, workdir)
-                    await measure_registrations(
-                        platform, sink, args.registrations, args.registration_rate
-                    )
+                    if not only_me:
+                        await measure_registrations(
+                            platform, sink, args.registrations, args.registration_rate
+                        )
                 finally:
                     platform.stop_all()
     finally:
         sink.stop()
+    if only_me:
+        return
     print("\n== events: outbox → RabbitMQ → notifier → SMTP sink ==")
     result = await events.run(args.events, args.paced, args.rate)
     print(
@@ -355,6 +362,11 @@ def main() -> None:
     parser.add_argument("--events", type=int, default=5000)
     parser.add_argument("--paced", type=int, default=300)
     parser.add_argument("--rate", type=float, default=200.0)
+    parser.add_argument(
+        "--only",
+        choices=("me",),
+        help="run one measurement only (me: GET /api/v1/users/me, direct vs gateway)",
+    )
     asyncio.run(run(parser.parse_args()))
 
 

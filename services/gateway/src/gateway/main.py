@@ -22,6 +22,7 @@ from gateway.guard import Guard, Limit
 from gateway.proxy import Edge, Gateway
 from gateway.redis_pipe import PipelinedRedis
 from gateway.settings import GatewaySettings
+from gateway.upstream import Upstream
 
 logger = logging.getLogger("gatehouse.gateway")
 
@@ -48,11 +49,8 @@ def create_app(
         # is a plain TCP server; `redis` serves readiness (and the script, otherwise).
         url = settings.redis_url or ""
         pipe = PipelinedRedis(url, timeout=REDIS_TIMEOUT) if url.startswith("redis://") else None
-        connector = aiohttp.TCPConnector(
-            limit=settings.upstream_pool_size,
-            keepalive_timeout=KEEPALIVE_SECONDS,
-            ttl_dns_cache=60,
-        )
+        # aiohttp fetches the services' OpenAPI documents; proxied requests go over `pools`.
+        connector = aiohttp.TCPConnector(keepalive_timeout=KEEPALIVE_SECONDS)
         session = aiohttp.ClientSession(connector=connector, auto_decompress=False)
         keys = jwks or JwksCache(
             http_jwks_fetcher(settings.jwks_url),
@@ -70,11 +68,20 @@ def create_app(
             "auth": settings.auth_url.rstrip("/"),
             "users": settings.users_url.rstrip("/"),
         }
+        pools = {
+            name: Upstream(
+                url,
+                limit=settings.upstream_pool_size,
+                keepalive=KEEPALIVE_SECONDS,
+                connect_timeout=settings.upstream_connect_timeout,
+                read_timeout=settings.upstream_read_timeout,
+            )
+            for name, url in upstreams.items()
+        }
         general, window = settings.rate
         login, login_window = settings.login_rate
         app.state.edge = Edge(
-            upstreams=upstreams,
-            session=session,
+            upstreams=pools,
             verifier=verifier,
             guard=Guard(
                 redis,
@@ -89,11 +96,6 @@ def create_app(
             proxies=TrustedProxies(settings.gateway_trusted_proxies),
             cors=Cors(settings.cors_origins),
             max_body=settings.max_body_bytes,
-            timeout=aiohttp.ClientTimeout(
-                total=None,
-                connect=settings.upstream_connect_timeout,
-                sock_read=settings.upstream_read_timeout,
-            ),
         )
         app.state.merged_document = MergedDocument(session, upstreams)
         app.state.readiness_checks = {"redis": redis.ping}
@@ -101,6 +103,8 @@ def create_app(
             yield
         finally:
             app.state.edge = None
+            for pool in pools.values():
+                pool.close()
             await session.close()
             if pipe is not None:
                 await pipe.aclose()

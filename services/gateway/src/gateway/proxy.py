@@ -1,6 +1,6 @@
-"""The hot path, in plain ASGI: route, verify, one Redis call, then stream to the upstream with a
-warm aiohttp keep-alive pool and stream the answer back. Everything else (health, metrics, docs)
-goes to the FastAPI app beside it."""
+"""The hot path, in plain ASGI: route, verify, one Redis call, then stream to the upstream over a
+warm keep-alive pool (upstream.py) and stream the answer back. Everything else (health, metrics,
+docs) goes to the FastAPI app beside it."""
 
 from __future__ import annotations
 
@@ -14,7 +14,6 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import parse_qs
 
-import aiohttp
 from common.logs import accept_request_id, request_id_var
 from common.tokens import InvalidToken, JwksUnavailable, TokenVerifier
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -32,6 +31,7 @@ from gateway.edge import (
 from gateway.guard import Guard, Verdict
 from gateway.metrics import LATENCY, RATE_LIMITED, REQUESTS, REVOKED, UPSTREAM_ERRORS
 from gateway.routes import Access, Route
+from gateway.upstream import Connection, Upstream, UpstreamError
 
 logger = logging.getLogger("gatehouse.gateway")
 
@@ -65,15 +65,13 @@ class ClientGone(Exception):
 class Edge:
     """Everything the hot path needs, built in the lifespan."""
 
-    upstreams: dict[str, str]
-    session: aiohttp.ClientSession
+    upstreams: dict[str, Upstream]
     verifier: TokenVerifier
     guard: Guard
     breakers: dict[str, CircuitBreaker]
     proxies: TrustedProxies
     cors: Cors
     max_body: int
-    timeout: aiohttp.ClientTimeout
     rate_policy: bytes = b""
     extra: dict[str, Any] = field(default_factory=dict)
 
@@ -160,7 +158,6 @@ class Exchange:
         self.request_id = accept_request_id(inbound) if inbound else next_request_id()
         self.status = 500
         self.started = False
-        self.body_too_large = False
         self.extra_headers: Headers = [(b"x-request-id", self.request_id.encode())]
 
     def _header(self, name: bytes) -> bytes | None:
@@ -334,30 +331,33 @@ class Exchange:
             chunk = message.get("body", b"")
             size += len(chunk)
             if size > self.edge.max_body:
-                self.body_too_large = True  # aiohttp may wrap what the body iterator raises
                 raise BodyTooLarge
             if chunk:
                 yield chunk
             if not message.get("more_body", False):
                 return
 
-    def _outbound_headers(self, client_ip: str) -> dict[str, str]:
-        out: dict[str, str] = {}
+    def _outbound_headers(self, client_ip: str) -> bytes:
+        """The header lines for the upstream (Host and framing are the client's to add)."""
+        out: dict[bytes, bytes] = {}
         for key, value in upstream_request_headers(self.headers):
-            name = key.decode("latin-1")
-            if name in out:  # repeated fields fold into one (cookies with "; ", RFC 6265)
-                out[name] += ("; " if key == b"cookie" else ", ") + value.decode("latin-1")
+            if key in out:  # repeated fields fold into one (cookies with "; ", RFC 6265)
+                out[key] += (b"; " if key == b"cookie" else b", ") + value
             else:
-                out[name] = value.decode("latin-1")
+                out[key] = value
         host = self._header(b"host")
-        out["x-forwarded-for"] = client_ip
-        out["x-forwarded-proto"] = (
-            "https" if Gateway._https(self.scope, self.edge, self.headers) else "http"
+        out[b"x-forwarded-for"] = client_ip.encode("latin-1")
+        out[b"x-forwarded-proto"] = (
+            b"https" if Gateway._https(self.scope, self.edge, self.headers) else b"http"
         )
         if host is not None:
-            out["x-forwarded-host"] = host.decode("latin-1")
-        out["x-request-id"] = self.request_id
-        return out
+            out[b"x-forwarded-host"] = host
+        out[b"x-request-id"] = self.request_id.encode("latin-1")
+        block = b"".join([key + b": " + value + b"\r\n" for key, value in out.items()])
+        # The server's parser let no CR or LF into a name or value; never send one on.
+        if block.count(b"\n") != len(out) or block.count(b"\r") != len(out):
+            raise ValueError("a header holds a line break")
+        return block
 
     async def _forward(
         self, raw_path: bytes, client_ip: str, body: bytes | None, length: int | None
@@ -369,12 +369,8 @@ class Exchange:
             UPSTREAM_ERRORS.labels(upstream, "circuit_open").inc()
             await self.unavailable(upstream, retry_after=5)
             return
-        query = self.scope.get("query_string", b"")
-        url = (
-            edge.upstreams[upstream]
-            + raw_path.decode("ascii")
-            + ("?" + query.decode("latin-1") if query else "")
-        )
+        query: bytes = self.scope.get("query_string", b"")
+        target = raw_path + b"?" + query if query else raw_path
         headers = self._outbound_headers(client_ip)
         # Small bodies of known length are read whole (one write upstream, and an idempotent
         # request can be sent again); larger ones and chunked ones are streamed through.
@@ -389,25 +385,19 @@ class Exchange:
                     return
             else:
                 streaming = True
-                headers["content-length"] = str(length)
         elif body is None and length is None and self._header(b"transfer-encoding") is not None:
             streaming = True
+            length = None
         attempts = 2 if method in IDEMPOTENT and not streaming else 1
+        client = edge.upstreams[upstream]
         for attempt in range(attempts):
-            data: Any = self._stream_body() if streaming else body
+            data = self._stream_body() if streaming else body
+            response: Connection | None = None
             try:
-                async with edge.session.request(
-                    method,
-                    url,
-                    headers=headers,
-                    data=data,
-                    allow_redirects=False,
-                    timeout=edge.timeout,
-                    skip_auto_headers=("User-Agent", "Accept-Encoding", "Content-Type"),
-                ) as response:
-                    breaker.success()
-                    await self._relay(response)
-                    return
+                response = await client.request(method, target, headers, data, length=length)
+                breaker.success()
+                await self._relay(response)
+                return
             except BodyTooLarge:
                 await self.too_large(breaker)
                 return
@@ -422,10 +412,7 @@ class Exchange:
                         504, "Gateway Timeout", f"The {upstream} service did not answer in time."
                     )
                 return
-            except (aiohttp.ClientConnectionError, aiohttp.ClientPayloadError) as exc:
-                if self.body_too_large:
-                    await self.too_large(breaker)
-                    return
+            except UpstreamError as exc:
                 if self.started:
                     logger.warning(
                         "upstream %s broke mid-response: %s", upstream, type(exc).__name__
@@ -437,16 +424,20 @@ class Exchange:
                 UPSTREAM_ERRORS.labels(upstream, "connect").inc()
                 await self.unavailable(upstream, retry_after=1)
                 return
+            finally:
+                if response is not None:
+                    response.finish()
 
-    async def _relay(self, response: aiohttp.ClientResponse) -> None:
-        headers = client_response_headers(response.raw_headers, keep_length=True)
+    async def _relay(self, response: Connection) -> None:
+        headers = client_response_headers(response.headers, keep_length=True)
         headers.extend(self.extra_headers)
         self.status = response.status
+        body = response.body_if_complete()
         await self._start(response.status, headers)
-        if self.scope["method"] == "HEAD":
-            await self.send({"type": "http.response.body", "body": b""})
+        if body is not None:  # all of it arrived with the head (HEAD answers: nothing)
+            await self.send({"type": "http.response.body", "body": body})
             return
-        async for chunk in response.content.iter_any():
+        while (chunk := await response.read_chunk()) is not None:
             await self.send({"type": "http.response.body", "body": chunk, "more_body": True})
         await self.send({"type": "http.response.body", "body": b""})
 

@@ -1,0 +1,495 @@
+"""The hot path's HTTP/1.1 client: a keep-alive pool of connections to one upstream, speaking
+through asyncio protocols with httptools' response parser (llhttp, as uvicorn uses for requests).
+
+aiohttp's client spent more CPU per proxied request than the gateway's own checks together
+(request and response objects, header multidicts, tracing hooks, a reader and a writer stream
+per exchange). The proxy needs much less: write one request (a head and a body known in advance,
+or streamed), read one answer, relay its chunks. What it keeps of a full client:
+
+- a pool of at most `limit` connections, the most recently used first, none reused after
+  `keepalive` seconds idle (below the upstreams' own keep-alive, so the pool never picks a socket
+  the upstream is closing); callers wait for a free connection when all are busy;
+- `connect_timeout` for getting a connection (waiting for a free one included, as aiohttp's
+  `connect`), `read_timeout` for the upstream's silence while a request is in flight (aiohttp's
+  `sock_read`): a timeout raises `TimeoutError` and the connection is dropped;
+- framing by Content-Length, chunked or end of connection; HEAD answers; 1xx answers skipped;
+- backpressure both ways: request bodies wait for the upstream to drain, and reading from the
+  upstream pauses while the client has not taken what was read;
+- a connection is reused only after a complete exchange on a keep-alive answer.
+
+Connection failures and answers cut short raise `UpstreamError` (`UpstreamBroken` once the
+answer started); a malformed answer raises `UpstreamProtocolError`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ssl
+from collections import deque
+from collections.abc import AsyncIterator
+from typing import cast
+from urllib.parse import urlsplit
+
+import httptools
+
+from gateway.edge import Headers
+
+# Read from the upstream is paused while this much of an answer waits for the client.
+HIGH_WATER = 256 * 1024
+
+
+class UpstreamError(Exception):
+    """The connection failed, or closed before the answer was complete."""
+
+
+class UpstreamBroken(UpstreamError):
+    """The connection closed in the middle of an answer's body."""
+
+
+class UpstreamProtocolError(Exception):
+    """The upstream's answer is not valid HTTP/1.1."""
+
+
+class Connection(asyncio.Protocol):
+    """One connection to the upstream; between `Upstream.request` and `finish`, it holds one
+    exchange (and is its response: `status`, `headers`, `read_chunk()`)."""
+
+    def __init__(self, upstream: Upstream) -> None:
+        self.upstream = upstream
+        self.loop = upstream.loop
+        self.transport: asyncio.Transport | None = None
+        self.closed = False
+        self.counted = True  # in the pool's count until it is forgotten
+        self.in_use = False
+        self.idle_since = 0.0
+        self.parser = httptools.HttpResponseParser(self)
+        self.reset(False)
+
+    def reset(self, head_only: bool) -> None:
+        self.head_only = head_only  # a HEAD request: the answer has no body whatever it says
+        self.status = 0
+        self.headers: Headers = []
+        self.framed = False  # Content-Length or chunked: the end is not the connection's close
+        self.head_ready: asyncio.Future[None] | None = None
+        self.buffer: deque[bytes] = deque()
+        self.buffered = 0
+        self.complete = False
+        self.reusable = False
+        self.sent = False  # the whole request reached the transport
+        self.error: BaseException | None = None
+        self.waiter: asyncio.Future[None] | None = None
+        self.write_paused = False
+        self.drained: asyncio.Future[None] | None = None
+        self.read_paused = False
+        self.timer: asyncio.TimerHandle | None = None
+        self.active_at = 0.0
+
+    # asyncio.Protocol
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        # uvloop's transports do not subclass asyncio.Transport, but behave as one.
+        self.transport = cast(asyncio.Transport, transport)
+
+    def data_received(self, data: bytes) -> None:
+        if not self.in_use:
+            self.abort()  # nothing was asked: the connection is out of step
+            return
+        self.active_at = self.loop.time()
+        try:
+            self.parser.feed_data(data)
+        except httptools.HttpParserError as exc:
+            self._fail(UpstreamProtocolError(f"malformed answer: {exc}"))
+        except httptools.HttpParserUpgrade:
+            self._fail(UpstreamProtocolError("the upstream switched protocols"))
+
+    def eof_received(self) -> bool | None:
+        return None  # close the transport: connection_lost follows
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.closed = True
+        self.upstream._lost(self)
+        if not self.in_use or self.head_ready is None or self.complete or self.error is not None:
+            return
+        if self.head_ready.done() and not self.framed and exc is None:
+            self.complete = True  # an answer delimited by the (clean) end of the connection
+            self._wake()
+            return
+        started = self.head_ready.done()
+        self._fail((UpstreamBroken if started else UpstreamError)("the upstream closed"))
+
+    def pause_writing(self) -> None:
+        self.write_paused = True
+
+    def resume_writing(self) -> None:
+        self.write_paused = False
+        if self.drained is not None and not self.drained.done():
+            self.drained.set_result(None)
+
+    # httptools callbacks
+
+    def on_message_begin(self) -> None:
+        if self.complete:
+            self.reusable = False  # more than the one answer asked for
+            return
+        self.headers = []
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        if not self.complete:
+            self.headers.append((name.lower(), value))
+
+    def on_headers_complete(self) -> None:
+        if self.complete:
+            return
+        status = self.parser.get_status_code()
+        if 100 <= status < 200:
+            return  # informational (the request never asks to continue): the answer follows
+        self.status = status
+        for name, value in self.headers:
+            if name == b"content-length" or (
+                name == b"transfer-encoding" and b"chunked" in value.lower()
+            ):
+                self.framed = True
+                break
+        if status in (204, 304):
+            self.framed = True
+        if self.head_only:
+            self.complete = True  # the parser would wait for the body a HEAD answer lacks
+        if self.head_ready is not None and not self.head_ready.done():
+            self.head_ready.set_result(None)
+
+    def on_body(self, body: bytes) -> None:
+        if self.complete:
+            return
+        self.buffer.append(body)
+        self.buffered += len(body)
+        if self.buffered > HIGH_WATER and not self.read_paused and self.transport is not None:
+            self.read_paused = True
+            self.transport.pause_reading()
+        self._wake()
+
+    def on_message_complete(self) -> None:
+        if self.status == 0:
+            return  # the end of an informational answer
+        if not self.complete:
+            self.complete = True
+            self.reusable = self.parser.should_keep_alive()
+            self._wake()
+
+    # the exchange
+
+    def _wake(self) -> None:
+        if self.waiter is not None and not self.waiter.done():
+            self.waiter.set_result(None)
+
+    def _fail(self, error: BaseException) -> None:
+        if self.error is None:
+            self.error = error
+        if self.head_ready is not None and not self.head_ready.done():
+            self.head_ready.set_exception(error)
+        self._wake()
+        self.abort()
+
+    def abort(self) -> None:
+        if self.transport is not None and not self.closed:
+            self.closed = True
+            self.transport.abort()
+
+    def _check_silence(self) -> None:
+        """The read timeout: fires `read_timeout` after the last sign of life."""
+        self.timer = None
+        if self.complete or self.error is not None:
+            return
+        limit = self.upstream.read_timeout
+        quiet = self.loop.time() - self.active_at
+        if quiet >= limit:
+            self._fail(TimeoutError("the upstream did not answer in time"))
+        else:
+            self.timer = self.loop.call_at(self.active_at + limit, self._check_silence)
+
+    def _arm(self) -> None:
+        self.active_at = self.loop.time()
+        self.timer = self.loop.call_at(
+            self.active_at + self.upstream.read_timeout, self._check_silence
+        )
+
+    async def _drain(self) -> None:
+        if self.write_paused and not self.closed:
+            self.drained = self.loop.create_future()
+            waiting = asyncio.ensure_future(self.drained)
+            if self.head_ready is not None:
+                await asyncio.wait([waiting, self.head_ready], return_when=asyncio.FIRST_COMPLETED)
+            else:
+                await waiting
+        if self.error is not None:
+            raise self.error
+
+    def write(self, data: bytes) -> None:
+        if self.closed or self.transport is None:
+            raise UpstreamError("the connection to the upstream is closed")
+        try:
+            self.transport.write(data)
+        except (OSError, RuntimeError) as exc:  # uvloop raises on a transport closing
+            raise UpstreamError(f"cannot write to the upstream: {exc}") from exc
+
+    async def _send_stream(self, head: bytes, body: AsyncIterator[bytes], chunked: bool) -> None:
+        self.write(head)
+        async for chunk in body:
+            if self.error is not None:
+                raise self.error
+            assert self.head_ready is not None
+            if self.head_ready.done() or self.closed:
+                return  # answered (or gone) before the body was all sent: not reusable
+            self.active_at = self.loop.time()
+            self.write(b"%x\r\n%b\r\n" % (len(chunk), chunk) if chunked else chunk)
+            await self._drain()
+        if chunked:
+            self.write(b"0\r\n\r\n")
+        self.sent = True
+
+    async def read_chunk(self) -> bytes | None:
+        """The next part of the answer's body as it arrives; None at its end."""
+        while True:
+            if self.buffer:
+                chunk = self.buffer.popleft()
+                self.buffered -= len(chunk)
+                if self.read_paused and self.buffered <= HIGH_WATER // 4:
+                    self.read_paused = False
+                    if self.transport is not None and not self.closed:
+                        self.transport.resume_reading()
+                return chunk
+            if self.complete:
+                return None
+            if self.error is not None:
+                raise self.error
+            self.waiter = self.loop.create_future()
+            try:
+                await self.waiter
+            finally:
+                self.waiter = None
+
+    def body_if_complete(self) -> bytes | None:
+        """The whole body when it has all arrived already (most answers: one read)."""
+        if not self.complete or self.error is not None:
+            return None
+        body = b"".join(self.buffer)
+        self.buffer.clear()
+        self.buffered = 0
+        return body
+
+    def finish(self) -> None:
+        """The exchange is over: the connection goes back to the pool, or is closed."""
+        self.in_use = False
+        if self.timer is not None:
+            self.timer.cancel()
+            self.timer = None
+        ready = self.head_ready
+        if ready is not None and ready.done() and not ready.cancelled():
+            ready.exception()  # a failure that arrived while nobody awaited it is not logged
+        reusable = (
+            self.complete
+            and self.reusable
+            and self.sent
+            and not self.head_only
+            and self.error is None
+            and not self.closed
+            and not self.buffer
+        )
+        if not reusable:
+            self.abort()
+        self.upstream._release(self, reusable)
+
+
+class Upstream:
+    """The pool of connections to one upstream (`http://host[:port][/prefix]`, or https)."""
+
+    def __init__(
+        self,
+        base_url: str,
+        *,
+        limit: int,
+        keepalive: float,
+        connect_timeout: float,
+        read_timeout: float,
+    ) -> None:
+        parts = urlsplit(base_url)
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise ValueError(f"an upstream is http(s)://host[:port][/prefix], not {base_url!r}")
+        if parts.username or parts.password or parts.query or parts.fragment:
+            raise ValueError(f"an upstream URL has no credentials, query or fragment: {base_url}")
+        self.host = parts.hostname
+        self.port = parts.port or (443 if parts.scheme == "https" else 80)
+        self.tls: ssl.SSLContext | None = (
+            ssl.create_default_context() if parts.scheme == "https" else None
+        )
+        self.host_header = parts.netloc.encode("ascii")
+        self.prefix = parts.path.rstrip("/").encode("ascii")
+        self.limit = limit
+        self.keepalive = keepalive
+        self.connect_timeout = connect_timeout
+        self.read_timeout = read_timeout
+        self.idle: list[Connection] = []  # most recently used last
+        self.count = 0  # connections open or opening
+        self.waiters: deque[asyncio.Future[Connection | None]] = deque()
+        self._loop: asyncio.AbstractEventLoop | None = None
+
+    @property
+    def loop(self) -> asyncio.AbstractEventLoop:
+        if self._loop is None:
+            self._loop = asyncio.get_running_loop()
+        return self._loop
+
+    async def request(
+        self,
+        method: str,
+        target: bytes,
+        headers: bytes,
+        body: bytes | AsyncIterator[bytes] | None,
+        *,
+        length: int | None = None,
+    ) -> Connection:
+        """Send a request and wait for the head of its answer. `target` is the path and query,
+        `headers` the header lines (each ending in CRLF, without Host and framing headers).
+        A streamed `body` goes with `length` as Content-Length, or chunked without one.
+        The caller reads the body from the returned connection, then calls its `finish()`."""
+        connection = await self._acquire()
+        connection.reset(method == "HEAD")
+        connection.in_use = True
+        try:
+            start = b"%s %b%b HTTP/1.1\r\nhost: %b\r\n%b" % (
+                method.encode("ascii"),
+                self.prefix,
+                target,
+                self.host_header,
+                headers,
+            )
+            head_ready = connection.head_ready = self.loop.create_future()
+            connection._arm()
+            if body is None or isinstance(body, bytes):
+                if body or method not in ("GET", "HEAD", "OPTIONS", "TRACE"):
+                    start += b"content-length: %d\r\n\r\n%b" % (len(body or b""), body or b"")
+                else:
+                    start += b"\r\n"
+                connection.write(start)
+                connection.sent = True
+            elif length is not None:
+                await connection._send_stream(
+                    start + b"content-length: %d\r\n\r\n" % length, body, chunked=False
+                )
+            else:
+                await connection._send_stream(
+                    start + b"transfer-encoding: chunked\r\n\r\n", body, chunked=True
+                )
+            await head_ready
+        except BaseException:
+            connection.finish()
+            raise
+        return connection
+
+    async def _acquire(self) -> Connection:
+        loop = self.loop
+        now = loop.time()
+        while self.idle:
+            connection = self.idle.pop()
+            if (
+                not connection.closed
+                and now - connection.idle_since < self.keepalive
+                and connection.transport is not None
+                and not connection.transport.is_closing()
+            ):
+                return connection
+            connection.abort()
+            self._forget(connection)
+        if self.count < self.limit:
+            self.count += 1
+            return await self._connect()
+        try:
+            async with asyncio.timeout(self.connect_timeout):
+                while True:
+                    waiter: asyncio.Future[Connection | None] = loop.create_future()
+                    self.waiters.append(waiter)
+                    try:
+                        handed = await waiter
+                    except BaseException:
+                        if waiter.done() and not waiter.cancelled():
+                            self._hand_back(waiter.result())
+                        raise
+                    if handed is not None:
+                        return handed
+                    if self.count < self.limit:  # a slot was freed: open a connection
+                        self.count += 1
+                        return await self._connect()
+        except TimeoutError:
+            raise TimeoutError("no connection to the upstream in time") from None
+
+    def _hand_back(self, connection: Connection | None) -> None:
+        """A waiter was handed a connection (or a free slot) it will not use: pass it on."""
+        if connection is not None:
+            self._release(connection, True)
+        else:
+            self._wake_waiter(None)
+
+    async def _connect(self) -> Connection:
+        try:
+            async with asyncio.timeout(self.connect_timeout):
+                _, connection = await self.loop.create_connection(
+                    lambda: Connection(self),
+                    self.host,
+                    self.port,
+                    ssl=self.tls,
+                    server_hostname=self.host if self.tls else None,
+                )
+        except TimeoutError:
+            self._freed()
+            raise TimeoutError("connecting to the upstream timed out") from None
+        except OSError as exc:
+            self._freed()
+            raise UpstreamError(f"cannot connect to the upstream: {exc}") from exc
+        except BaseException:
+            self._freed()
+            raise
+        return connection
+
+    def _release(self, connection: Connection, reusable: bool) -> None:
+        if not reusable:
+            self._forget(connection)
+            return
+        while self.waiters:
+            waiter = self.waiters.popleft()
+            if not waiter.done():
+                waiter.set_result(connection)
+                return
+        now = self.loop.time()
+        connection.idle_since = now
+        self.idle.append(connection)
+        oldest = self.idle[0]
+        if now - oldest.idle_since >= self.keepalive:  # quiet for long: let one go
+            del self.idle[0]
+            oldest.abort()
+            self._forget(oldest)
+
+    def _lost(self, connection: Connection) -> None:
+        """The connection closed; an idle one leaves the pool at once."""
+        if connection in self.idle:
+            self.idle.remove(connection)
+            self._forget(connection)
+
+    def _forget(self, connection: Connection) -> None:
+        if connection.counted:
+            connection.counted = False
+            self._freed()
+
+    def _freed(self) -> None:
+        self.count -= 1
+        self._wake_waiter(None)
+
+    def _wake_waiter(self, connection: Connection | None) -> None:
+        while self.waiters:
+            waiter = self.waiters.popleft()
+            if not waiter.done():
+                waiter.set_result(connection)
+                return
+
+    def close(self) -> None:
+        for connection in self.idle:
+            connection.abort()
+        self.idle.clear()
