@@ -12,8 +12,15 @@ import pytest
 import redis.asyncio as aioredis
 from common.redis import EmbeddedRedis
 from common.revocation import mark_session_revoked
-from gateway.guard import Guard, Limit
-from gateway.redis_pipe import Incomplete, PipelinedRedis, as_ints, pack_command, parse_reply
+from gateway.guard import SCRIPT_SHA, Guard, Limit
+from gateway.redis_pipe import (
+    Incomplete,
+    PipelinedRedis,
+    _Protocol,
+    as_ints,
+    pack_command,
+    parse_reply,
+)
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import NoScriptError, ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
@@ -53,6 +60,28 @@ def test_errors_parse_to_redis_exceptions() -> None:
 
 def test_commands_pack_as_bulk_strings() -> None:
     assert pack_command("GET", b"k\r\n", 5) == b"*3\r\n$3\r\nGET\r\n$3\r\nk\r\n\r\n$1\r\n5\r\n"
+
+
+@pytest.mark.parametrize(("check_login", "check_revocation"), [(0, 0), (0, 1), (1, 0), (1, 1)])
+def test_the_guard_packs_its_script_call_as_pack_command_would(
+    check_login: int, check_revocation: int
+) -> None:
+    guard = Guard(aioredis.Redis(), Limit("general", 100, 1), Limit("login", 5, 60))
+    keys = ["rl:user:u-1:1790000000", "rl:login:None:29833333", "revoked:sid:é", "revoked:user:-"]
+    args = [1, 60, check_login, check_revocation]
+    expected = pack_command(b"EVALSHA", SCRIPT_SHA, 4, *keys, *args)
+    assert guard.command(keys, args) == expected
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [b"*2\r\n:1", b"*2\r\n:1\r\n", b"*2\r\n:1\r\n:", b"*2\r\n:1\r\n$1\r\nx"],
+)
+def test_arrays_cut_anywhere_are_incomplete(raw: bytes) -> None:
+    with pytest.raises(Incomplete):
+        parse_reply(raw, 0)
+    with pytest.raises(Incomplete):
+        parse_reply(bytearray(raw), 0)
 
 
 def test_script_replies_must_be_integers() -> None:
@@ -171,3 +200,19 @@ async def test_requests_queued_behind_a_stuck_connection_attempt_fail_together(
         node.thaw()
         await pipe.aclose()
         node.stop()
+
+
+async def test_replies_split_anywhere_across_reads_resolve_in_order() -> None:
+    pipe = PipelinedRedis(REDIS_URL)
+    protocol = _Protocol(pipe)
+    loop = asyncio.get_running_loop()
+    replies = b"*4\r\n:1\r\n:0\r\n:0\r\n:-1\r\n+OK\r\n$5\r\nhello\r\n*2\r\n:2\r\n$1\r\nx\r\n"
+    expected: list[object] = [[1, 0, 0, -1], b"OK", b"hello", [2, b"x"]]
+    for step in (1, 2, 3, 5, 7, len(replies)):
+        futures = [loop.create_future() for _ in expected]
+        pipe.waiting.extend((future, loop.time() + 60) for future in futures)
+        for offset in range(0, len(replies), step):
+            protocol.data_received(replies[offset : offset + step])
+        assert [future.result() for future in futures] == expected, step
+        assert not protocol.buffer
+        assert not pipe.waiting

@@ -17,7 +17,7 @@ from redis.asyncio import Redis
 from redis.exceptions import NoScriptError, RedisError
 
 from gateway.metrics import FALLBACKS
-from gateway.redis_pipe import PipelinedRedis, as_ints
+from gateway.redis_pipe import PipelinedRedis, as_ints, pack_arguments
 
 logger = logging.getLogger("gatehouse.gateway.guard")
 
@@ -104,6 +104,16 @@ class Guard:
         self.login = login
         self.local = LocalLimiter()
         self._fallback_logged: dict[str, float] = {}
+        # The script call as the pipe sends it, packed once but for the four keys: its head,
+        # and its arguments for each (check login, check revocation).
+        self._head = b"*11\r\n" + pack_arguments(b"EVALSHA", SCRIPT_SHA, 4)
+        self._tails = {
+            (check_login, check_revocation): pack_arguments(
+                general.window, login.window, check_login, check_revocation
+            )
+            for check_login in (0, 1)
+            for check_revocation in (0, 1)
+        }
 
     async def check(
         self,
@@ -156,13 +166,23 @@ class Guard:
             reset=self._reset(self.general, now),
         )
 
+    def command(self, keys: list[str], args: list[int]) -> bytes:
+        """`pack_command(b"EVALSHA", SCRIPT_SHA, 4, *keys, *args)`, from the parts packed once."""
+        parts = [self._head]
+        for key in keys:
+            encoded = key.encode()
+            parts.append(b"$%d\r\n%b\r\n" % (len(encoded), encoded))
+        parts.append(self._tails[args[2], args[3]])
+        return b"".join(parts)
+
     async def _run(self, keys: list[str], args: list[int]) -> list[int]:
         if self.pipe is not None:
+            command = self.command(keys, args)
             try:
-                reply = await self.pipe.execute(b"EVALSHA", SCRIPT_SHA, 4, *keys, *args)
+                reply = await self.pipe.execute_packed(command)
             except NoScriptError:  # a new or restarted Redis: load the script once
                 await self.pipe.execute(b"SCRIPT", b"LOAD", SCRIPT)
-                reply = await self.pipe.execute(b"EVALSHA", SCRIPT_SHA, 4, *keys, *args)
+                reply = await self.pipe.execute_packed(command)
             return as_ints(reply)
         try:
             result = await self.redis.evalsha(SCRIPT_SHA, len(keys), *keys, *args)

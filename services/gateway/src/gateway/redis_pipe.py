@@ -6,7 +6,7 @@ only (EVALSHA, plus SCRIPT LOAD after a Redis restart), so it speaks RESP2 itsel
 is written as soon as it is made, Redis answers in order, and the replies resolve the waiting
 futures first in, first out. A reply that does not come within the timeout means the connection
 is stuck: it is dropped, every request waiting on it fails (the guard falls back), and the next
-request connects again.
+request connects again. One timer watches the oldest request waiting (not one timer per request).
 
 Errors are redis-py's exception types, so callers handle both clients alike.
 """
@@ -32,46 +32,62 @@ class Incomplete(Exception):
     """The buffer ends inside a reply: wait for more bytes."""
 
 
+INTEGER, SIMPLE, ERROR, BULK, ARRAY = b":+-$*"
+
+
 def parse_reply(buffer: bytes | bytearray, start: int) -> tuple[Reply, int]:
     """One RESP2 reply from `buffer[start:]` and the position after it."""
     end = buffer.find(b"\r\n", start)
     if end < 0:
         raise Incomplete
-    kind, line = buffer[start : start + 1], bytes(buffer[start + 1 : end])
+    kind = buffer[start]
     after = end + 2
-    if kind == b":":
-        return int(line), after
-    if kind == b"+":
+    if kind == INTEGER:
+        return int(buffer[start + 1 : end]), after
+    if kind == ARRAY:
+        count = int(buffer[start + 1 : end])
+        if count < 0:
+            return None, after
+        items: list[Reply] = []
+        for _ in range(count):
+            if after < len(buffer) and buffer[after] == INTEGER:  # the guard's replies
+                end = buffer.find(b"\r\n", after)
+                if end < 0:
+                    raise Incomplete
+                items.append(int(buffer[after + 1 : end]))
+                after = end + 2
+            else:
+                item, after = parse_reply(buffer, after)
+                items.append(item)
+        return items, after
+    line = bytes(buffer[start + 1 : end])
+    if kind == SIMPLE:
         return line, after
-    if kind == b"-":
+    if kind == ERROR:
         text = line.decode("utf-8", "replace")
         error = NoScriptError(text) if text.startswith("NOSCRIPT") else ResponseError(text)
         return error, after
-    if kind == b"$":
+    if kind == BULK:
         size = int(line)
         if size < 0:
             return None, after
         if len(buffer) < after + size + 2:
             raise Incomplete
         return bytes(buffer[after : after + size]), after + size + 2
-    if kind == b"*":
-        count = int(line)
-        if count < 0:
-            return None, after
-        items: list[Reply] = []
-        for _ in range(count):
-            item, after = parse_reply(buffer, after)
-            items.append(item)
-        return items, after
-    raise RedisConnectionError(f"unexpected reply type {kind!r}")
+    raise RedisConnectionError(f"unexpected reply type {bytes([kind])!r}")
+
+
+def pack_arguments(*parts: bytes | str | int) -> bytes:
+    """Bulk strings, without the array header: pieces of a command."""
+    out = []
+    for part in parts:
+        encoded = part if isinstance(part, bytes) else str(part).encode()
+        out.append(b"$%d\r\n%b\r\n" % (len(encoded), encoded))
+    return b"".join(out)
 
 
 def pack_command(*parts: bytes | str | int) -> bytes:
-    encoded = [part if isinstance(part, bytes) else str(part).encode() for part in parts]
-    out = [b"*%d\r\n" % len(encoded)]
-    for part in encoded:
-        out.append(b"$%d\r\n%s\r\n" % (len(part), part))
-    return b"".join(out)
+    return b"*%d\r\n%b" % (len(parts), pack_arguments(*parts))
 
 
 class _Protocol(asyncio.Protocol):
@@ -85,20 +101,24 @@ class _Protocol(asyncio.Protocol):
         self.transport = cast(asyncio.Transport, transport)
 
     def data_received(self, data: bytes) -> None:
-        self.buffer += data
+        # Most reads hold whole replies: parse `data` itself, keep only a partial reply's start.
+        buffer: bytes | bytearray = data
+        if self.buffer:
+            self.buffer += data
+            buffer = self.buffer
         position = 0
+        size = len(buffer)
         waiting = self.pipe.waiting
         try:
-            while position < len(self.buffer):
+            while position < size:
                 try:
-                    reply, position_after = parse_reply(self.buffer, position)
+                    reply, position_after = parse_reply(buffer, position)
                 except Incomplete:
                     break
                 position = position_after
                 if not waiting:
                     raise RedisConnectionError("a reply nobody asked for")
-                future, timer = waiting.popleft()
-                timer.cancel()
+                future = waiting.popleft()[0]
                 if not future.done():
                     if isinstance(reply, ResponseError):
                         future.set_exception(reply)
@@ -107,7 +127,10 @@ class _Protocol(asyncio.Protocol):
         except (RedisConnectionError, ValueError) as exc:
             self.pipe.drop(self, RedisConnectionError(f"bad reply from redis: {exc}"))
             return
-        del self.buffer[:position]
+        if buffer is self.buffer:
+            del self.buffer[:position]
+        elif position < size:
+            self.buffer = bytearray(data[position:])
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.pipe.drop(self, RedisConnectionError("connection to redis lost"))
@@ -127,29 +150,46 @@ class PipelinedRedis:
         self.username = unquote(parts.username) if parts.username else None
         self.password = unquote(parts.password) if parts.password else None
         self.timeout = timeout
-        self.waiting: deque[tuple[asyncio.Future[Reply], asyncio.TimerHandle]] = deque()
+        # Futures waiting for a reply, oldest first, each with the time its reply is due.
+        self.waiting: deque[tuple[asyncio.Future[Reply], float]] = deque()
+        self._watchdog: asyncio.TimerHandle | None = None
         self._protocol: _Protocol | None = None
         self._connecting: asyncio.Lock | None = None
         self._down_until = 0.0
 
     async def execute(self, *parts: bytes | str | int) -> Reply:
+        return await self.execute_packed(pack_command(*parts))
+
+    async def execute_packed(self, command: bytes) -> Reply:
+        """`command` as `pack_command` makes it."""
         protocol = self._protocol
         if protocol is None or protocol.transport is None or protocol.transport.is_closing():
             protocol = await self._connect()
-        return await self._send(protocol, pack_command(*parts))
+        return await self._send(protocol, command)
 
     def _send(self, protocol: _Protocol, command: bytes) -> asyncio.Future[Reply]:
         assert protocol.transport is not None
         protocol.transport.write(command)  # first: if it raises, nothing waits for a reply
         loop = asyncio.get_running_loop()
         future: asyncio.Future[Reply] = loop.create_future()
-        timer = loop.call_later(self.timeout, self._timed_out, protocol, future)
-        self.waiting.append((future, timer))
+        due = loop.time() + self.timeout
+        self.waiting.append((future, due))
+        if self._watchdog is None:
+            self._watchdog = loop.call_at(due, self._watch, protocol)
         return future
 
-    def _timed_out(self, protocol: _Protocol, future: asyncio.Future[Reply]) -> None:
-        if not future.done():
+    def _watch(self, protocol: _Protocol) -> None:
+        """Fires when the oldest request then waiting was due: drop the connection if the
+        oldest request still waiting is overdue, else look again when it is due."""
+        self._watchdog = None
+        if self._protocol is not protocol or not self.waiting:
+            return
+        due = self.waiting[0][1]
+        loop = asyncio.get_running_loop()
+        if loop.time() >= due:
             self.drop(protocol, RedisTimeoutError("redis did not answer in time"))
+        else:
+            self._watchdog = loop.call_at(due, self._watch, protocol)
 
     async def _connect(self) -> _Protocol:
         loop = asyncio.get_running_loop()
@@ -201,9 +241,11 @@ class PipelinedRedis:
         """Forget a broken connection and fail every request waiting on it."""
         if self._protocol is protocol:
             self._protocol = None
+            if self._watchdog is not None:
+                self._watchdog.cancel()
+                self._watchdog = None
             waiting, self.waiting = self.waiting, deque()
-            for future, timer in waiting:
-                timer.cancel()
+            for future, _ in waiting:
                 if not future.done():
                     future.set_exception(error)
         if protocol.transport is not None and not protocol.transport.is_closing():
