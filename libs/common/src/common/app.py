@@ -12,6 +12,7 @@ from contextlib import AbstractAsyncContextManager
 from typing import Any
 
 from fastapi import APIRouter, FastAPI
+from fastapi.telemetry import TelemetryConfig
 from starlette.types import Lifespan
 
 from common.errors import install_error_handlers
@@ -29,7 +30,10 @@ def create_service_app(
     lifespan: Lifespan[FastAPI] | None = None,
     routers: Sequence[APIRouter] = (),
     description: str = "",
+    telemetry: TelemetryConfig | None = None,
 ) -> FastAPI:
+    """`telemetry` configures FastAPI's own OpenTelemetry instrumentation (which acts only when
+    global OpenTelemetry providers are set; the platform's tracing is `add_tracing`'s)."""
     docs = not settings.is_production
     app = FastAPI(
         title=f"Gatehouse {name}",
@@ -39,6 +43,7 @@ def create_service_app(
         docs_url="/docs" if docs else None,
         redoc_url=None,
         openapi_url="/openapi.json" if docs else None,
+        telemetry=telemetry,
     )
     app.state.settings = settings
     app.state.draining = False

@@ -45,34 +45,45 @@ def connection_tokens(headers: Iterable[tuple[bytes, bytes]]) -> set[bytes]:
     return named
 
 
-def upstream_request_headers(headers: Sequence[tuple[bytes, bytes]]) -> Headers:
-    named = connection_tokens(headers)
+# What never passes, whatever the Connection header names: the hop-by-hop fields plus these.
+_DROP_REQUEST = HOP_BY_HOP | DROPPED_REQUEST
+_DROP_RESPONSE = HOP_BY_HOP | DROPPED_RESPONSE
+_DROP_RESPONSE_KEEP_LENGTH = _DROP_RESPONSE - {b"content-length"}
+_SECURITY_NAMES = frozenset(name for name, _ in SECURITY_HEADERS) | {b"content-security-policy"}
+
+
+def upstream_request_headers(
+    headers: Sequence[tuple[bytes, bytes]], has_connection: bool = True
+) -> Headers:
+    """`has_connection` False says no Connection field is among `headers` (a lookup spared)."""
+    named = connection_tokens(headers) if has_connection else set()
     return [
         (key, value)
         for key, value in headers
-        if key not in HOP_BY_HOP
-        and key not in DROPPED_REQUEST
-        and key not in named
+        if key not in _DROP_REQUEST
         and not key.startswith(SPOOFABLE_PREFIXES)
+        and (not named or key not in named)
     ]
 
 
 def client_response_headers(headers: Sequence[tuple[bytes, bytes]], keep_length: bool) -> Headers:
+    dropped = _DROP_RESPONSE_KEEP_LENGTH if keep_length else _DROP_RESPONSE
+    kept = [(key, value) for key, value in headers if key not in dropped]
+    if len(kept) == len(headers):
+        return kept  # nothing hop-by-hop: no Connection field either
     named = connection_tokens(headers)
-    return [
-        (key, value)
-        for key, value in headers
-        if key not in HOP_BY_HOP
-        and key not in named
-        and (key not in DROPPED_RESPONSE or (keep_length and key == b"content-length"))
-    ]
+    return [(key, value) for key, value in kept if key not in named] if named else kept
 
 
 def add_security_headers(headers: Headers, https: bool) -> None:
     present = {key for key, _ in headers}
-    headers.extend(item for item in SECURITY_HEADERS if item[0] not in present)
-    if b"content-security-policy" not in present:
+    if present.isdisjoint(_SECURITY_NAMES):
+        headers.extend(SECURITY_HEADERS)
         headers.append((b"content-security-policy", FRAME_ANCESTORS))
+    else:
+        headers.extend(item for item in SECURITY_HEADERS if item[0] not in present)
+        if b"content-security-policy" not in present:
+            headers.append((b"content-security-policy", FRAME_ANCESTORS))
     if https and HSTS[0] not in present:
         headers.append(HSTS)
 

@@ -53,6 +53,22 @@ def next_request_id() -> str:
     return f"{_ID_PREFIX}{next(_ID_COUNTER) & 0xFFFFFFFFFFFFFFFF:016x}"
 
 
+# The labelled request counter and latency histogram per (route, status), looked up once: a
+# `labels()` call costs more than the increment and the observation together.
+_OBSERVED: dict[tuple[Route, int], tuple[Any, Any]] = {}
+
+
+def observe(route: Route, status: int, seconds: float) -> None:
+    metrics = _OBSERVED.get((route, status))
+    if metrics is None:
+        metrics = _OBSERVED[route, status] = (
+            REQUESTS.labels(route.name, route.upstream, str(status)),
+            LATENCY.labels(route.name),
+        )
+    metrics[0].inc()
+    metrics[1].observe(seconds)
+
+
 class BodyTooLarge(Exception):
     pass
 
@@ -72,8 +88,12 @@ class Edge:
     proxies: TrustedProxies
     cors: Cors
     max_body: int
-    rate_policy: bytes = b""
+    rate_policy: bytes = b""  # RateLimit-Policy of the general limit
     extra: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        general = self.guard.general
+        self.rate_policy = f'"general";q={general.limit};w={general.window}'.encode()
 
 
 def problem_body(status: int, title: str, detail: str, instance: str) -> bytes:
@@ -102,7 +122,8 @@ class Gateway:
             return
         edge: Edge | None = self.edge_of()
         headers: list[tuple[bytes, bytes]] = scope["headers"]
-        origin = next((v for k, v in headers if k == b"origin"), None)
+        named = dict(reversed(headers))  # name → value, the first of repeated fields
+        origin = named.get(b"origin")
         https = self._https(scope, edge, headers)
         if edge is not None and scope["method"] == "OPTIONS" and origin is not None:
             await self._preflight(edge, origin, send, https)
@@ -111,6 +132,10 @@ class Gateway:
         cors: Headers = []
         if edge is not None and origin is not None and edge.cors.allowed(origin):
             cors = edge.cors.response_headers(origin)
+        if route is not None and edge is not None:
+            # The exchange adds the edge's headers to its answers itself (Exchange._start).
+            await Exchange(edge, route, scope, receive, send, named, https, cors).run()
+            return
 
         async def edge_send(message: Message) -> None:
             if message["type"] == "http.response.start":
@@ -120,10 +145,7 @@ class Gateway:
                 message["headers"] = out
             await send(message)
 
-        if route is None or edge is None:
-            await self.ops(scope, receive, edge_send)
-            return
-        await Exchange(edge, route, scope, receive, edge_send).run()
+        await self.ops(scope, receive, edge_send)
 
     @staticmethod
     def _https(scope: Scope, edge: Edge | None, headers: list[tuple[bytes, bytes]]) -> bool:
@@ -146,7 +168,15 @@ class Exchange:
     """One proxied request."""
 
     def __init__(
-        self, edge: Edge, route: Route, scope: Scope, receive: Receive, send: Send
+        self,
+        edge: Edge,
+        route: Route,
+        scope: Scope,
+        receive: Receive,
+        send: Send,
+        named: dict[bytes, bytes],
+        https: bool,
+        cors: Headers,
     ) -> None:
         self.edge = edge
         self.route = route
@@ -154,17 +184,18 @@ class Exchange:
         self.receive = receive
         self.send = send
         self.headers: list[tuple[bytes, bytes]] = scope["headers"]
-        inbound = self._header(b"x-request-id")
+        self.named = named
+        self.https = https
+        self.cors = cors
+        inbound = named.get(b"x-request-id")
         self.request_id = accept_request_id(inbound) if inbound else next_request_id()
         self.status = 500
         self.started = False
         self.extra_headers: Headers = [(b"x-request-id", self.request_id.encode())]
 
     def _header(self, name: bytes) -> bytes | None:
-        for key, value in self.headers:
-            if key == name:
-                return value
-        return None
+        """The first field of that name."""
+        return self.named.get(name)
 
     async def run(self) -> None:
         token = request_id_var.set(self.request_id)
@@ -178,8 +209,7 @@ class Exchange:
             if not self.started:
                 await self.problem(502, "Bad Gateway", "The upstream answer could not be relayed.")
         finally:
-            REQUESTS.labels(self.route.name, self.route.upstream, str(self.status)).inc()
-            LATENCY.labels(self.route.name).observe(time.perf_counter() - began)
+            observe(self.route, self.status, time.perf_counter() - began)
             request_id_var.reset(token)
 
     async def _run(self) -> None:
@@ -272,8 +302,7 @@ class Exchange:
         return f"{client_ip}:{username}"
 
     async def _admit(self, verdict: Verdict) -> bool:
-        limit = self.edge.guard.general
-        policy = f'"general";q={limit.limit};w={limit.window}'.encode()
+        policy = self.edge.rate_policy
         if verdict.unavailable:
             await self.problem(
                 503,
@@ -340,24 +369,22 @@ class Exchange:
     def _outbound_headers(self, client_ip: str) -> bytes:
         """The header lines for the upstream (Host and framing are the client's to add)."""
         out: dict[bytes, bytes] = {}
-        for key, value in upstream_request_headers(self.headers):
+        for key, value in upstream_request_headers(self.headers, b"connection" in self.named):
             if key in out:  # repeated fields fold into one (cookies with "; ", RFC 6265)
                 out[key] += (b"; " if key == b"cookie" else b", ") + value
             else:
                 out[key] = value
         host = self._header(b"host")
         out[b"x-forwarded-for"] = client_ip.encode("latin-1")
-        out[b"x-forwarded-proto"] = (
-            b"https" if Gateway._https(self.scope, self.edge, self.headers) else b"http"
-        )
+        out[b"x-forwarded-proto"] = b"https" if self.https else b"http"
         if host is not None:
             out[b"x-forwarded-host"] = host
         out[b"x-request-id"] = self.request_id.encode("latin-1")
-        block = b"".join([key + b": " + value + b"\r\n" for key, value in out.items()])
-        # The server's parser let no CR or LF into a name or value; never send one on.
-        if block.count(b"\n") != len(out) or block.count(b"\r") != len(out):
+        # The server's parser lets no CR or LF into a name or value; never send one on.
+        values = b"".join(out.values())
+        if b"\n" in values or b"\r" in values:
             raise ValueError("a header holds a line break")
-        return block
+        return b"".join([key + b": " + value + b"\r\n" for key, value in out.items()])
 
     async def _forward(
         self, raw_path: bytes, client_ip: str, body: bytes | None, length: int | None
@@ -442,7 +469,10 @@ class Exchange:
         await self.send({"type": "http.response.body", "body": b""})
 
     async def _start(self, status: int, headers: Headers) -> None:
+        """`headers` is the answer's own list: the edge's headers are added to it."""
         self.started = True
+        add_security_headers(headers, self.https)
+        headers.extend(self.cors)
         await self.send({"type": "http.response.start", "status": status, "headers": headers})
 
     async def problem(
