@@ -385,19 +385,22 @@ async def test_upstream_urls_are_checked() -> None:
             pool(url)
 
 
-async def test_capitalised_hop_by_hop_and_banner_headers_never_reach_the_client(
+async def test_capitalised_hop_by_hop_banner_and_echoed_id_headers_are_not_relayed(
     make_gateway: GatewayFactory,
 ) -> None:
     answer = (
         b"HTTP/1.1 200 OK\r\nServer: leaky/1.0\r\nX-Powered-By: secrets\r\n"
         b"Connection: close, X-Hop\r\nX-Hop: 1\r\nContent-Type: text/plain\r\n"
-        b"Content-Length: 2\r\n\r\nok"
+        b"X-Request-ID: req-echoed\r\nContent-Length: 2\r\n\r\nok"
     )
     async with await serving(keep_answering(answer)) as upstream:
         gateway = await make_gateway(auth_url=upstream.url)
-        response = await gateway.post("/api/v1/auth/revoke")
+        response = await gateway.post("/api/v1/auth/revoke", headers={"X-Request-ID": "req-1"})
         assert response.status_code == 200
         assert response.text == "ok"
         for name in ("server", "x-powered-by", "x-hop"):
             assert name not in response.headers, name
         assert response.headers.get("connection") != "close"
+        # The service echoes the id it was sent; the answer carries it once, from the gateway.
+        assert response.headers.get_list("x-request-id") == ["req-1"]
+        assert b"x-request-id: req-1\r\n" in upstream.requests[0]

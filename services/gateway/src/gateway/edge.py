@@ -22,7 +22,8 @@ HOP_BY_HOP = frozenset(
 # Never taken from a client: upstreams must not be told who the caller is by the caller.
 SPOOFABLE_PREFIXES = (b"x-user-", b"x-internal-", b"x-forwarded-")
 DROPPED_REQUEST = frozenset({b"host", b"forwarded", b"x-real-ip", b"content-length", b"expect"})
-DROPPED_RESPONSE = frozenset({b"server", b"x-powered-by", b"content-length"})
+# An upstream's X-Request-ID echoes the one the gateway sent: the gateway sets it once itself.
+DROPPED_RESPONSE = frozenset({b"server", b"x-powered-by", b"content-length", b"x-request-id"})
 SECURITY_HEADERS: tuple[tuple[bytes, bytes], ...] = (
     (b"x-content-type-options", b"nosniff"),
     (b"x-frame-options", b"DENY"),
