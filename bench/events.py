@@ -1,13 +1,21 @@
-"""Events throughput: outbox rows → relay → RabbitMQ → notifier → SMTP sink (aiosmtpd).
+"""Events throughput: outbox rows → relay → RabbitMQ → notifier → SMTP sink.
 
-Real PostgreSQL (TEST_DATABASE_URL admin URL, a throwaway database) and RabbitMQ (AMQP_URL or
-127.0.0.1:5672, names under a unique prefix, deleted afterwards). Two measurements:
+Laid out as production runs it: the notifier is its own process (`python -m notifier serve`,
+uvicorn on uvloop), the relay runs here (in production it lives in the users service), and the SMTP
+sink is a third process. Real PostgreSQL (TEST_DATABASE_URL admin URL, throwaway databases) and
+RabbitMQ (a throwaway vhost, deleted afterwards). Two measurements:
 
 - throughput: N outbox rows written at once, then the relay started; events/s = N / (time from
   the relay's start to the last email accepted by the sink);
 - latency: events written one transaction at a time at a steady pace (well under capacity);
   latency = time the sink accepted the email - time the outbox row was committed (this includes
   the relay's wake-up, the publish and confirm, the consume, two database writes and SMTP).
+
+The CPU time each process spent during the throughput run is printed per event (from /proc).
+
+The sink is a minimal SMTP server on asyncio Protocols (EHLO/HELO, MAIL, RCPT, DATA, RSET, NOOP,
+QUIT): the tests' aiosmtpd costs more CPU per message than the notifier itself and would measure
+the harness on a 2-core machine.
 
 Run: `uv run python -m bench.events [--events 5000] [--paced 500] [--rate 200]`.
 """
@@ -17,31 +25,31 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
-import socket
+import re
 import statistics
 import subprocess
 import sys
 import threading
 import time
 import uuid
-from email.parser import BytesHeaderParser
 from pathlib import Path
-from typing import Any
+from typing import cast
 
-from aiosmtpd.controller import Controller
+import uvloop
 from common.db import Database, new_metadata
 from common.events import Envelope, OutboxMixin
 from common.outbox import OutboxRelay, add_outbox_event
 from common.rabbitmq import RabbitBroker
 from common.testing import fresh_database
-from notifier.main import create_app
-from notifier.settings import NotifierSettings
 from sqlalchemy import insert
 from sqlalchemy.orm import DeclarativeBase
 
+from tests.integration.platform import SERVICES, Platform, free_port, platform_env, throwaway_vhost
+
 ROOT = Path(__file__).resolve().parent.parent
 MIGRATIONS = ROOT / "services" / "notifier" / "migrations"
-AMQP_URL = os.environ.get("AMQP_URL", "amqp://guest:guest@127.0.0.1:5672/")
+CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
+EVENT_ID = re.compile(rb"^X-Gatehouse-Event-Id: *([^\r\n]+)", re.MULTILINE | re.IGNORECASE)
 
 
 class BenchBase(DeclarativeBase):
@@ -52,37 +60,99 @@ class BenchOutbox(OutboxMixin, BenchBase):
     __tablename__ = "bench_outbox"
 
 
-class Sink:
-    """Records when each event's email was accepted (CLOCK_MONOTONIC: one clock for every
-    process of the machine)."""
+def machine_cpu_seconds() -> float:
+    """Busy CPU time of the whole machine (every core): user + nice + system + irq + softirq."""
+    fields = Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]
+    return sum(int(fields[index]) for index in (0, 1, 2, 5, 6)) / CLOCK_TICKS
+
+
+def cpu_seconds(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
+    return (int(fields[11]) + int(fields[12])) / CLOCK_TICKS  # utime + stime
+
+
+class SmtpSinkProtocol(asyncio.Protocol):
+    """One SMTP session: answers every command at once and prints `<event id> <monotonic time>`
+    for each message accepted (CLOCK_MONOTONIC: one clock for every process of the machine)."""
 
     def __init__(self) -> None:
-        self.accepted: dict[str, float] = {}
-        self.duplicates = 0
-        self.lock = threading.Lock()
-        self.parser = BytesHeaderParser()
+        self.buffer = bytearray()
+        self.in_data = False
+        self.transport: asyncio.Transport | None = None
 
-    async def handle_DATA(self, _server: Any, _session: Any, envelope: Any) -> str:  # noqa: N802
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = cast(asyncio.Transport, transport)  # uvloop's is not a subclass
+        self.transport.write(b"220 bench-sink ESMTP\r\n")
+
+    def data_received(self, data: bytes) -> None:
+        assert self.transport is not None
+        self.buffer += data
+        while True:
+            if self.in_data:
+                end = -2 if self.buffer.startswith(b".\r\n") else self.buffer.find(b"\r\n.\r\n")
+                if end == -1:
+                    return
+                message = bytes(self.buffer[: max(end, 0)])
+                del self.buffer[: end + 5]
+                self.in_data = False
+                self.accepted(message)
+                self.transport.write(b"250 2.0.0 OK\r\n")
+                continue
+            line_end = self.buffer.find(b"\r\n")
+            if line_end == -1:
+                return
+            line = bytes(self.buffer[:line_end])
+            del self.buffer[: line_end + 2]
+            self.command(line[:4].upper())
+
+    def command(self, verb: bytes) -> None:
+        assert self.transport is not None
+        if verb == b"EHLO":
+            self.transport.write(b"250-bench-sink\r\n250-8BITMIME\r\n250 SMTPUTF8\r\n")
+        elif verb in (b"HELO", b"MAIL", b"RCPT", b"RSET", b"NOOP"):
+            self.transport.write(b"250 OK\r\n")
+        elif verb == b"DATA":
+            self.in_data = True
+            self.transport.write(b"354 end with <CRLF>.<CRLF>\r\n")
+        elif verb == b"QUIT":
+            self.transport.write(b"221 bye\r\n")
+            self.transport.close()
+        else:
+            self.transport.write(b"502 5.5.2 not implemented\r\n")
+
+    def accepted(self, message: bytes) -> None:
         now = time.monotonic()
-        event_id = str(self.parser.parsebytes(envelope.content)["X-Gatehouse-Event-Id"])
-        with self.lock:
-            if event_id in self.accepted:
-                self.duplicates += 1
-            else:
-                self.accepted[event_id] = now
-        return "250 OK"
+        found = EVENT_ID.search(message)
+        event_id = found.group(1).decode() if found else "-"
+        sys.stdout.write(f"{event_id} {now}\n")
+        sys.stdout.flush()
+
+
+def serve_sink(port: int) -> None:
+    """The child process: the sink on 127.0.0.1:`port` until terminated."""
+
+    async def main() -> None:
+        loop = asyncio.get_running_loop()
+        server = await loop.create_server(SmtpSinkProtocol, "127.0.0.1", port)
+        print("ready", flush=True)
+        async with server:
+            await server.serve_forever()
+
+    uvloop.run(main())
 
 
 class SinkProcess:
-    """`Sink` in a child process (`python -m bench.events --sink PORT`), read through a pipe."""
+    """The sink in a child process (`python -m bench.events --sink PORT`), read through a pipe."""
 
     def __init__(self, port: int) -> None:
+        self.port = port
         self.accepted: dict[str, float] = {}
         self.duplicates = 0
         self.process = subprocess.Popen(
             [sys.executable, "-m", "bench.events", "--sink", str(port)],
             stdout=subprocess.PIPE,
             text=True,
+            cwd=ROOT,
         )
         assert self.process.stdout is not None
         assert self.process.stdout.readline().strip() == "ready"
@@ -101,25 +171,6 @@ class SinkProcess:
     def stop(self) -> None:
         self.process.terminate()
         self.process.wait(10)
-
-
-def serve_sink(port: int) -> None:
-    """The child: an aiosmtpd server printing `<event id> <monotonic time>` per email."""
-
-    class Printer(Sink):
-        async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:  # noqa: N802
-            answer = await super().handle_DATA(server, session, envelope)
-            event_id = str(self.parser.parsebytes(envelope.content)["X-Gatehouse-Event-Id"])
-            print(event_id, self.accepted.get(event_id, time.monotonic()), flush=True)
-            return answer
-
-    controller = Controller(Printer(), hostname="127.0.0.1", port=port)
-    controller.start()
-    print("ready", flush=True)
-    try:
-        threading.Event().wait()
-    finally:
-        controller.stop()
 
 
 def registration() -> Envelope:
@@ -148,52 +199,85 @@ def percentile(values: list[float], fraction: float) -> float:
 
 
 async def run(events: int, paced: int, rate: float) -> dict[str, float]:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = int(probe.getsockname()[1])
-    # The SMTP server runs in a process of its own, as a real one would: sharing this process's
-    # GIL would bill every SMTP round trip a thread switch and measure the harness instead.
-    sink = SinkProcess(port)
-    prefix = f"bench-{uuid.uuid4().hex[:8]}."
+    sink = SinkProcess(free_port())
     try:
-        async with fresh_database("bench", MIGRATIONS) as url:
-            database = Database(url)
-            async with database.engine.begin() as connection:
-                await connection.run_sync(BenchBase.metadata.create_all)
-            settings = NotifierSettings.model_validate(
-                {"notifier_database_url": url, "smtp_host": "127.0.0.1", "smtp_port": port}
-            )
-            consumer = RabbitBroker(AMQP_URL, prefix=prefix, prefetch=settings.notifier_concurrency)
-            # One process hosts both sides here; a generous confirm timeout keeps the relay from
-            # republishing batches whose confirms wait behind the notifier's work.
-            publisher = RabbitBroker(AMQP_URL, prefix=prefix, publish_timeout=30.0)
-            app = create_app(settings, broker=consumer)
-            relay = OutboxRelay(database, BenchOutbox, publisher)
-            async with app.router.lifespan_context(app):
-                await publisher.start()
+        async with (
+            fresh_database("bench_events_notifier", MIGRATIONS) as notifier_url,
+            fresh_database("bench_events_outbox", MIGRATIONS) as outbox_url,
+        ):
+            with throwaway_vhost() as amqp_url:
+                logs = ROOT / "var" / time.strftime("bench-events-%Y%m%d-%H%M%S")
+                logs.mkdir(parents=True)
+                ports = {service: free_port() for service in SERVICES}
+                env = platform_env(
+                    {"auth": "", "users": "", "notifier": notifier_url},
+                    ports,
+                    redis_url="",
+                    amqp_url=amqp_url,
+                    smtp_port=sink.port,
+                    extra={"LOG_LEVEL": "WARNING"},
+                )
+                platform = Platform(env, ports, logs)
+                platform.start("notifier")  # declares its queue before the first publish
                 try:
-                    result = await measure(database, relay, sink, events, paced, rate)
+                    return await relay_and_measure(
+                        outbox_url, amqp_url, platform, sink, events, paced, rate
+                    )
                 finally:
-                    await relay.stop()
-                    await publisher.delete_topology()
-                    await publisher.close()
-            await database.dispose()
+                    platform.stop_all()
     finally:
         sink.stop()
-    return result
+
+
+async def relay_and_measure(
+    outbox_url: str,
+    amqp_url: str,
+    platform: Platform,
+    sink: SinkProcess,
+    events: int,
+    paced: int,
+    rate: float,
+) -> dict[str, float]:
+    database = Database(outbox_url)
+    async with database.engine.begin() as connection:
+        await connection.run_sync(BenchBase.metadata.create_all)
+    publisher = RabbitBroker(amqp_url)
+    await publisher.start()
+    relay = OutboxRelay(database, BenchOutbox, publisher)
+    try:
+        return await measure(database, relay, platform, sink, events, paced, rate)
+    finally:
+        await relay.stop()
+        await publisher.close()
+        await database.dispose()
 
 
 async def measure(
-    database: Database, relay: OutboxRelay, sink: SinkProcess, events: int, paced: int, rate: float
+    database: Database,
+    relay: OutboxRelay,
+    platform: Platform,
+    sink: SinkProcess,
+    events: int,
+    paced: int,
+    rate: float,
 ) -> dict[str, float]:
     # Throughput: a backlog of rows, then the relay.
     rows = [BenchOutbox.for_envelope(registration()) for _ in range(events)]
     async with database.sessionmaker() as session, session.begin():
         await session.execute(insert(BenchOutbox), rows)
+    pids = {
+        "relay": os.getpid(),
+        "notifier": platform.processes["notifier"].pid,
+        "sink": sink.process.pid,
+    }
+    cpu_before = {name: cpu_seconds(pid) for name, pid in pids.items()}
+    machine_before = machine_cpu_seconds()
     started = time.monotonic()
     await relay.start()
-    await wait_for(sink, events, limit=600)
+    await wait_for(sink, events, limit=float(os.environ.get("BENCH_EVENTS_LIMIT", 600)))
     elapsed = max(sink.accepted.values()) - started
+    cpu = {name: cpu_seconds(pid) - cpu_before[name] for name, pid in pids.items()}
+    cpu["machine"] = machine_cpu_seconds() - machine_before
     # Latency: one registration at a time, at a steady pace.
     committed: dict[str, float] = {}
     for _ in range(paced):
@@ -212,6 +296,7 @@ async def measure(
         "latency_p50_ms": statistics.median(latencies),
         "latency_p99_ms": percentile(latencies, 0.99),
         "duplicates": sink.duplicates,
+        **{f"{name}_cpu_us_per_event": seconds / events * 1e6 for name, seconds in cpu.items()},
     }
 
 
@@ -225,12 +310,21 @@ def main() -> None:
     if arguments.sink:
         serve_sink(arguments.sink)
         return
-    result = asyncio.run(run(arguments.events, arguments.paced, arguments.rate))
+    # uvloop, as the services run under uvicorn (the relay runs in users in production).
+    result = uvloop.run(run(arguments.events, arguments.paced, arguments.rate))
     print(
         f"events: {result['events']:.0f} through outbox → RabbitMQ → notifier → SMTP in "
         f"{result['seconds']:.2f}s = {result['events_per_second']:.0f} events/s; "
         f"commit→email latency at {arguments.rate:.0f}/s: p50 {result['latency_p50_ms']:.1f} ms, "
         f"p99 {result['latency_p99_ms']:.1f} ms; duplicates: {result['duplicates']:.0f}"
+    )
+    print(cpu_line(result))
+
+
+def cpu_line(result: dict[str, float]) -> str:
+    return "CPU per event: " + ", ".join(
+        f"{name} {result[f'{name}_cpu_us_per_event']:.0f} µs"
+        for name in ("relay", "notifier", "sink", "machine")
     )
 
 

@@ -26,7 +26,7 @@ from typing import Any
 import asyncpg  # type: ignore[import-untyped]
 from prometheus_client import Gauge
 from pydantic import ValidationError
-from sqlalchemy import delete, func, select, text
+from sqlalchemy import delete, func, select, text, update
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -120,18 +120,18 @@ class OutboxRelay:
     async def publish_pending(self) -> int:
         """Publish one batch of pending rows; returns how many were published. Raises (after
         committing what was confirmed) when the broker failed."""
-        model = self.model
+        table = self.model.__table__
         statement = (
-            select(model)
-            .where(model.sent_at.is_(None), model.attempts < ROW_ATTEMPT_LIMIT)
-            .order_by(model.seq)
+            select(table.c.seq, table.c.payload, table.c.request_id)
+            .where(table.c.sent_at.is_(None), table.c.attempts < ROW_ATTEMPT_LIMIT)
+            .order_by(table.c.seq)
             .limit(self.batch_size)
         )
         if self.is_postgres:
             statement = statement.with_for_update(skip_locked=True)
         broker_error: BaseException | None = None
         async with self.database.sessionmaker() as session, session.begin():
-            rows = list((await session.scalars(statement)).all())
+            rows = (await session.execute(statement)).all()
             if not rows:
                 return 0
             envelopes: list[tuple[Envelope, str | None] | None] = []
@@ -145,22 +145,31 @@ class OutboxRelay:
             results = await asyncio.gather(
                 *(self._publish(envelope) for envelope in envelopes), return_exceptions=True
             )
-            now = utcnow()
-            published = 0
+            sent: list[int] = []
+            refused: list[int] = []
             for row, result in zip(rows, results, strict=True):
                 if result is None:
-                    row.sent_at = now
-                    published += 1
+                    sent.append(row.seq)
                 elif isinstance(result, UnroutableEvent | ValueError):
-                    row.attempts += 1
+                    refused.append(row.seq)
                     logger.error("outbox row %s not published: %s", row.seq, describe(result))
                 elif isinstance(result, Exception):
                     broker_error = broker_error or result
                 else:  # cancellation and the like: leave the transaction to roll back
                     raise result
+            if sent:
+                await session.execute(
+                    update(table).where(table.c.seq.in_(sent)).values(sent_at=utcnow())
+                )
+            if refused:
+                await session.execute(
+                    update(table)
+                    .where(table.c.seq.in_(refused))
+                    .values(attempts=table.c.attempts + 1)
+                )
         if broker_error is not None:
             raise broker_error
-        return published
+        return len(sent)
 
     async def _publish(self, item: tuple[Envelope, str | None] | None) -> None:
         if item is None:
