@@ -203,14 +203,17 @@ def measure_me(platform: Platform, token: str, args: argparse.Namespace, workdir
                 per_request = {
                     pid: (after[pid] - before[pid]) / max(load.requests, 1) * 1e6 for pid in after
                 }
+                cpu = ""
                 if name == "gateway":
                     gateway_cpu.append(per_request[gateway_pid])
+                    cpu = f"  gateway CPU {per_request[gateway_pid]:4.0f} µs/req"
                 if name == "direct":
                     users_cpu.append(per_request[users_pid])
+                    cpu = f"  users CPU {per_request[users_pid]:4.0f} µs/req"
                 print(
                     f"pair {pair + 1} {name:8} {load.requests_per_second:9.0f} req/s  "
                     f"p50 {load.p50_ms:7.2f} ms  p99 {load.p99_ms:7.2f} ms  "
-                    f"non-2xx {load.non_2xx}  socket errors {load.socket_errors}"
+                    f"non-2xx {load.non_2xx}  socket errors {load.socket_errors}{cpu}"
                 )
     finally:
         if nginx is not None:
