@@ -102,3 +102,44 @@ async def test_items_waiting_when_the_writer_is_cancelled_are_cancelled_too() ->
             await task
     writer.gate.set()
     assert await group.submit(3) == 30  # a new writer starts
+
+
+async def test_lingering_never_delays_an_item_that_finds_the_writer_idle() -> None:
+    writer = Writer()
+    group = GroupCommit(writer.write_many, linger=3600)
+    async with asyncio.timeout(5):
+        assert await group.submit(1) == 10
+        assert await group.submit(2) == 20
+    assert writer.batches == [[1], [2]]
+
+
+async def test_a_batch_following_another_lingers_to_gather_more_items() -> None:
+    writer = Writer()
+    writer.gate = asyncio.Event()
+    group = GroupCommit(writer.write_many, linger=0.2)
+    first = asyncio.create_task(group.submit(0))
+    await asyncio.sleep(0)
+    early = asyncio.create_task(group.submit(1))  # arrives during the first commit
+    await asyncio.sleep(0)
+    writer.gate.set()
+    assert await first == 0
+    late = [asyncio.create_task(group.submit(item)) for item in (2, 3)]  # during the linger
+    assert await asyncio.gather(early, *late) == [10, 20, 30]
+    assert writer.batches == [[0], [1, 2, 3]]
+
+
+async def test_a_full_batch_ends_the_linger() -> None:
+    writer = Writer()
+    writer.gate = asyncio.Event()
+    group = GroupCommit(writer.write_many, linger=3600, max_batch=3)
+    first = asyncio.create_task(group.submit(0))
+    await asyncio.sleep(0)
+    rest = [asyncio.create_task(group.submit(item)) for item in (1, 2)]
+    await asyncio.sleep(0)
+    writer.gate.set()
+    async with asyncio.timeout(5):
+        assert await first == 0
+        await asyncio.sleep(0.01)  # the writer is lingering with 2 of 3 items
+        rest.append(asyncio.create_task(group.submit(3)))
+        assert await asyncio.gather(*rest) == [10, 20, 30]
+    assert writer.batches == [[0], [1, 2, 3]]
