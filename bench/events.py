@@ -32,6 +32,7 @@ import sys
 import threading
 import time
 import uuid
+from dataclasses import dataclass
 from pathlib import Path
 from typing import cast
 
@@ -50,6 +51,13 @@ ROOT = Path(__file__).resolve().parent.parent
 MIGRATIONS = ROOT / "services" / "notifier" / "migrations"
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 EVENT_ID = re.compile(rb"^X-Gatehouse-Event-Id: *([^\r\n]+)", re.MULTILINE | re.IGNORECASE)
+
+
+@dataclass(frozen=True)
+class Options:
+    events: int  # outbox rows written at once for the throughput run
+    paced: int  # then this many, one transaction at a time, for the latency run
+    rate: float  # at this many per second
 
 
 class BenchBase(DeclarativeBase):
@@ -220,9 +228,13 @@ async def run(events: int, paced: int, rate: float) -> dict[str, float]:
                 platform = Platform(env, ports, logs)
                 platform.start("notifier")  # declares its queue before the first publish
                 try:
-                    return await relay_and_measure(
-                        outbox_url, amqp_url, platform, sink, events, paced, rate
-                    )
+                    processes = {
+                        "relay": os.getpid(),
+                        "notifier": platform.processes["notifier"].pid,
+                        "sink": sink.process.pid,
+                    }
+                    options = Options(events, paced, rate)
+                    return await relay_and_measure(outbox_url, amqp_url, processes, sink, options)
                 finally:
                     platform.stop_all()
     finally:
@@ -230,14 +242,9 @@ async def run(events: int, paced: int, rate: float) -> dict[str, float]:
 
 
 async def relay_and_measure(
-    outbox_url: str,
-    amqp_url: str,
-    platform: Platform,
-    sink: SinkProcess,
-    events: int,
-    paced: int,
-    rate: float,
+    outbox_url: str, amqp_url: str, processes: dict[str, int], sink: SinkProcess, options: Options
 ) -> dict[str, float]:
+    """Here, the relay (users' part in production); `processes`: pids whose CPU is measured."""
     database = Database(outbox_url)
     async with database.engine.begin() as connection:
         await connection.run_sync(BenchBase.metadata.create_all)
@@ -245,7 +252,7 @@ async def relay_and_measure(
     await publisher.start()
     relay = OutboxRelay(database, BenchOutbox, publisher)
     try:
-        return await measure(database, relay, platform, sink, events, paced, rate)
+        return await measure(database, relay, processes, sink, options)
     finally:
         await relay.stop()
         await publisher.close()
@@ -255,28 +262,22 @@ async def relay_and_measure(
 async def measure(
     database: Database,
     relay: OutboxRelay,
-    platform: Platform,
+    processes: dict[str, int],
     sink: SinkProcess,
-    events: int,
-    paced: int,
-    rate: float,
+    options: Options,
 ) -> dict[str, float]:
+    events, paced, rate = options.events, options.paced, options.rate
     # Throughput: a backlog of rows, then the relay.
     rows = [BenchOutbox.for_envelope(registration()) for _ in range(events)]
     async with database.sessionmaker() as session, session.begin():
         await session.execute(insert(BenchOutbox), rows)
-    pids = {
-        "relay": os.getpid(),
-        "notifier": platform.processes["notifier"].pid,
-        "sink": sink.process.pid,
-    }
-    cpu_before = {name: cpu_seconds(pid) for name, pid in pids.items()}
+    cpu_before = {name: cpu_seconds(pid) for name, pid in processes.items()}
     machine_before = machine_cpu_seconds()
     started = time.monotonic()
     await relay.start()
     await wait_for(sink, events, limit=float(os.environ.get("BENCH_EVENTS_LIMIT", 600)))
     elapsed = max(sink.accepted.values()) - started
-    cpu = {name: cpu_seconds(pid) - cpu_before[name] for name, pid in pids.items()}
+    cpu = {name: cpu_seconds(pid) - cpu_before[name] for name, pid in processes.items()}
     cpu["machine"] = machine_cpu_seconds() - machine_before
     # Latency: one registration at a time, at a steady pace.
     committed: dict[str, float] = {}
