@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 
 import httpx
 import pytest
@@ -27,6 +28,23 @@ async def test_not_ready_names_the_failed_dependency() -> None:
     assert response.status_code == 503
     assert b"redis" in response.body
     assert response.media_type == "application/problem+json"
+
+
+async def test_a_degradable_dependency_down_is_reported_but_ready() -> None:
+    response = await readiness({"database": ok}, draining=False, degradable={"broker": down})
+    assert response.status_code == 200
+    assert json.loads(response.body) == {
+        "status": "degraded",
+        "checks": {"database": "ok", "broker": "ConnectionRefusedError"},
+    }
+
+
+async def test_a_required_dependency_down_fails_whatever_the_degradable_ones_say() -> None:
+    response = await readiness({"database": down}, draining=False, degradable={"broker": ok})
+    assert response.status_code == 503
+    body = json.loads(response.body)
+    assert body["detail"] == "Dependencies not ready: database"
+    assert body["checks"] == {"database": "ConnectionRefusedError", "broker": "ok"}
 
 
 async def test_hanging_check_times_out(monkeypatch: pytest.MonkeyPatch) -> None:

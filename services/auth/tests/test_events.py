@@ -91,7 +91,7 @@ async def test_events_arrive_through_the_broker(database_url: str) -> None:
             await asyncio.sleep(0.02)
         assert (await auth.refresh(pair["refresh_token"])).status_code == 401
         assert broker.dead_letters(QUEUE) == []
-        assert "broker" in auth.app.state.readiness_checks
+        assert "broker" in auth.app.state.degradable_checks
 
 
 async def test_audit_log_records_security_events(

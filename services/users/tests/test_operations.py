@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import httpx
 from asgi_lifespan import LifespanManager
+from common.rabbitmq import RabbitBroker
 from common.tokens import JwksCache
 from users.main import create_app
 
@@ -33,6 +34,28 @@ async def test_not_ready_without_its_database(users: UsersHarness) -> None:
         ready = await client.get("/ready")
         assert ready.status_code == 503
         assert "database" in ready.text
+
+
+async def test_ready_but_degraded_while_rabbitmq_is_down(
+    users: UsersHarness, users_database_url: str
+) -> None:
+    """Registrations go on into the outbox without RabbitMQ: the replica must stay in the load
+    balancer, reporting the broker as down."""
+    broker = RabbitBroker("amqp://guest:guest@127.0.0.1:9/", connect_timeout=0.1)
+    settings = users_settings(users_database_url)
+    app = create_app(settings, broker=broker, jwks=JwksCache(users.tokens.fetcher()))
+    async with (
+        LifespanManager(app) as manager,
+        httpx.AsyncClient(
+            transport=httpx.ASGITransport(app=manager.app), base_url="http://users.test"
+        ) as client,
+    ):
+        ready = await client.get("/ready")
+        assert ready.status_code == 200, ready.text
+        assert ready.json() == {
+            "status": "degraded",
+            "checks": {"database": "ok", "broker": "BrokerUnavailable"},
+        }
 
 
 async def test_openapi_documents_the_public_routes_only(users: UsersHarness) -> None:

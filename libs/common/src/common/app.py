@@ -48,6 +48,7 @@ def create_service_app(
     app.state.settings = settings
     app.state.draining = False
     app.state.readiness_checks = {}
+    app.state.degradable_checks = {}
     install_error_handlers(app)
     for router in routers:
         app.include_router(router)

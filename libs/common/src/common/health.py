@@ -3,6 +3,12 @@
 `/health` answers 200 while the process runs. `/ready` runs the service's checks (each a named
 coroutine: the database, Redis, the broker) concurrently with a timeout and answers 503 naming the
 ones that failed; it also fails while the process is draining after SIGTERM.
+
+Some dependencies are ones a service is built to serve without (DESIGN.md §3: users writes on into
+its outbox while RabbitMQ is down; the gateway falls back to per-process rate limits while Redis
+is down). Failing readiness for those would take every replica out of the load balancer at once
+and turn a degraded service into an outage, so they are `degradable` checks: reported in the body
+(`"status": "degraded"`, the failure named) but answered with 200.
 """
 
 from __future__ import annotations
@@ -33,22 +39,31 @@ async def _run(check: ReadinessCheck) -> str | None:
     return None
 
 
-async def readiness(checks: Mapping[str, ReadinessCheck], draining: bool) -> Response:
+async def readiness(
+    checks: Mapping[str, ReadinessCheck],
+    draining: bool,
+    degradable: Mapping[str, ReadinessCheck] | None = None,
+) -> Response:
     if draining:
         return problem(503, "Service Unavailable", "The process is shutting down.")
-    names = list(checks)
-    results = await asyncio.gather(*(_run(checks[name]) for name in names))
+    every = {**checks, **(degradable or {})}
+    names = list(every)
+    results = await asyncio.gather(*(_run(every[name]) for name in names))
     failed = {name: error for name, error in zip(names, results, strict=True) if error}
-    if failed:
+    report = {name: failed.get(name, "ok") for name in names}
+    required = sorted(name for name in failed if name in checks)
+    if required:
         return problem(
             503,
             "Service Unavailable",
-            "Dependencies not ready: " + ", ".join(sorted(failed)),
-            extra={"checks": {name: failed.get(name, "ok") for name in names}},
+            "Dependencies not ready: " + ", ".join(required),
+            extra={"checks": report},
         )
-    return JSONResponse({"status": "ready", "checks": dict.fromkeys(names, "ok")})
+    return JSONResponse({"status": "degraded" if failed else "ready", "checks": report})
 
 
 async def ready_endpoint(request: Request) -> Response:
-    checks: Mapping[str, ReadinessCheck] = getattr(request.app.state, "readiness_checks", {})
-    return await readiness(checks, getattr(request.app.state, "draining", False))
+    state = request.app.state
+    checks: Mapping[str, ReadinessCheck] = getattr(state, "readiness_checks", {})
+    degradable: Mapping[str, ReadinessCheck] = getattr(state, "degradable_checks", {})
+    return await readiness(checks, getattr(state, "draining", False), degradable)

@@ -108,7 +108,8 @@ def create_app(
                 await events.start()
                 handler = user_event_handler(database, redis, settings, now)
                 await consume_user_events(events, handler)
-                state.readiness_checks["broker"] = events.ping
+                # RabbitMQ down: logins and refreshes go on; account events wait in the queue.
+                state.degradable_checks = {"broker": events.ping}
             maintenance = asyncio.create_task(
                 maintain_keys(database, ring, settings, now), name="auth key maintenance"
             )

@@ -64,7 +64,9 @@ def create_app(
         state.internal_token_verifier = TokenVerifier(
             keys, issuer=settings.issuer, audience=SERVICE_NAME, leeway=leeway
         )
-        state.readiness_checks = {"database": database.ping, "broker": events.ping}
+        state.readiness_checks = {"database": database.ping}
+        # RabbitMQ down: registrations go on into the outbox (reported, not a reason to leave).
+        state.degradable_checks = {"broker": events.ping}
         try:
             admin = (
                 settings.bootstrap_admin_email,
