@@ -33,7 +33,7 @@ async def test_not_ready_names_the_failed_dependency() -> None:
 async def test_a_degradable_dependency_down_is_reported_but_ready() -> None:
     response = await readiness({"database": ok}, draining=False, degradable={"broker": down})
     assert response.status_code == 200
-    assert json.loads(response.body) == {
+    assert json.loads(bytes(response.body)) == {
         "status": "degraded",
         "checks": {"database": "ok", "broker": "ConnectionRefusedError"},
     }
@@ -42,7 +42,7 @@ async def test_a_degradable_dependency_down_is_reported_but_ready() -> None:
 async def test_a_required_dependency_down_fails_whatever_the_degradable_ones_say() -> None:
     response = await readiness({"database": down}, draining=False, degradable={"broker": ok})
     assert response.status_code == 503
-    body = json.loads(response.body)
+    body = json.loads(bytes(response.body))
     assert body["detail"] == "Dependencies not ready: database"
     assert body["checks"] == {"database": "ConnectionRefusedError", "broker": "ok"}
 
