@@ -404,3 +404,88 @@ async def test_capitalised_hop_by_hop_banner_and_echoed_id_headers_are_not_relay
         # The service echoes the id it was sent; the answer carries it once, from the gateway.
         assert response.headers.get_list("x-request-id") == ["req-1"]
         assert b"x-request-id: req-1\r\n" in upstream.requests[0]
+
+
+async def test_a_slow_but_steady_answer_is_no_timeout() -> None:
+    async def trickle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await reader.readuntil(b"\r\n\r\n")
+        writer.write(b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n")
+        for _ in range(6):  # 0.9 s in all, never 0.3 s quiet
+            await asyncio.sleep(0.15)
+            writer.write(b"1\r\nx\r\n")
+            await writer.drain()
+        writer.write(b"0\r\n\r\n")
+        await writer.drain()
+
+    async with RawUpstream(trickle) as upstream:
+        client = pool(upstream.url, read_timeout=0.3)
+        assert await fetch(client) == (200, b"xxxxxx")
+
+
+async def test_a_slow_reader_upstream_gets_the_whole_streamed_body() -> None:
+    size = 8 * 1024 * 1024
+    received = 0
+
+    async def slow_reader(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        nonlocal received
+        await reader.readuntil(b"\r\n\r\n")
+        while received < size:
+            received += len(await reader.read(65536))
+            await asyncio.sleep(0.0005)
+        writer.write(OK)
+        await writer.drain()
+
+    async def parts() -> AsyncIterator[bytes]:
+        for _ in range(size // 65536):
+            yield b"p" * 65536
+
+    async with RawUpstream(slow_reader) as upstream:
+        client = pool(upstream.url, read_timeout=5.0)
+        connection = await client.request("PUT", b"/", b"", parts(), length=size)
+        assert connection.write_paused is False
+        assert await body_of(connection) == b"ok"
+        connection.finish()
+        assert received == size
+
+
+async def test_out_of_step_upstreams_lose_their_connection() -> None:
+    switching = b"HTTP/1.1 101 Switching Protocols\r\nconnection: upgrade\r\nupgrade: x\r\n\r\n"
+    async with await serving(keep_answering(switching)) as upstream:
+        with pytest.raises(UpstreamProtocolError):
+            await fetch(pool(upstream.url))
+
+    async with await serving(keep_answering(OK + OK)) as upstream:  # two answers to one request
+        client = pool(upstream.url)
+        assert await fetch(client) == (200, b"ok")
+        assert await fetch(client) == (200, b"ok")
+        assert upstream.connections == 2
+
+    async def chatty(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await reader.readuntil(b"\r\n\r\n")
+        writer.write(OK)
+        await asyncio.sleep(0.05)
+        writer.write(b"HTTP/1.1 200 OK\r\n")  # to nobody: the connection is idle
+        await writer.drain()
+        await asyncio.sleep(1)
+
+    async with RawUpstream(chatty) as upstream:
+        client = pool(upstream.url)
+        assert await fetch(client) == (200, b"ok")
+        await asyncio.sleep(0.15)
+        assert client.idle == []
+        assert client.count == 0
+
+
+async def test_the_longest_idle_connection_is_let_go_on_release() -> None:
+    async with await serving(keep_answering(OK)) as upstream:
+        client = pool(upstream.url, keepalive=0.2)
+        first, second = await asyncio.gather(
+            client.request("GET", b"/", b"", None), client.request("GET", b"/", b"", None)
+        )
+        await body_of(first)
+        await body_of(second)
+        first.finish()
+        await asyncio.sleep(0.25)
+        second.finish()  # the first has been idle past the keep-alive: it is closed
+        assert client.idle == [second]
+        assert client.count == 1
