@@ -323,6 +323,8 @@ def main() -> None:
 
 
 def cpu_line(result: dict[str, float]) -> str:
+    """CPU time per event of each process, and of the whole machine (RabbitMQ, PostgreSQL and the
+    kernel included)."""
     return "CPU per event: " + ", ".join(
         f"{name} {result[f'{name}_cpu_us_per_event']:.0f} µs"
         for name in ("relay", "notifier", "sink", "machine")
