@@ -45,11 +45,11 @@ from common.testing import fresh_database
 from sqlalchemy import insert
 from sqlalchemy.orm import DeclarativeBase
 
+from bench.proc import cpu_seconds, machine_cpu_seconds
 from tests.integration.platform import SERVICES, Platform, free_port, platform_env, throwaway_vhost
 
 ROOT = Path(__file__).resolve().parent.parent
 MIGRATIONS = ROOT / "services" / "notifier" / "migrations"
-CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 EVENT_ID = re.compile(rb"^X-Gatehouse-Event-Id: *([^\r\n]+)", re.MULTILINE | re.IGNORECASE)
 
 
@@ -66,17 +66,6 @@ class BenchBase(DeclarativeBase):
 
 class BenchOutbox(OutboxMixin, BenchBase):
     __tablename__ = "bench_outbox"
-
-
-def machine_cpu_seconds() -> float:
-    """Busy CPU time of the whole machine (every core): user + nice + system + irq + softirq."""
-    fields = Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]
-    return sum(int(fields[index]) for index in (0, 1, 2, 5, 6)) / CLOCK_TICKS
-
-
-def cpu_seconds(pid: int) -> float:
-    fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
-    return (int(fields[11]) + int(fields[12])) / CLOCK_TICKS  # utime + stime
 
 
 class SmtpSinkProtocol(asyncio.Protocol):
@@ -275,7 +264,7 @@ async def measure(
     machine_before = machine_cpu_seconds()
     started = time.monotonic()
     await relay.start()
-    await wait_for(sink, events, limit=float(os.environ.get("BENCH_EVENTS_LIMIT", 600)))
+    await wait_for(sink, events, limit=600)
     elapsed = max(sink.accepted.values()) - started
     cpu = {name: cpu_seconds(pid) - cpu_before[name] for name, pid in processes.items()}
     cpu["machine"] = machine_cpu_seconds() - machine_before

@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import os
 import re
 import shutil
 import statistics
@@ -34,6 +33,7 @@ import uvloop
 from common.testing import fresh_database
 
 from bench import events, proxy_clients
+from bench.proc import cpu_seconds
 from services.notifier.tests.smtp_sink import SmtpSink
 from tests.integration.platform import (
     ROOT,
@@ -45,7 +45,6 @@ from tests.integration.platform import (
 )
 
 REDIS_URL = "redis://127.0.0.1:6379/8"
-CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 PASSWORD = "bench passphrase that is long enough"
 
 
@@ -57,12 +56,6 @@ class Load:
     p99_ms: float
     non_2xx: int
     socket_errors: int
-
-
-def cpu_seconds(pid: int) -> float:
-    """User + system CPU time of a process so far."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / CLOCK_TICKS
 
 
 def _milliseconds(value: str) -> float:

@@ -40,7 +40,10 @@ async def records(database: Database) -> dict[uuid.UUID, Delivery]:
 async def test_claim_many_inserts_new_events_once(store: Database) -> None:
     old, new, twice = uuid.uuid4(), uuid.uuid4(), uuid.uuid4()
     async with store.sessionmaker() as session, session.begin():
-        assert await DeliveryRepository(session).claim(old, "welcome", "old@example.com")
+        claimed = await DeliveryRepository(session).claim_many(
+            [Claim(old, "welcome", "old@example.com")]
+        )
+        assert claimed == {old}
     claims = [
         Claim(old, "welcome", "other@example.com"),
         Claim(new, "welcome", "new@example.com"),

@@ -92,10 +92,6 @@ class DeliveryRepository:
         )
         return set((await self.session.scalars(statement)).all())
 
-    async def claim(self, event_id: uuid.UUID, kind: str, recipient: str) -> bool:
-        """Insert the record as "sending"; False when a record for the event already exists."""
-        return event_id in await self.claim_many([Claim(event_id, kind, recipient)])
-
     async def get_for_update(self, event_id: uuid.UUID) -> Delivery | None:
         statement = select(Delivery).where(Delivery.event_id == event_id).with_for_update()
         return await self.session.scalar(statement)
@@ -126,8 +122,3 @@ class DeliveryRepository:
             await self.session.execute(
                 update(deliveries).where(deliveries.c.event_id.in_(event_ids)).values(**values)
             )
-
-    async def set_status(
-        self, event_id: uuid.UUID, status: DeliveryStatus, error: str | None = None
-    ) -> None:
-        await self.record_outcomes([Outcome(event_id, status, error)])
