@@ -9,13 +9,13 @@ from pathlib import Path
 import httpx
 import pytest
 import redis
-from common.testing import fresh_database
+from common.testing import fresh_database, redis_url
 
 from services.notifier.tests.smtp_sink import SmtpSink
 
 from .platform import ROOT, SERVICES, Platform, free_port, platform_env, throwaway_vhost
 
-REDIS_URL = "redis://127.0.0.1:6379/3"
+REDIS_URL = redis_url(3)
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:

@@ -8,15 +8,14 @@ from collections.abc import AsyncIterator
 import pytest
 from common.redis import EmbeddedRedis
 from common.revocation import is_revoked, mark_session_revoked, mark_user_tokens_before
+from common.testing import redis_url
 from redis.asyncio import Redis
 
 
 @pytest.fixture(params=["redis", "embedded"])
 async def redis(request: pytest.FixtureRequest) -> AsyncIterator[Redis]:
     client = (
-        Redis.from_url("redis://127.0.0.1:6379/6")
-        if request.param == "redis"
-        else (EmbeddedRedis().client())
+        Redis.from_url(redis_url(6)) if request.param == "redis" else (EmbeddedRedis().client())
     )
     await client.flushdb()
     yield client

@@ -14,7 +14,7 @@ from asgi_lifespan import LifespanManager
 from auth.main import create_app
 from auth.settings import AuthSettings
 from common.broker import Broker
-from common.testing import fresh_database
+from common.testing import fresh_database, redis_url
 from fastapi import FastAPI
 from redis.asyncio import Redis
 
@@ -23,7 +23,7 @@ from .users_double import Account, UsersDouble, build_users_app
 MIGRATIONS = Path(__file__).resolve().parents[1] / "migrations"
 ISSUER = "http://gatehouse.test"
 AUDIENCE = "gatehouse-api"
-REDIS_URL = "redis://127.0.0.1:6379/1"
+REDIS_URL = redis_url(1)
 INTERNAL_SECRET = "test-internal-client-secret-0123456789"
 
 

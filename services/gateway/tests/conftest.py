@@ -12,7 +12,7 @@ from typing import Any
 import httpx
 import pytest
 import redis.asyncio as aioredis
-from common.testing import TokenFactory
+from common.testing import TokenFactory, redis_url
 from fastapi import FastAPI
 from gateway.main import create_app
 from gateway.settings import GatewaySettings
@@ -21,7 +21,7 @@ from .upstream import Served, echo_app
 
 ISSUER = "http://gatehouse.test"
 AUDIENCE = "gatehouse-api"
-REDIS_URL = "redis://127.0.0.1:6379/2"
+REDIS_URL = redis_url(2)
 
 
 @pytest.fixture(scope="session")

@@ -32,6 +32,16 @@ def admin_url() -> str:
     return os.environ.get(ADMIN_URL_ENV, DEFAULT_ADMIN_URL)
 
 
+REDIS_SERVER_ENV = "TEST_REDIS_SERVER"
+DEFAULT_REDIS_SERVER = "redis://127.0.0.1:6379"
+
+
+def redis_url(db: int) -> str:
+    """The URL of Redis database `db` for a suite's tests: the machine's Redis, or the server in
+    `TEST_REDIS_SERVER` (so two checkouts can run their suites at once without sharing keys)."""
+    return f"{os.environ.get(REDIS_SERVER_ENV, DEFAULT_REDIS_SERVER).rstrip('/')}/{db}"
+
+
 @asynccontextmanager
 async def fresh_database(service: str, migrations: Path) -> AsyncIterator[str]:
     """Create `gatehouse_test_<service>_<random>`, migrate it, yield its URL, drop it."""

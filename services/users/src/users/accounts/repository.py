@@ -7,12 +7,12 @@ from collections.abc import AsyncIterator
 from datetime import datetime
 from typing import Any
 
+from common.identity import canonical_name
 from sqlalchemy import Select, and_, func, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import joinedload, selectinload
 
 from users.accounts.schemas import as_utc
-from users.identity import canonical
 from users.models import Role, User, user_roles
 
 
@@ -64,7 +64,7 @@ async def profile(session: AsyncSession, user_id: uuid.UUID) -> dict[str, Any] |
 
 async def by_login(session: AsyncSession, login: str) -> User | None:
     """The account whose username or email is `login` (canonical comparison)."""
-    key = canonical(login)
+    key = canonical_name(login)
     if "\x00" in key:
         return None  # no account has one (and PostgreSQL refuses NUL in text)
     statement = _with_roles(
@@ -80,9 +80,9 @@ async def taken(
     """Which of `email` / `username` another account already has."""
     conditions = []
     if email is not None:
-        conditions.append(User.email_canonical == canonical(email))
+        conditions.append(User.email_canonical == canonical_name(email))
     if username is not None:
-        conditions.append(User.username_canonical == canonical(username))
+        conditions.append(User.username_canonical == canonical_name(username))
     if not conditions:
         return []
     statement = select(User.email_canonical, User.username_canonical).where(or_(*conditions))
@@ -90,9 +90,9 @@ async def taken(
         statement = statement.where(User.id != other_than)
     fields = []
     for email_key, username_key in (await session.execute(statement)).all():
-        if email is not None and email_key == canonical(email):
+        if email is not None and email_key == canonical_name(email):
             fields.append("email")
-        if username is not None and username_key == canonical(username):
+        if username is not None and username_key == canonical_name(username):
             fields.append("username")
     return sorted(set(fields))
 

@@ -8,6 +8,7 @@ import uuid
 from datetime import UTC, datetime
 from typing import Annotated
 
+from common.identity import canonical_name
 from pydantic import (
     AfterValidator,
     BaseModel,
@@ -18,7 +19,6 @@ from pydantic import (
     field_validator,
 )
 
-from users.identity import canonical
 from users.passwords.policy import MAX_LENGTH, password_problem
 
 USERNAME = re.compile(r"[A-Za-z0-9_-]{3,50}")
@@ -41,7 +41,7 @@ def _username(value: str) -> str:
 
 def _email(value: str) -> str:
     # Its canonical form (case-folded) is stored too, in a column of the same width.
-    if len(canonical(value)) > EMAIL_MAX_LENGTH:
+    if len(canonical_name(value)) > EMAIL_MAX_LENGTH:
         raise ValueError(f"must be at most {EMAIL_MAX_LENGTH} characters")
     return value
 

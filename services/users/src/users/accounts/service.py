@@ -13,13 +13,13 @@ from typing import Any
 from common.db import Database
 from common.errors import Conflict, Unauthorized, ValidationFailed
 from common.events import Envelope, EventType
+from common.identity import canonical_name
 from common.outbox import add_outbox_event
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from users.accounts import repository
 from users.accounts.schemas import UserCreate, UserUpdate, as_utc
-from users.identity import canonical
 from users.models import OutboxEvent, User
 from users.passwords.hashing import PasswordHasher
 
@@ -61,9 +61,9 @@ async def register(
     user = User(
         id=uuid.uuid4(),
         email=data.email,
-        email_canonical=canonical(data.email),
+        email_canonical=canonical_name(data.email),
         username=data.username,
-        username_canonical=canonical(data.username),
+        username_canonical=canonical_name(data.username),
         full_name=data.full_name,
         password_hash=await hasher.hash(data.password),
         is_active=True,
@@ -94,10 +94,10 @@ async def update_profile(session: AsyncSession, user: User, changes: UserUpdate)
     if taken:
         raise _taken(taken)
     if "email" in values:
-        user.email, user.email_canonical = values["email"], canonical(values["email"])
+        user.email, user.email_canonical = values["email"], canonical_name(values["email"])
     if "username" in values:
         user.username = values["username"]
-        user.username_canonical = canonical(values["username"])
+        user.username_canonical = canonical_name(values["username"])
     if "full_name" in values:
         user.full_name = values["full_name"]
     await _flush_unique(session)
