@@ -4,6 +4,11 @@
   access-token lifetime (after that the tokens have expired anyway).
 - `revoked:user:<user id>` = a UNIX time → the user's access tokens issued (`iat`) before it are
   refused. Written when all of a user's sessions end (password change, deactivation).
+- `revocation:epoch` exists → the markers above are complete. Redis is only a cache of auth's
+  database: a Redis that restarts empty (or a failover to an empty replica) loses the markers and
+  this key with them. Auth writes the key only after re-writing, from its database, every marker
+  still inside `MAX_ACCESS_TOKEN_SECONDS`; until then the gateway refuses token requests (503),
+  because a missing marker would read as "nothing is revoked".
 """
 
 from __future__ import annotations
@@ -14,6 +19,7 @@ from redis.asyncio import Redis
 MAX_ACCESS_TOKEN_SECONDS = 30 * 60
 SESSION_PREFIX = "revoked:sid:"
 USER_PREFIX = "revoked:user:"
+EPOCH_KEY = "revocation:epoch"
 
 
 def session_key(session_id: str) -> str:
