@@ -1,11 +1,13 @@
 #!/usr/bin/env bash
 # Debian packages the tests and benchmarks use: chromium (the Swagger UI browser test),
-# wrk and nginx-light (make bench). Installed only when missing and apt is usable.
+# wrk, nginx-light and haproxy (make bench: the load generator and the reference proxies).
+# Installed only when missing and apt is usable (nginx and haproxy live in /usr/sbin).
 set -uo pipefail
 missing=()
 command -v chromium >/dev/null 2>&1 || missing+=(chromium)
 command -v wrk >/dev/null 2>&1 || missing+=(wrk)
-command -v nginx >/dev/null 2>&1 || missing+=(nginx-light)
+command -v nginx >/dev/null 2>&1 || [ -x /usr/sbin/nginx ] || missing+=(nginx-light)
+command -v haproxy >/dev/null 2>&1 || [ -x /usr/sbin/haproxy ] || missing+=(haproxy)
 [ ${#missing[@]} -eq 0 ] && exit 0
 if [ "$(id -u)" -ne 0 ] || ! command -v apt-get >/dev/null 2>&1; then
   echo "missing system packages (install them yourself): ${missing[*]}" >&2
