@@ -1,4 +1,4 @@
-"""CPU time read from /proc (Linux): of one process, and of the whole machine."""
+"""CPU time read from /proc (Linux): of a process (or a process tree) and of the whole machine."""
 
 from __future__ import annotations
 
@@ -18,3 +18,21 @@ def machine_cpu_seconds() -> float:
     """Busy CPU time of the whole machine (every core): user + nice + system + irq + softirq."""
     fields = Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]
     return sum(int(fields[index]) for index in (0, 1, 2, 5, 6)) / CLOCK_TICKS
+
+
+def with_children(pid: int) -> list[int]:
+    """`pid` and its descendants now (nginx's workers: a master's own CPU time counts a child's
+    only once the child has exited, so each worker is read itself)."""
+    parents: dict[int, int] = {}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue  # exited meanwhile
+        parents[int(entry.name)] = int(fields[1])
+    family = [pid]
+    for member in family:
+        family.extend(child for child, parent in parents.items() if parent == member)
+    return family

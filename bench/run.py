@@ -1,30 +1,32 @@
 """`make bench`: the platform on real infrastructure, measured side by side in one run.
 
-1. `GET /api/v1/users/me` with one valid token, wrk on loopback, alternating pairs:
-   directly against users, then through the gateway (every check on: signature, revocation,
-   rate limit — the limit set high enough never to refuse), then through nginx proxying to users
-   as a reference line. Prints requests/s, p50/p99 latency, the ratio gateway/direct per pair and
-   its median, and CPU time per request of the gateway and users processes (from /proc).
+1. `GET /api/v1/users/me` with one valid token, wrk on loopback, in alternating rounds (bench.me):
+   directly against users; through the gateway (every check on: signature, revocation, rate
+   limit — the limit set high enough never to refuse); through nginx (a bare proxy) and through
+   HAProxy doing the token checks itself (bench.proxies; it must first refuse forged tokens), as
+   reference lines; and the floor (bench.floor: the same answer from bare Starlette + asyncpg).
+   Prints requests/s, p50/p99 latency and CPU time per request of each target's own processes
+   (from /proc), and the ratios: gateway/direct req/s, the gateway's CPU per request against
+   HAProxy's and nginx's, users' CPU per request against the floor's.
 2. Registration → welcome email latency through the gateway at a steady registration rate.
 3. Events throughput: outbox rows → relay → RabbitMQ → notifier → SMTP sink (bench.events).
 First, the proxy-client choice: httpx, aiohttp and the gateway's own client against one
-upstream (bench.proxy_clients). `--only me` runs step 1 alone.
+upstream (bench.proxy_clients). `--only me` runs step 1 alone. Ends with a summary table of
+every figure and its target.
 
 Real PostgreSQL (fresh databases), Redis (DB 8, flushed), RabbitMQ (a throwaway vhost) and an
-aiosmtpd sink; wrk and nginx from Debian (`make system-deps`). Only loopback, bounded durations.
+aiosmtpd sink; wrk, nginx and HAProxy from Debian (`make system-deps`). Only loopback, bounded
+durations.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
-import re
 import shutil
 import statistics
-import subprocess
 import time
 import uuid
-from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
@@ -32,8 +34,9 @@ import redis
 import uvloop
 from common.testing import fresh_database
 
-from bench import events, proxy_clients
-from bench.proc import cpu_seconds
+from bench import events, floor, me, proxies, proxy_clients
+from bench.listener import Listener
+from bench.summary import Summary
 from services.notifier.tests.smtp_sink import SmtpSink
 from tests.integration.platform import (
     ROOT,
@@ -46,109 +49,6 @@ from tests.integration.platform import (
 
 REDIS_URL = "redis://127.0.0.1:6379/8"
 PASSWORD = "bench passphrase that is long enough"
-
-
-@dataclass(frozen=True)
-class Load:
-    requests: int
-    requests_per_second: float
-    p50_ms: float
-    p99_ms: float
-    non_2xx: int
-    socket_errors: int
-
-
-def _milliseconds(value: str) -> float:
-    match = re.fullmatch(r"([\d.]+)(us|ms|s|m|h)", value)
-    if match is None:
-        raise ValueError(f"unexpected wrk latency {value!r}")
-    number, unit = match.groups()
-    scale = {"us": 0.001, "ms": 1.0, "s": 1000.0, "m": 60_000.0, "h": 3_600_000.0}
-    return float(number) * scale[unit]
-
-
-def wrk(url: str, token: str, seconds: int, connections: int) -> Load:
-    output = subprocess.run(
-        [
-            "wrk",
-            "-t1",
-            f"-c{connections}",
-            f"-d{seconds}s",
-            "--latency",
-            "-H",
-            f"Authorization: Bearer {token}",
-            url,
-        ],
-        capture_output=True,
-        text=True,
-        check=True,
-    ).stdout
-    if "Requests/sec" not in output or "50%" not in output:
-        raise RuntimeError(f"wrk printed no figures for {url}:\n{output}")
-    requests = int(re.search(r"(\d+) requests in", output).group(1))  # type: ignore[union-attr]
-    rate = float(re.search(r"Requests/sec:\s+([\d.]+)", output).group(1))  # type: ignore[union-attr]
-    p50 = re.search(r"^\s+50%\s+(\S+)", output, re.MULTILINE).group(1)  # type: ignore[union-attr]
-    p99 = re.search(r"^\s+99%\s+(\S+)", output, re.MULTILINE).group(1)  # type: ignore[union-attr]
-    errors = re.search(r"Non-2xx or 3xx responses: (\d+)", output)
-    sockets = re.search(
-        r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", output
-    )
-    socket_errors = sum(int(n) for n in sockets.groups()) if sockets else 0
-    return Load(
-        requests,
-        rate,
-        _milliseconds(p50),
-        _milliseconds(p99),
-        int(errors.group(1)) if errors else 0,
-        socket_errors,
-    )
-
-
-NGINX_CONF = """
-worker_processes 1;
-daemon off;
-pid {dir}/nginx.pid;
-error_log {dir}/error.log warn;
-events {{ worker_connections 1024; }}
-http {{
-  access_log off;
-  client_body_temp_path {dir}/body;
-  proxy_temp_path {dir}/proxy;
-  fastcgi_temp_path {dir}/fastcgi;
-  uwsgi_temp_path {dir}/uwsgi;
-  scgi_temp_path {dir}/scgi;
-  upstream users {{ server 127.0.0.1:{upstream}; keepalive 64; }}
-  server {{
-    listen 127.0.0.1:{port};
-    location / {{
-      proxy_pass http://users;
-      proxy_http_version 1.1;
-      proxy_set_header Connection "";
-    }}
-  }}
-}}
-"""
-
-
-def start_nginx(directory: Path, upstream: int) -> tuple[subprocess.Popen[bytes], int] | None:
-    nginx = shutil.which("nginx") or (
-        "/usr/sbin/nginx" if Path("/usr/sbin/nginx").exists() else None
-    )
-    if nginx is None:
-        return None
-    port = free_port()
-    config = directory / "nginx.conf"
-    config.write_text(NGINX_CONF.format(dir=directory, upstream=upstream, port=port))
-    process = subprocess.Popen([nginx, "-c", str(config), "-p", str(directory)])
-    deadline = time.monotonic() + 10
-    while time.monotonic() < deadline:
-        try:
-            httpx.get(f"http://127.0.0.1:{port}/health", timeout=1.0)
-            return process, port
-        except httpx.HTTPError:
-            time.sleep(0.1)
-    process.terminate()
-    return None
 
 
 def account() -> dict[str, str]:
@@ -173,70 +73,70 @@ def token_for(gateway: str) -> str:
         return token
 
 
-def measure_me(platform: Platform, token: str, args: argparse.Namespace, workdir: Path) -> None:
-    path = "/api/v1/users/me"
-    targets = {"direct": platform.url("users") + path, "gateway": platform.url("gateway") + path}
-    nginx = start_nginx(workdir, platform.ports["users"])
-    if nginx is not None:
-        targets["nginx"] = f"http://127.0.0.1:{nginx[1]}{path}"
-    gateway_pid = platform.processes["gateway"].pid
-    users_pid = platform.processes["users"].pid
-    print(f"\n== GET {path}: wrk -t1 -c{args.connections} -d{args.seconds}s, {args.pairs} pairs ==")
-    for url in targets.values():  # warm-up: keep-alive pools, key and token caches
-        wrk(url, token, 2, args.connections)
-    results: dict[str, list[Load]] = {name: [] for name in targets}
-    gateway_cpu: list[float] = []
-    users_cpu: list[float] = []
-    try:
-        for pair in range(args.pairs):
-            for name, url in targets.items():
-                before = {pid: cpu_seconds(pid) for pid in (gateway_pid, users_pid)}
-                load = wrk(url, token, args.seconds, args.connections)
-                after = {pid: cpu_seconds(pid) for pid in (gateway_pid, users_pid)}
-                results[name].append(load)
-                per_request = {
-                    pid: (after[pid] - before[pid]) / max(load.requests, 1) * 1e6 for pid in after
-                }
-                cpu = ""
-                if name == "gateway":
-                    gateway_cpu.append(per_request[gateway_pid])
-                    cpu = f"  gateway CPU {per_request[gateway_pid]:4.0f} µs/req"
-                if name == "direct":
-                    users_cpu.append(per_request[users_pid])
-                    cpu = f"  users CPU {per_request[users_pid]:4.0f} µs/req"
-                print(
-                    f"pair {pair + 1} {name:8} {load.requests_per_second:9.0f} req/s  "
-                    f"p50 {load.p50_ms:7.2f} ms  p99 {load.p99_ms:7.2f} ms  "
-                    f"non-2xx {load.non_2xx}  socket errors {load.socket_errors}{cpu}"
-                )
-    finally:
-        if nginx is not None:
-            nginx[0].terminate()
-            nginx[0].wait(10)
-    ratios = [
-        g.requests_per_second / d.requests_per_second
-        for g, d in zip(results["gateway"], results["direct"], strict=True)
-    ]
-    print("-- medians --")
-    for name, loads in results.items():
-        print(
-            f"{name:8} {statistics.median(x.requests_per_second for x in loads):9.0f} req/s  "
-            f"p50 {statistics.median(x.p50_ms for x in loads):7.2f} ms  "
-            f"p99 {statistics.median(x.p99_ms for x in loads):7.2f} ms"
-        )
-    print(f"ratio gateway/direct per pair: {', '.join(f'{r:.2f}' for r in ratios)}")
-    print(f"ratio gateway/direct (median): {statistics.median(ratios):.2f}   (target >= 0.8)")
-    if "nginx" in results:
-        nginx_ratio = statistics.median(
-            n.requests_per_second / d.requests_per_second
-            for n, d in zip(results["nginx"], results["direct"], strict=True)
-        )
-        print(f"ratio nginx/direct (median, reference): {nginx_ratio:.2f}")
-    print(
-        f"gateway CPU per request (median): {statistics.median(gateway_cpu):.0f} µs"
-        "   (target <= 300)"
+def same_answer(users_url: str, floor_url: str, token: str) -> None:
+    """The floor must answer what users answers (else it is the floor of something else)."""
+    headers = {"Authorization": f"Bearer {token}"}
+    users, floor_answer = (
+        httpx.get(url, headers=headers, timeout=10.0) for url in (users_url, floor_url)
     )
-    print(f"users CPU per request, direct (median): {statistics.median(users_cpu):.0f} µs")
+    if users.json() != floor_answer.json() or floor_answer.status_code != 200:
+        raise RuntimeError(f"the floor answers {floor_answer.text}, users {users.text}")
+    print(f"the floor answers as users does: {floor_answer.text}")
+
+
+def measure_me(
+    platform: Platform,
+    token: str,
+    users_database: str,
+    args: argparse.Namespace,
+    workdir: Path,
+    summary: Summary,
+) -> None:
+    """Starts the reference proxies and the floor, checks HAProxy refuses forgeries, measures."""
+    users = platform.processes["users"].pid
+    gateway = platform.processes["gateway"].pid
+    targets = [
+        me.Target("direct", platform.url("users") + me.PATH, lambda: [users]),
+        me.Target("gateway", platform.url("gateway") + me.PATH, lambda: [gateway]),
+    ]
+    started: list[Listener] = []
+    try:
+        nginx = proxies.start_nginx(workdir, platform.ports["users"])
+        if nginx is None:
+            print("nginx is not installed: no nginx line (`make system-deps`)")
+        else:
+            started.append(nginx)
+            targets.append(me.Target("nginx", nginx.url + me.PATH, nginx.pids))
+        haproxy = proxies.start_haproxy(
+            workdir,
+            platform.ports["users"],
+            key_pem=proxies.signing_key_pem(platform.url("auth"), token),
+            issuer=platform.env["ISSUER"],
+            audience=platform.env["AUDIENCE"],
+            rate_limit=1_000_000,  # as GATEWAY_RATE_LIMIT here: counted, never reached
+        )
+        if haproxy is None:
+            print("haproxy is not installed: no HAProxy line (`make system-deps`)")
+        else:
+            started.append(haproxy)
+            print("HAProxy's token check (bench.proxies.check_refuses_forgeries):")
+            for line in proxies.check_refuses_forgeries(haproxy.url + me.PATH, token):
+                print(f"  {line}")
+            targets.append(me.Target("haproxy", haproxy.url + me.PATH, haproxy.pids))
+        floor_process = floor.start(
+            users_database,
+            platform.url("auth"),
+            platform.env["ISSUER"],
+            platform.env["AUDIENCE"],
+            workdir,
+        )
+        started.append(floor_process)
+        same_answer(platform.url("users") + me.PATH, floor_process.url + me.PATH, token)
+        targets.append(me.Target("floor", floor_process.url + me.PATH, floor_process.pids))
+        me.measure(targets, token, args, summary)
+    finally:
+        for listener in started:
+            listener.stop()
 
 
 async def registration_capacity(platform: Platform, count: int = 24, concurrency: int = 8) -> float:
@@ -254,7 +154,7 @@ async def registration_capacity(platform: Platform, count: int = 24, concurrency
 
 
 async def measure_registrations(
-    platform: Platform, sink: SmtpSink, count: int, rate: float | None
+    platform: Platform, sink: SmtpSink, count: int, rate: float | None, summary: Summary
 ) -> None:
     print("\n== registration → welcome email ==")
     if rate is None:
@@ -302,19 +202,38 @@ async def measure_registrations(
         f"sustained {count / elapsed:.1f} registrations/s (bcrypt-bound); "
         f"{len(delivered)}/{count} emails"
     )
+    summary.add("registrations/s (bcrypt-bound)", f"{count / elapsed:.1f}")
+    summary.add(
+        "welcome emails delivered",
+        f"{len(delivered)}/{count}",
+        f"{count}/{count}",
+        len(delivered) == count,
+    )
     if latencies:
+        p99 = events.percentile(latencies, 0.99)
         print(
             f"registration 201 → email accepted: p50 {statistics.median(latencies):.0f} ms, "
-            f"p99 {events.percentile(latencies, 0.99):.0f} ms   (target p99 < 1000)"
+            f"p99 {p99:.0f} ms   (target p99 < 1000)"
         )
+        summary.add("registration → email p99", f"{p99:.0f} ms", "< 1000 ms", p99 < 1000)
 
 
 async def run(args: argparse.Namespace) -> None:
     for tool in ("wrk",):
         if shutil.which(tool) is None:
             raise SystemExit(f"{tool} is missing: run `make system-deps` (Debian package {tool})")
+    started = time.monotonic()
+    summary = Summary()
+    try:
+        await measure_all(args, summary)
+    finally:
+        summary.print()
+        print(f"bench run time: {time.monotonic() - started:.0f} s")
+
+
+async def measure_all(args: argparse.Namespace, summary: Summary) -> None:
     if args.only == "events":
-        await measure_events(args)
+        await measure_events(args, summary)
         return
     only_me = args.only == "me"
     if not only_me:
@@ -331,7 +250,7 @@ async def run(args: argparse.Namespace) -> None:
             fresh_database("bench_notifier", migrations["notifier"]) as notifier_db,
         ):
             with throwaway_vhost() as amqp_url:
-                # Kept after the run: each service's log, nginx's config and error log.
+                # Kept after the run: each service's log, the proxies' configs and logs.
                 workdir = ROOT / "var" / time.strftime("bench-%Y%m%d-%H%M%S")
                 workdir.mkdir(parents=True)
                 print(f"logs: {workdir}/")
@@ -353,28 +272,30 @@ async def run(args: argparse.Namespace) -> None:
                     # `--only me` needs no notifier: /users/me touches auth, users and gateway.
                     platform.start(*(("auth", "users", "gateway") if only_me else ()))
                     token = token_for(platform.url("gateway"))
-                    measure_me(platform, token, args, workdir)
+                    measure_me(platform, token, users_db, args, workdir, summary)
                     if not only_me:
                         await measure_registrations(
-                            platform, sink, args.registrations, args.registration_rate
+                            platform, sink, args.registrations, args.registration_rate, summary
                         )
                 finally:
                     platform.stop_all()
     finally:
         sink.stop()
     if not only_me:
-        await measure_events(args)
+        await measure_events(args, summary)
 
 
-async def measure_events(args: argparse.Namespace) -> None:
+async def measure_events(args: argparse.Namespace, summary: Summary) -> None:
     print(
         f"\n== events: outbox → RabbitMQ → notifier → SMTP sink, {args.event_runs} runs of "
         f"{args.events} (bench.events) =="
     )
     rates: list[float] = []
+    p99s: list[float] = []
     for _ in range(args.event_runs):
         result = await events.run(args.events, args.paced, args.rate)
         rates.append(result["events_per_second"])
+        p99s.append(result["latency_p99_ms"])
         print(
             f"{result['events']:.0f} events in {result['seconds']:.2f}s = "
             f"{result['events_per_second']:.0f} events/s; commit → email at "
@@ -382,13 +303,25 @@ async def measure_events(args: argparse.Namespace) -> None:
             f"p99 {result['latency_p99_ms']:.1f} ms; duplicates {result['duplicates']:.0f}"
         )
         print(f"  {events.cpu_line(result)}")
-    print(f"events/s (median of {len(rates)}): {statistics.median(rates):.0f}   (target >= 1000)")
+    rate = statistics.median(rates)
+    print(f"events/s (median of {len(rates)}): {rate:.0f}   (target >= 1000)")
+    summary.add("events/s (outbox → email)", f"{rate:.0f}", ">= 1000", rate >= 1000)
+    summary.add(
+        f"event commit → email p99 at {args.rate:.0f}/s", f"{statistics.median(p99s):.1f} ms"
+    )
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description="Gatehouse benchmarks (see bench/run.py)")
     parser.add_argument("--seconds", type=int, default=10, help="wrk duration per measurement")
-    parser.add_argument("--pairs", type=int, default=3, help="alternating direct/gateway pairs")
+    parser.add_argument(
+        "--rounds",
+        "--pairs",
+        dest="rounds",
+        type=int,
+        default=3,
+        help="alternating rounds of the /me targets (direct, gateway, nginx, haproxy, floor)",
+    )
     parser.add_argument("--connections", type=int, default=32)
     parser.add_argument("--registrations", type=int, default=60)
     parser.add_argument(
@@ -403,7 +336,7 @@ def main() -> None:
     parser.add_argument(
         "--only",
         choices=("me", "events"),
-        help="run one measurement only (me: GET /api/v1/users/me, direct vs gateway; "
+        help="run one measurement only (me: GET /api/v1/users/me, every target; "
         "events: outbox → notifier throughput)",
     )
     # uvloop, as the services run under uvicorn (the outbox relay of bench.events runs here).

@@ -1,0 +1,122 @@
+"""`GET /api/v1/users/me` side by side: users directly, through the gateway, through nginx (a bare
+proxy) and HAProxy (the gateway's token checks done in C), and the floor (bench.floor: the same
+answer from a bare Starlette + asyncpg process). wrk on loopback, every target once per round,
+several rounds; the CPU time of each target's own processes (from /proc) per request."""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from bench.proc import cpu_seconds
+from bench.summary import Summary
+from bench.wrk import Load, wrk
+
+PATH = "/api/v1/users/me"
+
+
+@dataclass
+class Target:
+    name: str
+    url: str
+    pids: Callable[[], list[int]]  # the processes whose CPU is this target's own
+    loads: list[Load] = field(default_factory=list)
+    cpu: list[float] = field(default_factory=list)  # µs per request, one per round
+
+
+def _cpu(pids: list[int]) -> float:
+    return sum(cpu_seconds(pid) for pid in pids)
+
+
+def _median_ratio(ratios: list[float]) -> float:
+    return statistics.median(ratios) if ratios else float("nan")
+
+
+def measure(targets: list[Target], token: str, args: argparse.Namespace, summary: Summary) -> None:
+    headers = {"Authorization": f"Bearer {token}"}
+    print(
+        f"\n== GET {PATH}: wrk -t1 -c{args.connections} -d{args.seconds}s, "
+        f"{args.rounds} alternating rounds of {', '.join(t.name for t in targets)} =="
+    )
+    for target in targets:  # warm-up: keep-alive pools, key and token caches, prepared queries
+        wrk(target.url, 2, args.connections, headers=headers)
+    for round_ in range(args.rounds):
+        for target in targets:
+            pids = target.pids()
+            before = _cpu(pids)
+            load = wrk(target.url, args.seconds, args.connections, headers=headers)
+            cpu = (_cpu(pids) - before) / max(load.requests, 1) * 1e6
+            target.loads.append(load)
+            target.cpu.append(cpu)
+            print(
+                f"round {round_ + 1} {target.name:8} {load.requests_per_second:7.0f} req/s  "
+                f"p50 {load.p50_ms:6.2f} ms  p99 {load.p99_ms:6.2f} ms  "
+                f"non-2xx {load.non_2xx}  socket errors {load.socket_errors}  "
+                f"CPU {cpu:4.0f} µs/req"
+            )
+    report(targets, summary)
+
+
+def report(targets: list[Target], summary: Summary) -> None:
+    by_name = {target.name: target for target in targets}
+    print("-- medians (CPU: the target's own processes) --")
+    for target in targets:
+        print(
+            f"{target.name:8} {statistics.median(x.requests_per_second for x in target.loads):7.0f}"
+            f" req/s  p50 {statistics.median(x.p50_ms for x in target.loads):6.2f} ms  "
+            f"p99 {statistics.median(x.p99_ms for x in target.loads):6.2f} ms  "
+            f"CPU {statistics.median(target.cpu):4.0f} µs/req"
+        )
+        refused = sum(x.non_2xx + x.socket_errors for x in target.loads)
+        if refused:
+            print(f"  WARNING: {target.name} answered {refused} requests with errors")
+            summary.add(f"/me {target.name}: errors", str(refused), "0", False)
+
+    def rates(a: str, b: str) -> list[float]:
+        return [
+            x.requests_per_second / y.requests_per_second
+            for x, y in zip(by_name[a].loads, by_name[b].loads, strict=True)
+        ]
+
+    def cpus(a: str, b: str) -> list[float]:
+        return [x / y for x, y in zip(by_name[a].cpu, by_name[b].cpu, strict=True) if y > 0]
+
+    direct = by_name["direct"]
+    gateway = by_name["gateway"]
+    summary.add(
+        "/me users direct",
+        f"{statistics.median(x.requests_per_second for x in direct.loads):.0f} req/s",
+    )
+    summary.add("/me users CPU/req (direct)", f"{statistics.median(direct.cpu):.0f} µs")
+    gateway_rate = rates("gateway", "direct")
+    print(f"ratio gateway/direct req/s per round: {', '.join(f'{r:.2f}' for r in gateway_rate)}")
+    median = _median_ratio(gateway_rate)
+    print(f"ratio gateway/direct req/s (median): {median:.2f}   (target >= 0.9)")
+    summary.add("/me gateway/direct req/s", f"{median:.2f}", ">= 0.9", median >= 0.9)
+    gateway_cpu = statistics.median(gateway.cpu)
+    print(f"gateway CPU per request (median): {gateway_cpu:.0f} µs   (target <= 300)")
+    summary.add("/me gateway CPU/req", f"{gateway_cpu:.0f} µs", "<= 300 µs", gateway_cpu <= 300)
+    for proxy in ("haproxy", "nginx"):
+        if proxy not in by_name:
+            continue
+        rate = _median_ratio(rates(proxy, "direct"))
+        cpu = _median_ratio(cpus("gateway", proxy))
+        print(f"ratio {proxy}/direct req/s (median, reference): {rate:.2f}")
+        print(
+            f"gateway CPU/req as a multiple of {proxy}'s (median of rounds): {cpu:.1f}x  "
+            f"({proxy} {statistics.median(by_name[proxy].cpu):.0f} µs/req)"
+        )
+        summary.add(f"/me {proxy}/direct req/s", f"{rate:.2f}")
+        summary.add(f"/me gateway CPU/req ÷ {proxy}'s", f"{cpu:.1f}x")
+    if "floor" in by_name:
+        rate = _median_ratio(rates("direct", "floor"))
+        cpu = _median_ratio(cpus("direct", "floor"))
+        print(f"ratio users/floor req/s (median): {rate:.2f}")
+        print(
+            f"users CPU/req as a multiple of the floor's (median of rounds): {cpu:.1f}x   "
+            f"(target <= 2; floor {statistics.median(by_name['floor'].cpu):.0f} µs/req)"
+        )
+        summary.add("/me floor CPU/req", f"{statistics.median(by_name['floor'].cpu):.0f} µs")
+        summary.add("/me users CPU/req ÷ floor's", f"{cpu:.1f}x", "<= 2x", cpu <= 2)
