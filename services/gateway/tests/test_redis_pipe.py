@@ -70,7 +70,7 @@ def test_the_guard_packs_its_script_call_as_pack_command_would(
     keys = ["rl:user:u-1:1790000000", "rl:login:None:29833333", "revoked:sid:é", "revoked:user:-"]
     args = [1, 60, check_login, check_revocation]
     expected = pack_command(b"EVALSHA", SCRIPT_SHA, 4, *keys, *args)
-    assert guard.command(keys, args) == expected
+    assert guard.script.command(keys, args) == expected
 
 
 @pytest.mark.parametrize(

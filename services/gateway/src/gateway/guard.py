@@ -7,17 +7,17 @@ with a token fails closed (503): the gateway cannot know whether its session was
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import time
 from dataclasses import dataclass
 
 from common.revocation import session_key, user_key
 from redis.asyncio import Redis
-from redis.exceptions import NoScriptError, RedisError
+from redis.exceptions import RedisError
 
 from gateway.metrics import FALLBACKS
-from gateway.redis_pipe import PipelinedRedis, as_ints, pack_arguments
+from gateway.redis_pipe import PipelinedRedis, as_ints
+from gateway.redis_script import RedisScript, script_sha
 
 logger = logging.getLogger("gatehouse.gateway.guard")
 
@@ -52,9 +52,7 @@ if ARGV[4] == '1' then
 end
 return {general, login, revoked, not_before}
 """
-SCRIPT_SHA = hashlib.sha1(
-    SCRIPT.encode(), usedforsecurity=False
-).hexdigest()  # what Redis names it: EVALSHA at once
+SCRIPT_SHA = script_sha(SCRIPT)
 
 
 @dataclass(frozen=True, slots=True)
@@ -98,22 +96,11 @@ class Guard:
     def __init__(
         self, redis: Redis, general: Limit, login: Limit, pipe: PipelinedRedis | None = None
     ) -> None:
-        self.redis = redis
-        self.pipe = pipe
+        self.script = RedisScript(SCRIPT, redis, pipe)
         self.general = general
         self.login = login
         self.local = LocalLimiter()
         self._fallback_logged: dict[str, float] = {}
-        # The script call as the pipe sends it, packed once but for the four keys: its head,
-        # and its arguments for each (check login, check revocation).
-        self._head = b"*11\r\n" + pack_arguments(b"EVALSHA", SCRIPT_SHA, 4)
-        self._tails = {
-            (check_login, check_revocation): pack_arguments(
-                general.window, login.window, check_login, check_revocation
-            )
-            for check_login in (0, 1)
-            for check_revocation in (0, 1)
-        }
 
     async def check(
         self,
@@ -143,7 +130,7 @@ class Guard:
             1 if revocation else 0,
         ]
         try:
-            general, login, revoked, not_before = await self._run(keys, args)
+            general, login, revoked, not_before = as_ints(await self.script.run(keys, args))
         except (RedisError, OSError) as exc:
             if revocation:
                 self._fallback(FAIL_CLOSED, exc)
@@ -165,31 +152,6 @@ class Guard:
             remaining=max(self.general.limit - general, 0),
             reset=self._reset(self.general, now),
         )
-
-    def command(self, keys: list[str], args: list[int]) -> bytes:
-        """`pack_command(b"EVALSHA", SCRIPT_SHA, 4, *keys, *args)`, from the parts packed once."""
-        parts = [self._head]
-        for key in keys:
-            encoded = key.encode()
-            parts.append(b"$%d\r\n%b\r\n" % (len(encoded), encoded))
-        parts.append(self._tails[args[2], args[3]])
-        return b"".join(parts)
-
-    async def _run(self, keys: list[str], args: list[int]) -> list[int]:
-        if self.pipe is not None:
-            command = self.command(keys, args)
-            try:
-                reply = await self.pipe.execute_packed(command)
-            except NoScriptError:  # a new or restarted Redis: load the script once
-                await self.pipe.execute(b"SCRIPT", b"LOAD", SCRIPT)
-                reply = await self.pipe.execute_packed(command)
-            return as_ints(reply)
-        try:
-            result = await self.redis.evalsha(SCRIPT_SHA, len(keys), *keys, *args)
-        except NoScriptError:
-            await self.redis.script_load(SCRIPT)
-            result = await self.redis.evalsha(SCRIPT_SHA, len(keys), *keys, *args)
-        return [int(value) for value in result]
 
     @staticmethod
     def _reset(limit: Limit, now: float) -> int:
