@@ -8,14 +8,9 @@ import uuid
 from collections.abc import Callable
 
 import pytest
-from common.broker import PermanentFailure
+from common.broker import PermanentFailure, RetryPolicy, UnroutableEvent
 from common.events import Envelope
-from common.inprocess_broker import (
-    InProcessBroker,
-    RetryPolicy,
-    UnroutableEvent,
-    topic_matches,
-)
+from common.inprocess_broker import InProcessBroker, topic_matches
 
 QUEUE = "notifier.user-registered"
 FAST = RetryPolicy(delays=(0.01, 0.02, 0.04), max_attempts=3)

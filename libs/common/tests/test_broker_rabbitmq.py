@@ -11,17 +11,18 @@ from collections.abc import AsyncIterator, Callable
 
 import aio_pika
 import pytest
-from common.broker import PermanentFailure
-from common.events import Envelope
-from common.inprocess_broker import (
+from common.broker import (
     ATTEMPTS_HEADER,
     ERROR_HEADER,
     BrokerUnavailable,
+    PermanentFailure,
     RetryPolicy,
     UnroutableEvent,
 )
+from common.embedded import make_broker
+from common.events import Envelope
 from common.logs import request_id_var
-from common.rabbitmq import RabbitBroker, make_broker
+from common.rabbitmq import RabbitBroker
 
 AMQP_URL = os.environ.get("TEST_AMQP_URL", "amqp://guest:guest@127.0.0.1:5672/")
 QUEUE = "notifier.user-registered"

@@ -9,9 +9,10 @@ from datetime import timedelta
 from pathlib import Path
 
 import pytest
+from common.broker import BrokerUnavailable
 from common.db import Database, new_metadata
 from common.events import Envelope, OutboxMixin, utcnow
-from common.inprocess_broker import BrokerUnavailable, InProcessBroker
+from common.inprocess_broker import InProcessBroker
 from common.outbox import OutboxRelay, add_outbox_event
 from common.rabbitmq import RabbitBroker
 from common.testing import admin_url

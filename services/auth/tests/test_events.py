@@ -7,8 +7,8 @@ import logging
 from datetime import timedelta
 
 import pytest
-from auth.events.handler import QUEUE, handle_user_event
-from common.broker import PermanentFailure
+from auth.events.handler import AUDITED_ONLY, ENDING_SESSIONS, handle_user_event
+from common.broker import ACCOUNT_SESSIONS, CONSUMER_QUEUES, PermanentFailure
 from common.events import Envelope
 from common.inprocess_broker import InProcessBroker
 from common.revocation import is_revoked
@@ -57,6 +57,25 @@ async def test_redelivered_event_spares_sessions_opened_after_the_change(
     assert not await is_revoked(auth.redis, claims["sid"], claims["sub"], claims["iat"])
 
 
+def test_the_topology_binds_exactly_the_events_auth_handles() -> None:
+    handled = set(ENDING_SESSIONS) | AUDITED_ONLY
+    assert set(ACCOUNT_SESSIONS.routing_keys) == handled
+    assert set(CONSUMER_QUEUES[ACCOUNT_SESSIONS.queue]) == handled
+    assert set(InProcessBroker().bindings(ACCOUNT_SESSIONS.queue)) == handled
+
+
+async def test_auth_consumes_exactly_its_subscription(database_url: str) -> None:
+    broker = InProcessBroker(queues={})
+    async with running_auth(database_url, broker=broker.client()):
+        assert broker.bindings(ACCOUNT_SESSIONS.queue) == set(ENDING_SESSIONS) | AUDITED_ONLY
+
+
+async def test_profile_update_keeps_sessions(auth: AuthHarness, account: Account) -> None:
+    pair = await auth.login(account)
+    await handle(auth, Envelope(type="user.updated", data={"user_id": account.user_id}))
+    assert (await auth.refresh(pair["refresh_token"])).status_code == 200
+
+
 async def test_roles_changed_keeps_sessions(auth: AuthHarness, account: Account) -> None:
     pair = await auth.login(account)
     account.roles = ["admin"]
@@ -90,7 +109,7 @@ async def test_events_arrive_through_the_broker(database_url: str) -> None:
                 break
             await asyncio.sleep(0.02)
         assert (await auth.refresh(pair["refresh_token"])).status_code == 401
-        assert broker.dead_letters(QUEUE) == []
+        assert broker.dead_letters(ACCOUNT_SESSIONS.queue) == []
         assert "broker" in auth.app.state.degradable_checks
 
 

@@ -14,9 +14,9 @@ from collections.abc import AsyncIterator, Callable, Iterator
 
 import pytest
 from asgi_lifespan import LifespanManager
+from common.broker import RetryPolicy
 from common.db import Database, new_metadata
 from common.events import Envelope, OutboxMixin
-from common.inprocess_broker import RetryPolicy
 from common.outbox import OutboxRelay, add_outbox_event
 from common.rabbitmq import RabbitBroker
 from notifier.deliveries.models import Delivery, DeliveryStatus

@@ -10,22 +10,23 @@ from pathlib import Path
 import httpx
 import pytest
 from asgi_lifespan import LifespanManager
-from common.broker import PermanentFailure
+from common.broker import CONSUMER_QUEUES, WELCOME_EMAILS, PermanentFailure, RetryPolicy
 from common.db import Database
 from common.embedded import Embedded
 from common.events import Envelope
-from common.inprocess_broker import InProcessBroker, RetryPolicy
+from common.inprocess_broker import InProcessBroker
 from fastapi import FastAPI
 from notifier.deliveries.models import Delivery, DeliveryStatus
 from notifier.deliveries.service import WelcomeEmailService
 from notifier.mail.transports import SmtpTransport
-from notifier.main import QUEUE, create_app
+from notifier.main import create_app
 from notifier.settings import NotifierSettings
 from prometheus_client import REGISTRY
 from sqlalchemy import select
 
 from .smtp_sink import SmtpSink, free_port
 
+QUEUE = WELCOME_EMAILS.queue
 FAST = RetryPolicy(delays=(0.02, 0.05, 0.1), max_attempts=5)
 
 
@@ -311,6 +312,18 @@ async def test_unreachable_smtp_server_is_a_retryable_failure(database: Database
     with pytest.raises(Exception, match="SMTP unavailable") as raised:
         await service.handle(registration())
     assert not isinstance(raised.value, PermanentFailure)
+
+
+async def test_the_topology_binds_exactly_the_event_the_notifier_handles(
+    database: Database, smtp: SmtpSink
+) -> None:
+    assert WELCOME_EMAILS.routing_keys == ("user.registered",)
+    assert CONSUMER_QUEUES[QUEUE] == WELCOME_EMAILS.routing_keys
+    broker = InProcessBroker(queues={})
+    async with LifespanManager(
+        create_app(settings_for(database.url, smtp), broker=broker.client())
+    ):
+        assert broker.bindings(QUEUE) == {"user.registered"}
 
 
 async def test_other_event_types_are_ignored(database: Database, smtp: SmtpSink) -> None:

@@ -1,4 +1,5 @@
-"""The in-process broker of embedded mode, and the delivery rules both brokers share.
+"""The in-process broker of embedded mode: nothing else imports it (the contract both brokers
+share is `common.broker`).
 
 It keeps RabbitMQ's semantics where the services can see them: topic routing from the exchange to
 bound queues, an unroutable publish raising, the envelope validated on the consumer's side,
@@ -20,46 +21,18 @@ from dataclasses import dataclass, field
 
 from pydantic import ValidationError
 
-from common.broker import EventHandler, PermanentFailure
+from common.broker import (
+    CONSUMER_QUEUES,
+    EventHandler,
+    PermanentFailure,
+    RetryPolicy,
+    UnroutableEvent,
+    decode_envelope,
+)
 from common.events import Envelope
-from common.logs import request_id_var
+from common.logs import describe, request_id_var
 
 logger = logging.getLogger("gatehouse.events")
-
-# The consumer queues and the routing keys bound to them; every broker declares them at start, so
-# a publish is routable even before the consumer's first start.
-CONSUMER_QUEUES: Mapping[str, tuple[str, ...]] = {
-    "notifier.user-registered": ("user.registered",),
-    "auth.user-sessions": (
-        "user.password_changed",
-        "user.deactivated",
-        "user.roles_changed",
-        "user.updated",
-    ),
-}
-# Header carrying how many times a message has been handled (and failed) so far.
-ATTEMPTS_HEADER = "x-gatehouse-attempts"
-ERROR_HEADER = "x-gatehouse-error"
-
-
-class UnroutableEvent(Exception):
-    """No queue is bound for the event's routing key: publishing it would lose it."""
-
-
-class BrokerUnavailable(ConnectionError):
-    """The broker cannot be reached right now; the caller retries later."""
-
-
-@dataclass(frozen=True)
-class RetryPolicy:
-    """Growing delays between attempts; a message that failed `max_attempts` times is dead."""
-
-    delays: tuple[float, ...] = (1.0, 5.0, 30.0, 120.0, 600.0)
-    max_attempts: int = 10
-
-    def delay_after(self, attempt: int) -> float:
-        """Seconds to wait after failed attempt number `attempt` (1-based)."""
-        return self.delays[min(attempt, len(self.delays)) - 1]
 
 
 @dataclass(frozen=True)
@@ -83,15 +56,6 @@ def topic_matches(pattern: str, routing_key: str) -> bool:
         return (head in ("*", key_words[0])) and match(rest, key_words[1:])
 
     return match(pattern.split("."), routing_key.split("."))
-
-
-def decode_envelope(body: bytes) -> Envelope:
-    """Validate a message body; raises `ValidationError` (→ dead letter) when it is not one."""
-    return Envelope.model_validate_json(body)
-
-
-def describe(exc: BaseException) -> str:
-    return f"{type(exc).__name__}: {exc}"[:500]
 
 
 @dataclass
@@ -131,6 +95,10 @@ class InProcessBroker:
 
     def declare(self, queue: str, routing_keys: Sequence[str]) -> None:
         self._queues.setdefault(queue, _Queue()).bindings.update(routing_keys)
+
+    def bindings(self, queue: str) -> frozenset[str]:
+        """The routing keys bound to `queue` (none when it is not declared)."""
+        return frozenset(self._queues[queue].bindings) if queue in self._queues else frozenset()
 
     def dead_letters(self, queue: str) -> list[DeadLetter]:
         return list(self._queues[queue].dead) if queue in self._queues else []

@@ -61,6 +61,11 @@ class JsonFormatter(logging.Formatter):
         return json.dumps(entry, default=str)
 
 
+def describe(exc: BaseException) -> str:
+    """An exception as one short log-safe line: its type and message, at most 500 characters."""
+    return f"{type(exc).__name__}: {exc}"[:500]
+
+
 def configure_logging(service: str, level: str = "INFO") -> None:
     handler = logging.StreamHandler(sys.stdout)
     handler.setFormatter(JsonFormatter(service))

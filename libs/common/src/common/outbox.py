@@ -30,11 +30,10 @@ from sqlalchemy import delete, func, select, text, update
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from common.broker import Broker
+from common.broker import Broker, UnroutableEvent
 from common.db import Database
 from common.events import Envelope, OutboxMixin, utcnow
-from common.inprocess_broker import UnroutableEvent, describe
-from common.logs import request_id_var
+from common.logs import describe, request_id_var
 
 logger = logging.getLogger("gatehouse.outbox")
 

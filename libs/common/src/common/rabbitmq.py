@@ -1,4 +1,4 @@
-"""The RabbitMQ broker (aio-pika), and `make_broker` choosing it or the in-process one.
+"""The RabbitMQ broker (aio-pika); `common.embedded.make_broker` chooses it or the in-process one.
 
 Topology, declared idempotently at start (every name behind a configurable prefix, so tests use
 their own):
@@ -36,20 +36,19 @@ from aio_pika.exceptions import DeliveryError
 from pamqp.commands import Basic
 from pydantic import ValidationError
 
-from common.broker import Broker, EventHandler, PermanentFailure
-from common.events import EXCHANGE, Envelope
-from common.inprocess_broker import (
+from common.broker import (
     ATTEMPTS_HEADER,
     CONSUMER_QUEUES,
     ERROR_HEADER,
     BrokerUnavailable,
-    InProcessBroker,
+    EventHandler,
+    PermanentFailure,
     RetryPolicy,
     UnroutableEvent,
     decode_envelope,
-    describe,
 )
-from common.logs import request_id_var
+from common.events import EXCHANGE, Envelope
+from common.logs import describe, request_id_var
 
 logger = logging.getLogger("gatehouse.events")
 
@@ -357,17 +356,3 @@ class RabbitBroker:
                 await channel.queue_delete(name)
         await channel.exchange_delete(self.exchange_name)
         await channel.close()
-
-
-def make_broker(
-    amqp_url: str | None,
-    embedded: InProcessBroker | None = None,
-    *,
-    prefix: str = "",
-    retry: RetryPolicy | None = None,
-    prefetch: int = 32,
-) -> Broker:
-    """RabbitMQ when `AMQP_URL` is set, else a client of the shared in-process broker."""
-    if amqp_url:
-        return RabbitBroker(amqp_url, prefix=prefix, retry=retry, prefetch=prefetch)
-    return (embedded or InProcessBroker(retry=retry)).client()

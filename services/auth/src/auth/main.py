@@ -12,8 +12,7 @@ import httpx
 from common.app import create_service_app
 from common.broker import Broker
 from common.db import Database
-from common.embedded import Embedded
-from common.rabbitmq import make_broker
+from common.embedded import Embedded, make_broker
 from common.redis import make_redis
 from common.tokens import TokenVerifier
 from fastapi import FastAPI

@@ -7,18 +7,14 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from common.app import create_service_app
-from common.broker import Broker
+from common.broker import WELCOME_EMAILS, Broker, subscribe
 from common.db import Database
-from common.embedded import Embedded
-from common.rabbitmq import make_broker
+from common.embedded import Embedded, make_broker
 from fastapi import FastAPI
 
 from notifier.deliveries.service import WelcomeEmailService
 from notifier.mail.transports import EmlFileTransport, MailTransport, SmtpTransport
 from notifier.settings import NotifierSettings
-
-QUEUE = "notifier.user-registered"
-ROUTING_KEYS = ("user.registered",)
 
 
 def make_transport(settings: NotifierSettings) -> MailTransport:
@@ -65,7 +61,7 @@ def create_app(
         app.state.readiness_checks = checks
         try:
             await events.start()
-            await events.consume(QUEUE, ROUTING_KEYS, welcome.handle)
+            await subscribe(events, WELCOME_EMAILS, welcome.handle)
             yield
         finally:
             await events.close()

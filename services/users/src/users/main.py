@@ -9,9 +9,8 @@ from contextlib import asynccontextmanager
 from common.app import create_service_app
 from common.broker import Broker
 from common.db import Database
-from common.embedded import Embedded
+from common.embedded import Embedded, make_broker
 from common.outbox import OutboxRelay
-from common.rabbitmq import make_broker
 from common.tokens import JwksCache, TokenVerifier, http_jwks_fetcher
 from fastapi import FastAPI
 

@@ -3,7 +3,8 @@
 `user.password_changed` and `user.deactivated` end every session the user opened before the change
 and refuse the user's access tokens issued before it (the per-user Redis marker). Handling twice is
 harmless, so at-least-once delivery needs no extra bookkeeping. `user.roles_changed` needs no
-action: roles are read from users at every refresh (API.md §4), so it is only audited.
+action: roles are read from users at every refresh (API.md §4), so it is only audited, and so is
+`user.updated` (a profile change ends nothing).
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ import logging
 from collections.abc import Awaitable, Callable
 from functools import partial
 
-from common.broker import Broker, PermanentFailure
+from common.broker import ACCOUNT_SESSIONS, Broker, PermanentFailure, subscribe
 from common.db import Database
 from common.events import Envelope
 from redis.asyncio import Redis
@@ -24,9 +25,10 @@ from auth.settings import AuthSettings
 
 logger = logging.getLogger("gatehouse.auth.events")
 
-QUEUE = "auth.user-sessions"
-ROUTING_KEYS = ("user.password_changed", "user.deactivated", "user.roles_changed")
+# What auth does with each event of its subscription (common.broker.ACCOUNT_SESSIONS binds exactly
+# these): end the user's sessions, or only audit the change.
 ENDING_SESSIONS = {"user.password_changed": "password_changed", "user.deactivated": "deactivated"}
+AUDITED_ONLY = frozenset({"user.roles_changed", "user.updated"})
 
 
 async def handle_user_event(
@@ -65,4 +67,4 @@ async def consume_user_events(
     broker: Broker, handler: Callable[[Envelope], Awaitable[None]]
 ) -> None:
     """Wire the handler to the broker (called from the lifespan)."""
-    await broker.consume(QUEUE, ROUTING_KEYS, handler)
+    await subscribe(broker, ACCOUNT_SESSIONS, handler)

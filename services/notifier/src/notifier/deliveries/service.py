@@ -24,7 +24,7 @@ from collections.abc import Sequence
 
 from common.broker import PermanentFailure
 from common.events import Envelope
-from common.inprocess_broker import describe
+from common.logs import describe
 from pydantic import ValidationError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
