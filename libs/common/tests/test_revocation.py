@@ -7,7 +7,16 @@ from collections.abc import AsyncIterator
 
 import pytest
 from common.redis import EmbeddedRedis
-from common.revocation import is_revoked, mark_session_revoked, mark_user_tokens_before
+from common.revocation import (
+    RESTORE_LOCK_KEY,
+    begin_restore,
+    complete_restore,
+    is_revoked,
+    mark_session_revoked,
+    mark_user_tokens_before,
+    markers_complete,
+    restore_markers,
+)
 from common.testing import redis_url
 from redis.asyncio import Redis
 
@@ -44,3 +53,38 @@ async def test_user_marker_never_moves_back(redis: Redis) -> None:
     await mark_user_tokens_before(redis, "u1", now)
     await mark_user_tokens_before(redis, "u1", now - 100)
     assert await is_revoked(redis, "s1", "u1", now - 50)
+
+
+async def test_restore_writes_the_epoch_only_after_the_markers(redis: Redis) -> None:
+    now = int(time.time())
+    assert not await markers_complete(redis)
+    assert await begin_restore(redis, "me", 30)
+    assert not await begin_restore(redis, "another replica", 30)
+    assert await restore_markers(redis, "me", 30, [("s1", 60)], [("u1", now, 60)])
+    assert not await markers_complete(redis)
+    assert await complete_restore(redis, "me", "restored")
+    assert await markers_complete(redis)
+    assert await is_revoked(redis, "s1", "u2", now)
+    assert await is_revoked(redis, None, "u1", now - 1)
+    assert not await is_revoked(redis, None, "u1", now)
+    assert not await redis.exists(RESTORE_LOCK_KEY)
+
+
+async def test_a_restore_that_lost_its_lock_writes_no_epoch(redis: Redis) -> None:
+    """The lock vanishing means Redis restarted (or another restorer took over) meanwhile."""
+    assert await begin_restore(redis, "me", 30)
+    await redis.delete(RESTORE_LOCK_KEY)
+    assert not await restore_markers(redis, "me", 30, [("s1", 60)], [])
+    assert not await complete_restore(redis, "me", "restored")
+    assert not await markers_complete(redis)
+
+
+async def test_user_marker_floor_never_refuses_a_token_issued_after_the_change(
+    redis: Redis,
+) -> None:
+    """The comparison rule of the module docstring: marker = floor(change time), refuse iat <."""
+    changed_at = time.time()
+    await mark_user_tokens_before(redis, "u1", int(changed_at))
+    issued_after = int(changed_at + 0.001)
+    assert not await is_revoked(redis, None, "u1", issued_after)
+    assert await is_revoked(redis, None, "u1", int(changed_at) - 1)

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 from fakeredis import FakeAsyncRedis, FakeServer
 from redis.asyncio import Redis
+from redis.asyncio.retry import Retry
+from redis.backoff import NoBackoff
 
 
 class EmbeddedRedis:
@@ -22,7 +24,13 @@ class EmbeddedRedis:
         return client
 
 
-def make_redis(url: str | None, embedded: EmbeddedRedis | None = None) -> Redis:
+def make_redis(
+    url: str | None, embedded: EmbeddedRedis | None = None, *, retries: int = 0
+) -> Redis:
+    """`retries`: how many times a command that met a broken connection (ConnectionError,
+    TimeoutError) is sent again, at once, on the same connection reconnected. A Redis that
+    restarted leaves every pooled connection stale and the first command on each fails; only a
+    caller whose commands are idempotent should ask for this (auth's markers are)."""
     if url:
         return Redis.from_url(
             url,
@@ -30,5 +38,6 @@ def make_redis(url: str | None, embedded: EmbeddedRedis | None = None) -> Redis:
             socket_connect_timeout=1.0,
             health_check_interval=30,
             max_connections=256,
+            retry=Retry(NoBackoff(), retries),
         )
     return (embedded or EmbeddedRedis()).client()

@@ -2,13 +2,24 @@
 
 - `revoked:sid:<sid>` exists → every access token of that session is refused. TTL: the longest
   access-token lifetime (after that the tokens have expired anyway).
-- `revoked:user:<user id>` = a UNIX time → the user's access tokens issued (`iat`) before it are
-  refused. Written when all of a user's sessions end (password change, deactivation).
+- `revoked:user:<user id>` = a UNIX time in whole seconds → the user's access tokens with
+  `iat < value` are refused. Written when all of a user's sessions end (password change,
+  deactivation).
 - `revocation:epoch` exists → the markers above are complete. Redis is only a cache of auth's
   database: a Redis that restarts empty (or a failover to an empty replica) loses the markers and
   this key with them. Auth writes the key only after re-writing, from its database, every marker
   still inside `MAX_ACCESS_TOKEN_SECONDS`; until then the gateway refuses token requests (503),
   because a missing marker would read as "nothing is revoked".
+
+**The comparison rule** (`is_revoked` here and the gateway's guard must agree exactly): a token is
+refused when its session marker exists, or when the user marker exists and the token's `iat` is
+*strictly less than* it. `iat` has whole-second precision, so for a change at time `c` auth writes
+`floor(c)`: that refuses only tokens issued in a second that ended before the change began, and
+can never refuse a token issued after the change (issued at `t >= c` means `iat = floor(t) >=
+floor(c)`). Tokens issued before the change but in its own second are not caught by the user
+marker; they are caught by their session's marker, because ending a user's sessions writes a
+session marker for every session opened up to the change. (Writing `floor(c) + 1` instead, as auth
+once did, refused every token of a login in the rest of that second for its whole life.)
 """
 
 from __future__ import annotations
@@ -62,3 +73,73 @@ async def is_revoked(redis: Redis, session_id: str | None, user_id: str, issued_
     if not_before is not None and issued_at < int(not_before):
         return True
     return len(values) > 1 and values[1] is not None
+
+
+# Restoring the markers after a loss (auth): the lock doubles as a witness of the Redis instance.
+# It is written first; if Redis restarts (or fails over) during the restore, the lock is gone with
+# the markers already written, and the epoch is not written.
+RESTORE_LOCK_KEY = "revocation:restoring"
+RESTORE_BATCH = 1000
+
+_EXTEND_RESTORE = """
+if redis.call('GET', KEYS[1]) == ARGV[1] then
+  redis.call('EXPIRE', KEYS[1], ARGV[2])
+  return 1
+end
+return 0
+"""
+
+_COMPLETE_RESTORE = """
+if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 0 end
+redis.call('SET', KEYS[2], ARGV[2])
+redis.call('DEL', KEYS[1])
+return 1
+"""
+
+_ABANDON_RESTORE = """
+if redis.call('GET', KEYS[1]) == ARGV[1] then redis.call('DEL', KEYS[1]) end
+return 0
+"""
+
+
+async def markers_complete(redis: Redis) -> bool:
+    """Whether Redis still holds every marker (the epoch is there); one cheap EXISTS."""
+    return bool(await redis.exists(EPOCH_KEY))
+
+
+async def begin_restore(redis: Redis, token: str, lock_seconds: int) -> bool:
+    """Take the restore lock (one restorer at a time across replicas); False when another has."""
+    return bool(await redis.set(RESTORE_LOCK_KEY, token, nx=True, ex=lock_seconds))
+
+
+async def restore_markers(
+    redis: Redis,
+    token: str,
+    lock_seconds: int,
+    sessions: list[tuple[str, int]],
+    users: list[tuple[str, int, int]],
+) -> bool:
+    """Write `(session id, ttl)` and `(user id, not before, ttl)` markers in batches; between
+    batches, renew the lock. False (stop) when the lock is no longer ours: the instance changed
+    or another restorer took over. Idempotent: writing a marker twice changes nothing."""
+    for start in range(0, max(len(sessions), len(users), 1), RESTORE_BATCH):
+        end = start + RESTORE_BATCH
+        async with redis.pipeline(transaction=False) as pipe:
+            pipe.eval(_EXTEND_RESTORE, 1, RESTORE_LOCK_KEY, token, str(lock_seconds))
+            for session_id, ttl in sessions[start:end]:
+                pipe.set(session_key(session_id), b"1", ex=ttl)
+            for user_id, not_before, ttl in users[start:end]:
+                pipe.eval(_RAISE_NOT_BEFORE, 1, user_key(user_id), str(not_before), str(ttl))
+            results = await pipe.execute()
+        if not results[0]:
+            return False
+    return True
+
+
+async def complete_restore(redis: Redis, token: str, epoch: str) -> bool:
+    """Write the epoch if the lock is still ours (same instance, same restorer), atomically."""
+    return bool(await redis.eval(_COMPLETE_RESTORE, 2, RESTORE_LOCK_KEY, EPOCH_KEY, token, epoch))
+
+
+async def abandon_restore(redis: Redis, token: str) -> None:
+    await redis.eval(_ABANDON_RESTORE, 1, RESTORE_LOCK_KEY, token)

@@ -7,6 +7,9 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
+import socket
+import subprocess
 import time
 import uuid
 from collections.abc import AsyncIterator
@@ -15,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 import jwt
+import redis
 from cryptography.hazmat.primitives.asymmetric import rsa
 from jwt.algorithms import RSAAlgorithm
 from sqlalchemy import text
@@ -40,6 +44,57 @@ def redis_url(db: int) -> str:
     """The URL of Redis database `db` for a suite's tests: the machine's Redis, or the server in
     `TEST_REDIS_SERVER` (so two checkouts can run their suites at once without sharing keys)."""
     return f"{os.environ.get(REDIS_SERVER_ENV, DEFAULT_REDIS_SERVER).rstrip('/')}/{db}"
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port: int = probe.getsockname()[1]
+        return port
+
+
+class ThrowawayRedis:
+    """A redis-server of the test's own on a spare port that keeps nothing on disk, to stop and
+    restart (empty) in fault tests — never the machine's shared Redis."""
+
+    def __init__(self, directory: Path) -> None:
+        self.port = free_port()
+        self.directory = directory
+        self.process: subprocess.Popen[bytes] | None = None
+
+    def url(self, db: int = 0) -> str:
+        return f"redis://127.0.0.1:{self.port}/{db}"
+
+    def start(self) -> None:
+        binary = shutil.which("redis-server")
+        assert binary is not None, "redis-server is not installed"
+        self.process = subprocess.Popen(
+            [
+                *(binary, "--port", str(self.port), "--bind", "127.0.0.1"),
+                *("--save", "", "--appendonly", "no", "--dir", str(self.directory)),
+            ],
+            stdout=subprocess.DEVNULL,
+        )
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            try:
+                with redis.Redis(port=self.port, socket_timeout=0.5) as probe:
+                    if probe.ping():
+                        return
+            except redis.RedisError:
+                time.sleep(0.05)
+        raise RuntimeError("throwaway redis did not start")
+
+    def stop(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            self.process.terminate()
+            self.process.wait(10)
+        self.process = None
+
+    def restart(self) -> None:
+        """Stop and start again on the same port: every key is gone, as after a crash."""
+        self.stop()
+        self.start()
 
 
 @asynccontextmanager
