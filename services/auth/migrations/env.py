@@ -1,12 +1,13 @@
 from auth.clients.models import ServiceClient
 from auth.keys.models import SigningKey
 from auth.models import Base
+from auth.revocation.models import UserNotBefore
 from auth.sessions.models import LoginSession, RefreshToken
 from common.migrations import run_env
 
 # every table registered before migrating
 assert all(
     model.metadata is Base.metadata
-    for model in (ServiceClient, SigningKey, LoginSession, RefreshToken)
+    for model in (ServiceClient, SigningKey, LoginSession, RefreshToken, UserNotBefore)
 )
 run_env(Base.metadata)

@@ -105,7 +105,7 @@ async def running_auth(
         broker=broker,
     )
     holder["auth"] = app
-    redis = Redis.from_url(REDIS_URL)
+    redis = Redis.from_url(settings.redis_url or REDIS_URL)
     async with LifespanManager(app):
         transport = httpx.ASGITransport(app=app)
         async with httpx.AsyncClient(transport=transport, base_url="http://auth.test") as client:

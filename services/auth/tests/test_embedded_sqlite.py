@@ -6,12 +6,16 @@ from pathlib import Path
 
 import httpx
 from asgi_lifespan import LifespanManager
+from auth.events.handler import handle_user_event
 from auth.main import create_app
 from common.cli import migrate_database
 from common.embedded import Embedded
+from common.events import Envelope
+from common.revocation import EPOCH_KEY, session_key, user_key
 from fastapi import FastAPI
 
 from .conftest import ISSUER, MIGRATIONS, auth_settings
+from .test_login import claims_of
 from .users_double import UsersDouble, build_users_app
 
 
@@ -51,3 +55,55 @@ async def test_login_refresh_and_reuse_on_sqlite(tmp_path: Path) -> None:
         ready = await client.get("/ready")
         assert ready.status_code == 200
         assert set(ready.json()["checks"]) == {"database", "redis", "broker"}
+
+
+async def test_embedded_restart_restores_markers_from_sqlite(tmp_path: Path) -> None:
+    """Each embedded start has an empty in-process store: the markers come from the database,
+    and the epoch is written before the first request."""
+    url = f"sqlite+aiosqlite:///{tmp_path / 'auth.db'}"
+    await migrate_database(url, MIGRATIONS)
+    settings = auth_settings(url, redis_url=None)
+    users = UsersDouble()
+    account = users.add()
+    claims: dict[str, object] = {}
+    for run in range(2):
+        embedded = Embedded()
+        holder: dict[str, FastAPI] = {}
+
+        async def jwks(holder: dict[str, FastAPI] = holder) -> dict[str, object]:
+            document: dict[str, object] = holder["app"].state.key_ring.jwks
+            return document
+
+        users_app = build_users_app(users, jwks, ISSUER)
+        app = create_app(
+            settings, embedded=embedded, users_transport=httpx.ASGITransport(app=users_app)
+        )
+        holder["app"] = app
+        async with (
+            LifespanManager(app),
+            httpx.AsyncClient(
+                transport=httpx.ASGITransport(app=app), base_url="http://a"
+            ) as client,
+        ):
+            redis = embedded.redis.client()
+            assert await redis.exists(EPOCH_KEY)
+            if run == 0:
+                login = await client.post(
+                    "/api/v1/auth/login",
+                    data={"username": account.username, "password": account.password},
+                )
+                token = login.json()["access_token"]
+                claims = claims_of(token)
+                logout = await client.post(
+                    "/api/v1/auth/logout", headers={"Authorization": f"Bearer {token}"}
+                )
+                assert logout.status_code == 204
+                await handle_user_event(
+                    Envelope(type="user.password_changed", data={"user_id": account.user_id}),
+                    database=app.state.db,
+                    redis=app.state.redis,
+                    settings=settings,
+                    clock=app.state.clock,
+                )
+            assert await redis.exists(session_key(str(claims["sid"])))
+            assert await redis.exists(user_key(account.user_id))

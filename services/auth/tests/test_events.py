@@ -140,3 +140,29 @@ async def test_audit_log_records_security_events(
     assert pair["refresh_token"] not in text
     assert account.password not in text
     assert "wrong" not in text.replace("wrong_", "")
+
+
+async def test_login_right_after_a_password_change_is_never_refused(
+    auth: AuthHarness, account: Account
+) -> None:
+    """The change and the next login in the same wall-clock second: the new token must live."""
+    for _ in range(10):
+        # Early in a second, so the change and the login surely share it.
+        now = auth.clock()
+        auth.clock.advance(1.05 - now.microsecond / 1e6)
+        old = await auth.login(account)
+        await handle(
+            auth,
+            Envelope(
+                type="user.password_changed",
+                data={"user_id": account.user_id},
+                occurred_at=auth.clock(),
+            ),
+        )
+        pair = await auth.login(account)
+        claims = claims_of(pair["access_token"])
+        assert not await is_revoked(auth.redis, claims["sid"], claims["sub"], claims["iat"])
+        assert (await introspect_as_gateway(auth, pair["access_token"]))["active"] is True
+        old_claims = claims_of(old["access_token"])
+        assert old_claims["iat"] == claims["iat"]  # the same second
+        assert await is_revoked(auth.redis, old_claims["sid"], old_claims["sub"], old_claims["iat"])

@@ -28,6 +28,7 @@ from auth.oauth.errors import OAuthError, oauth_error_handler
 from auth.oauth.inspection import TokenInspector
 from auth.oauth.introspection import router as introspection_router
 from auth.oauth.router import router as oauth_router
+from auth.revocation.service import MarkerRestorer, watch_markers
 from auth.sessions.router import router as sessions_router
 from auth.settings import AuthSettings
 from auth.signing import AccessTokenSigner
@@ -73,12 +74,14 @@ def create_app(
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         database = Database(settings.auth_database_url)
-        redis = make_redis(settings.redis_url, embedded.redis if embedded else None)
+        # Marker writes are idempotent: one retry on a fresh connection after a Redis restart.
+        redis = make_redis(settings.redis_url, embedded.redis if embedded else None, retries=1)
         http = httpx.AsyncClient(
             base_url=settings.users_url, transport=users_transport, timeout=USERS_TIMEOUT
         )
         events = event_broker(settings, embedded, broker)
         maintenance: asyncio.Task[None] | None = None
+        markers: asyncio.Task[None] | None = None
         try:
             await ensure_active_key(database, settings, now)
             ring = KeyRing(settings, now)
@@ -102,18 +105,34 @@ def create_app(
             state.internal_token_verifier = TokenVerifier(
                 jwks, issuer=settings.issuer, audience=SERVICE_NAME, leeway=leeway
             )
-            state.readiness_checks = {"database": database.ping, "redis": redis.ping}
+            state.readiness_checks = {"database": database.ping}
+            # Redis down: logins and refreshes go on; ending sessions (logout, revocation, a
+            # reused or expired refresh token, account events) answers 503 until it is back.
+            state.degradable_checks = {"redis": redis.ping}
             if events is not None:
                 await events.start()
                 handler = user_event_handler(database, redis, settings, now)
                 await consume_user_events(events, handler)
                 # RabbitMQ down: logins and refreshes go on; account events wait in the queue.
-                state.degradable_checks = {"broker": events.ping}
+                state.degradable_checks["broker"] = events.ping
             maintenance = asyncio.create_task(
                 maintain_keys(database, ring, settings, now), name="auth key maintenance"
             )
+            restorer = MarkerRestorer(database, redis, settings, now)
+            try:  # before serving, so that a fresh (or embedded) store is complete at once
+                await restorer.ensure_markers()
+            except Exception as exc:  # Redis down at start: the watcher restores once it is up
+                logger.error("revocation markers not checked at start (%s)", type(exc).__name__)
+            markers = asyncio.create_task(
+                watch_markers(restorer, settings.revocation_check_seconds),
+                name="auth revocation markers",
+            )
             yield
         finally:
+            if markers is not None:
+                markers.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await markers
             if maintenance is not None:
                 maintenance.cancel()
                 with contextlib.suppress(asyncio.CancelledError):

@@ -31,6 +31,9 @@ class AuthSettings(ServiceSettings):
     # How often every replica re-reads the keys from the database (and the scheduler runs).
     key_refresh_seconds: int = Field(default=60, ge=1, le=3600)
     key_rotation_enabled: bool = True
+    # How often every replica checks that Redis still holds the revocation markers (one EXISTS of
+    # the epoch key) and restores them from the database when it lost them.
+    revocation_check_seconds: float = Field(default=1.0, gt=0, le=60)
 
     @model_validator(mode="after")
     def _check_key_encryption_key(self) -> Self:

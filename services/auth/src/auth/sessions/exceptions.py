@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from common.errors import Unauthorized
+from common.errors import ServiceUnavailable, Unauthorized
 
 
 class RefreshRefused(Unauthorized):
@@ -26,3 +26,17 @@ class SessionExpired(RefreshRefused):
 
 class AccountUnavailable(RefreshRefused):
     """The account is deactivated or gone: the session is revoked."""
+
+
+class RevocationUnavailable(ServiceUnavailable):
+    """Redis did not take a revocation marker (after one retry on a fresh connection): 503 with
+    `Retry-After`, and the request's transaction rolls back, so nothing claims the session ended
+    (see `SessionRevoker`)."""
+
+    RETRY_AFTER_SECONDS = 2
+
+    def __init__(self) -> None:
+        super().__init__(
+            "Sessions cannot be ended right now; try again shortly.",
+            headers={"Retry-After": str(self.RETRY_AFTER_SECONDS)},
+        )

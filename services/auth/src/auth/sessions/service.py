@@ -4,22 +4,25 @@ from __future__ import annotations
 
 import logging
 import uuid
-from collections.abc import Sequence
+from collections.abc import Awaitable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from common.errors import Unauthorized
 from common.revocation import mark_session_revoked, mark_user_tokens_before
 from redis.asyncio import Redis
+from redis.exceptions import RedisError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from auth.audit import audit
 from auth.clock import Clock, as_utc, epoch
+from auth.revocation import repository as revocation_repository
 from auth.sessions import repository
 from auth.sessions.exceptions import (
     AccountUnavailable,
     RefreshRefused,
     RefreshTokenReused,
+    RevocationUnavailable,
     SessionExpired,
 )
 from auth.sessions.models import LoginSession
@@ -34,7 +37,26 @@ logger = logging.getLogger("gatehouse.auth.sessions")
 
 @dataclass
 class SessionRevoker:
-    """Ending sessions: in the database, and in Redis where the gateway looks."""
+    """Ending sessions: in the database (the source of truth), and in Redis where the gateway
+    looks.
+
+    The marker is written *before* the transaction commits, and a revocation whose marker Redis
+    does not take (after one retry on a fresh connection, `make_redis(retries=1)`) raises
+    `RevocationUnavailable` (503, `Retry-After`): the transaction rolls back and the client tries
+    again. Committing the revocation anyway and leaving the marker to the restore
+    (`auth.revocation.service`) would be safe only while the gateway fails closed, and it does not
+    always: the gateway fails closed when *it* cannot reach Redis or the epoch is missing, but
+    auth can fail to write while the gateway reads fine and the epoch is present (a network
+    partition between auth and Redis, a read-only replica after a failover, auth's pool
+    exhausted, a timeout on auth's side only). The restore runs only when the epoch is lost, so
+    such a marker would never be written and the session's access tokens would pass the gateway
+    until they expire while its refresh tokens were already dead. The other order is safe: a
+    marker written and a commit that then fails refuses tokens of a session that the client was
+    ending anyway, and its retry commits.
+
+    Every revoking transaction holds the shared revocation lock until it commits, so that a
+    restore waits for it (see `auth.revocation.service`).
+    """
 
     session: AsyncSession
     redis: Redis
@@ -46,11 +68,11 @@ class SessionRevoker:
         self, session_ids: Sequence[str], reason: str, *, user_id: str | None = None
     ) -> list[str]:
         """Revoke in the database and write the Redis markers the gateway checks."""
+        await revocation_repository.hold_revocation_lock(self.session)
         revoked = await repository.revoke_sessions(self.session, session_ids, self.clock(), reason)
+        lifetime = self.settings.max_access_token_lifetime
         for session_id in session_ids:
-            await mark_session_revoked(
-                self.redis, session_id, self.settings.max_access_token_lifetime
-            )
+            await self._marked(mark_session_revoked(self.redis, session_id, lifetime))
         for session_id in revoked:
             audit(
                 "session.revoked",
@@ -76,15 +98,27 @@ class SessionRevoker:
         return True
 
     async def end_user_sessions(self, user_id: str, reason: str, changed_at: datetime) -> list[str]:
-        """Every session of the user opened before `changed_at` ends; access tokens issued
-        before it are refused through the per-user marker."""
+        """Every session of the user opened up to `changed_at` ends (each gets its session
+        marker); the user's access tokens issued in a second before `changed_at`'s are refused
+        through the per-user marker. A token issued after the change is never refused
+        (`common.revocation` states the comparison)."""
         session_ids = await repository.live_session_ids_of_user(self.session, user_id, changed_at)
         revoked = await self.revoke_sessions(session_ids, reason, user_id=user_id)
-        not_before = epoch(changed_at) + 1
-        await mark_user_tokens_before(
-            self.redis, user_id, not_before, self.settings.max_access_token_lifetime
+        await revocation_repository.raise_user_not_before(self.session, user_id, changed_at)
+        await self._marked(
+            mark_user_tokens_before(
+                self.redis, user_id, epoch(changed_at), self.settings.max_access_token_lifetime
+            )
         )
         return revoked
+
+    @staticmethod
+    async def _marked(write: Awaitable[None]) -> None:
+        try:
+            await write
+        except RedisError as exc:
+            logger.error("revocation marker not written (%s): %s", type(exc).__name__, exc)
+            raise RevocationUnavailable() from exc
 
 
 @dataclass
