@@ -121,3 +121,27 @@ async def test_missing_form_fields_are_422(auth: AuthHarness) -> None:
     assert response.status_code == 422
     assert response.headers["content-type"] == "application/problem+json"
     assert [error["field"] for error in response.json()["errors"]] == ["password"]
+
+
+async def test_a_form_read_two_ways_is_refused(auth: AuthHarness, account: Account) -> None:
+    """One reading only (common.forms, as the gateway keys its limits): never the last of two
+    names, never a multipart body."""
+    form = "application/x-www-form-urlencoded"
+    repeated = await auth.client.post(
+        "/api/v1/auth/login",
+        content=f"username=decoy&username={account.username}&password={account.password}",
+        headers={"content-type": form},
+    )
+    assert repeated.status_code == 422
+    assert repeated.headers["content-type"] == "application/problem+json"
+    assert [error["field"] for error in repeated.json()["errors"]] == ["username"]
+    multipart = await auth.client.post(
+        "/api/v1/auth/login",
+        files={"username": (None, account.username), "password": (None, account.password)},
+    )
+    assert multipart.status_code == 415
+    extra = await auth.client.post(
+        "/api/v1/auth/login",
+        data={"username": account.username, "password": account.password, "x": "1"},
+    )
+    assert extra.status_code == 422

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
+from common.forms import FORM_TYPE
 from common.security import CurrentPrincipal
-from fastapi import APIRouter, Body, Depends, Response, status
-from fastapi.security import OAuth2PasswordRequestForm
+from fastapi import APIRouter, Body, Response, status
 
-from auth.sessions.dependencies import SessionServiceDep
-from auth.sessions.schemas import LogoutRequest, RefreshRequest, TokenPair
+from auth.sessions.dependencies import LoginFormDep, SessionServiceDep
+from auth.sessions.schemas import LoginForm, LogoutRequest, RefreshRequest, TokenPair
 
 router = APIRouter(prefix="/api/v1/auth", tags=["auth"])
 
@@ -19,9 +19,22 @@ UNAUTHORIZED: dict[int | str, dict[str, Any]] = {
 }
 
 
-@router.post("/login", responses={**UNAUTHORIZED, 503: {"description": "users unavailable"}})
+# The form is read by `login_form` (common.forms), not by FastAPI, so the document declares it.
+LOGIN_BODY: dict[str, Any] = {
+    "requestBody": {
+        "content": {FORM_TYPE: {"schema": LoginForm.model_json_schema()}},
+        "required": True,
+    }
+}
+
+
+@router.post(
+    "/login",
+    responses={**UNAUTHORIZED, 503: {"description": "users unavailable"}},
+    openapi_extra=LOGIN_BODY,
+)
 async def login(
-    form: Annotated[OAuth2PasswordRequestForm, Depends()],
+    form: LoginFormDep,
     sessions: SessionServiceDep,
     response: Response,
 ) -> TokenPair:

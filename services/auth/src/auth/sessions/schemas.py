@@ -18,6 +18,20 @@ class TokenPair(BaseModel):
     refresh_expires_in: int
 
 
+class LoginForm(BaseModel):
+    """The OAuth 2.0 password form (the fields of FastAPI's OAuth2PasswordRequestForm), read by
+    `common.forms.parse_form` as the gateway reads it."""
+
+    model_config = ConfigDict(extra="forbid", title="Body_login_api_v1_auth_login_post")
+
+    grant_type: str | None = Field(default=None, pattern="^password$")
+    username: str
+    password: str = Field(json_schema_extra={"format": "password"})
+    scope: str = ""
+    client_id: str | None = None
+    client_secret: str | None = Field(default=None, json_schema_extra={"format": "password"})
+
+
 class RefreshRequest(BaseModel):
     model_config = ConfigDict(extra="ignore")
 
