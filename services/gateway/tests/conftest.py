@@ -12,6 +12,7 @@ from typing import Any
 import httpx
 import pytest
 import redis.asyncio as aioredis
+from common.revocation import EPOCH_KEY
 from common.testing import TokenFactory, redis_url
 from fastapi import FastAPI
 from gateway.main import create_app
@@ -51,6 +52,8 @@ async def redis_db() -> AsyncIterator[aioredis.Redis]:
     """DB 2, never emptied: tests keep apart by their own client addresses, user and session ids
     (another run of this suite may share the database at the same time)."""
     client = aioredis.Redis.from_url(REDIS_URL)
+    # Auth writes it once every revocation marker is in Redis; without it tokens are refused.
+    await client.set(EPOCH_KEY, b"1")
     yield client
     await client.aclose()
 

@@ -10,6 +10,7 @@ import time
 from pathlib import Path
 
 import redis
+from common.revocation import EPOCH_KEY
 
 from .upstream import free_port
 
@@ -26,7 +27,8 @@ class ThrowawayRedis:
         credentials = f":{self.password}@" if self.password else ""
         return f"redis://{credentials}127.0.0.1:{self.port}/0"
 
-    def start(self) -> None:
+    def start(self, epoch: bool = True) -> None:
+        """With `epoch`, the revocation epoch is set as auth sets it once every marker is in."""
         binary = shutil.which("redis-server")
         assert binary is not None, "redis-server is not installed"
         self.process = subprocess.Popen(
@@ -53,6 +55,8 @@ class ThrowawayRedis:
                     port=self.port, password=self.password, socket_timeout=0.5
                 ) as probe:
                     if probe.ping():
+                        if epoch:
+                            probe.set(EPOCH_KEY, b"1")
                         return
             except redis.RedisError:
                 time.sleep(0.05)

@@ -151,3 +151,40 @@ async def test_upstream_security_policy_is_kept(
     response = await gateway.get(ME, headers=bearer(tokens))
     assert response.headers.get_list("x-frame-options") == ["DENY"]
     assert response.headers.get_list("x-content-type-options") == ["nosniff"]
+
+
+async def test_forwarded_for_is_read_across_all_its_lines(
+    make_gateway: GatewayFactory, tokens: TokenFactory
+) -> None:
+    """Several X-Forwarded-For lines are one list (RFC 9110 §5.3): the last line is nearest."""
+    trusting = await make_gateway(gateway_trusted_proxies=["127.0.0.0/8"])
+    response = await trusting.get(
+        ME,
+        headers=[
+            ("Authorization", bearer(tokens)["Authorization"]),
+            ("X-Forwarded-For", "6.6.6.6"),
+            ("X-Forwarded-For", "203.0.113.9"),
+        ],
+    )
+    assert response.json()["headers"]["x-forwarded-for"] == "203.0.113.9"
+
+
+async def test_ipv6_clients_are_limited_by_their_slash_64(make_gateway: GatewayFactory) -> None:
+    trusting = await make_gateway(
+        gateway_trusted_proxies=["127.0.0.0/8"], gateway_rate_limit="2/hour"
+    )
+    octets = unique_ip().split(".")
+    prefix = f"2001:db8:{int(octets[2]):x}:{int(octets[3]):x}"
+    statuses = [
+        (
+            await trusting.post(
+                "/api/v1/users/", json={}, headers={"X-Forwarded-For": f"{prefix}::{host}"}
+            )
+        ).status_code
+        for host in ("1", "2", "ffff:1:2")
+    ]
+    assert statuses == [200, 200, 429]
+    other = await trusting.post(
+        "/api/v1/users/", json={}, headers={"X-Forwarded-For": f"{prefix}1::1"}
+    )
+    assert other.status_code == 200

@@ -10,7 +10,7 @@ from pathlib import Path
 import httpx
 import pytest
 import redis.asyncio as aioredis
-from common.revocation import mark_session_revoked, mark_user_tokens_before
+from common.revocation import EPOCH_KEY, mark_session_revoked, mark_user_tokens_before
 from common.testing import TokenFactory
 
 from .conftest import GatewayFactory, bearer, unique_id
@@ -219,3 +219,34 @@ async def test_the_gateway_recovers_when_redis_returns(
         assert await raw.keys("rl:*")
     finally:
         await raw.aclose()
+
+
+@pytest.mark.fault
+async def test_tokens_are_refused_while_revocation_markers_are_incomplete(
+    make_gateway: GatewayFactory,
+    tokens: TokenFactory,
+    tmp_path: Path,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """A Redis that lost its markers (restarted empty) reads as "nothing is revoked": until auth
+    has written them back and set the epoch, token requests fail closed."""
+    node = ThrowawayRedis(tmp_path)
+    node.start(epoch=False)
+    try:
+        gateway = await redis_gateway(make_gateway, node)
+        before = await fallback_count(gateway, "revocation_incomplete")
+        refused = await gateway.get(ME, headers=bearer(tokens))
+        assert refused.status_code == 503
+        assert refused.headers["content-type"].startswith("application/problem+json")
+        assert refused.headers["retry-after"] == "1"
+        assert await fallback_count(gateway, "revocation_incomplete") == before + 1
+        assert "revocation markers are incomplete" in caplog.text
+        assert (await gateway.post("/api/v1/users/", json={})).status_code == 200  # public
+        raw = aioredis.Redis.from_url(node.url)
+        try:
+            await raw.set(EPOCH_KEY, b"1")  # auth has restored every marker
+        finally:
+            await raw.aclose()
+        assert (await gateway.get(ME, headers=bearer(tokens))).status_code == 200
+    finally:
+        node.stop()

@@ -4,6 +4,7 @@ setup (AUTH, SELECT), and failures; and the guard on the embedded store (redis-p
 from __future__ import annotations
 
 import asyncio
+import itertools
 import time
 import uuid
 from pathlib import Path
@@ -11,7 +12,7 @@ from pathlib import Path
 import pytest
 import redis.asyncio as aioredis
 from common.redis import EmbeddedRedis
-from common.revocation import mark_session_revoked
+from common.revocation import EPOCH_KEY, mark_session_revoked
 from gateway.guard import SCRIPT_SHA, Guard, Limit
 from gateway.redis_pipe import (
     Incomplete,
@@ -62,14 +63,19 @@ def test_commands_pack_as_bulk_strings() -> None:
     assert pack_command("GET", b"k\r\n", 5) == b"*3\r\n$3\r\nGET\r\n$3\r\nk\r\n\r\n$1\r\n5\r\n"
 
 
-@pytest.mark.parametrize(("check_login", "check_revocation"), [(0, 0), (0, 1), (1, 0), (1, 1)])
-def test_the_guard_packs_its_script_call_as_pack_command_would(
-    check_login: int, check_revocation: int
-) -> None:
+@pytest.mark.parametrize("flags", list(itertools.product((0, 1), repeat=3)))
+def test_the_guard_packs_its_script_call_as_pack_command_would(flags: tuple[int, ...]) -> None:
     guard = Guard(aioredis.Redis(), Limit("general", 100, 1), Limit("login", 5, 60))
-    keys = ["rl:user:u-1:1790000000", "rl:login:None:29833333", "revoked:sid:é", "revoked:user:-"]
-    args = [1, 60, check_login, check_revocation]
-    expected = pack_command(b"EVALSHA", SCRIPT_SHA, 4, *keys, *args)
+    keys = [
+        "rl:user:u-1:1790000000",
+        "rl:login:None:29833333",
+        "rl:login_ip:None:29833333",
+        "revoked:sid:é",
+        "revoked:user:-",
+        EPOCH_KEY,
+    ]
+    args = [1, 60, 60, *flags]
+    expected = pack_command(b"EVALSHA", SCRIPT_SHA, 6, *keys, *args)
     assert guard.script.command(keys, args) == expected
 
 
@@ -161,6 +167,7 @@ async def test_failures_surface_as_redis_errors_and_the_pipe_reconnects(tmp_path
 async def test_the_guard_on_the_embedded_store() -> None:
     store = EmbeddedRedis().client()
     guard = Guard(store, Limit("general", 2, 60), Limit("login", 1, 60))
+    await store.set(EPOCH_KEY, b"1")  # as auth sets it: every revocation marker is in
     try:
         now = time.time()
         assert (await guard.check("ip:1", None, None, None, 0, now)).limited is None

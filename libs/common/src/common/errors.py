@@ -24,6 +24,29 @@ class ProblemResponse(JSONResponse):
     media_type = PROBLEM_JSON
 
 
+def problem_document(
+    status: int,
+    title: str,
+    detail: str | None = None,
+    *,
+    type_: str = "about:blank",
+    instance: str | None = None,
+    errors: Sequence[Mapping[str, str]] | None = None,
+    extra: Mapping[str, Any] | None = None,
+) -> dict[str, Any]:
+    """The RFC 9457 members, for renderers outside FastAPI (the gateway's plain ASGI path)."""
+    body: dict[str, Any] = {"type": type_, "title": title, "status": status}
+    if detail is not None:
+        body["detail"] = detail
+    if instance is not None:
+        body["instance"] = instance
+    if errors is not None:
+        body["errors"] = list(errors)
+    if extra:
+        body.update(extra)
+    return body
+
+
 def problem(
     status: int,
     title: str,
@@ -35,15 +58,9 @@ def problem(
     headers: Mapping[str, str] | None = None,
     extra: Mapping[str, Any] | None = None,
 ) -> ProblemResponse:
-    body: dict[str, Any] = {"type": type_, "title": title, "status": status}
-    if detail is not None:
-        body["detail"] = detail
-    if instance is not None:
-        body["instance"] = instance
-    if errors is not None:
-        body["errors"] = list(errors)
-    if extra:
-        body.update(extra)
+    body = problem_document(
+        status, title, detail, type_=type_, instance=instance, errors=errors, extra=extra
+    )
     return ProblemResponse(body, status_code=status, headers=dict(headers or {}))
 
 

@@ -102,12 +102,16 @@ class TrustedProxies:
             return False
         return any(ip in network for network in self.networks)
 
-    def client_address(self, peer: str, forwarded_for: bytes | None) -> str:
+    def client_address(self, peer: str, headers: Sequence[tuple[bytes, bytes]]) -> str:
         """The socket peer, unless it is a trusted proxy: then the right-most address of
-        X-Forwarded-For that is not itself a trusted proxy (the left part is client-written)."""
-        if forwarded_for is None or not self.trusts(peer):
+        X-Forwarded-For that is not itself a trusted proxy (the left part is client-written).
+        The field is one list across all its lines (RFC 9110 §5.3), the last line nearest."""
+        if not self.networks or not self.trusts(peer):
             return peer
-        hops = [hop.strip() for hop in forwarded_for.decode("latin-1").split(",")]
+        lines = [value for key, value in headers if key == b"x-forwarded-for"]
+        if not lines:
+            return peer
+        hops = [hop.strip() for hop in b",".join(lines).decode("latin-1").split(",")]
         for hop in reversed(hops):
             try:
                 ipaddress.ip_address(hop)
@@ -116,6 +120,35 @@ class TrustedProxies:
             if not self.trusts(hop):
                 return hop
         return hops[0] if hops else peer
+
+
+def limit_address(address: str) -> str:
+    """The client as the IP-based limits count it: an IPv4 address, or an IPv6 address's /64
+    (one subscriber holds a whole /64, so its single addresses are free to rotate); an
+    IPv4-mapped IPv6 address counts as its IPv4 address."""
+    if ":" not in address:
+        return address
+    counted = _LIMIT_ADDRESSES.get(address)
+    if counted is None:
+        if len(_LIMIT_ADDRESSES) >= _LIMIT_ADDRESS_CACHE:
+            _LIMIT_ADDRESSES.clear()
+        try:
+            ip = ipaddress.IPv6Address(address.partition("%")[0])
+        except ValueError:
+            counted = address
+        else:
+            mapped = ip.ipv4_mapped
+            counted = (
+                str(mapped)
+                if mapped is not None
+                else str(ipaddress.IPv6Network((ip, 64), strict=False).network_address) + "/64"
+            )
+        _LIMIT_ADDRESSES[address] = counted
+    return counted
+
+
+_LIMIT_ADDRESSES: dict[str, str] = {}
+_LIMIT_ADDRESS_CACHE = 10_000
 
 
 class Cors:

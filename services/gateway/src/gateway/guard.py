@@ -11,7 +11,7 @@ import logging
 import time
 from dataclasses import dataclass
 
-from common.revocation import session_key, user_key
+from common.revocation import EPOCH_KEY, session_key, user_key
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
@@ -25,32 +25,47 @@ logger = logging.getLogger("gatehouse.gateway.guard")
 FAIL_CLOSED = "fail_closed"
 GENERAL_LOCAL = "general_local_limit"
 LOGIN_LOCAL = "login_local_limit"
+# Redis answers but has lost the revocation markers (restarted empty, failed over) and auth has
+# not written them all back: token requests are refused as when Redis is down.
+INCOMPLETE = "revocation_incomplete"
 FALLBACK_TEXT = {
+    INCOMPLETE: "missing, the revocation markers are incomplete: requests with a token are "
+    "refused (503) until auth has restored them",
     FAIL_CLOSED: "requests with a token are refused (503), revocation cannot be checked",
     GENERAL_LOCAL: "the general rate limit is counted per process",
     LOGIN_LOCAL: "the login rate limit is counted per process",
 }
 LOG_EVERY_SECONDS = 10.0
 
-# KEYS: general counter, login counter, session marker, user marker.
-# ARGV: general window seconds, login window seconds, check login (0/1), check revocation (0/1).
-# Returns: general count, login count, session revoked (0/1), user not-before (or -1).
+# KEYS: general counter, login counter (IP + account), login counter (IP), session marker,
+#       user marker, the revocation epoch (common.revocation.EPOCH_KEY).
+# ARGV: general window, login window, login-IP window, count the account (0/1), count the IP
+#       (0/1), check revocation (0/1).
+# Returns: general count, login count, login-IP count, session revoked (0/1), user not-before
+# (or -1), revocation markers complete (0/1: the epoch key exists; 1 when not checked).
 SCRIPT = """
 local general = redis.call('INCR', KEYS[1])
 if general == 1 then redis.call('EXPIRE', KEYS[1], ARGV[1] + 1) end
 local login = 0
-if ARGV[3] == '1' then
+if ARGV[4] == '1' then
   login = redis.call('INCR', KEYS[2])
   if login == 1 then redis.call('EXPIRE', KEYS[2], ARGV[2] + 1) end
 end
+local login_ip = 0
+if ARGV[5] == '1' then
+  login_ip = redis.call('INCR', KEYS[3])
+  if login_ip == 1 then redis.call('EXPIRE', KEYS[3], ARGV[3] + 1) end
+end
 local revoked = 0
 local not_before = -1
-if ARGV[4] == '1' then
-  revoked = redis.call('EXISTS', KEYS[3])
-  local value = redis.call('GET', KEYS[4])
+local complete = 1
+if ARGV[6] == '1' then
+  complete = redis.call('EXISTS', KEYS[6])
+  revoked = redis.call('EXISTS', KEYS[4])
+  local value = redis.call('GET', KEYS[5])
   if value then not_before = tonumber(value) end
 end
-return {general, login, revoked, not_before}
+return {general, login, login_ip, revoked, not_before, complete}
 """
 SCRIPT_SHA = script_sha(SCRIPT)
 
@@ -94,11 +109,17 @@ class Guard:
     embedded store, TLS or socket URLs)."""
 
     def __init__(
-        self, redis: Redis, general: Limit, login: Limit, pipe: PipelinedRedis | None = None
+        self,
+        redis: Redis,
+        general: Limit,
+        login: Limit,
+        pipe: PipelinedRedis | None = None,
+        login_ip: Limit | None = None,
     ) -> None:
         self.script = RedisScript(SCRIPT, redis, pipe)
         self.general = general
         self.login = login
+        self.login_ip = login_ip or Limit("login_ip", 30, 60)
         self.local = LocalLimiter()
         self._fallback_logged: dict[str, float] = {}
 
@@ -110,44 +131,59 @@ class Guard:
         user_id: str | None,
         issued_at: int,
         now: float | None = None,
+        login_address: str | None = None,
     ) -> Verdict:
+        """`login_key` (client IP + account) counts the request under the login limit,
+        `login_address` (the client IP) under the per-IP login limit."""
         now = time.time() if now is None else now
-        general_window = int(now // self.general.window)
-        login_window = int(now // self.login.window)
-        general_key = f"rl:{client_key}:{general_window}"
-        login_counter = f"rl:login:{login_key}:{login_window}"
+        general_key = f"rl:{client_key}:{int(now // self.general.window)}"
+        login_counter = f"rl:login:{login_key}:{int(now // self.login.window)}"
+        address_counter = f"rl:login_ip:{login_address}:{int(now // self.login_ip.window)}"
+        by_account = login_key is not None
+        by_address = login_address is not None
         revocation = user_id is not None
         keys = [
             general_key,
             login_counter,
+            address_counter,
             session_key(session_id or "-"),
             user_key(user_id or "-"),
+            EPOCH_KEY,
         ]
         args = [
             self.general.window,
             self.login.window,
-            1 if login_key else 0,
+            self.login_ip.window,
+            1 if by_account else 0,
+            1 if by_address else 0,
             1 if revocation else 0,
         ]
         try:
-            general, login, revoked, not_before = as_ints(await self.script.run(keys, args))
+            reply = as_ints(await self.script.run(keys, args))
+            general, login, login_ip, revoked, not_before, complete = reply
         except (RedisError, OSError) as exc:
             if revocation:
                 self._fallback(FAIL_CLOSED, exc)
                 return Verdict(unavailable=True)
             self._fallback(GENERAL_LOCAL, exc)
             general = self.local.hit(general_key)
-            login = 0
-            if login_key:
+            login = login_ip = 0
+            if by_account or by_address:
                 self._fallback(LOGIN_LOCAL, exc)
-                login = self.local.hit(login_counter)
-            revoked, not_before = 0, -1
+                login = self.local.hit(login_counter) if by_account else 0
+                login_ip = self.local.hit(address_counter) if by_address else 0
+            revoked, not_before, complete = 0, -1, 1
+        if not complete:
+            self._fallback(INCOMPLETE, None)
+            return Verdict(unavailable=True)
         if revoked or (not_before >= 0 and issued_at < not_before):
             return Verdict(revoked=True)
-        if login_key and login > self.login.limit:
-            return self._limited(self.login, login, now)
+        if by_account and login > self.login.limit:
+            return self._limited(self.login, now)
+        if by_address and login_ip > self.login_ip.limit:
+            return self._limited(self.login_ip, now)
         if general > self.general.limit:
-            return self._limited(self.general, general, now)
+            return self._limited(self.general, now)
         return Verdict(
             remaining=max(self.general.limit - general, 0),
             reset=self._reset(self.general, now),
@@ -157,14 +193,18 @@ class Guard:
     def _reset(limit: Limit, now: float) -> int:
         return max(1, int(limit.window - (now % limit.window) + 0.999))
 
-    def _limited(self, limit: Limit, count: int, now: float) -> Verdict:
+    def _limited(self, limit: Limit, now: float) -> Verdict:
         reset = self._reset(limit, now)
         return Verdict(limited=limit, retry_after=reset, remaining=0, reset=reset)
 
-    def _fallback(self, rule: str, exc: BaseException) -> None:
-        """Count every request decided without Redis; log each rule at most every 10 s."""
+    def _fallback(self, rule: str, exc: BaseException | None) -> None:
+        """Count every request decided without Redis (or without complete revocation markers);
+        log each rule at most every 10 s."""
         FALLBACKS.labels(rule).inc()
         now = time.monotonic()
         if now - self._fallback_logged.get(rule, -LOG_EVERY_SECONDS) >= LOG_EVERY_SECONDS:
             self._fallback_logged[rule] = now
-            logger.error("redis unavailable (%s): %s", type(exc).__name__, FALLBACK_TEXT[rule])
+            if exc is None:
+                logger.error("%s: %s", EPOCH_KEY, FALLBACK_TEXT[rule])
+            else:
+                logger.error("redis unavailable (%s): %s", type(exc).__name__, FALLBACK_TEXT[rule])

@@ -80,6 +80,7 @@ def create_app(
         }
         general, window = settings.rate
         login, login_window = settings.login_rate
+        login_ip, login_ip_window = settings.login_ip_rate
         app.state.edge = Edge(
             upstreams=pools,
             verifier=verifier,
@@ -88,6 +89,7 @@ def create_app(
                 Limit("general", general, window),
                 Limit("login", login, login_window),
                 pipe=pipe,
+                login_ip=Limit("login_ip", login_ip, login_ip_window),
             ),
             breakers={
                 name: CircuitBreaker(name, settings.breaker_failures, settings.breaker_open_seconds)

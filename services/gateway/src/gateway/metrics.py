@@ -27,7 +27,7 @@ REVOKED = Counter("gatehouse_gateway_revoked_total", "Requests with a revoked to
 FALLBACKS = Counter(
     "gatehouse_gateway_redis_fallbacks_total",
     "Requests decided without Redis, by rule "
-    "(fail_closed, general_local_limit, login_local_limit).",
+    "(fail_closed, general_local_limit, login_local_limit, revocation_incomplete).",
     ["rule"],
 )
 CIRCUIT_OPEN = Gauge(

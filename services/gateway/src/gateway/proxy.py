@@ -5,14 +5,12 @@ docs) goes to the FastAPI app beside it."""
 from __future__ import annotations
 
 import itertools
-import json
 import logging
 import secrets
 import time
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from typing import Any
-from urllib.parse import parse_qs
 
 from common.logs import accept_request_id, request_id_var
 from common.tokens import InvalidToken, JwksUnavailable, TokenVerifier
@@ -26,17 +24,19 @@ from gateway.edge import (
     TrustedProxies,
     add_security_headers,
     client_response_headers,
+    limit_address,
     upstream_request_headers,
 )
 from gateway.guard import Guard, Verdict
+from gateway.logins import account_key
 from gateway.metrics import LATENCY, RATE_LIMITED, REQUESTS, REVOKED, UPSTREAM_ERRORS
-from gateway.routes import Access, Route
+from gateway.problems import PROBLEM, Refused
+from gateway.routes import Access, Counted, Route
 from gateway.upstream import Connection, Upstream, UpstreamError
 
 logger = logging.getLogger("gatehouse.gateway")
 
 IDEMPOTENT = frozenset({"GET", "HEAD", "OPTIONS", "PUT", "DELETE"})
-PROBLEM = b"application/problem+json"
 # Login bodies are read whole to find the username; they are small.
 LOGIN_BODY_LIMIT = 16 * 1024
 # Bodies of known length up to this size are read whole before they are sent on.
@@ -94,18 +94,6 @@ class Edge:
     def __post_init__(self) -> None:
         general = self.guard.general
         self.rate_policy = f'"general";q={general.limit};w={general.window}'.encode()
-
-
-def problem_body(status: int, title: str, detail: str, instance: str) -> bytes:
-    return json.dumps(
-        {
-            "type": "about:blank",
-            "title": title,
-            "status": status,
-            "detail": detail,
-            "instance": instance,
-        }
-    ).encode()
 
 
 class Gateway:
@@ -202,6 +190,9 @@ class Exchange:
         began = time.perf_counter()
         try:
             await self._run()
+        except Refused as refused:
+            if not self.started:
+                await self.refuse(refused)
         except ClientGone:
             self.status = 499
         except Exception:
@@ -226,32 +217,44 @@ class Exchange:
             await self.problem(400, "Bad Request", "Invalid Content-Length.")
             return
         peer = scope["client"][0] if scope.get("client") else "0.0.0.0"  # noqa: S104
-        client_ip = edge.proxies.client_address(peer, self._header(b"x-forwarded-for"))
+        client_ip = edge.proxies.client_address(peer, self.headers)
+        address = limit_address(client_ip)
+        route = self.route
 
         claims = None
         authorization = self._header(b"authorization")
-        if authorization is not None or self.route.access is Access.BEARER:
+        if authorization is not None or route.access is Access.BEARER:
             claims = await self._claims(authorization)
-            if claims is None and self.route.access is Access.BEARER:
+            if claims is None and route.access is Access.BEARER:
                 return  # the 401 is sent
 
         body: bytes | None = None
         login_key = None
-        if self.route.access is Access.LOGIN:
+        counted = route.counted is not Counted.NONE
+        if route.access is Access.LOGIN:
             try:
                 body = await self._read_body(min(edge.max_body, LOGIN_BODY_LIMIT))
             except BodyTooLarge:
                 await self.problem(413, "Content Too Large", "The login body is too large.")
                 return
-            login_key = self._login_key(client_ip, body)
+        if counted:
+            login_key = account_key(
+                route,
+                address,
+                body or b"",
+                self._header(b"content-type"),
+                authorization,
+                claims.subject if claims else None,
+            )
 
-        client_key = f"user:{claims.subject}" if claims else f"ip:{client_ip}"
+        client_key = f"user:{claims.subject}" if claims else f"ip:{address}"
         verdict = await edge.guard.check(
             client_key,
             login_key,
             claims.session_id if claims else None,
             claims.subject if claims else None,
             claims.issued_at if claims else 0,
+            login_address=address if counted else None,
         )
         if not await self._admit(verdict):
             return
@@ -293,13 +296,6 @@ class Exchange:
             if self.route.access is Access.BEARER:
                 await self.unauthorized("The token is invalid or expired.", presented=True)
             return None  # public routes: the upstream judges; limits go by IP
-
-    def _login_key(self, client_ip: str, body: bytes) -> str | None:
-        form = parse_qs(body.decode("utf-8", "replace"), max_num_fields=20)
-        if self.route.name == "auth.token" and form.get("grant_type") != ["password"]:
-            return None  # only password grants are logins
-        username = (form.get("username") or [""])[0].strip().lower()[:320]
-        return f"{client_ip}:{username}"
 
     async def _admit(self, verdict: Verdict) -> bool:
         policy = self.edge.rate_policy
@@ -475,15 +471,20 @@ class Exchange:
         headers.extend(self.cors)
         await self.send({"type": "http.response.start", "status": status, "headers": headers})
 
+    async def refuse(self, refused: Refused) -> None:
+        await self._problem(refused.status, refused.body(self.scope["path"]), refused.headers)
+
     async def problem(
         self, status: int, title: str, detail: str, headers: Headers | None = None
     ) -> None:
-        body = problem_body(status, title, detail, self.scope["path"])
+        await self.refuse(Refused(status, title, detail, headers))
+
+    async def _problem(self, status: int, body: bytes, headers: Headers) -> None:
         out: Headers = [
             (b"content-type", PROBLEM),
-            (b"content-length", str(len(body)).encode()),
+            (b"content-length", b"%d" % len(body)),
             *self.extra_headers,
-            *(headers or []),
+            *headers,
         ]
         self.status = status
         await self._start(status, out)

@@ -15,7 +15,17 @@ from enum import Enum
 class Access(Enum):
     PUBLIC = "public"
     BEARER = "bearer"
-    LOGIN = "login"  # public, with the login rate limit (per client IP + submitted username)
+    LOGIN = "login"  # public, its body read whole for the login limits' key
+
+
+class Counted(Enum):
+    """What a route counts under the login limits (API.md §11): each is a password oracle."""
+
+    NONE = "none"
+    FORM = "form"  # the login form: client IP + the canonical username, and client IP alone
+    TOKEN = "token"  # the token endpoint: password grants as FORM, client_credentials by client_id
+    SUBJECT = "subject"  # a bearer route that checks a password: client IP + the token's `sub`
+    ADDRESS = "address"  # client IP alone (the account is not in the request)
 
 
 @dataclass(frozen=True, slots=True)
@@ -23,19 +33,27 @@ class Route:
     name: str  # metrics label
     upstream: str  # "auth" | "users"
     access: Access
+    counted: Counted = Counted.NONE
 
 
 # (method or None for any, exact path or prefix ending in "/", route)
 _EXACT: dict[tuple[str, str], Route] = {
     ("POST", "/api/v1/users/"): Route("users.register", "users", Access.PUBLIC),
-    ("POST", "/api/v1/auth/login"): Route("auth.login", "auth", Access.LOGIN),
+    ("POST", "/api/v1/auth/login"): Route("auth.login", "auth", Access.LOGIN, Counted.FORM),
+    # The second factor's body names no account (an opaque mfa_token): per client IP only.
+    ("POST", "/api/v1/auth/login/mfa"): Route(
+        "auth.login_mfa", "auth", Access.PUBLIC, Counted.ADDRESS
+    ),
     ("POST", "/api/v1/auth/refresh"): Route("auth.refresh", "auth", Access.PUBLIC),
-    ("POST", "/api/v1/auth/token"): Route("auth.token", "auth", Access.LOGIN),
+    ("POST", "/api/v1/auth/token"): Route("auth.token", "auth", Access.LOGIN, Counted.TOKEN),
     ("POST", "/api/v1/auth/revoke"): Route("auth.revoke", "auth", Access.PUBLIC),
     ("POST", "/api/v1/auth/logout"): Route("auth.logout", "auth", Access.BEARER),
     ("GET", "/.well-known/jwks.json"): Route("auth.jwks", "auth", Access.PUBLIC),
     ("GET", "/.well-known/openid-configuration"): Route("auth.discovery", "auth", Access.PUBLIC),
     ("GET", "/api/v1/users/me"): Route("users.me", "users", Access.BEARER),
+    ("PUT", "/api/v1/users/me/password"): Route(
+        "users.password", "users", Access.BEARER, Counted.SUBJECT
+    ),
 }
 _PREFIXES: tuple[tuple[str, Route], ...] = (
     ("/api/v1/users/", Route("users.other", "users", Access.BEARER)),

@@ -26,11 +26,19 @@ class GatewaySettings(ServiceSettings):
     gateway_port: int = 8000
     gateway_rate_limit: str = "100/second"
     gateway_login_rate_limit: str = "5/minute"
+    # Per client IP alone on the login routes (API.md §11), beside the IP + account limit.
+    gateway_login_ip_rate_limit: str = "30/minute"
     gateway_trusted_proxies: Annotated[list[str], NoDecode] = Field(default_factory=list)
     max_body_bytes: int = Field(default=1024 * 1024, ge=1024, le=1024**3)
     upstream_connect_timeout: float = Field(default=2.0, gt=0, le=60)
     upstream_read_timeout: float = Field(default=30.0, gt=0, le=600)
     upstream_pool_size: int = Field(default=256, ge=1, le=10_000)
+    # A body must arrive at this pace: up to 64 KiB whole within it (else 408) before any
+    # upstream connection is taken; a larger, streamed body gets it again per 64 KiB.
+    client_body_timeout: float = Field(default=10.0, gt=0, le=600)
+    # Streamed bodies (over 64 KiB) one client IP may be sending at once (else 429): each holds
+    # an upstream connection while it arrives.
+    client_uploads_per_ip: int = Field(default=4, ge=1, le=10_000)
     # Consecutive connection failures or timeouts that open an upstream's circuit, and how long
     # it stays open before one probe request is let through.
     breaker_failures: int = Field(default=5, ge=1)
@@ -51,6 +59,7 @@ class GatewaySettings(ServiceSettings):
     def _rates(self) -> Self:
         parse_rate(self.gateway_rate_limit)
         parse_rate(self.gateway_login_rate_limit)
+        parse_rate(self.gateway_login_ip_rate_limit)
         return self
 
     @property
@@ -60,6 +69,10 @@ class GatewaySettings(ServiceSettings):
     @property
     def login_rate(self) -> tuple[int, int]:
         return parse_rate(self.gateway_login_rate_limit)
+
+    @property
+    def login_ip_rate(self) -> tuple[int, int]:
+        return parse_rate(self.gateway_login_ip_rate_limit)
 
     def embedded_backends(self) -> list[str]:
         backends = super().embedded_backends()

@@ -1,0 +1,83 @@
+"""What the login limits count (API.md §11): the account a request tries, read exactly as the
+service behind will read it, or a refusal.
+
+The login form and the token endpoint's form go through `common.forms.parse_form`, the reader
+auth's login route uses too; the name is `common.identity.canonical_name`, the form users matches
+accounts by. A body the reader refuses is refused here (4xx) and never forwarded: what auth
+would read differently from the gateway cannot reach it.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+from urllib.parse import unquote
+
+from common.forms import LOGIN_FORM_BYTES, FormRefused, parse_form
+from common.identity import canonical_name
+
+from gateway.problems import Refused
+from gateway.routes import Counted, Route
+
+# The token endpoint's form: any field names (its grants differ), each once, a few of them.
+TOKEN_FORM_FIELDS = 16
+# Longer account names are cut (merging counters, never splitting them).
+MAX_NAME = 320
+TITLES = {413: "Content Too Large", 415: "Unsupported Media Type", 422: "Unprocessable Content"}
+
+
+def refusal(refused: FormRefused) -> Refused:
+    return Refused(refused.status, TITLES[refused.status], refused.detail, errors=refused.errors)
+
+
+def account_key(
+    route: Route,
+    address: str,
+    body: bytes,
+    content_type: bytes | None,
+    authorization: bytes | None,
+    subject: str | None,
+) -> str | None:
+    """The login limit's key for this request (client IP + the account), None when the request
+    tries no account (a refresh grant). Raises `Refused` for a body not read as auth reads it."""
+    counted = route.counted
+    if counted is Counted.SUBJECT:
+        return f"{address}:s:{subject}"
+    if counted is Counted.ADDRESS:
+        return None
+    try:
+        if counted is Counted.FORM:
+            form = parse_form(body, content_type)
+        else:
+            form = parse_form(
+                body,
+                content_type,
+                fields=None,
+                max_fields=TOKEN_FORM_FIELDS,
+                max_bytes=LOGIN_FORM_BYTES,
+            )
+    except FormRefused as refused:
+        raise refusal(refused) from None
+    if counted is Counted.TOKEN:
+        grant = form.get("grant_type")
+        if grant == "client_credentials":
+            return f"{address}:c:{client_id(form, authorization)}"
+        if grant != "password":
+            return None  # not a login: refresh tokens and codes are not guessable
+    name = canonical_name(form.get("username", ""))[:MAX_NAME]
+    return f"{address}:n:{name}"
+
+
+def client_id(form: dict[str, str], authorization: bytes | None) -> str:
+    """The client as auth's token endpoint reads it: HTTP Basic (its parts form-urlencoded,
+    RFC 6749 §2.3.1) when the header is Basic, else the form's `client_id`."""
+    if authorization is not None:
+        scheme, _, value = authorization.decode("latin-1").partition(" ")
+        if scheme.lower() == "basic":
+            try:
+                decoded = base64.b64decode(value.strip().encode("ascii"), validate=True)
+                name, _, _ = decoded.decode("utf-8").partition(":")
+            except (binascii.Error, UnicodeError, ValueError):
+                return ""
+            return unquote(name)[:MAX_NAME]
+    return form.get("client_id", "")[:MAX_NAME]

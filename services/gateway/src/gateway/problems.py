@@ -1,0 +1,55 @@
+"""Refusals: raised wherever the gateway decides not to forward (or cannot), rendered once as
+RFC 9457 problem+json by the exchange (`common.errors.problem_document`)."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping, Sequence
+
+from common.errors import PROBLEM_JSON, problem_document
+
+from gateway.edge import Headers
+
+PROBLEM = PROBLEM_JSON.encode()
+
+
+class Refused(Exception):
+    """An answer instead of the upstream's: `status`, `title`, `detail`, extra `headers`."""
+
+    def __init__(
+        self,
+        status: int,
+        title: str,
+        detail: str,
+        headers: Headers | None = None,
+        errors: Sequence[Mapping[str, str]] | None = None,
+    ) -> None:
+        super().__init__(detail)
+        self.status = status
+        self.title = title
+        self.detail = detail
+        self.headers: Headers = headers or []
+        self.errors = errors
+
+    def body(self, instance: str) -> bytes:
+        document = problem_document(
+            self.status, self.title, self.detail, instance=instance, errors=self.errors
+        )
+        return json.dumps(document).encode()
+
+
+def unauthorized(detail: str, *, presented: bool) -> Refused:
+    challenge = b'Bearer error="invalid_token"' if presented else b"Bearer"
+    return Refused(401, "Unauthorized", detail, [(b"www-authenticate", challenge)])
+
+
+def unavailable(detail: str, retry_after: int) -> Refused:
+    return Refused(503, "Service Unavailable", detail, [(b"retry-after", b"%d" % retry_after)])
+
+
+def too_large(detail: str = "The body is too large.") -> Refused:
+    return Refused(413, "Content Too Large", detail)
+
+
+def not_found() -> Refused:
+    return Refused(404, "Not Found", "No such resource.")
