@@ -204,3 +204,26 @@ async def test_tokens_are_503_not_401_while_no_key_could_ever_be_fetched(
     assert "www-authenticate" not in response.headers
     await upstreams["auth"].start()
     assert (await gateway.get("/api/v1/users/me", headers=bearer(tokens))).status_code == 200
+
+
+async def test_the_circuit_closes_as_soon_as_the_upstream_is_back(
+    make_gateway: GatewayFactory, tokens: TokenFactory, upstreams: dict[str, Served]
+) -> None:
+    """The open circuit probes the upstream itself and closes on the first answer, long before
+    BREAKER_OPEN_SECONDS are over."""
+    gateway = await make_gateway(breaker_failures=2, breaker_open_seconds=60)
+    users = upstreams["users"]
+    await users.stop()
+    for _ in range(3):
+        assert (await gateway.get("/api/v1/users/me", headers=bearer(tokens))).status_code == 503
+    metrics = (await gateway.get("/metrics")).text
+    assert 'gatehouse_gateway_circuit_open{upstream="users"} 1.0' in metrics
+    await users.start()
+    started = time.monotonic()
+    while time.monotonic() - started < 5:
+        response = await gateway.get("/api/v1/users/me", headers=bearer(tokens))
+        if response.status_code == 200:
+            break
+        await asyncio.sleep(0.1)
+    assert response.status_code == 200
+    assert time.monotonic() - started < 5

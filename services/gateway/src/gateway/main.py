@@ -78,6 +78,15 @@ def create_app(
             )
             for name, url in upstreams.items()
         }
+        breakers = {
+            name: CircuitBreaker(
+                name,
+                settings.breaker_failures,
+                settings.breaker_open_seconds,
+                probe=pool.healthy,
+            )
+            for name, pool in pools.items()
+        }
         general, window = settings.rate
         login, login_window = settings.login_rate
         login_ip, login_ip_window = settings.login_ip_rate
@@ -91,10 +100,7 @@ def create_app(
                 pipe=pipe,
                 login_ip=Limit("login_ip", login_ip, login_ip_window),
             ),
-            breakers={
-                name: CircuitBreaker(name, settings.breaker_failures, settings.breaker_open_seconds)
-                for name in upstreams
-            },
+            breakers=breakers,
             proxies=TrustedProxies(settings.gateway_trusted_proxies),
             cors=Cors(settings.cors_origins),
             max_body=settings.max_body_bytes,
@@ -107,6 +113,8 @@ def create_app(
             yield
         finally:
             app.state.edge = None
+            for breaker in breakers.values():
+                await breaker.aclose()
             for pool in pools.values():
                 pool.close()
             await session.close()

@@ -385,6 +385,21 @@ class Upstream:
             raise
         return connection
 
+    async def healthy(self, path: bytes = b"/health") -> bool:
+        """Whether the upstream answers `GET /health` (any status under 500) within the connect
+        timeout: the circuit breaker's probe."""
+        try:
+            async with asyncio.timeout(self.connect_timeout):
+                connection = await self.request("GET", path, b"", None)
+                try:
+                    while await connection.read_chunk() is not None:
+                        pass
+                finally:
+                    connection.finish()
+        except (UpstreamError, UpstreamProtocolError, TimeoutError, OSError):
+            return False
+        return connection.status < 500
+
     async def _acquire(self) -> Connection:
         loop = self.loop
         now = loop.time()
