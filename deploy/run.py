@@ -23,7 +23,6 @@ from typing import Any
 from common.cli import migrate_database
 from common.embedded import Embedded
 from common.logs import configure_logging
-from common.revocation import EPOCH_KEY
 from common.serve import server_for
 from common.settings import var_dir
 
@@ -55,10 +54,6 @@ async def run_embedded() -> None:
     )
     var_dir().mkdir(parents=True, exist_ok=True)
     embedded = Embedded()
-    # The gateway refuses tokens until the revocation epoch says every marker is in the store;
-    # auth writes it once it has restored them (issue 13). Until auth does, set here: the
-    # embedded store starts empty with auth. The auth side removes this line.
-    await embedded.redis.client().set(EPOCH_KEY, b"1")
     servers = []
     for service in SERVICES:
         main = importlib.import_module(f"{service}.main")
