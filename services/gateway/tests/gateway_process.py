@@ -7,6 +7,7 @@ import os
 import signal
 import sys
 import tempfile
+import time
 
 import httpx
 
@@ -42,8 +43,10 @@ class GatewayProcess:
             stdout=asyncio.subprocess.DEVNULL,
             stderr=self.log,
         )
+        # A deadline, not a count of tries: on a busy machine the imports alone take seconds.
+        deadline = time.monotonic() + 60
         async with httpx.AsyncClient(base_url=self.url, timeout=1.0) as client:
-            for _ in range(300):
+            while time.monotonic() < deadline:
                 if self.process.returncode is not None:
                     raise RuntimeError(f"the gateway process exited: {self.output()}")
                 try:
