@@ -44,7 +44,7 @@ def start_listener(
     *,
     env: Mapping[str, str] | None = None,
     cwd: Path | None = None,
-    timeout: float = 30.0,
+    timeout: float = 240.0,  # a cold Python start on a busy shared machine can take a minute
 ) -> Listener:
     """Start `command` (output to `log`) and wait until `/health` on `port` answers at all."""
     with log.open("ab") as output:

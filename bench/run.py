@@ -8,10 +8,12 @@
    Prints requests/s, p50/p99 latency and CPU time per request of each target's own processes
    (from /proc), and the ratios: gateway/direct req/s, the gateway's CPU per request against
    HAProxy's and nginx's, users' CPU per request against the floor's.
-2. Registration → welcome email latency through the gateway at a steady registration rate.
-3. Events throughput: outbox rows → relay → RabbitMQ → notifier → SMTP sink (bench.events).
+2. auth's hot routes, introspection and refresh, beside their floor (bench.auth_floor), and
+   JWKS (bench.auth_routes).
+3. Registration → welcome email latency through the gateway at a steady registration rate.
+4. Events throughput: outbox rows → relay → RabbitMQ → notifier → SMTP sink (bench.events).
 First, the proxy-client choice: httpx, aiohttp and the gateway's own client against one
-upstream (bench.proxy_clients). `--only me` runs step 1 alone. Ends with a summary table of
+upstream (bench.proxy_clients). `--only me|auth|events` runs one step. Ends with a summary table of
 every figure and its target.
 
 Real PostgreSQL (fresh databases), Redis (DB 8, flushed), RabbitMQ (a throwaway vhost) and an
@@ -34,7 +36,7 @@ import redis
 import uvloop
 from common.testing import fresh_database
 
-from bench import events, floor, me, proxies, proxy_clients
+from bench import auth_routes, events, floor, me, proxies, proxy_clients
 from bench.listener import Listener
 from bench.summary import Summary
 from services.notifier.tests.smtp_sink import SmtpSink
@@ -49,6 +51,7 @@ from tests.integration.platform import (
 
 REDIS_URL = "redis://127.0.0.1:6379/8"
 PASSWORD = "bench passphrase that is long enough"
+STARTUP_SECONDS = 240.0
 
 
 def account() -> dict[str, str]:
@@ -61,7 +64,8 @@ def account() -> dict[str, str]:
     }
 
 
-def token_for(gateway: str) -> str:
+def token_for(gateway: str) -> tuple[dict[str, str], str]:
+    """A new account, and an access token of its."""
     user = account()
     with httpx.Client(base_url=gateway, timeout=30.0) as client:
         client.post("/api/v1/users/", json=user).raise_for_status()
@@ -70,7 +74,7 @@ def token_for(gateway: str) -> str:
         )
         response.raise_for_status()
         token: str = response.json()["access_token"]
-        return token
+        return user, token
 
 
 def same_answer(users_url: str, floor_url: str, token: str) -> None:
@@ -235,7 +239,7 @@ async def measure_all(args: argparse.Namespace, summary: Summary) -> None:
     if args.only == "events":
         await measure_events(args, summary)
         return
-    only_me = args.only == "me"
+    only_me = args.only in ("me", "auth")  # the HTTP steps only: no notifier, no events
     if not only_me:
         print("== the gateway's outbound client: httpx, aiohttp, own (bench.proxy_clients) ==")
         await proxy_clients.run(3000, args.connections, 3)
@@ -269,10 +273,17 @@ async def measure_all(args: argparse.Namespace, summary: Summary) -> None:
                 )
                 platform = Platform(env, ports, workdir)
                 try:
-                    # `--only me` needs no notifier: /users/me touches auth, users and gateway.
-                    platform.start(*(("auth", "users", "gateway") if only_me else ()))
-                    token = token_for(platform.url("gateway"))
-                    measure_me(platform, token, users_db, args, workdir, summary)
+                    # `--only me|auth` needs no notifier: they touch auth, users and gateway.
+                    for service in ("auth", "users", "gateway") if only_me else SERVICES:
+                        # Started one at a time, each given longer than the tests give it: on
+                        # a machine shared by many runs a cold start can take over a minute.
+                        platform.start(service, wait=False)
+                        platform.wait_ready(service, timeout=STARTUP_SECONDS)
+                    user, token = token_for(platform.url("gateway"))
+                    if args.only != "auth":
+                        measure_me(platform, token, users_db, args, workdir, summary)
+                    if args.only != "me":
+                        await auth_routes.measure(platform, user, token, args, workdir, summary)
                     if not only_me:
                         await measure_registrations(
                             platform, sink, args.registrations, args.registration_rate, summary
@@ -335,9 +346,9 @@ def main() -> None:
     parser.add_argument("--event-runs", type=int, default=3)
     parser.add_argument(
         "--only",
-        choices=("me", "events"),
-        help="run one measurement only (me: GET /api/v1/users/me, every target; "
-        "events: outbox → notifier throughput)",
+        choices=("me", "auth", "events"),
+        help="run one measurement only (me: GET /api/v1/users/me, every target; auth: "
+        "introspection, refresh and JWKS beside their floor; events: outbox → notifier)",
     )
     # uvloop, as the services run under uvicorn (the outbox relay of bench.events runs here).
     uvloop.run(run(parser.parse_args()))
