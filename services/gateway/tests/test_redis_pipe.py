@@ -15,12 +15,12 @@ from common.redis import EmbeddedRedis
 from common.revocation import EPOCH_KEY, mark_session_revoked
 from gateway.guard import SCRIPT_SHA, Guard, Limit
 from gateway.redis_pipe import (
-    Incomplete,
     PipelinedRedis,
+    Reply,
     _Protocol,
     as_ints,
     pack_command,
-    parse_reply,
+    reply_reader,
 )
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import NoScriptError, ResponseError
@@ -28,6 +28,16 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from .conftest import REDIS_URL
 from .redis_node import ThrowawayRedis
+
+
+def parse(raw: bytes) -> Reply | bool:
+    """The first reply in `raw`, False while incomplete; the whole of `raw` must be that reply."""
+    reader = reply_reader()
+    reader.feed(raw)
+    reply: Reply | bool = reader.gets()
+    if reply is not False:
+        assert not reader.has_data()  # nothing left over
+    return reply
 
 
 @pytest.mark.parametrize(
@@ -45,16 +55,16 @@ from .redis_node import ThrowawayRedis
     ],
 )
 def test_replies_parse(raw: bytes, value: object) -> None:
-    assert parse_reply(raw, 0) == (value, len(raw))
+    assert parse(raw) == value
     for cut in range(len(raw)):  # every prefix is incomplete, never wrong
-        with pytest.raises(Incomplete):
-            parse_reply(raw[:cut], 0)
+        assert parse(raw[:cut]) is False
 
 
 def test_errors_parse_to_redis_exceptions() -> None:
-    noscript, _ = parse_reply(b"-NOSCRIPT No matching script.\r\n", 0)
+    noscript = parse(b"-NOSCRIPT No matching script.\r\n")
     assert isinstance(noscript, NoScriptError)
-    other, _ = parse_reply(b"-ERR wrong number of arguments\r\n", 0)
+    assert str(noscript) == "NOSCRIPT No matching script."
+    other = parse(b"-ERR wrong number of arguments\r\n")
     assert isinstance(other, ResponseError)
     assert not isinstance(other, NoScriptError)
 
@@ -84,10 +94,7 @@ def test_the_guard_packs_its_script_call_as_pack_command_would(flags: tuple[int,
     [b"*2\r\n:1", b"*2\r\n:1\r\n", b"*2\r\n:1\r\n:", b"*2\r\n:1\r\n$1\r\nx"],
 )
 def test_arrays_cut_anywhere_are_incomplete(raw: bytes) -> None:
-    with pytest.raises(Incomplete):
-        parse_reply(raw, 0)
-    with pytest.raises(Incomplete):
-        parse_reply(bytearray(raw), 0)
+    assert parse(raw) is False
 
 
 def test_script_replies_must_be_integers() -> None:
@@ -221,5 +228,22 @@ async def test_replies_split_anywhere_across_reads_resolve_in_order() -> None:
         for offset in range(0, len(replies), step):
             protocol.data_received(replies[offset : offset + step])
         assert [future.result() for future in futures] == expected, step
-        assert not protocol.buffer
+        assert not protocol.reader.has_data()
         assert not pipe.waiting
+
+
+async def test_a_malformed_reply_drops_the_connection_and_fails_its_requests() -> None:
+    pipe = PipelinedRedis(REDIS_URL)
+    try:
+        assert await pipe.execute("PING") == b"PONG"
+        protocol = pipe._protocol
+        assert protocol is not None
+        waiting = asyncio.ensure_future(pipe.execute("BLPOP", f"pipe-test:{uuid.uuid4().hex}", 5))
+        await asyncio.sleep(0.05)
+        protocol.data_received(b"?what\r\n")
+        with pytest.raises(RedisConnectionError, match="bad reply"):
+            await waiting
+        assert pipe._protocol is None
+        assert await pipe.execute("PING") == b"PONG"  # a fresh connection
+    finally:
+        await pipe.aclose()

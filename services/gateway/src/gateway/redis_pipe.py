@@ -2,9 +2,10 @@
 
 redis-py's asyncio client spends more CPU per command (pool checkout, retry wrapper, health check,
 generic parser) than the rest of the gateway's checks together. The guard sends one command shape
-only (EVALSHA, plus SCRIPT LOAD after a Redis restart), so it speaks RESP2 itself: every request
-is written as soon as it is made, Redis answers in order, and the replies resolve the waiting
-futures first in, first out. A reply that does not come within the timeout means the connection
+only (EVALSHA, plus SCRIPT LOAD after a Redis restart), so it speaks RESP2 itself (packed here,
+parsed by hiredis's reader, the C parser redis-py uses too): every request is written as soon as
+it is made, Redis answers in order, and the replies resolve the waiting futures first in, first
+out. A reply that does not come within the timeout means the connection
 is stuck: it is dropped, every request waiting on it fails (the guard falls back), and the next
 request connects again. One timer watches the oldest request waiting (not one timer per request).
 
@@ -18,6 +19,7 @@ from collections import deque
 from typing import Any, cast
 from urllib.parse import unquote, urlsplit
 
+import hiredis
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import NoScriptError, ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
@@ -28,53 +30,15 @@ RECONNECT_PAUSE = 0.25
 Reply = int | bytes | list["Reply"] | None | ResponseError
 
 
-class Incomplete(Exception):
-    """The buffer ends inside a reply: wait for more bytes."""
+def reply_error(text: str) -> ResponseError:
+    """An error reply as redis-py's exception: NOSCRIPT is the one the script runner handles."""
+    return NoScriptError(text) if text.startswith("NOSCRIPT") else ResponseError(text)
 
 
-INTEGER, SIMPLE, ERROR, BULK, ARRAY = b":+-$*"
-
-
-def parse_reply(buffer: bytes | bytearray, start: int) -> tuple[Reply, int]:
-    """One RESP2 reply from `buffer[start:]` and the position after it."""
-    end = buffer.find(b"\r\n", start)
-    if end < 0:
-        raise Incomplete
-    kind = buffer[start]
-    after = end + 2
-    if kind == INTEGER:
-        return int(buffer[start + 1 : end]), after
-    if kind == ARRAY:
-        count = int(buffer[start + 1 : end])
-        if count < 0:
-            return None, after
-        items: list[Reply] = []
-        for _ in range(count):
-            if after < len(buffer) and buffer[after] == INTEGER:  # the guard's replies
-                end = buffer.find(b"\r\n", after)
-                if end < 0:
-                    raise Incomplete
-                items.append(int(buffer[after + 1 : end]))
-                after = end + 2
-            else:
-                item, after = parse_reply(buffer, after)
-                items.append(item)
-        return items, after
-    line = bytes(buffer[start + 1 : end])
-    if kind == SIMPLE:
-        return line, after
-    if kind == ERROR:
-        text = line.decode("utf-8", "replace")
-        error = NoScriptError(text) if text.startswith("NOSCRIPT") else ResponseError(text)
-        return error, after
-    if kind == BULK:
-        size = int(line)
-        if size < 0:
-            return None, after
-        if len(buffer) < after + size + 2:
-            raise Incomplete
-        return bytes(buffer[after : after + size]), after + size + 2
-    raise RedisConnectionError(f"unexpected reply type {bytes([kind])!r}")
+def reply_reader() -> hiredis.Reader:
+    """A RESP2 parser (hiredis, in C): `feed` it bytes, `gets` the next whole reply or False.
+    Errors come as `reply_error` values; a malformed stream raises RedisConnectionError."""
+    return hiredis.Reader(protocolError=RedisConnectionError, replyError=reply_error)
 
 
 def pack_arguments(*parts: bytes | str | int) -> bytes:
@@ -93,7 +57,7 @@ def pack_command(*parts: bytes | str | int) -> bytes:
 class _Protocol(asyncio.Protocol):
     def __init__(self, pipe: PipelinedRedis) -> None:
         self.pipe = pipe
-        self.buffer = bytearray()
+        self.reader = reply_reader()
         self.transport: asyncio.Transport | None = None
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -101,21 +65,13 @@ class _Protocol(asyncio.Protocol):
         self.transport = cast(asyncio.Transport, transport)
 
     def data_received(self, data: bytes) -> None:
-        # Most reads hold whole replies: parse `data` itself, keep only a partial reply's start.
-        buffer: bytes | bytearray = data
-        if self.buffer:
-            self.buffer += data
-            buffer = self.buffer
-        position = 0
-        size = len(buffer)
+        # The reader keeps a partial reply's start until the rest comes (RESP2 has no false).
+        reader = self.reader
         waiting = self.pipe.waiting
         try:
-            while position < size:
-                try:
-                    reply, position_after = parse_reply(buffer, position)
-                except Incomplete:
-                    break
-                position = position_after
+            reader.feed(data)
+            reply = reader.gets()
+            while reply is not False:
                 if not waiting:
                     raise RedisConnectionError("a reply nobody asked for")
                 future = waiting.popleft()[0]
@@ -124,13 +80,9 @@ class _Protocol(asyncio.Protocol):
                         future.set_exception(reply)
                     else:
                         future.set_result(reply)
-        except (RedisConnectionError, ValueError) as exc:
+                reply = reader.gets()
+        except RedisConnectionError as exc:
             self.pipe.drop(self, RedisConnectionError(f"bad reply from redis: {exc}"))
-            return
-        if buffer is self.buffer:
-            del self.buffer[:position]
-        elif position < size:
-            self.buffer = bytearray(data[position:])
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.pipe.drop(self, RedisConnectionError("connection to redis lost"))
