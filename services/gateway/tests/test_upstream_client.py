@@ -5,6 +5,7 @@ bodies both ways with backpressure."""
 from __future__ import annotations
 
 import asyncio
+import gzip
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 
@@ -489,3 +490,87 @@ async def test_the_longest_idle_connection_is_let_go_on_release() -> None:
         second.finish()  # the first has been idle past the keep-alive: it is closed
         assert client.idle == [second]
         assert client.count == 1
+
+
+async def raw_exchange(url: str, request: bytes) -> tuple[bytes, bytes]:
+    """The head and the raw body of one answer, read to the end of the connection (httpx's h11
+    does not take transfer codings other than chunked)."""
+    host, port = url.removeprefix("http://").split(":")
+    reader, writer = await asyncio.open_connection(host, int(port))
+    writer.write(request)
+    answer = await reader.read()  # `connection: close`: to the end
+    writer.close()
+    head, _, body = answer.partition(b"\r\n\r\n")
+    return head, body
+
+
+def dechunked(body: bytes) -> bytes:
+    out = b""
+    while True:
+        size_line, _, body = body.partition(b"\r\n")
+        size = int(size_line, 16)
+        if size == 0:
+            return out
+        out, body = out + body[:size], body[size + 2 :]
+
+
+@pytest.mark.parametrize("transfer_encoding", [b"gzip, chunked", b"gzip,chunked", b"GZIP, Chunked"])
+async def test_answers_with_a_coding_before_chunked_are_framed_by_chunked(
+    transfer_encoding: bytes,
+) -> None:
+    coded = gzip.compress(b"hello, gzip")
+    chunks = b"".join(b"%x\r\n%b\r\n" % (len(part), part) for part in (coded[:5], coded[5:]))
+    answer = b"HTTP/1.1 200 OK\r\ntransfer-encoding: %b\r\n\r\n%b0\r\n\r\n" % (
+        transfer_encoding,
+        chunks,
+    )
+    async with await serving(keep_answering(answer)) as upstream:
+        client = pool(upstream.url)
+        assert await fetch(client) == (200, coded)
+        assert await fetch(client) == (200, coded)
+        assert upstream.connections == 1  # framed: the connection goes on
+        client.close()
+
+
+async def test_answers_whose_last_coding_is_not_chunked_end_with_the_connection() -> None:
+    """RFC 9112 §6.3: chunked not the final coding, the answer is delimited by the close."""
+    coded = gzip.compress(b"hello, gzip")
+
+    async def until_close(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await reader.readuntil(b"\r\n\r\n")
+        writer.write(b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked, gzip\r\n\r\n" + coded)
+        await writer.drain()
+
+    async with RawUpstream(until_close) as upstream:
+        client = pool(upstream.url)
+        assert await fetch(client) == (200, coded)
+        client.close()
+
+
+@pytest.mark.parametrize(
+    ("transfer_encoding", "relayed"),
+    [(b"gzip, chunked", b"gzip"), (b"x-custom, gzip, chunked", b"x-custom, gzip")],
+)
+async def test_a_transfer_coding_before_chunked_reaches_the_client(
+    make_gateway: GatewayFactory, transfer_encoding: bytes, relayed: bytes
+) -> None:
+    coded = gzip.compress(b"hello, gzip")
+    answer = (
+        b"HTTP/1.1 200 OK\r\ncontent-type: text/plain\r\ntransfer-encoding: %b\r\n\r\n"
+        b"%x\r\n%b\r\n0\r\n\r\n" % (transfer_encoding, len(coded), coded)
+    )
+    async with await serving(keep_answering(answer)) as upstream:
+        gateway = await make_gateway(auth_url=upstream.url)
+        head, body = await raw_exchange(
+            str(gateway.base_url),
+            b"POST /api/v1/auth/revoke HTTP/1.1\r\nhost: gatehouse.test\r\n"
+            b"content-length: 0\r\nconnection: close\r\n\r\n",
+        )
+    lines = head.lower().split(b"\r\n")
+    assert lines[0] == b"http/1.1 200 ok"
+    codings = b", ".join(
+        line.split(b":", 1)[1].strip() for line in lines if line.startswith(b"transfer-encoding:")
+    )
+    assert codings == relayed + b", chunked"  # the gateway frames it by chunked again
+    assert not any(line.startswith(b"content-length:") for line in lines)
+    assert dechunked(body) == coded

@@ -73,7 +73,27 @@ def client_response_headers(headers: Sequence[tuple[bytes, bytes]], keep_length:
     if len(kept) == len(headers):
         return kept  # nothing hop-by-hop: no Connection field either
     named = connection_tokens(headers)
-    return [(key, value) for key, value in kept if key not in named] if named else kept
+    if named:
+        kept = [(key, value) for key, value in kept if key not in named]
+    codings = relayed_transfer_codings(headers)
+    if codings:
+        kept.append((b"transfer-encoding", codings))
+    return kept
+
+
+def relayed_transfer_codings(headers: Iterable[tuple[bytes, bytes]]) -> bytes:
+    """The upstream's transfer codings but a final chunked, which the gateway undid: the body goes
+    on with the others (`gzip, chunked` → `gzip`), and the ASGI server frames it by chunked."""
+    codings = [
+        coding.strip()
+        for key, value in headers
+        if key == b"transfer-encoding"
+        for coding in value.split(b",")
+        if coding.strip()
+    ]
+    if codings and codings[-1].lower() == b"chunked":
+        codings.pop()
+    return b", ".join(codings)
 
 
 def add_security_headers(headers: Headers, https: bool) -> None:

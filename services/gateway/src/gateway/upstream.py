@@ -12,7 +12,8 @@ or streamed), read one answer, relay its chunks. What it keeps of a full client:
 - `connect_timeout` for getting a connection (waiting for a free one included, as aiohttp's
   `connect`), `read_timeout` for the upstream's silence while a request is in flight (aiohttp's
   `sock_read`): a timeout raises `TimeoutError` and the connection is dropped;
-- framing by Content-Length, chunked or end of connection; HEAD answers; 1xx answers skipped;
+- framing by Content-Length, chunked (the final transfer coding) or end of connection; HEAD
+  answers; 1xx answers skipped;
 - backpressure both ways: request bodies wait for the upstream to drain, and reading from the
   upstream pauses while the client has not taken what was read;
 - a connection is reused only after a complete exchange on a keep-alive answer.
@@ -36,6 +37,12 @@ from gateway.edge import Headers
 
 # Read from the upstream is paused while this much of an answer waits for the client.
 HIGH_WATER = 256 * 1024
+
+
+def ends_in_chunked(transfer_encoding: bytes) -> bool:
+    """Chunked is the final coding: the answer is framed by it (RFC 9112 §6.3). Otherwise, as
+    `chunked, gzip`, the answer ends with the connection."""
+    return transfer_encoding.rpartition(b",")[2].strip().lower() == b"chunked"
 
 
 class UpstreamError(Exception):
@@ -146,7 +153,7 @@ class Connection(asyncio.Protocol):
         self.status = status
         for name, value in self.headers:
             if name == b"content-length" or (
-                name == b"transfer-encoding" and b"chunked" in value.lower()
+                name == b"transfer-encoding" and ends_in_chunked(value)
             ):
                 self.framed = True
                 break
