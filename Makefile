@@ -3,12 +3,14 @@ SHELL := /bin/bash
 UV := $(shell bash scripts/ensure-uv.sh)
 PY_SOURCES := libs services tests bench deploy scripts
 
-.PHONY: help install run test lint typecheck pytest bench audit format clean system-deps
+.PHONY: help install run test lint typecheck pytest bench soak audit format clean system-deps
 
 help:
 	@echo "make run    - start the whole platform (embedded; real infrastructure when the env says so)"
 	@echo "make test   - install everything, then ruff, mypy --strict and every test"
 	@echo "make bench  - measure (gateway vs direct, events throughput) and print figures"
+	@echo "make soak   - the platform under mixed traffic and faults for MINUTES (default 5), then a report"
+	@echo "              (make soak MINUTES=1, make soak ARGS=\"--replicas 2\" for rolling restarts)"
 	@echo "make audit  - pip-audit the locked dependencies"
 
 install:
@@ -34,6 +36,13 @@ test: lint typecheck pytest
 
 bench: install system-deps
 	$(UV) run --no-sync python -m bench.run
+
+MINUTES ?= 5
+ARGS ?=
+# Real PostgreSQL and RabbitMQ (the machine's, throwaway databases and vhost), a throwaway
+# redis-server of its own; report and logs in var/soak-<time>/ (bench/soak/__init__.py).
+soak: install system-deps
+	$(UV) run --no-sync python -m bench.soak --minutes $(MINUTES) $(ARGS)
 
 audit: install
 	$(UV) export --locked --no-dev --no-emit-workspace -o /tmp/gatehouse-requirements.txt >/dev/null
