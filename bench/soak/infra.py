@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import email
+import email.policy
 import json
 import re
 import shutil
@@ -217,6 +219,8 @@ class Mail:
     per_event: Counter[str] = field(default_factory=Counter)
     first_seen: dict[tuple[str, str], float] = field(default_factory=dict)
     accepted: int = 0
+    # recipient → the tokens of the password-reset links sent to it, in order (API.md §8).
+    reset_tokens: dict[str, list[str]] = field(default_factory=dict)
 
     def count(self, kind: str) -> Counter[str]:
         return Counter({r: n for (k, r), n in self.per_recipient.items() if k == kind})
@@ -286,11 +290,29 @@ class SinkProtocol(asyncio.Protocol):
         event_id, kind = (found.group(1).decode(), found.group(2).decode()) if found else ("-", "?")
         self.mail.accepted += 1
         self.mail.per_event[event_id] += 1
+        tokens = reset_tokens(message) if b"reset-password" in message else []
         for recipient in self.recipients:
             key = (kind, recipient)
             self.mail.per_recipient[key] += 1
             self.mail.first_seen.setdefault(key, time.monotonic())
+            if tokens:
+                self.mail.reset_tokens.setdefault(recipient, []).extend(tokens)
         self.recipients = []
+
+
+RESET_LINK = re.compile(r"reset-password\?token=([A-Za-z0-9_\-.~%]+)")
+
+
+def reset_tokens(message: bytes) -> list[str]:
+    """The tokens of the reset links in a message's plain-text part (quoted-printable decoded)."""
+    parsed = email.message_from_bytes(message, policy=email.policy.default)
+    found: list[str] = []
+    for part in parsed.walk():
+        if part.get_content_type() == "text/plain":
+            text = part.get_payload(decode=True)
+            if isinstance(text, bytes):
+                found += RESET_LINK.findall(text.decode(errors="replace"))
+    return list(dict.fromkeys(found))
 
 
 class MailSink:

@@ -184,10 +184,12 @@ def rss_section(readings: list[tuple[float, str, int, float]], origin: float) ->
         series[label].append(((at - origin) / 60, mb))
         pids[label] = pid
     lines = [
-        "process          pid  samples  RSS MB at each 30 s reading                slope MB/min"
+        "slope over the readings after the first (warm-up) when there are 3 or more; name#N is",
+        "the Nth process of that name (restarted by a fault)",
+        "process          pid  samples  RSS MB at each 30 s reading                slope MB/min",
     ]
     for label, points in sorted(series.items()):
-        slope = least_squares_slope(points)
+        slope = least_squares_slope(points[1:] if len(points) >= 3 else points)
         values = " ".join(f"{mb:.0f}" for _, mb in points)
         shown = f"{slope:+.2f}" if slope is not None else "n/a (1 reading)"
         lines.append(f"{label:14} {pids[label]:6d} {len(points):7d}  {values:40}  {shown}")

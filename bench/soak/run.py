@@ -29,12 +29,13 @@ from bench.soak import report
 from bench.soak.fleet import Fleet, Replica
 from bench.soak.infra import EventTap, HAProxy, MailSink, ThrowawayRedis, rss_mb
 from bench.soak.report import Fault
-from bench.soak.traffic import LOGIN, Traffic, drive, keep_probing, seed
+from bench.soak.traffic import LOGIN, Traffic, discover, drive, keep_probing, seed
 from tests.integration.platform import ROOT, platform_env, throwaway_vhost
 
 RSS_EVERY = 30.0
 SETTLE_SECONDS = 10.0
-EXTENSION_LIMIT = 180.0
+ROLLING_GAP = 10.0
+EXTENSION_LIMIT = 600.0
 EMAIL_DRAIN_LIMIT = 60.0
 LIMIT_CHECK_LOGINS = 40
 LOGIN_LIMIT = 30  # per minute, per client IP + username (the limits check counts on it)
@@ -149,10 +150,14 @@ ROLLING = [rolling(service) for service in ("auth", "users", "notifier", "gatewa
 
 
 async def run_schedule(soak: Soak, seconds: float) -> None:
-    """Faults (or rolling restarts) at 15%, 35%, 55% and 75% of the run, one after another."""
+    """Faults at 15%, 35%, 55% and 75% of the run, one after another; rolling restarts from 10%,
+    each ROLLING_GAP after the one before (a replica takes long to boot on a busy machine)."""
     plan = ROLLING if soak.args.replicas > 1 else FAULTS
-    for fraction, action in zip((0.15, 0.35, 0.55, 0.75), plan, strict=True):
+    fractions = (0.1, 0.1, 0.1, 0.1) if soak.args.replicas > 1 else (0.15, 0.35, 0.55, 0.75)
+    for fraction, action in zip(fractions, plan, strict=True):
         delay = soak.origin + fraction * seconds - time.monotonic()
+        if soak.faults and soak.args.replicas > 1:
+            delay = max(delay, ROLLING_GAP)
         if delay > 0:
             await asyncio.sleep(delay)
         soak.log(f"fault: {action.__name__}")
@@ -320,7 +325,7 @@ async def run_platform(
     )
     tap = EventTap(amqp_url)
     await tap.start()
-    traffic = Traffic(f"http://127.0.0.1:{front['gateway']}", args.sources)
+    traffic = Traffic(f"http://127.0.0.1:{front['gateway']}", args.sources, sink.mail)
     soak = Soak(args, workdir, redis, fleet, traffic, sink, tap, haproxy)
     try:
         if haproxy is not None:
@@ -343,6 +348,7 @@ async def measure(soak: Soak) -> None:
     args = soak.args
     seconds = args.minutes * 60
     await seed(soak.traffic, args.seed)
+    await discover(soak.traffic)
     soak.log(f"seeded {len(soak.traffic.accounts)} accounts")
     soak.origin = time.monotonic()
     soak.log(
@@ -412,6 +418,13 @@ def render(
         "== flows started ==",
         "  ".join(f"{name} {count}" for name, count in sorted(started.items())),
     ]
+    lines.append(
+        "optional kinds offered by this build: "
+        + (", ".join(traffic.offered.values()) or "none (no password reset yet)")
+    )
+    if traffic.lost_links:
+        problems.append(f"{traffic.lost_links} reset links never arrived")
+        lines.append(f"RESET LINKS ASKED FOR (202) THAT NEVER ARRIVED: {traffic.lost_links}")
     if traffic.skipped:
         lines.append(
             "flows that found no account to use (nothing sent): "
@@ -445,6 +458,12 @@ def render(
         )
         if rolling_failures:
             problems.append(f"{len(rolling_failures)} requests failed during rolling restarts")
+    if traffic.failure_reasons:
+        lines.append("what the failures said (route, answer: count):")
+        lines.extend(
+            f"    {route}, {said}: {count}"
+            for (route, said), count in sorted(traffic.failure_reasons.items())
+        )
     lines += ["", "== ended sessions: their tokens probed through the gateway =="]
     redis_restarts = [f.injected for f in soak.faults if f.name.startswith("redis")]
     lines += report.tokens_section(traffic, sweeps, redis_restarts)

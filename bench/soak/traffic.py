@@ -24,12 +24,17 @@ from typing import Any
 
 import httpx
 
+from bench.soak.infra import Mail
+
 REGISTER = "/api/v1/users/"
 LOGIN = "/api/v1/auth/login"
 REFRESH = "/api/v1/auth/refresh"
 LOGOUT = "/api/v1/auth/logout"
 ME = "/api/v1/users/me"
 PASSWORD = "/api/v1/users/me/password"
+FORGOT = "/api/v1/users/password/forgot"
+RESET = "/api/v1/users/password/reset"
+RESET_LINK_WAIT = 30.0
 
 # Password change ends every session "within 5 seconds" (API.md §2); logout "from the next request".
 PASSWORD_CHANGE_GRACE = 5.0
@@ -99,6 +104,21 @@ class Refusal:
     note: str  # for a token: when it was issued relative to the account's password change
 
 
+def why(response: httpx.Response) -> str:
+    """What a 5xx said: the problem's title and detail, or the first words of an HTML page (the
+    load balancer's own answers)."""
+    text = response.text[:300]
+    try:
+        body = json.loads(text) if text.startswith("{") else None
+    except ValueError:
+        body = None
+    if isinstance(body, dict):
+        said = f"{body.get('title', '')}: {body.get('detail', '')}".strip(": ")
+    else:
+        said = " ".join(text.replace("<", " <").split())[:80]
+    return f"{response.status_code} {said[:100]}"
+
+
 def issued_at(token: str) -> float | None:
     """The `iat` of a JWT, read without verifying (only to describe a refusal)."""
     try:
@@ -110,14 +130,15 @@ def issued_at(token: str) -> float | None:
 
 
 Flow = Callable[["Traffic"], Awaitable[None]]
-FLOWS: dict[str, tuple[float, Flow]] = {}
+FLOWS: dict[str, tuple[float, Flow, str | None]] = {}
 
 
-def flow(weight: float) -> Callable[[Flow], Flow]:
-    """Register a kind of traffic, drawn with this relative weight."""
+def flow(weight: float, needs: str | None = None) -> Callable[[Flow], Flow]:
+    """Register a kind of traffic, drawn with this relative weight (only where the build offers
+    `needs`, when given: see `discover`)."""
 
     def register(function: Flow) -> Flow:
-        FLOWS[function.__name__] = (weight, function)
+        FLOWS[function.__name__] = (weight, function, needs)
         return function
 
     return register
@@ -133,8 +154,11 @@ def pair(body: Any) -> Session:
 
 
 class Traffic:
-    def __init__(self, base_url: str, sources: int, timeout: float = 20.0) -> None:
+    def __init__(self, base_url: str, sources: int, mail: Mail, timeout: float = 20.0) -> None:
         self.base_url = base_url
+        self.mail = mail
+        # Kinds of traffic this build offers beyond the first ones (found out by `discover`).
+        self.offered: dict[str, str] = {}
         # One client per loopback source address, so the per-IP limits see many clients.
         self.clients = [
             httpx.AsyncClient(
@@ -156,6 +180,8 @@ class Traffic:
         self.refused_live: list[Refusal] = []
         self.abandoned: Counter[str] = Counter()  # sessions/accounts dropped after an unknown end
         self.harness_errors: Counter[str] = Counter()
+        self.failure_reasons: Counter[tuple[str, str]] = Counter()  # (route, what the 5xx said)
+        self.lost_links = 0  # reset asked for (202) but no link arrived in RESET_LINK_WAIT
 
     def client(self, account: Account | None = None) -> httpx.AsyncClient:
         if account is None:
@@ -176,10 +202,13 @@ class Traffic:
         start = time.monotonic()
         try:
             response = await self.client(account).request(method, path, headers=headers, **kwargs)
-        except httpx.HTTPError:
+        except httpx.HTTPError as exc:
             self.samples.append(Sample(route, start, time.monotonic(), 0))
+            self.failure_reasons[(route, f"no answer: {type(exc).__name__}")] += 1
             return None
         self.samples.append(Sample(route, start, time.monotonic(), response.status_code))
+        if response.status_code >= 500:
+            self.failure_reasons[(route, why(response))] += 1
         return response
 
     @contextlib.asynccontextmanager
@@ -217,8 +246,15 @@ class Traffic:
             return
         note = ""
         issued = issued_at(token) if token else None
-        if account is not None and account.password_changed_at and issued is not None:
-            note = f"token issued {issued - account.password_changed_at:+.2f}s after the change"
+        changed = account.password_changed_at if account is not None else None
+        if changed is not None and issued is not None:
+            same = (
+                "the same second as" if int(issued) == int(changed) else "a different second from"
+            )
+            note = (
+                f"token iat {issued:.0f}, {same} the account's last password change "
+                f"(its 204 came at {changed:.2f})"
+            )
         self.refused_live.append(Refusal(route, time.monotonic(), status, note))
 
     async def login(self, account: Account) -> Session | None:
@@ -419,6 +455,67 @@ async def change_password(traffic: Traffic) -> None:
         await traffic.login(account)
 
 
+@flow(weight=0.3, needs="reset")
+async def reset_password(traffic: Traffic) -> None:
+    """Forgot → the link from the email → reset (API.md §8): every session ends, the used link
+    must not work twice."""
+    async with traffic.lease("reset_password", lambda a: True) as account:
+        if account is None:
+            return
+        known = len(traffic.mail.reset_tokens.get(account.email, []))
+        response = await traffic.call(
+            "forgot password", "POST", FORGOT, account=account, json={"email": account.email}
+        )
+        if response is None or response.status_code != 202:
+            return
+        deadline = time.monotonic() + RESET_LINK_WAIT
+        while len(traffic.mail.reset_tokens.get(account.email, [])) <= known:
+            if time.monotonic() > deadline:
+                traffic.lost_links += 1
+                return
+            await asyncio.sleep(0.2)
+        link = traffic.mail.reset_tokens[account.email][-1]
+        password = new_password()
+        body = {"token": link, "new_password": password}
+        response = await traffic.call("reset password", "POST", RESET, account=account, json=body)
+        if response is None or response.status_code >= 500:
+            traffic.accounts.remove(account)
+            traffic.abandoned["account after a failed reset"] += 1
+            return
+        if response.status_code != 204:
+            traffic.refused("reset password", response.status_code)
+            return
+        account.password = password
+        account.password_changed_at = time.time()
+        for ended in account.sessions:
+            traffic.end_session(ended, "password reset", PASSWORD_CHANGE_GRACE)
+        account.sessions = []
+        again = await traffic.call(
+            "reset link used twice",
+            "POST",
+            RESET,
+            account=account,
+            json={"token": link, "new_password": new_password()},
+        )
+        if again is not None and again.is_success:
+            now = time.monotonic()
+            traffic.accepted.append(Acceptance("reset link", "reset", 0.0, now, again.status_code))
+        await traffic.login(account)
+
+
+async def discover(traffic: Traffic) -> None:
+    """Which optional kinds of traffic this build offers: a reset asked for an unknown address
+    answers 202 where password reset exists (a 401/404 where it does not)."""
+    response = await traffic.call(
+        "forgot password",
+        "POST",
+        FORGOT,
+        json={"email": f"nobody.{uuid.uuid4().hex[:8]}@example.org"},
+    )
+    if response is not None and response.status_code == 202:
+        traffic.offered["reset"] = "password reset (forgot → emailed link → reset)"
+
+
 async def _guarded(traffic: Traffic, name: str) -> None:
     """A flow that raised is the harness's failure, counted, not the platform's."""
     try:
@@ -432,7 +529,7 @@ async def drive(
 ) -> Counter[str]:
     """Start one flow every 1/rate seconds until `stop` is set, at most `concurrency` at once
     (the flows the harness could not start in time are counted, never silently dropped)."""
-    names = list(FLOWS)
+    names = [name for name, (_, _, needs) in FLOWS.items() if needs in (None, *traffic.offered)]
     weights = [FLOWS[name][0] for name in names]
     started: Counter[str] = Counter()
     running: set[asyncio.Task[None]] = set()
