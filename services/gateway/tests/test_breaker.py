@@ -58,3 +58,14 @@ def test_a_probe_that_tells_nothing_frees_the_slot() -> None:
     assert breaker.allow()
     breaker.release()  # e.g. the client went away
     assert breaker.allow()
+
+
+def test_a_request_still_receiving_its_body_is_never_the_probe() -> None:
+    clock = Clock()
+    breaker = CircuitBreaker("users-test", failures=1, open_seconds=1, clock=clock)
+    breaker.failure()
+    clock.now += 1
+    assert not breaker.allow(probe=False)  # a streamed upload: only while closed
+    assert breaker.allow()  # the slot is still free for a request whose body is in hand
+    breaker.success()
+    assert breaker.allow(probe=False)

@@ -48,11 +48,14 @@ class CircuitBreaker:
             return "closed"
         return "half-open" if self.clock() - self.opened_at >= self.open_seconds else "open"
 
-    def allow(self) -> bool:
+    def allow(self, probe: bool = True) -> bool:
+        """Whether a request may go to the upstream. `probe` False: the request cannot be the
+        half-open probe (its body is still arriving from the client, whose pace says nothing
+        about the upstream), so it goes only while the circuit is closed."""
         state = self.state
         if state == "closed":
             return True
-        if state == "half-open" and not self.probing:
+        if probe and state == "half-open" and not self.probing:
             self.probing = True
             return True
         return False

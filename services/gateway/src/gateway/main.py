@@ -104,6 +104,8 @@ def create_app(
             proxies=TrustedProxies(settings.gateway_trusted_proxies),
             cors=Cors(settings.cors_origins),
             max_body=settings.max_body_bytes,
+            body_timeout=settings.client_body_timeout,
+            uploads_per_ip=settings.client_uploads_per_ip,
         )
         app.state.merged_document = MergedDocument(session, upstreams)
         # Redis down: token requests are refused (503) but public routes go on under per-process

@@ -17,7 +17,7 @@ LATENCY = Histogram(
 )
 UPSTREAM_ERRORS = Counter(
     "gatehouse_gateway_upstream_errors_total",
-    "Upstream failures, by upstream and kind (connect, timeout, circuit_open).",
+    "Upstream failures, by upstream and kind (connect, timeout, circuit_open, pool_busy).",
     ["upstream", "kind"],
 )
 RATE_LIMITED = Counter(

@@ -53,3 +53,26 @@ def too_large(detail: str = "The body is too large.") -> Refused:
 
 def not_found() -> Refused:
     return Refused(404, "Not Found", "No such resource.")
+
+
+def client_too_slow(timeout: float) -> Refused:
+    return Refused(
+        408,
+        "Request Timeout",
+        f"The body did not arrive in time (64 KiB per {timeout:g} s).",
+        [(b"connection", b"close")],
+    )
+
+
+def uploads_refused(limit: int) -> Refused:
+    """Too many streamed bodies from one client IP at once."""
+    return Refused(
+        429,
+        "Too Many Requests",
+        f"At most {limit} large uploads at once from one address.",
+        [
+            (b"retry-after", b"1"),
+            (b"ratelimit-policy", b'"uploads";q=%d' % limit),
+            (b"ratelimit", b'"uploads";r=0;t=1'),
+        ],
+    )

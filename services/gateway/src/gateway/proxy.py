@@ -17,6 +17,7 @@ from common.tokens import InvalidToken, JwksUnavailable, TokenVerifier
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from gateway import routes
+from gateway.bodies import BUFFERED_BODY, BodyReader, BodyTooLarge, ClientGone, ClientTooSlow
 from gateway.breaker import CircuitBreaker
 from gateway.edge import (
     Cors,
@@ -30,17 +31,22 @@ from gateway.edge import (
 from gateway.guard import Guard, Verdict
 from gateway.logins import account_key
 from gateway.metrics import LATENCY, RATE_LIMITED, REQUESTS, REVOKED, UPSTREAM_ERRORS
-from gateway.problems import PROBLEM, Refused
+from gateway.problems import (
+    PROBLEM,
+    Refused,
+    client_too_slow,
+    too_large,
+    unavailable,
+    uploads_refused,
+)
 from gateway.routes import Access, Counted, Route
-from gateway.upstream import Connection, Upstream, UpstreamError
+from gateway.upstream import Connection, PoolBusy, Upstream, UpstreamError
 
 logger = logging.getLogger("gatehouse.gateway")
 
 IDEMPOTENT = frozenset({"GET", "HEAD", "OPTIONS", "PUT", "DELETE"})
 # Login bodies are read whole to find the username; they are small.
 LOGIN_BODY_LIMIT = 16 * 1024
-# Bodies of known length up to this size are read whole before they are sent on.
-BUFFERED_BODY = 64 * 1024
 
 
 # Request ids as uuid4().hex looks (32 hex digits) without a urandom call per request: a random
@@ -69,14 +75,6 @@ def observe(route: Route, status: int, seconds: float) -> None:
     metrics[1].observe(seconds)
 
 
-class BodyTooLarge(Exception):
-    pass
-
-
-class ClientGone(Exception):
-    pass
-
-
 @dataclass
 class Edge:
     """Everything the hot path needs, built in the lifespan."""
@@ -88,6 +86,9 @@ class Edge:
     proxies: TrustedProxies
     cors: Cors
     max_body: int
+    body_timeout: float = 10.0  # CLIENT_BODY_TIMEOUT: seconds per 64 KiB of request body
+    uploads_per_ip: int = 4  # CLIENT_UPLOADS_PER_IP: streamed bodies at once per client IP
+    uploads: dict[str, int] = field(default_factory=dict)  # client IP → streamed bodies now
     rate_policy: bytes = b""  # RateLimit-Policy of the general limit
     extra: dict[str, Any] = field(default_factory=dict)
 
@@ -180,6 +181,7 @@ class Exchange:
         self.status = 500
         self.started = False
         self.extra_headers: Headers = [(b"x-request-id", self.request_id.encode())]
+        self.body = BodyReader(receive, edge.body_timeout, edge.max_body)
 
     def _header(self, name: bytes) -> bytes | None:
         """The first field of that name."""
@@ -193,6 +195,12 @@ class Exchange:
         except Refused as refused:
             if not self.started:
                 await self.refuse(refused)
+        except ClientTooSlow:
+            if not self.started:
+                await self.refuse(client_too_slow(self.edge.body_timeout))
+        except BodyTooLarge:
+            if not self.started:
+                await self.refuse(too_large())
         except ClientGone:
             self.status = 499
         except Exception:
@@ -233,10 +241,9 @@ class Exchange:
         counted = route.counted is not Counted.NONE
         if route.access is Access.LOGIN:
             try:
-                body = await self._read_body(min(edge.max_body, LOGIN_BODY_LIMIT))
+                body = await self.body.read(min(edge.max_body, LOGIN_BODY_LIMIT))
             except BodyTooLarge:
-                await self.problem(413, "Content Too Large", "The login body is too large.")
-                return
+                raise too_large("The login body is too large.") from None
         if counted:
             login_key = account_key(
                 route,
@@ -258,7 +265,7 @@ class Exchange:
         )
         if not await self._admit(verdict):
             return
-        await self._forward(raw_path, client_ip, body, length)
+        await self._forward(raw_path, client_ip, address, body, length)
 
     def _content_length(self) -> int | None:
         raw = self._header(b"content-length")
@@ -332,36 +339,6 @@ class Exchange:
         ]
         return True
 
-    async def _read_body(self, limit: int) -> bytes:
-        chunks = []
-        size = 0
-        while True:
-            message = await self.receive()
-            if message["type"] == "http.disconnect":
-                raise ClientGone
-            chunk = message.get("body", b"")
-            size += len(chunk)
-            if size > limit:
-                raise BodyTooLarge
-            chunks.append(chunk)
-            if not message.get("more_body", False):
-                return b"".join(chunks)
-
-    async def _stream_body(self) -> AsyncIterator[bytes]:
-        size = 0
-        while True:
-            message = await self.receive()
-            if message["type"] == "http.disconnect":
-                raise ClientGone
-            chunk = message.get("body", b"")
-            size += len(chunk)
-            if size > self.edge.max_body:
-                raise BodyTooLarge
-            if chunk:
-                yield chunk
-            if not message.get("more_body", False):
-                return
-
     def _outbound_headers(self, client_ip: str) -> bytes:
         """The header lines for the upstream (Host and framing are the client's to add)."""
         out: dict[bytes, bytes] = {}
@@ -383,57 +360,86 @@ class Exchange:
         return b"".join([key + b": " + value + b"\r\n" for key, value in out.items()])
 
     async def _forward(
-        self, raw_path: bytes, client_ip: str, body: bytes | None, length: int | None
+        self, raw_path: bytes, client_ip: str, address: str, body: bytes | None, length: int | None
     ) -> None:
-        edge, method = self.edge, self.scope["method"]
+        edge, method, reader = self.edge, self.scope["method"], self.body
         upstream = self.route.upstream
         breaker = edge.breakers[upstream]
-        if not breaker.allow():
-            UPSTREAM_ERRORS.labels(upstream, "circuit_open").inc()
-            await self.unavailable(upstream, retry_after=5)
-            return
         query: bytes = self.scope.get("query_string", b"")
         target = raw_path + b"?" + query if query else raw_path
         headers = self._outbound_headers(client_ip)
-        # Small bodies of known length are read whole (one write upstream, and an idempotent
-        # request can be sent again); larger ones and chunked ones are streamed through.
+        # Bodies up to 64 KiB are read whole before a connection is taken (one write upstream,
+        # an idempotent request can be sent again, and a client holding its body back holds no
+        # connection); larger ones and chunked ones past 64 KiB are streamed through.
         # Either way the limit is checked first: Content-Length on arrival, chunks as they come.
-        streaming = False
+        first: list[bytes] | None = None
         if body is None and length:
             if length <= BUFFERED_BODY:
-                try:
-                    body = await self._read_body(length)
-                except BodyTooLarge:
-                    await self.too_large(breaker)
-                    return
+                body = await reader.read(length)
             else:
-                streaming = True
-        elif body is None and length is None and self._header(b"transfer-encoding") is not None:
-            streaming = True
-            length = None
-        attempts = 2 if method in IDEMPOTENT and not streaming else 1
-        client = edge.upstreams[upstream]
+                first = []
+        elif body is None and length is None and self._header(b"transfer-encoding"):
+            first = await reader.read_up_to(BUFFERED_BODY)
+            if reader.done:
+                body, first = b"".join(first), None
+        streaming = first is not None
+        # A streamed body is still on its way: never the half-open probe.
+        if not breaker.allow(probe=not streaming):
+            UPSTREAM_ERRORS.labels(upstream, "circuit_open").inc()
+            raise unavailable(f"The {upstream} service is unavailable.", retry_after=5)
+        probe = breaker.opened_at is not None  # let through while not closed: the probe
+        if not streaming:
+            await self._exchange(method, target, headers, body, None, breaker, probe)
+            return
+        uploads = edge.uploads.get(address, 0)
+        if uploads >= edge.uploads_per_ip:
+            raise uploads_refused(edge.uploads_per_ip)  # never the probe: the circuit is closed
+        edge.uploads[address] = uploads + 1
+        try:
+            stream = reader.stream(first or [])
+            await self._exchange(method, target, headers, stream, length, breaker, probe)
+        finally:
+            left = edge.uploads[address] - 1
+            if left:
+                edge.uploads[address] = left
+            else:
+                del edge.uploads[address]
+
+    async def _exchange(
+        self,
+        method: str,
+        target: bytes,
+        headers: bytes,
+        body: bytes | AsyncIterator[bytes] | None,
+        length: int | None,
+        breaker: CircuitBreaker,
+        probe: bool,
+    ) -> None:
+        upstream = self.route.upstream
+        attempts = 2 if method in IDEMPOTENT and not isinstance(body, AsyncIterator) else 1
+        client = self.edge.upstreams[upstream]
         for attempt in range(attempts):
-            data = self._stream_body() if streaming else body
             response: Connection | None = None
             try:
-                response = await client.request(method, target, headers, data, length=length)
+                response = await client.request(method, target, headers, body, length=length)
                 breaker.success()
                 await self._relay(response)
                 return
-            except BodyTooLarge:
-                await self.too_large(breaker)
-                return
-            except ClientGone:
-                breaker.release()
-                raise
+            except (BodyTooLarge, ClientTooSlow, ClientGone, PoolBusy) as exc:
+                # The client's doing, or the gateway's own limit: nothing about the upstream.
+                if probe:
+                    breaker.release()
+                if not isinstance(exc, PoolBusy) or self.started:
+                    raise
+                UPSTREAM_ERRORS.labels(upstream, "pool_busy").inc()
+                raise unavailable(f"The {upstream} service is busy.", retry_after=1) from None
             except TimeoutError:
                 breaker.failure()
                 UPSTREAM_ERRORS.labels(upstream, "timeout").inc()
                 if not self.started:
-                    await self.problem(
+                    raise Refused(
                         504, "Gateway Timeout", f"The {upstream} service did not answer in time."
-                    )
+                    ) from None
                 return
             except UpstreamError as exc:
                 if self.started:
@@ -445,8 +451,7 @@ class Exchange:
                     continue
                 breaker.failure()
                 UPSTREAM_ERRORS.labels(upstream, "connect").inc()
-                await self.unavailable(upstream, retry_after=1)
-                return
+                raise unavailable(f"The {upstream} service is unavailable.", 1) from None
             finally:
                 if response is not None:
                     response.finish()
@@ -489,19 +494,6 @@ class Exchange:
         self.status = status
         await self._start(status, out)
         await self.send({"type": "http.response.body", "body": body})
-
-    async def unavailable(self, upstream: str, retry_after: int) -> None:
-        await self.problem(
-            503,
-            "Service Unavailable",
-            f"The {upstream} service is unavailable.",
-            headers=[(b"retry-after", str(retry_after).encode())],
-        )
-
-    async def too_large(self, breaker: CircuitBreaker) -> None:
-        breaker.release()  # says nothing about the upstream
-        if not self.started:
-            await self.problem(413, "Content Too Large", "The body is too large.")
 
     async def unauthorized(self, detail: str, *, presented: bool) -> None:
         challenge = b'Bearer error="invalid_token"' if presented else b"Bearer"

@@ -57,6 +57,11 @@ class UpstreamProtocolError(Exception):
     """The upstream's answer is not valid HTTP/1.1."""
 
 
+class PoolBusy(TimeoutError):
+    """Every connection stayed busy for the connect timeout: the gateway's own limit, not a
+    failure of the upstream."""
+
+
 class Connection(asyncio.Protocol):
     """One connection to the upstream; between `Upstream.request` and `finish`, it holds one
     exchange (and is its response: `status`, `headers`, `read_chunk()`)."""
@@ -90,6 +95,9 @@ class Connection(asyncio.Protocol):
         self.read_paused = False
         self.timer: asyncio.TimerHandle | None = None
         self.active_at = 0.0
+        # Waiting for the client's next chunk of a streamed body: the upstream is not silent
+        # then, it has nothing to answer yet (the client's pace is the proxy's to limit).
+        self.awaiting_client = False
 
     # asyncio.Protocol
 
@@ -207,6 +215,8 @@ class Connection(asyncio.Protocol):
         if self.complete or self.error is not None:
             return
         limit = self.upstream.read_timeout
+        if self.awaiting_client:
+            self.active_at = self.loop.time()
         quiet = self.loop.time() - self.active_at
         if quiet >= limit:
             self._fail(TimeoutError("the upstream did not answer in time"))
@@ -240,7 +250,15 @@ class Connection(asyncio.Protocol):
 
     async def _send_stream(self, head: bytes, body: AsyncIterator[bytes], chunked: bool) -> None:
         self.write(head)
-        async for chunk in body:
+        chunks = aiter(body)
+        while True:
+            self.awaiting_client = True
+            try:
+                chunk = await anext(chunks)
+            except StopAsyncIteration:
+                break
+            finally:
+                self.awaiting_client = False
             if self.error is not None:
                 raise self.error
             assert self.head_ready is not None
@@ -441,7 +459,7 @@ class Upstream:
                         self.count += 1
                         return await self._connect()
         except TimeoutError:
-            raise TimeoutError("no connection to the upstream in time") from None
+            raise PoolBusy("no free connection to the upstream in time") from None
 
     def _hand_back(self, connection: Connection | None) -> None:
         """A waiter was handed a connection (or a free slot) it will not use: pass it on."""
