@@ -269,6 +269,7 @@ async def measure_all(args: argparse.Namespace, summary: Summary) -> None:
                         "LOG_LEVEL": "WARNING",
                         "GATEWAY_RATE_LIMIT": "1000000/second",
                         "GATEWAY_LOGIN_RATE_LIMIT": "1000/minute",
+                        "GATEWAY_LOGIN_IP_RATE_LIMIT": "100000/minute",
                     },
                 )
                 platform = Platform(env, ports, workdir)

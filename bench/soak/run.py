@@ -307,6 +307,9 @@ async def run_platform(
         "LOG_LEVEL": "INFO",
         "BCRYPT_ROUNDS": str(args.bcrypt_rounds),
         "GATEWAY_LOGIN_RATE_LIMIT": f"{LOGIN_LIMIT}/minute",
+        # All the soak's clients share one address: the per-IP login limit (API.md §11) would
+        # refuse their logins long before the per-account limit the check counts on.
+        "GATEWAY_LOGIN_IP_RATE_LIMIT": "100000/minute",
     }
     if args.replicas > 1:
         haproxy = HAProxy(

@@ -59,6 +59,7 @@ async def platform(
                 extra={
                     "GATEWAY_RATE_LIMIT": "1000/second",
                     "GATEWAY_LOGIN_RATE_LIMIT": "50/minute",
+                    "GATEWAY_LOGIN_IP_RATE_LIMIT": "1000/minute",  # every test is 127.0.0.1
                 },
             )
             running = Platform(env, ports, tmp_path_factory.mktemp("platform"))
