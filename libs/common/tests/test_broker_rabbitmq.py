@@ -4,6 +4,7 @@ to this test run and deleted afterwards."""
 from __future__ import annotations
 
 import asyncio
+import gc
 import json
 import os
 import uuid
@@ -137,6 +138,28 @@ async def test_publish_without_a_reachable_broker_raises_unavailable() -> None:
             await broker.ping()
     finally:
         await broker.close()
+
+
+async def test_failed_connection_attempts_leave_nothing_behind() -> None:
+    """A refused connect must close its half-made robust connection: left to the garbage
+    collector, it schedules `close()` on whatever loop runs then (or none: "coroutine never
+    awaited") and its reconnect task dies pending."""
+    broker = RabbitBroker("amqp://guest:guest@127.0.0.1:1/", connect_timeout=0.2)
+    await broker.start()  # the first attempt fails; the next one is pending in the background
+    await asyncio.sleep(0.7)  # a second attempt fails too
+    await broker.close()
+    gc.collect()
+    leftovers = [
+        task
+        for task in asyncio.all_tasks()
+        if task is not asyncio.current_task() and not task.done()
+    ]
+    assert leftovers == []
+    assert not [
+        obj
+        for obj in gc.get_objects()
+        if isinstance(obj, aio_pika.RobustConnection) and not obj.is_closed
+    ]
 
 
 async def test_failed_handler_is_retried_through_the_delay_queues(broker: RabbitBroker) -> None:

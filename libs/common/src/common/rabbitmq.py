@@ -115,7 +115,7 @@ class RabbitBroker:
         if self._connecting is None:
             self._connecting = asyncio.create_task(self._connect_forever(), name="amqp connect")
         try:
-            await asyncio.wait_for(asyncio.shield(self._connected.wait()), self.connect_timeout)
+            await asyncio.wait_for(self._connected.wait(), self.connect_timeout)
         except TimeoutError:
             logger.warning("RabbitMQ not reachable yet; connecting in the background")
 
@@ -134,12 +134,15 @@ class RabbitBroker:
                 return
 
     async def _connect(self) -> None:
-        connection = await aio_pika.connect_robust(
-            self.url,
-            timeout=self.connect_timeout,
+        # Built by hand rather than by `connect_robust`, which drops a connection whose first
+        # attempt fails with its reconnect task still pending: it must be closed here, not by
+        # the garbage collector on whatever loop (or none) runs then.
+        connection = aio_pika.RobustConnection(
+            aio_pika.connection.make_url(self.url),
             client_properties={"connection_name": f"gatehouse {self.prefix}".strip()},
         )
         try:
+            await connection.connect(timeout=self.connect_timeout)
             channel = await connection.channel(publisher_confirms=True, on_return_raises=True)
             self._exchange = await channel.declare_exchange(
                 self.exchange_name, aio_pika.ExchangeType.TOPIC, durable=True
