@@ -75,8 +75,9 @@ class Fleet:
             )
         replica.incarnation += 1
 
-    async def wait_ready(self, replica: Replica, limit: float = 90.0) -> None:
-        """Until `/ready` answers 200 (a degraded dependency included)."""
+    async def wait_ready(self, replica: Replica, limit: float = 240.0) -> None:
+        """Until `/ready` answers 200 (a degraded dependency included); on a busy shared machine
+        the imports alone may take a minute."""
         deadline = time.monotonic() + limit
         async with httpx.AsyncClient(timeout=2.0) as client:
             while time.monotonic() < deadline:

@@ -560,7 +560,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description="Gatehouse soak (see bench/soak/__init__.py)")
     parser.add_argument("--minutes", type=float, default=5.0, help="traffic duration (default 5)")
     parser.add_argument("--replicas", type=int, choices=(1, 2), default=1)
-    parser.add_argument("--rate", type=float, default=4.0, help="flows started per second")
+    parser.add_argument("--rate", type=float, default=3.0, help="flows started per second")
     parser.add_argument("--seed", type=int, default=8, help="accounts registered before")
     parser.add_argument("--probe-rate", type=float, default=4.0, help="ended tokens probed per s")
     parser.add_argument("--concurrency", type=int, default=64, help="flows in flight at most")
