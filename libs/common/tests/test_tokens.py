@@ -3,6 +3,7 @@ test_tokens_attacks.py)."""
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import Mapping
 from typing import Any
@@ -94,6 +95,32 @@ async def test_no_keys_at_all_is_reported_as_unavailable(token_factory: TokenFac
     fetcher.fail = True
     with pytest.raises(JwksUnavailable):
         await verifier_for(fetcher).verify(token_factory.access_token("u"))
+
+
+async def test_without_any_key_a_storm_fetches_once_per_cooldown(
+    token_factory: TokenFactory,
+) -> None:
+    fetcher = CountingFetcher(token_factory)
+    fetcher.fail = True  # auth down since start
+    clock = Clock()
+    verifier = verifier_for(fetcher, clock)
+    token = token_factory.access_token("u")
+    outcomes = await asyncio.gather(
+        *(verifier.verify(token) for _ in range(50)), return_exceptions=True
+    )
+    assert all(isinstance(outcome, JwksUnavailable) for outcome in outcomes)
+    for _ in range(20):
+        with pytest.raises(JwksUnavailable):
+            await verifier.verify(token)
+    assert fetcher.calls == 1
+    clock.now += 11  # the cooldown has passed: one more try
+    with pytest.raises(JwksUnavailable):
+        await verifier.verify(token)
+    assert fetcher.calls == 2
+    fetcher.fail = False  # auth is back: the next try after the cooldown gets the keys
+    clock.now += 11
+    assert (await verifier.verify(token)).subject == "u"
+    assert fetcher.calls == 3
 
 
 async def test_malformed_jwks_entries_are_skipped(token_factory: TokenFactory) -> None:

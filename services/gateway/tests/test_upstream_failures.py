@@ -198,12 +198,38 @@ async def test_tokens_are_503_not_401_while_no_key_could_ever_be_fetched(
     make_gateway: GatewayFactory, tokens: TokenFactory, upstreams: dict[str, Served]
 ) -> None:
     await upstreams["auth"].stop()
-    gateway = await make_gateway()
+    gateway = await make_gateway(jwks_refetch_cooldown_seconds=0.3)
     response = await gateway.get("/api/v1/users/me", headers=bearer(tokens))
     assert response.status_code == 503
     assert "www-authenticate" not in response.headers
     await upstreams["auth"].start()
+    await asyncio.sleep(0.3)  # auth is asked again once the cooldown after the failure is over
     assert (await gateway.get("/api/v1/users/me", headers=bearer(tokens))).status_code == 200
+
+
+async def test_a_storm_of_tokens_while_auth_is_down_since_start_asks_it_once_per_cooldown(
+    make_gateway: GatewayFactory, tokens: TokenFactory
+) -> None:
+    auth = DroppingUpstream(drops=1_000_000)  # every connection closed without a word
+    await auth.start()
+    try:
+        gateway = await make_gateway(auth_url=auth.url, jwks_refetch_cooldown_seconds=2.0)
+        started = time.monotonic()
+        concurrent = await asyncio.gather(
+            *(gateway.get("/api/v1/users/me", headers=bearer(tokens)) for _ in range(20))
+        )
+        one_by_one = [
+            await gateway.get("/api/v1/users/me", headers=bearer(tokens)) for _ in range(20)
+        ]
+        elapsed = time.monotonic() - started
+        for response in [*concurrent, *one_by_one]:
+            assert response.status_code == 503
+            assert response.headers["content-type"].startswith("application/problem+json")
+            assert "www-authenticate" not in response.headers
+        assert auth.connections == 1
+        assert elapsed < 2.0  # quickly: no request waited on a fetch of its own
+    finally:
+        await auth.stop()
 
 
 async def test_the_circuit_closes_as_soon_as_the_upstream_is_back(

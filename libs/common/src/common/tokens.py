@@ -1,7 +1,8 @@
 """JWT verification against a JWKS, shared by the gateway and every service.
 
 `JwksCache` fetches the auth service's key set asynchronously, parses each key once per `kid`, and
-refetches when it meets an unknown `kid` (at most once per cooldown, one fetch at a time).
+refetches when it meets an unknown `kid` (at most once per cooldown, one fetch at a time). While no
+key was ever fetched, a failed fetch is not tried again within the cooldown either.
 `TokenVerifier` checks, in order: size, header (`alg` allow-list, `typ`, no `jku`/`x5u`/`jwk`/`x5c`,
 a sane `kid`), the signature with the cached key, then `iss`, `aud`, `exp`, `nbf`, `iat` with a
 small leeway. Anything wrong raises `InvalidToken`; nothing else escapes.
@@ -92,6 +93,9 @@ class JwksCache:
         self._clock = clock
         self._keys: dict[str, Any] = {}
         self._fetched_at: float | None = None
+        # When a fetch last failed with no key at hand: until the cooldown has passed, a request
+        # is answered unavailable at once rather than each one asking auth (down) again.
+        self._failed_at: float | None = None
         self._lock = asyncio.Lock()
         self.fetch_count = 0
 
@@ -110,6 +114,9 @@ class JwksCache:
             if key is not None:
                 return key
             now = self._clock()
+            failed_at = self._failed_at
+            if not self._keys and failed_at is not None and now - failed_at < self._cooldown:
+                raise JwksUnavailable("JWKS fetch failed moments ago")
             stale = self._fetched_at is None or now - self._fetched_at > self._max_age
             cooled = self._fetched_at is None or now - self._fetched_at >= self._cooldown
             if stale or cooled:
@@ -125,6 +132,7 @@ class JwksCache:
             keys = parse_jwks(document)
         except (httpx.HTTPError, ValueError, JwksUnavailable) as exc:
             if not self._keys:
+                self._failed_at = self._clock()
                 raise JwksUnavailable(f"JWKS fetch failed: {type(exc).__name__}") from exc
             # Keep serving the keys we had (auth down must not stop token checks); try again later.
             self._fetched_at = self._clock()
@@ -132,6 +140,7 @@ class JwksCache:
         self.fetch_count += 1
         self._keys = keys
         self._fetched_at = self._clock()
+        self._failed_at = None
 
 
 @dataclass(frozen=True, slots=True)
