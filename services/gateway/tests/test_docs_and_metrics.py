@@ -2,13 +2,18 @@
 
 from __future__ import annotations
 
+import ast
+import tomllib
+from pathlib import Path
+
 import httpx
 from common.revocation import mark_session_revoked
 from common.testing import TokenFactory
 from redis.asyncio import Redis
+from starlette.middleware.gzip import GZipMiddleware
 
 from .conftest import REDIS_URL, GatewayFactory, bearer, unique_id
-from .upstream import Served
+from .upstream import Served, echo_app
 
 
 async def test_merged_openapi_has_public_paths_only(gateway: httpx.AsyncClient) -> None:
@@ -102,3 +107,34 @@ async def test_the_gateway_has_no_document_of_its_own(gateway: httpx.AsyncClient
     redirect = await gateway.get("/docs")
     assert redirect.status_code == 307
     assert redirect.headers["location"] == "/api/docs"
+
+
+async def test_a_compressed_api_document_is_merged(make_gateway: GatewayFactory) -> None:
+    """A service behind a compressing proxy: its document comes gzip-encoded."""
+    app = echo_app("auth")
+    app.add_middleware(GZipMiddleware, minimum_size=1)
+    compressing = Served(app)
+    await compressing.start()
+    try:
+        gateway = await make_gateway(auth_url=compressing.url)
+        response = await gateway.get("/api/openapi.json")
+        assert response.status_code == 200
+        assert "/api/v1/auth/login" in response.json()["paths"]
+    finally:
+        await compressing.stop()
+
+
+def test_the_gateway_needs_no_aiohttp() -> None:
+    """httpx for its own calls (JWKS, API documents), its own client for proxied requests."""
+    gateway = Path(__file__).resolve().parents[1]
+    project = tomllib.loads((gateway / "pyproject.toml").read_text())
+    assert not [dep for dep in project["project"]["dependencies"] if dep.startswith("aiohttp")]
+    for source in (gateway / "src" / "gateway").glob("*.py"):
+        for node in ast.walk(ast.parse(source.read_text())):
+            if isinstance(node, ast.Import):
+                names = [alias.name for alias in node.names]
+            elif isinstance(node, ast.ImportFrom):
+                names = [node.module or ""]
+            else:
+                continue
+            assert not [name for name in names if name.split(".")[0] == "aiohttp"], source.name

@@ -11,7 +11,7 @@ from importlib.resources import files
 from pathlib import Path
 from typing import Any
 
-import aiohttp
+import httpx
 from common.errors import NotFound, ServiceUnavailable
 from common.security import LOGIN_PATH
 from fastapi import APIRouter, Request
@@ -118,8 +118,8 @@ def _renamed(document: dict[str, Any], renames: dict[str, str]) -> dict[str, Any
 
 
 class MergedDocument:
-    def __init__(self, session: aiohttp.ClientSession, upstreams: dict[str, str]) -> None:
-        self.session = session
+    def __init__(self, client: httpx.AsyncClient, upstreams: dict[str, str]) -> None:
+        self.client = client
         self.upstreams = upstreams
         self.document: dict[str, Any] | None = None
         self.fetched_at = 0.0
@@ -130,10 +130,10 @@ class MergedDocument:
         documents = {}
         for service, base in self.upstreams.items():
             try:
-                async with self.session.get(base + "/openapi.json") as response:
-                    if response.status == 200:
-                        documents[service] = await response.json()
-            except (aiohttp.ClientError, TimeoutError, ValueError) as exc:
+                response = await self.client.get(base + "/openapi.json")
+                if response.status_code == 200:
+                    documents[service] = response.json()
+            except (httpx.HTTPError, ValueError) as exc:
                 logger.warning("no OpenAPI document from %s: %s", service, type(exc).__name__)
         if not documents:
             if self.document is not None:

@@ -6,7 +6,7 @@ import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
-import aiohttp
+import httpx
 from common.app import create_service_app
 from common.embedded import Embedded
 from common.redis import make_redis
@@ -29,6 +29,8 @@ logger = logging.getLogger("gatehouse.gateway")
 SERVICE_NAME = "gateway"
 # Under uvicorn's 5 s keep-alive, so the pool never picks a socket the upstream is closing.
 KEEPALIVE_SECONDS = 3.0
+# The JWKS and OpenAPI document fetches give up after this.
+OUTBOUND_TIMEOUT = 5.0
 # A Redis answer later than this fails the request over to the fallback rules (guard.py).
 REDIS_TIMEOUT = 1.0
 
@@ -49,11 +51,13 @@ def create_app(
         # is a plain TCP server; `redis` serves readiness (and the script, otherwise).
         url = settings.redis_url or ""
         pipe = PipelinedRedis(url, timeout=REDIS_TIMEOUT) if url.startswith("redis://") else None
-        # aiohttp fetches the services' OpenAPI documents; proxied requests go over `pools`.
-        connector = aiohttp.TCPConnector(keepalive_timeout=KEEPALIVE_SECONDS)
-        session = aiohttp.ClientSession(connector=connector, auto_decompress=False)
+        # httpx for the gateway's own calls, off the hot path: auth's JWKS and the services'
+        # OpenAPI documents. Proxied requests go over `pools`.
+        http = httpx.AsyncClient(
+            timeout=OUTBOUND_TIMEOUT, limits=httpx.Limits(keepalive_expiry=KEEPALIVE_SECONDS)
+        )
         keys = jwks or JwksCache(
-            http_jwks_fetcher(settings.jwks_url),
+            http_jwks_fetcher(settings.jwks_url, http),
             max_age=settings.jwks_cache_seconds,
             refetch_cooldown=settings.jwks_refetch_cooldown_seconds,
         )
@@ -107,7 +111,7 @@ def create_app(
             body_timeout=settings.client_body_timeout,
             uploads_per_ip=settings.client_uploads_per_ip,
         )
-        app.state.merged_document = MergedDocument(session, upstreams)
+        app.state.merged_document = MergedDocument(http, upstreams)
         # Redis down: token requests are refused (503) but public routes go on under per-process
         # limits, so the replica stays in the load balancer, reporting Redis as down.
         app.state.degradable_checks = {"redis": redis.ping}
@@ -119,7 +123,7 @@ def create_app(
                 await breaker.aclose()
             for pool in pools.values():
                 pool.close()
-            await session.close()
+            await http.aclose()
             if pipe is not None:
                 await pipe.aclose()
             await redis.aclose()
