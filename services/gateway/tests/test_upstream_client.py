@@ -532,13 +532,22 @@ async def test_answers_with_a_coding_before_chunked_are_framed_by_chunked(
         client.close()
 
 
-async def test_answers_whose_last_coding_is_not_chunked_end_with_the_connection() -> None:
+@pytest.mark.parametrize(
+    "fields",
+    [
+        b"transfer-encoding: chunked, gzip\r\n",
+        b"transfer-encoding: chunked\r\ntransfer-encoding: gzip\r\n",
+    ],
+)
+async def test_answers_whose_last_coding_is_not_chunked_end_with_the_connection(
+    fields: bytes,
+) -> None:
     """RFC 9112 §6.3: chunked not the final coding, the answer is delimited by the close."""
     coded = gzip.compress(b"hello, gzip")
 
     async def until_close(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         await reader.readuntil(b"\r\n\r\n")
-        writer.write(b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked, gzip\r\n\r\n" + coded)
+        writer.write(b"HTTP/1.1 200 OK\r\n%b\r\n%b" % (fields, coded))
         await writer.drain()
 
     async with RawUpstream(until_close) as upstream:

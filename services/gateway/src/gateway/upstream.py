@@ -160,11 +160,11 @@ class Connection(asyncio.Protocol):
             return  # informational (the request never asks to continue): the answer follows
         self.status = status
         for name, value in self.headers:
-            if name == b"content-length" or (
-                name == b"transfer-encoding" and ends_in_chunked(value)
-            ):
+            if name == b"content-length":
                 self.framed = True
                 break
+            if name == b"transfer-encoding":  # the last field's final coding decides
+                self.framed = ends_in_chunked(value)
         if status in (204, 304):
             self.framed = True
         if self.head_only:
