@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from typing import Any
 
 import pytest
-from common.revocation import mark_user_tokens_before
+from auth.revocation.repository import raise_user_not_before
 
 from .conftest import INTERNAL_SECRET, AuthHarness
 from .test_login import claims_of
@@ -156,5 +157,7 @@ async def test_expired_access_token_is_inactive(auth: AuthHarness, account: Acco
 async def test_access_token_of_ended_user_is_inactive(auth: AuthHarness, account: Account) -> None:
     pair = await auth.login(account)
     claims = claims_of(pair["access_token"])
-    await mark_user_tokens_before(auth.redis, account.user_id, claims["iat"] + 1)
+    async with auth.app.state.db.sessionmaker() as session, session.begin():
+        moment = datetime.fromtimestamp(claims["iat"] + 1, UTC)
+        await raise_user_not_before(session, account.user_id, moment)
     assert await introspect_as_gateway(auth, pair["access_token"]) == {"active": False}

@@ -18,6 +18,7 @@ from redis.asyncio import Redis
 
 from .conftest import AuthHarness, running_auth
 from .test_events import handle
+from .test_introspection import introspect_as_gateway
 from .test_login import claims_of
 from .test_logout_and_revoke import bearer
 
@@ -196,3 +197,19 @@ async def test_ready_is_degraded_not_503_without_redis(
     assert body["status"] == "degraded"
     assert body["checks"]["redis"] != "ok"
     assert body["checks"]["database"] == "ok"
+
+
+async def test_introspection_answers_from_the_database_without_redis(
+    auth_on_node: AuthHarness, node: ThrowawayRedis
+) -> None:
+    auth = auth_on_node
+    alice, bob = auth.users.add(), auth.users.add()
+    ended, live = await auth.login(alice), await auth.login(bob)
+    response = await auth.client.post("/api/v1/auth/logout", headers=bearer(ended["access_token"]))
+    assert response.status_code == 204
+    changed = await auth.login(alice)
+    await handle(auth, Envelope(type="user.password_changed", data={"user_id": alice.user_id}))
+    node.stop()
+    assert await introspect_as_gateway(auth, ended["access_token"]) == {"active": False}
+    assert await introspect_as_gateway(auth, changed["access_token"]) == {"active": False}
+    assert (await introspect_as_gateway(auth, live["access_token"]))["active"] is True

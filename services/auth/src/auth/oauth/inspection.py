@@ -2,7 +2,8 @@
 
 Access tokens are verified with the shared `common.tokens.TokenVerifier` against auth's own key
 ring (no HTTP), for any audience auth issues to; a token is active only while its session and
-user are not revoked. Refresh tokens are looked up by hash.
+user are not revoked — read from auth's database, the source of truth, so the answer is right
+while Redis is down or has lost its markers. Refresh tokens are looked up by hash.
 """
 
 from __future__ import annotations
@@ -12,13 +13,12 @@ from datetime import datetime
 from typing import Any
 
 import jwt
-from common.revocation import is_revoked
 from common.tokens import AccessClaims, InvalidToken, TokenVerifier
-from redis.asyncio import Redis
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from auth.clock import as_utc, epoch
 from auth.keys.service import KeyRing, KeyRingJwks
+from auth.revocation import repository as revocations
 from auth.sessions import repository as sessions
 from auth.sessions.schemas import MAX_REFRESH_TOKEN_LENGTH
 from auth.sessions.tokens import hash_refresh_token
@@ -56,7 +56,7 @@ class TokenInspector:
             return None
 
     async def introspect_access_token(
-        self, token: str, session: AsyncSession, redis: Redis
+        self, token: str, session: AsyncSession
     ) -> dict[str, Any] | None:
         claims = await self.verify_access_token(token)
         if claims is None:
@@ -65,7 +65,9 @@ class TokenInspector:
             login_session = await sessions.get_login_session(session, claims.session_id)
             if login_session is None or login_session.revoked_at is not None:
                 return INACTIVE
-        if await is_revoked(redis, claims.session_id, claims.subject, claims.issued_at):
+        not_before = await revocations.user_not_before(session, claims.subject)
+        # The rule of common.revocation, as the gateway applies it to the Redis marker.
+        if not_before is not None and claims.issued_at < epoch(not_before):
             return INACTIVE
         raw = claims.raw
         answer = {

@@ -62,7 +62,7 @@ async def introspect(request: Request, session: SessionDep) -> JSONResponse:
     if form is not None and form.get("token_type_hint") != "access_token":
         answer = await introspect_refresh_token(value, session, request.app.state.clock())
     if answer is None:
-        answer = await inspector.introspect_access_token(value, session, request.app.state.redis)
+        answer = await inspector.introspect_access_token(value, session)
     if answer is None and form is not None and form.get("token_type_hint") == "access_token":
         answer = await introspect_refresh_token(value, session, request.app.state.clock())
     return JSONResponse(answer or INACTIVE, headers=NO_STORE)

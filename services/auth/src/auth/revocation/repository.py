@@ -56,6 +56,13 @@ async def raise_user_not_before(session: AsyncSession, user_id: str, moment: dat
     await session.execute(statement)
 
 
+async def user_not_before(session: AsyncSession, user_id: str) -> datetime | None:
+    result = await session.execute(
+        select(UserNotBefore.not_before).where(UserNotBefore.user_id == user_id)
+    )
+    return result.scalar_one_or_none()
+
+
 async def sessions_revoked_since(
     session: AsyncSession, since: datetime
 ) -> list[tuple[str, datetime]]:
