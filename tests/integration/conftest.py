@@ -9,7 +9,6 @@ from pathlib import Path
 import httpx
 import pytest
 import redis
-from common.revocation import EPOCH_KEY
 from common.testing import fresh_database, redis_url
 
 from services.notifier.tests.smtp_sink import SmtpSink
@@ -37,11 +36,9 @@ def smtp_sink() -> Iterator[SmtpSink]:
 async def platform(
     smtp_sink: SmtpSink, tmp_path_factory: pytest.TempPathFactory
 ) -> AsyncIterator[Platform]:
-    store = redis.Redis.from_url(REDIS_URL)
-    store.flushdb()
-    # In production auth writes the revocation epoch once every marker is back in Redis, and the
-    # gateway refuses tokens until then; set here until auth's restore writes it.
-    store.set(EPOCH_KEY, b"1")
+    # Empty, as a fresh Redis is: auth restores the markers and writes the revocation epoch at
+    # start (the gateway refuses tokens until then).
+    redis.Redis.from_url(REDIS_URL).flushdb()
     async with (
         fresh_database("it_auth", ROOT / "services/auth/migrations") as auth_db,
         fresh_database("it_users", ROOT / "services/users/migrations") as users_db,
