@@ -44,7 +44,7 @@ class GatewayProcess:
             stderr=self.log,
         )
         # A deadline, not a count of tries: on a busy machine the imports alone take seconds.
-        deadline = time.monotonic() + 60
+        deadline = time.monotonic() + 120
         async with httpx.AsyncClient(base_url=self.url, timeout=1.0) as client:
             while time.monotonic() < deadline:
                 if self.process.returncode is not None:

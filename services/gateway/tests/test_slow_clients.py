@@ -159,9 +159,12 @@ async def test_waits_for_a_free_upstream_connection_do_not_open_the_circuit(
     gateway = await make_gateway(
         upstream_pool_size=1, upstream_connect_timeout=0.3, breaker_failures=1
     )
-    upstreams["users"].app.state.hang = 1.0
+    users = upstreams["users"].app.state
+    users.hang = 1.5
+    before = users.calls
     slow = asyncio.create_task(gateway.get("/api/v1/users/hang", headers=bearer(tokens)))
-    await asyncio.sleep(0.2)
+    while users.calls == before:  # the one pool connection is taken
+        await asyncio.sleep(0.01)
     busy = await gateway.get(ME, headers=bearer(tokens))
     assert busy.status_code == 503
     assert "retry-after" in busy.headers

@@ -1,0 +1,35 @@
+"""What the hot path holds for the life of the process, built in the lifespan."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from common.tokens import TokenVerifier
+
+from gateway.breaker import CircuitBreaker
+from gateway.edge import Cors, TrustedProxies
+from gateway.guard import Guard
+from gateway.upstream import Upstream
+
+
+@dataclass
+class Edge:
+    """Everything the hot path needs, built in the lifespan."""
+
+    upstreams: dict[str, Upstream]
+    verifier: TokenVerifier
+    guard: Guard
+    breakers: dict[str, CircuitBreaker]
+    proxies: TrustedProxies
+    cors: Cors
+    max_body: int
+    body_timeout: float = 10.0  # CLIENT_BODY_TIMEOUT: seconds per 64 KiB of request body
+    uploads_per_ip: int = 4  # CLIENT_UPLOADS_PER_IP: streamed bodies at once per client IP
+    uploads: dict[str, int] = field(default_factory=dict)  # client IP → streamed bodies now
+    rate_policy: bytes = b""  # RateLimit-Policy of the general limit
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        general = self.guard.general
+        self.rate_policy = f'"general";q={general.limit};w={general.window}'.encode()
