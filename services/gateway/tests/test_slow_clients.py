@@ -163,7 +163,9 @@ async def test_waits_for_a_free_upstream_connection_do_not_open_the_circuit(
     users.hang = 1.5
     before = users.calls
     slow = asyncio.create_task(gateway.get("/api/v1/users/hang", headers=bearer(tokens)))
-    while users.calls == before:  # the one pool connection is taken
+    for _ in range(1000):  # until the one pool connection is taken
+        if users.calls != before:
+            break
         await asyncio.sleep(0.01)
     busy = await gateway.get(ME, headers=bearer(tokens))
     assert busy.status_code == 503
