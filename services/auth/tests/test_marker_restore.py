@@ -7,11 +7,19 @@ import asyncio
 from auth.revocation.service import MarkerRestorer
 from auth.sessions.service import SessionRevoker
 from common.revocation import EPOCH_KEY, session_key
+from prometheus_client import REGISTRY
 
 from .conftest import AuthHarness
 from .test_login import claims_of
 from .test_redis_faults import wait_for_epoch
 from .users_double import Account
+
+
+def restores() -> float:
+    value = REGISTRY.get_sample_value(
+        "gatehouse_auth_revocation_restores_total", {"outcome": "restored"}
+    )
+    return value or 0.0
 
 
 async def test_restore_waits_for_a_revocation_in_flight(
@@ -43,9 +51,13 @@ async def test_restoring_twice_changes_nothing(auth: AuthHarness, account: Accou
     session_id = claims_of(pair["access_token"])["sid"]
     state = auth.app.state
     restorer = MarkerRestorer(state.db, state.redis, auth.settings, auth.clock)
+    before = restores()
     for _ in range(2):
         await auth.redis.delete(EPOCH_KEY)
         await restorer.ensure_markers()
         await wait_for_epoch(auth.redis)
         assert await auth.redis.exists(session_key(session_id))
         assert await auth.redis.ttl(session_key(session_id)) > 0
+    assert restores() == before + 2  # by this call or the background check
+    metrics = (await auth.client.get("/metrics")).text
+    assert "gatehouse_auth_revocation_restore_seconds_count" in metrics

@@ -40,6 +40,7 @@ from common.revocation import (
     markers_complete,
     restore_markers,
 )
+from prometheus_client import Counter, Histogram
 from redis.asyncio import Redis
 
 from auth.clock import Clock, as_utc, epoch
@@ -47,6 +48,17 @@ from auth.revocation import repository
 from auth.settings import AuthSettings
 
 logger = logging.getLogger("gatehouse.auth.revocation")
+RESTORES = Counter(
+    "gatehouse_auth_revocation_restores_total",
+    "Restores of the Redis revocation markers from the database, by outcome (restored: the epoch "
+    "was written; interrupted: Redis changed meanwhile, started again).",
+    ["outcome"],
+)
+RESTORE_SECONDS = Histogram(
+    "gatehouse_auth_revocation_restore_seconds",
+    "How long a complete restore of the revocation markers took (database read and Redis writes).",
+    buckets=(0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0),
+)
 
 # Long enough for a restore of a busy half hour; renewed between batches, so only a restorer that
 # died holds it this long (meanwhile the gateway keeps failing closed).
@@ -80,13 +92,17 @@ class MarkerRestorer:
                 await abandon_restore(self.redis, token)
             raise
         if not done:
+            RESTORES.labels("interrupted").inc()
             logger.warning("revocation markers: Redis changed during the restore; starting again")
             return False
+        elapsed = time.monotonic() - started
+        RESTORES.labels("restored").inc()
+        RESTORE_SECONDS.observe(elapsed)
         logger.warning(
             "revocation markers restored from the database: %d sessions, %d users, %.0f ms",
             len(sessions),
             len(users),
-            (time.monotonic() - started) * 1000,
+            elapsed * 1000,
         )
         return True
 
