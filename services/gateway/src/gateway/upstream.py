@@ -18,6 +18,11 @@ or streamed), read one answer, relay its chunks. What it keeps of a full client:
   upstream pauses while the client has not taken what was read;
 - a connection is reused only after a complete exchange on a keep-alive answer.
 
+A connection's exchange goes through explicit phases (`Phase`): idle, sending, awaiting the
+client (a streamed body's next chunk: the read timer pauses, the client's pace is not the
+upstream's silence), awaiting the head, receiving, complete or failed. `Connection.send` is the
+one way in; `Upstream.give_back` and `forget_closed` are how a connection leaves an exchange.
+
 Connection failures and answers cut short raise `UpstreamError` (`UpstreamBroken` once the
 answer started); a malformed answer raises `UpstreamProtocolError`.
 """
@@ -28,6 +33,7 @@ import asyncio
 import ssl
 from collections import deque
 from collections.abc import AsyncIterator
+from enum import Enum
 from typing import cast
 from urllib.parse import urlsplit
 
@@ -62,9 +68,28 @@ class PoolBusy(TimeoutError):
     failure of the upstream."""
 
 
+class Phase(Enum):
+    """Where a connection's exchange stands."""
+
+    IDLE = "idle"  # no exchange (in the pool, or just opened)
+    SENDING = "sending"  # the request is being written
+    AWAITING_CLIENT = "awaiting client"  # a streamed body: its next chunk is the client's to send
+    AWAITING_HEAD = "awaiting head"  # the request is written; the answer has not begun
+    RECEIVING = "receiving"  # the answer's head arrived; its body is arriving
+    COMPLETE = "complete"  # the whole answer arrived
+    FAILED = "failed"  # `error` says why; the connection is aborted
+
+
+# The phases in which the upstream owes the gateway something: its silence is timed.
+_TIMED = frozenset({Phase.SENDING, Phase.AWAITING_HEAD, Phase.RECEIVING})
+# The phases in which an answer's head is awaited (it may come before the request is all sent).
+_ASKED = frozenset({Phase.SENDING, Phase.AWAITING_CLIENT, Phase.AWAITING_HEAD})
+_COMPLETE = Phase.COMPLETE
+
+
 class Connection(asyncio.Protocol):
-    """One connection to the upstream; between `Upstream.request` and `finish`, it holds one
-    exchange (and is its response: `status`, `headers`, `read_chunk()`)."""
+    """One connection to the upstream; between `send` and `finish`, it holds one exchange (and
+    is its response: `status`, `headers`, `read_chunk()`)."""
 
     def __init__(self, upstream: Upstream) -> None:
         self.upstream = upstream
@@ -72,7 +97,7 @@ class Connection(asyncio.Protocol):
         self.transport: asyncio.Transport | None = None
         self.closed = False
         self.counted = True  # in the pool's count until it is forgotten
-        self.in_use = False
+        self.phase = Phase.IDLE
         self.idle_since = 0.0
         self.parser = httptools.HttpResponseParser(self)
         self.reset(False)
@@ -85,9 +110,8 @@ class Connection(asyncio.Protocol):
         self.head_ready: asyncio.Future[None] | None = None
         self.buffer: deque[bytes] = deque()
         self.buffered = 0
-        self.complete = False
-        self.reusable = False
-        self.sent = False  # the whole request reached the transport
+        self.reusable = False  # the answer allows keep-alive
+        self.sent = False  # the whole request reached the transport (an answer may come first)
         self.error: BaseException | None = None
         self.waiter: asyncio.Future[None] | None = None
         self.write_paused = False
@@ -95,9 +119,10 @@ class Connection(asyncio.Protocol):
         self.read_paused = False
         self.timer: asyncio.TimerHandle | None = None
         self.active_at = 0.0
-        # Waiting for the client's next chunk of a streamed body: the upstream is not silent
-        # then, it has nothing to answer yet (the client's pace is the proxy's to limit).
-        self.awaiting_client = False
+
+    @property
+    def complete(self) -> bool:
+        return self.phase is Phase.COMPLETE
 
     # asyncio.Protocol
 
@@ -106,7 +131,7 @@ class Connection(asyncio.Protocol):
         self.transport = cast(asyncio.Transport, transport)
 
     def data_received(self, data: bytes) -> None:
-        if not self.in_use:
+        if self.phase is Phase.IDLE:
             self.abort()  # nothing was asked: the connection is out of step
             return
         self.active_at = self.loop.time()
@@ -122,14 +147,15 @@ class Connection(asyncio.Protocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.closed = True
-        self.upstream._lost(self)
-        if not self.in_use or self.head_ready is None or self.complete or self.error is not None:
+        self.upstream.forget_closed(self)
+        phase = self.phase
+        if phase in (Phase.IDLE, Phase.COMPLETE, Phase.FAILED):
             return
-        if self.head_ready.done() and not self.framed and exc is None:
-            self.complete = True  # an answer delimited by the (clean) end of the connection
+        if phase is Phase.RECEIVING and not self.framed and exc is None:
+            self.phase = Phase.COMPLETE  # an answer delimited by the (clean) end of the connection
             self._wake()
             return
-        started = self.head_ready.done()
+        started = phase is Phase.RECEIVING
         self._fail((UpstreamBroken if started else UpstreamError)("the upstream closed"))
 
     def pause_writing(self) -> None:
@@ -143,18 +169,18 @@ class Connection(asyncio.Protocol):
     # httptools callbacks
 
     def on_message_begin(self) -> None:
-        if self.complete:
+        if self.phase is _COMPLETE:
             self.reusable = False  # more than the one answer asked for
             return
         self.headers = []
 
     def on_header(self, name: bytes, value: bytes) -> None:
-        if not self.complete:
+        if self.phase is not _COMPLETE:
             self.headers.append((name.lower(), value))
 
     def on_headers_complete(self) -> None:
-        if self.complete:
-            return
+        if self.phase not in _ASKED:
+            return  # a second answer, or one after a failure
         status = self.parser.get_status_code()
         if 100 <= status < 200:
             return  # informational (the request never asks to continue): the answer follows
@@ -167,13 +193,13 @@ class Connection(asyncio.Protocol):
                 self.framed = ends_in_chunked(value)
         if status in (204, 304):
             self.framed = True
-        if self.head_only:
-            self.complete = True  # the parser would wait for the body a HEAD answer lacks
+        # The parser would wait for the body a HEAD answer lacks.
+        self.phase = Phase.COMPLETE if self.head_only else Phase.RECEIVING
         if self.head_ready is not None and not self.head_ready.done():
             self.head_ready.set_result(None)
 
     def on_body(self, body: bytes) -> None:
-        if self.complete:
+        if self.phase is _COMPLETE:
             return
         self.buffer.append(body)
         self.buffered += len(body)
@@ -185,8 +211,8 @@ class Connection(asyncio.Protocol):
     def on_message_complete(self) -> None:
         if self.status == 0:
             return  # the end of an informational answer
-        if not self.complete:
-            self.complete = True
+        if self.phase is Phase.RECEIVING:
+            self.phase = _COMPLETE
             self.reusable = self.parser.should_keep_alive()
             self._wake()
 
@@ -199,6 +225,8 @@ class Connection(asyncio.Protocol):
     def _fail(self, error: BaseException) -> None:
         if self.error is None:
             self.error = error
+        if self.phase is not Phase.COMPLETE:
+            self.phase = Phase.FAILED
         if self.head_ready is not None and not self.head_ready.done():
             self.head_ready.set_exception(error)
         self._wake()
@@ -212,11 +240,13 @@ class Connection(asyncio.Protocol):
     def _check_silence(self) -> None:
         """The read timeout: fires `read_timeout` after the last sign of life."""
         self.timer = None
-        if self.complete or self.error is not None:
-            return
-        limit = self.upstream.read_timeout
-        if self.awaiting_client:
+        if self.phase not in _TIMED:
+            if self.phase is not Phase.AWAITING_CLIENT:
+                return  # over
+            # The client's next chunk is awaited: the upstream owes nothing (the client's pace
+            # is the proxy's to limit); its silence counts from when the chunk comes.
             self.active_at = self.loop.time()
+        limit = self.upstream.read_timeout
         quiet = self.loop.time() - self.active_at
         if quiet >= limit:
             self._fail(TimeoutError("the upstream did not answer in time"))
@@ -248,17 +278,51 @@ class Connection(asyncio.Protocol):
         except (OSError, RuntimeError) as exc:  # uvloop raises on a transport closing
             raise UpstreamError(f"cannot write to the upstream: {exc}") from exc
 
+    async def send(
+        self,
+        method: str,
+        start: bytes,
+        body: bytes | AsyncIterator[bytes] | None,
+        length: int | None,
+    ) -> None:
+        """Send one request and wait for the head of its answer. `start` is the request line and
+        header lines, without framing; a streamed `body` goes with `length` as Content-Length,
+        or chunked without one."""
+        self.reset(method == "HEAD")
+        self.phase = Phase.SENDING
+        head_ready = self.head_ready = self.loop.create_future()
+        self._arm()
+        if body is None or isinstance(body, bytes):
+            if body or method not in ("GET", "HEAD", "OPTIONS", "TRACE"):
+                start += b"content-length: %d\r\n\r\n%b" % (len(body or b""), body or b"")
+            else:
+                start += b"\r\n"
+            self.write(start)
+            self._sent()
+        elif length is not None:
+            await self._send_stream(start + b"content-length: %d\r\n\r\n" % length, body, False)
+        else:
+            await self._send_stream(start + b"transfer-encoding: chunked\r\n\r\n", body, True)
+        await head_ready
+
+    def _sent(self) -> None:
+        self.sent = True
+        if self.phase is Phase.SENDING:
+            self.phase = Phase.AWAITING_HEAD
+
     async def _send_stream(self, head: bytes, body: AsyncIterator[bytes], chunked: bool) -> None:
         self.write(head)
         chunks = aiter(body)
         while True:
-            self.awaiting_client = True
+            if self.phase is Phase.SENDING:
+                self.phase = Phase.AWAITING_CLIENT
             try:
                 chunk = await anext(chunks)
             except StopAsyncIteration:
                 break
             finally:
-                self.awaiting_client = False
+                if self.phase is Phase.AWAITING_CLIENT:
+                    self.phase = Phase.SENDING
             if self.error is not None:
                 raise self.error
             assert self.head_ready is not None
@@ -269,7 +333,7 @@ class Connection(asyncio.Protocol):
             await self._drain()
         if chunked:
             self.write(b"0\r\n\r\n")
-        self.sent = True
+        self._sent()
 
     async def read_chunk(self) -> bytes | None:
         """The next part of the answer's body as it arrives; None at its end."""
@@ -303,7 +367,8 @@ class Connection(asyncio.Protocol):
 
     def finish(self) -> None:
         """The exchange is over: the connection goes back to the pool, or is closed."""
-        self.in_use = False
+        complete = self.phase is Phase.COMPLETE
+        self.phase = Phase.IDLE
         if self.timer is not None:
             self.timer.cancel()
             self.timer = None
@@ -311,7 +376,7 @@ class Connection(asyncio.Protocol):
         if ready is not None and ready.done() and not ready.cancelled():
             ready.exception()  # a failure that arrived while nobody awaited it is not logged
         reusable = (
-            self.complete
+            complete
             and self.reusable
             and self.sent
             and not self.head_only
@@ -321,7 +386,7 @@ class Connection(asyncio.Protocol):
         )
         if not reusable:
             self.abort()
-        self.upstream._release(self, reusable)
+        self.upstream.give_back(self, reusable)
 
 
 class Upstream:
@@ -377,34 +442,15 @@ class Upstream:
         A streamed `body` goes with `length` as Content-Length, or chunked without one.
         The caller reads the body from the returned connection, then calls its `finish()`."""
         connection = await self._acquire()
-        connection.reset(method == "HEAD")
-        connection.in_use = True
+        start = b"%s %b%b HTTP/1.1\r\nhost: %b\r\n%b" % (
+            method.encode("ascii"),
+            self.prefix,
+            target,
+            self.host_header,
+            headers,
+        )
         try:
-            start = b"%s %b%b HTTP/1.1\r\nhost: %b\r\n%b" % (
-                method.encode("ascii"),
-                self.prefix,
-                target,
-                self.host_header,
-                headers,
-            )
-            head_ready = connection.head_ready = self.loop.create_future()
-            connection._arm()
-            if body is None or isinstance(body, bytes):
-                if body or method not in ("GET", "HEAD", "OPTIONS", "TRACE"):
-                    start += b"content-length: %d\r\n\r\n%b" % (len(body or b""), body or b"")
-                else:
-                    start += b"\r\n"
-                connection.write(start)
-                connection.sent = True
-            elif length is not None:
-                await connection._send_stream(
-                    start + b"content-length: %d\r\n\r\n" % length, body, chunked=False
-                )
-            else:
-                await connection._send_stream(
-                    start + b"transfer-encoding: chunked\r\n\r\n", body, chunked=True
-                )
-            await head_ready
+            await connection.send(method, start, body, length)
         except BaseException:
             connection.finish()
             raise
@@ -464,7 +510,7 @@ class Upstream:
     def _hand_back(self, connection: Connection | None) -> None:
         """A waiter was handed a connection (or a free slot) it will not use: pass it on."""
         if connection is not None:
-            self._release(connection, True)
+            self.give_back(connection, True)
         else:
             self._wake_waiter(None)
 
@@ -489,7 +535,8 @@ class Upstream:
             raise
         return connection
 
-    def _release(self, connection: Connection, reusable: bool) -> None:
+    def give_back(self, connection: Connection, reusable: bool) -> None:
+        """The connection's exchange is over: to the next waiter, the idle list, or gone."""
         if not reusable:
             self._forget(connection)
             return
@@ -507,7 +554,7 @@ class Upstream:
             oldest.abort()
             self._forget(oldest)
 
-    def _lost(self, connection: Connection) -> None:
+    def forget_closed(self, connection: Connection) -> None:
         """The connection closed; an idle one leaves the pool at once."""
         if connection in self.idle:
             self.idle.remove(connection)
