@@ -88,3 +88,15 @@ async def test_user_marker_floor_never_refuses_a_token_issued_after_the_change(
     issued_after = int(changed_at + 0.001)
     assert not await is_revoked(redis, None, "u1", issued_after)
     assert await is_revoked(redis, None, "u1", int(changed_at) - 1)
+
+
+async def test_restore_leaves_later_markers_alone(redis: Redis) -> None:
+    """A marker raised live after the restore read the database stays as it is."""
+    now = int(time.time())
+    await mark_user_tokens_before(redis, "u1", now, ttl=600)
+    await mark_session_revoked(redis, "s1", ttl=600)
+    assert await begin_restore(redis, "me", 30)
+    assert await restore_markers(redis, "me", 30, [("s1", 60)], [("u1", now - 100, 60)])
+    assert await redis.get("revoked:user:u1") == str(now).encode()
+    assert await redis.ttl("revoked:user:u1") > 60
+    assert await redis.ttl("revoked:sid:s1") > 60

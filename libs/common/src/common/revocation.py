@@ -81,12 +81,28 @@ async def is_revoked(redis: Redis, session_id: str | None, user_id: str, issued_
 RESTORE_LOCK_KEY = "revocation:restoring"
 RESTORE_BATCH = 1000
 
-_EXTEND_RESTORE = """
-if redis.call('GET', KEYS[1]) == ARGV[1] then
-  redis.call('EXPIRE', KEYS[1], ARGV[2])
-  return 1
+# KEYS: the restore lock, then the session markers, then the user markers.
+# ARGV: the lock token, the lock's seconds, how many session markers, then a TTL per session
+# marker, then (not before, TTL) per user marker. A marker already there is left alone: a session
+# marker there was written live, with a TTL no shorter; a user marker there is as late or later
+# (the database holds the latest), or was raised live after the restore's read.
+_WRITE_MARKERS = """
+if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 0 end
+redis.call('EXPIRE', KEYS[1], ARGV[2])
+local sessions = tonumber(ARGV[3])
+local arg = 4
+for i = 2, sessions + 1 do
+  redis.call('SET', KEYS[i], '1', 'EX', ARGV[arg], 'NX')
+  arg = arg + 1
 end
-return 0
+for i = sessions + 2, #KEYS do
+  local current = redis.call('GET', KEYS[i])
+  if not current or tonumber(current) < tonumber(ARGV[arg]) then
+    redis.call('SET', KEYS[i], ARGV[arg], 'EX', ARGV[arg + 1])
+  end
+  arg = arg + 2
+end
+return 1
 """
 
 _COMPLETE_RESTORE = """
@@ -119,19 +135,20 @@ async def restore_markers(
     sessions: list[tuple[str, int]],
     users: list[tuple[str, int, int]],
 ) -> bool:
-    """Write `(session id, ttl)` and `(user id, not before, ttl)` markers in batches; between
-    batches, renew the lock. False (stop) when the lock is no longer ours: the instance changed
-    or another restorer took over. Idempotent: writing a marker twice changes nothing."""
+    """Write `(session id, ttl)` and `(user id, not before, ttl)` markers, a batch per Lua call,
+    each renewing the lock. False (stop) when the lock is no longer ours: the instance changed or
+    another restorer took over. Idempotent: writing a marker twice changes nothing."""
     for start in range(0, max(len(sessions), len(users), 1), RESTORE_BATCH):
         end = start + RESTORE_BATCH
-        async with redis.pipeline(transaction=False) as pipe:
-            pipe.eval(_EXTEND_RESTORE, 1, RESTORE_LOCK_KEY, token, str(lock_seconds))
-            for session_id, ttl in sessions[start:end]:
-                pipe.set(session_key(session_id), b"1", ex=ttl)
-            for user_id, not_before, ttl in users[start:end]:
-                pipe.eval(_RAISE_NOT_BEFORE, 1, user_key(user_id), str(not_before), str(ttl))
-            results = await pipe.execute()
-        if not results[0]:
+        batch_sessions, batch_users = sessions[start:end], users[start:end]
+        keys = [RESTORE_LOCK_KEY]
+        keys += [session_key(session_id) for session_id, _ in batch_sessions]
+        keys += [user_key(user_id) for user_id, _, _ in batch_users]
+        args: list[str | int] = [token, lock_seconds, len(batch_sessions)]
+        args += [ttl for _, ttl in batch_sessions]
+        for _, not_before, ttl in batch_users:
+            args += [not_before, ttl]
+        if not await redis.eval(_WRITE_MARKERS, len(keys), *keys, *args):
             return False
     return True
 
