@@ -112,11 +112,11 @@ defaults
   timeout client 60s
   timeout server 60s
   timeout http-keep-alive 10s
-  timeout check 2s
+  timeout check 5s
   retries 3
   option redispatch 1
   option http-keep-alive
-  default-server check inter 500ms fastinter 250ms downinter 500ms rise 1 fall 1
+  default-server check inter 1s fastinter 500ms downinter 1s rise 1 fall 3
 """
 
 HAPROXY_SERVICE = """
@@ -133,9 +133,11 @@ backend {name}_replicas
 
 class HAProxy:
     """A load balancer in front of each service's replicas, on loopback, as a Kubernetes Service
-    would be: it sends only to replicas whose `/ready` answers 200 (checked every 500 ms), and a
-    connection that cannot be made is tried on another replica (`retry-on conn-failure`, the
-    default: requests are never replayed once sent)."""
+    would be: it sends only to replicas whose `/ready` answers 200 (checked every second, out
+    after 3 failures in a row, as a readiness probe's failureThreshold; one slow answer on a busy
+    machine must not take the last replica out), and a connection that cannot be made is tried
+    on another replica (`retry-on conn-failure`, the default: a request once sent is never
+    replayed)."""
 
     def __init__(self, directory: Path, backends: dict[str, list[int]]) -> None:
         self.directory = directory

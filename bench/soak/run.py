@@ -52,6 +52,7 @@ class Soak:
     tap: EventTap
     haproxy: HAProxy | None
     origin: float = field(default_factory=time.monotonic)
+    load_at_start: float = 0.0
     faults: list[Fault] = field(default_factory=list)
     rss: list[tuple[float, str, int, float]] = field(default_factory=list)
     limits: list[str] = field(default_factory=list)
@@ -307,8 +308,8 @@ async def run_platform(
         "LOG_LEVEL": "INFO",
         "BCRYPT_ROUNDS": str(args.bcrypt_rounds),
         "GATEWAY_LOGIN_RATE_LIMIT": f"{LOGIN_LIMIT}/minute",
-        # All the soak's clients share one address: the per-IP login limit (API.md §11) would
-        # refuse their logins long before the per-account limit the check counts on.
+        # The per-IP login limit (API.md §11) out of the way: the traffic's many accounts share
+        # 32 loopback addresses, and the shared-limit check counts the per-account limit alone.
         "GATEWAY_LOGIN_IP_RATE_LIMIT": "100000/minute",
     }
     if args.replicas > 1:
@@ -354,6 +355,7 @@ async def measure(soak: Soak) -> None:
     await discover(soak.traffic)
     soak.log(f"seeded {len(soak.traffic.accounts)} accounts")
     soak.origin = time.monotonic()
+    soak.load_at_start = os.getloadavg()[0]
     soak.log(
         f"traffic: {args.rate}/s for {seconds:.0f}s through {soak.traffic.base_url}, "
         f"{args.replicas} replica(s) of each service"
@@ -417,6 +419,8 @@ def render(
         f"{' (HAProxy in front of 2 gateways)' if args.replicas > 1 else ''}; "
         f"{args.replicas} replica(s) of each service; bcrypt cost {args.bcrypt_rounds}; "
         f"throwaway Redis on port {soak.redis.port}; logs in {soak.workdir}",
+        f"machine: {os.cpu_count()} cores, load average (1 min) {soak.load_at_start:.1f} when the "
+        f"traffic began, {os.getloadavg()[0]:.1f} at the report (shared with other work)",
         "",
         "== flows started ==",
         "  ".join(f"{name} {count}" for name, count in sorted(started.items())),
