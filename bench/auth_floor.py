@@ -44,6 +44,7 @@ from auth.settings import AuthSettings
 from common.db import Database
 from common.redis import make_redis
 from common.revocation import is_revoked
+from common.testing import free_port
 from common.tokens import InvalidToken, JwksCache, TokenVerifier
 from starlette.applications import Starlette
 from starlette.requests import Request
@@ -51,7 +52,7 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from bench.listener import Listener, start_listener
-from tests.integration.platform import ROOT, free_port
+from tests.integration.platform import ROOT
 
 INTROSPECT_SCOPE = "tokens:introspect"
 NO_STORE = {"Cache-Control": "no-store", "Pragma": "no-cache"}

@@ -41,12 +41,12 @@ from common.db import Database, new_metadata
 from common.events import Envelope, OutboxMixin
 from common.outbox import OutboxRelay, add_outbox_event
 from common.rabbitmq import RabbitBroker
-from common.testing import fresh_database
+from common.testing import free_port, fresh_database
 from sqlalchemy import insert
 from sqlalchemy.orm import DeclarativeBase
 
 from bench.proc import cpu_seconds, machine_cpu_seconds
-from tests.integration.platform import SERVICES, Platform, free_port, platform_env, throwaway_vhost
+from tests.integration.platform import SERVICES, Platform, platform_env, throwaway_vhost
 
 ROOT = Path(__file__).resolve().parent.parent
 MIGRATIONS = ROOT / "services" / "notifier" / "migrations"

@@ -25,6 +25,7 @@ from typing import Any
 
 import asyncpg  # type: ignore[import-untyped]
 import uvicorn
+from common.testing import free_port
 from common.tokens import InvalidToken, JwksCache, TokenVerifier, http_jwks_fetcher
 from starlette.applications import Starlette
 from starlette.requests import Request
@@ -32,7 +33,7 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from bench.listener import Listener, start_listener
-from tests.integration.platform import ROOT, free_port
+from tests.integration.platform import ROOT
 
 # users.accounts.repository.profile, as SQL.
 PROFILE = """

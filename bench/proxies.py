@@ -14,12 +14,12 @@ from pathlib import Path
 
 import httpx
 import jwt
+from common.testing import free_port
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.rsa import RSAPublicKey
 from jwt.algorithms import RSAAlgorithm
 
 from bench.listener import Listener, start_listener
-from tests.integration.platform import free_port
 
 
 def _binary(name: str) -> str | None:

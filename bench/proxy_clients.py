@@ -20,9 +20,8 @@ from collections.abc import Awaitable, Callable
 
 import aiohttp
 import httpx
+from common.testing import free_port
 from gateway.upstream import Upstream
-
-from tests.integration.platform import free_port
 
 UPSTREAM = """
 import uvicorn

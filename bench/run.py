@@ -34,17 +34,15 @@ from pathlib import Path
 import httpx
 import redis
 import uvloop
-from common.testing import fresh_database
+from common.testing import SmtpSink, free_port, fresh_database
 
 from bench import auth_routes, events, floor, me, proxies, proxy_clients
 from bench.listener import Listener
 from bench.summary import Summary
-from services.notifier.tests.smtp_sink import SmtpSink
 from tests.integration.platform import (
     ROOT,
     SERVICES,
     Platform,
-    free_port,
     platform_env,
     throwaway_vhost,
 )

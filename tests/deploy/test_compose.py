@@ -9,7 +9,7 @@ from typing import Any
 import jsonschema  # type: ignore[import-untyped]  # no types-jsonschema in the dev group
 import pytest
 
-from tests.deploy.conftest import DATABASE_SERVICES, PORTS, ROOT, SERVICES
+from tests.deploy.support import DATABASE_SERVICES, PORTS, ROOT, SERVICES
 
 # The compose-spec project's JSON schema, vendored (see README.md beside this file).
 SCHEMA = ROOT / "tests/deploy/compose-spec.schema.json"

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.deploy.conftest import ROOT
+from tests.deploy.support import ROOT
 
 DOCKERFILE = ROOT / "deploy/docker/Dockerfile"
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from tests.deploy.conftest import ROOT
+from tests.deploy.support import ROOT
 
 DASHBOARD = ROOT / "deploy/grafana/gatehouse.json"
 METRICS = (

@@ -8,8 +8,8 @@ import kubernetes_validate
 import pytest
 import yaml
 
-from tests.deploy.conftest import DATABASE_SERVICES, OVERLAYS, PORTS, ROOT, SERVICES, by_kind
 from tests.deploy.kustomize_render import Resource
+from tests.deploy.support import DATABASE_SERVICES, OVERLAYS, PORTS, ROOT, SERVICES, by_kind
 
 KUBERNETES_VERSION = "1.31.0"
 GRACEFUL_SHUTDOWN_SECONDS = 20  # common/serve.py

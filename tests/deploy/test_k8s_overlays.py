@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import re
 
-from tests.deploy.conftest import SERVICES, by_kind
 from tests.deploy.kustomize_render import Resource
+from tests.deploy.support import SERVICES, by_kind
 
 
 def test_prod_runs_more_replicas_than_dev(rendered: dict[str, list[Resource]]) -> None:

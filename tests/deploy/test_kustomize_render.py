@@ -9,7 +9,6 @@ from pathlib import Path
 import pytest
 import yaml
 
-from tests.deploy.conftest import OVERLAYS, ROOT
 from tests.deploy.kustomize_render import (
     Resource,
     UnsupportedKustomization,
@@ -17,6 +16,7 @@ from tests.deploy.kustomize_render import (
     split_image,
     strategic_merge,
 )
+from tests.deploy.support import OVERLAYS, ROOT
 
 
 def write(path: Path, text: str) -> None:

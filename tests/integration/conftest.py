@@ -9,11 +9,9 @@ from pathlib import Path
 import httpx
 import pytest
 import redis
-from common.testing import fresh_database, redis_url
+from common.testing import SmtpSink, free_port, fresh_database, redis_url
 
-from services.notifier.tests.smtp_sink import SmtpSink
-
-from .platform import ROOT, SERVICES, Platform, free_port, platform_env, throwaway_vhost
+from .platform import ROOT, SERVICES, Platform, platform_env, throwaway_vhost
 
 REDIS_URL = redis_url(3)
 

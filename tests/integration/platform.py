@@ -6,7 +6,6 @@ import contextlib
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -20,13 +19,6 @@ import httpx
 SERVICES = ("auth", "users", "notifier", "gateway")
 ROOT = Path(__file__).resolve().parents[2]
 AMQP_BASE = "amqp://guest:guest@127.0.0.1:5672"
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 @dataclass

@@ -14,8 +14,9 @@ from pathlib import Path
 
 import httpx
 import pytest
+from common.testing import free_port
 
-from .platform import ROOT, SERVICES, free_port
+from .platform import ROOT, SERVICES
 
 INFRASTRUCTURE = (
     "AUTH_DATABASE_URL",

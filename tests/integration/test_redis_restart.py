@@ -11,12 +11,10 @@ from collections.abc import AsyncIterator, Iterator
 
 import httpx
 import pytest
-from common.testing import ThrowawayRedis, fresh_database
+from common.testing import SmtpSink, ThrowawayRedis, free_port, fresh_database
 
-from services.notifier.tests.smtp_sink import SmtpSink
-
-from .platform import ROOT, Platform, free_port, platform_env, throwaway_vhost
-from .test_walking_skeleton import PASSWORD, bearer, login, new_account, register, tokens_for
+from .platform import ROOT, Platform, platform_env, throwaway_vhost
+from .support import PASSWORD, bearer, login, new_account, register, tokens_for
 
 pytestmark = pytest.mark.fault
 

@@ -11,44 +11,10 @@ from typing import Any
 import httpx
 import jwt
 import pytest
-
-from services.notifier.tests.smtp_sink import SmtpSink
+from common.testing import SmtpSink
 
 from .platform import Platform
-
-PASSWORD = "correct horse battery staple 42"
-
-
-def new_account() -> dict[str, str]:
-    tag = uuid.uuid4().hex[:10]
-    return {
-        "email": f"ada.{tag}@example.org",
-        "username": f"ada_{tag}",
-        "password": PASSWORD,
-        "full_name": "Ada Lovelace",
-    }
-
-
-async def register(gateway: httpx.AsyncClient, account: dict[str, str]) -> dict[str, Any]:
-    response = await gateway.post("/api/v1/users/", json=account)
-    assert response.status_code == 201, response.text
-    body: dict[str, Any] = response.json()
-    return body
-
-
-async def login(gateway: httpx.AsyncClient, login: str, password: str) -> httpx.Response:
-    return await gateway.post("/api/v1/auth/login", data={"username": login, "password": password})
-
-
-async def tokens_for(gateway: httpx.AsyncClient, account: dict[str, str]) -> dict[str, Any]:
-    response = await login(gateway, account["username"], account["password"])
-    assert response.status_code == 200, response.text
-    body: dict[str, Any] = response.json()
-    return body
-
-
-def bearer(token: str) -> dict[str, str]:
-    return {"Authorization": f"Bearer {token}"}
+from .support import PASSWORD, bearer, login, new_account, register, tokens_for
 
 
 async def wait_until_refused(gateway: httpx.AsyncClient, access_token: str) -> float:

@@ -5,15 +5,12 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
-from common.testing import TokenFactory, fresh_database
+from common.testing import AUDIENCE, ISSUER, TokenFactory, fresh_database
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 HERE = Path(__file__).parent
 # env.py of the sample migrations imports `sample_models` by name.
 sys.path.insert(0, str(HERE))
-
-ISSUER = "http://gatehouse.test"
-AUDIENCE = "gatehouse-api"
 
 
 @pytest.fixture(scope="session")

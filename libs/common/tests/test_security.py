@@ -10,11 +10,9 @@ import pytest
 from common.app import create_service_app
 from common.security import CurrentPrincipal, Principal, require_permission
 from common.settings import ServiceSettings
-from common.testing import TokenFactory
+from common.testing import AUDIENCE, ISSUER, TokenFactory
 from common.tokens import JwksCache, TokenVerifier
 from fastapi import Depends, FastAPI
-
-from .conftest import AUDIENCE, ISSUER
 
 
 def build_app(factory: TokenFactory) -> FastAPI:

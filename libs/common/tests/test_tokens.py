@@ -9,10 +9,8 @@ from collections.abc import Mapping
 from typing import Any
 
 import pytest
-from common.testing import TokenFactory
+from common.testing import AUDIENCE, ISSUER, TokenFactory
 from common.tokens import InvalidToken, JwksCache, JwksUnavailable, TokenVerifier
-
-from .conftest import AUDIENCE, ISSUER
 
 
 class CountingFetcher:

@@ -17,12 +17,10 @@ from typing import Any
 
 import jwt
 import pytest
-from common.testing import TokenFactory
+from common.testing import AUDIENCE, ISSUER, TokenFactory
 from common.tokens import MAX_KID_LENGTH, MAX_TOKEN_BYTES, InvalidToken, JwksCache, TokenVerifier
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
-
-from .conftest import AUDIENCE, ISSUER
 
 
 def b64url(raw: bytes) -> str:

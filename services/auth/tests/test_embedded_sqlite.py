@@ -12,10 +12,10 @@ from common.cli import migrate_database
 from common.embedded import Embedded
 from common.events import Envelope
 from common.revocation import EPOCH_KEY, session_key, user_key
+from common.testing import ISSUER
 from fastapi import FastAPI
 
-from .conftest import ISSUER, MIGRATIONS, auth_settings
-from .test_login import claims_of
+from .support import MIGRATIONS, auth_settings, claims_of
 from .users_double import UsersDouble, build_users_app
 
 

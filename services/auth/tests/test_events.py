@@ -7,23 +7,14 @@ import logging
 from datetime import timedelta
 
 import pytest
-from auth.events.handler import AUDITED_ONLY, ENDING_SESSIONS, handle_user_event
+from auth.events.handler import AUDITED_ONLY, ENDING_SESSIONS
 from common.broker import ACCOUNT_SESSIONS, CONSUMER_QUEUES, PermanentFailure
 from common.events import Envelope
 from common.inprocess_broker import InProcessBroker
 from common.revocation import is_revoked
 
-from .conftest import AuthHarness, running_auth
-from .test_introspection import introspect_as_gateway
-from .test_login import claims_of
+from .support import AuthHarness, claims_of, handle, introspect_as_gateway, running_auth
 from .users_double import Account
-
-
-async def handle(auth: AuthHarness, envelope: Envelope) -> None:
-    state = auth.app.state
-    await handle_user_event(
-        envelope, database=state.db, redis=state.redis, settings=auth.settings, clock=auth.clock
-    )
 
 
 @pytest.mark.parametrize("event_type", ["user.password_changed", "user.deactivated"])

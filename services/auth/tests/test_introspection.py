@@ -8,21 +8,10 @@ from typing import Any
 import pytest
 from auth.revocation.repository import raise_user_not_before
 
-from .conftest import INTERNAL_SECRET, AuthHarness
-from .test_login import claims_of
+from .support import INTERNAL_SECRET, AuthHarness, claims_of, introspect_as_gateway
 from .users_double import Account
 
 URL = "/internal/v1/introspect"
-
-
-async def introspect_as_gateway(auth: AuthHarness, token: str, **extra: str) -> dict[str, Any]:
-    response = await auth.client.post(
-        URL, data={"token": token, **extra}, auth=("gateway", INTERNAL_SECRET)
-    )
-    assert response.status_code == 200, response.text
-    assert response.headers["cache-control"] == "no-store"
-    body: dict[str, Any] = response.json()
-    return body
 
 
 async def service_token(auth: AuthHarness, client_id: str, audience: str) -> str:

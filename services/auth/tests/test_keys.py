@@ -22,14 +22,19 @@ from auth.keys.service import (
     scheduled_rotation,
 )
 from common.db import Database
-from common.testing import TokenFactory, fresh_database
+from common.testing import AUDIENCE, ISSUER, TokenFactory, fresh_database
 from common.tokens import InvalidToken, JwksCache, TokenVerifier
 from cryptography.hazmat.primitives.asymmetric import rsa
 from sqlalchemy import func, select
 
-from .conftest import AUDIENCE, ISSUER, MIGRATIONS, AuthHarness, auth_settings, running_auth
-from .test_introspection import introspect_as_gateway
-from .test_login import header_of
+from .support import (
+    MIGRATIONS,
+    AuthHarness,
+    auth_settings,
+    header_of,
+    introspect_as_gateway,
+    running_auth,
+)
 from .users_double import Account
 
 

@@ -2,27 +2,11 @@
 
 from __future__ import annotations
 
-import base64
-import json
-from typing import Any
-
-import jwt
+from common.testing import AUDIENCE, ISSUER
 from common.tokens import JwksCache, TokenVerifier
 
-from .conftest import AUDIENCE, ISSUER, AuthHarness
+from .support import AuthHarness, claims_of, header_of
 from .users_double import Account
-
-
-def header_of(token: str) -> dict[str, Any]:
-    return jwt.get_unverified_header(token)
-
-
-def claims_of(token: str) -> dict[str, Any]:
-    payload = token.split(".")[1]
-    decoded: dict[str, Any] = json.loads(
-        base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4))
-    )
-    return decoded
 
 
 async def test_login_returns_a_token_pair(auth: AuthHarness, account: Account) -> None:

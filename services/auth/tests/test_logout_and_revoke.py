@@ -5,14 +5,8 @@ from __future__ import annotations
 import pytest
 from common.revocation import is_revoked, session_key
 
-from .conftest import AuthHarness
-from .test_introspection import introspect_as_gateway
-from .test_login import claims_of
+from .support import AuthHarness, bearer, claims_of, introspect_as_gateway
 from .users_double import Account
-
-
-def bearer(token: str) -> dict[str, str]:
-    return {"Authorization": f"Bearer {token}"}
 
 
 async def test_logout_ends_the_session(auth: AuthHarness, account: Account) -> None:

@@ -9,9 +9,7 @@ from auth.sessions.service import SessionRevoker
 from common.revocation import EPOCH_KEY, session_key
 from prometheus_client import REGISTRY
 
-from .conftest import AuthHarness
-from .test_login import claims_of
-from .test_redis_faults import wait_for_epoch
+from .support import AuthHarness, claims_of, wait_for_epoch
 from .users_double import Account
 
 

@@ -4,27 +4,27 @@ Redis it answers 503 and changes nothing."""
 
 from __future__ import annotations
 
-import asyncio
-import time
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 from common.events import Envelope
-from common.revocation import EPOCH_KEY, is_revoked, user_key
+from common.revocation import is_revoked, user_key
 from common.testing import ThrowawayRedis
 from redis.asyncio import Redis
 
-from .conftest import AuthHarness, running_auth
-from .test_events import handle
-from .test_introspection import introspect_as_gateway
-from .test_login import claims_of
-from .test_logout_and_revoke import bearer
+from .support import (
+    AuthHarness,
+    bearer,
+    claims_of,
+    handle,
+    introspect_as_gateway,
+    running_auth,
+    wait_for_epoch,
+)
 
 pytestmark = pytest.mark.fault
-
-RESTORE_DEADLINE_SECONDS = 10.0
 
 
 @pytest.fixture
@@ -44,16 +44,6 @@ async def auth_on_node(database_url: str, node: ThrowawayRedis) -> AsyncIterator
 async def fresh_client(node: ThrowawayRedis) -> Redis:
     """A client with no connection from before the restart."""
     return Redis.from_url(node.url())
-
-
-async def wait_for_epoch(redis: Redis, previous: bytes | None = None) -> bytes:
-    deadline = time.monotonic() + RESTORE_DEADLINE_SECONDS
-    while time.monotonic() < deadline:
-        value = await redis.get(EPOCH_KEY)
-        if isinstance(value, bytes) and value != previous:
-            return value
-        await asyncio.sleep(0.05)
-    raise AssertionError(f"{EPOCH_KEY} not (re)written within {RESTORE_DEADLINE_SECONDS} s")
 
 
 async def refused(redis: Redis, pair: dict[str, Any]) -> bool:

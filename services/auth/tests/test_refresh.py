@@ -8,8 +8,7 @@ from datetime import timedelta
 import pytest
 from common.revocation import session_key
 
-from .conftest import AuthHarness
-from .test_login import claims_of
+from .support import AuthHarness, claims_of
 from .users_double import Account
 
 

@@ -10,7 +10,7 @@ import pytest
 from auth.settings import AuthSettings
 from pydantic import ValidationError
 
-from .conftest import AuthHarness
+from .support import AuthHarness
 
 REAL_KEK = base64.urlsafe_b64encode(os.urandom(32)).decode()
 PRODUCTION: dict[str, Any] = {

@@ -8,8 +8,7 @@ from typing import Any
 import httpx
 import pytest
 
-from .conftest import INTERNAL_SECRET, AuthHarness
-from .test_login import claims_of
+from .support import INTERNAL_SECRET, AuthHarness, claims_of
 from .users_double import Account
 
 URL = "/api/v1/auth/token"

@@ -3,42 +3,29 @@
 from __future__ import annotations
 
 import asyncio
-import random
-import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable
-from contextlib import asynccontextmanager
+from collections.abc import AsyncIterator
 from typing import Any
 
-import httpx
 import pytest
 import redis.asyncio as aioredis
 from common.revocation import EPOCH_KEY
-from common.testing import TokenFactory, redis_url
+from common.testing import AUDIENCE, ISSUER, TokenFactory
 from fastapi import FastAPI
 from gateway.main import create_app
-from gateway.settings import GatewaySettings
 
-from .upstream import Served, echo_app
-
-ISSUER = "http://gatehouse.test"
-AUDIENCE = "gatehouse-api"
-REDIS_URL = redis_url(2)
+from .support import (
+    REDIS_URL,
+    GatewayClient,
+    GatewayFactory,
+    gateway_settings,
+    serving_doubles,
+)
+from .upstream import Served
 
 
 @pytest.fixture(scope="session")
 def tokens() -> TokenFactory:
     return TokenFactory(ISSUER, AUDIENCE)
-
-
-@asynccontextmanager
-async def serving_doubles(tokens: TokenFactory) -> AsyncIterator[dict[str, Served]]:
-    """Doubles of auth (serving the test key set as its JWKS) and users."""
-    served = {"auth": Served(echo_app("auth", tokens.jwks())), "users": Served(echo_app("users"))}
-    await asyncio.gather(*(server.start() for server in served.values()))
-    try:
-        yield served
-    finally:
-        await asyncio.gather(*(server.stop() for server in served.values()))
 
 
 @pytest.fixture
@@ -56,44 +43,6 @@ async def redis_db() -> AsyncIterator[aioredis.Redis]:
     await client.set(EPOCH_KEY, b"1")
     yield client
     await client.aclose()
-
-
-def unique_id() -> str:
-    return str(uuid.uuid4())
-
-
-def unique_ip(first: int = 100) -> str:
-    """A random IPv4 address: one test's client address, so its rate-limit counters are its own."""
-    octets = random.randbytes(3)
-    return f"{first}.{64 + octets[0] % 64}.{octets[1]}.{max(octets[2], 1)}"
-
-
-class GatewayClient(httpx.AsyncClient):
-    """A client whose requests come from its own loopback address (`source`)."""
-
-    def __init__(self, base_url: str, source: str | None = None) -> None:
-        self.source = source or unique_ip(first=127)
-        transport = httpx.AsyncHTTPTransport(local_address=self.source)
-        super().__init__(base_url=base_url, timeout=10.0, transport=transport)
-
-
-def gateway_settings(upstreams: dict[str, Served], **overrides: Any) -> GatewaySettings:
-    values: dict[str, Any] = {
-        "environment": "test",
-        "issuer": ISSUER,
-        "audience": AUDIENCE,
-        "redis_url": REDIS_URL,
-        "auth_url": upstreams["auth"].url,
-        "users_url": upstreams["users"].url,
-        "gateway_rate_limit": "1000/second",
-        "gateway_login_rate_limit": "1000/hour",
-        "cors_origins": ["https://app.example"],
-        **overrides,
-    }
-    return GatewaySettings(**values)
-
-
-GatewayFactory = Callable[..., Awaitable[GatewayClient]]
 
 
 @pytest.fixture
@@ -120,9 +69,3 @@ async def make_gateway(
 @pytest.fixture
 async def gateway(make_gateway: GatewayFactory) -> GatewayClient:
     return await make_gateway()
-
-
-def bearer(
-    tokens: TokenFactory, subject: str = "0b6f7c4e-4c1e-4f53-9a38-6f0c5d0f0a11", **kw: Any
-) -> dict[str, str]:
-    return {"Authorization": f"Bearer {tokens.access_token(subject, **kw)}"}

@@ -10,8 +10,7 @@ import tempfile
 import time
 
 import httpx
-
-from .upstream import free_port
+from common.testing import free_port
 
 
 class GatewayProcess:

@@ -11,8 +11,7 @@ from pathlib import Path
 
 import redis
 from common.revocation import EPOCH_KEY
-
-from .upstream import free_port
+from common.testing import free_port
 
 
 class ThrowawayRedis:

@@ -12,7 +12,7 @@ from common.testing import TokenFactory
 from redis.asyncio import Redis
 from starlette.middleware.gzip import GZipMiddleware
 
-from .conftest import REDIS_URL, GatewayFactory, bearer, unique_id
+from .support import REDIS_URL, GatewayFactory, bearer, unique_id
 from .upstream import Served, echo_app
 
 

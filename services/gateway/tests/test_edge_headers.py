@@ -6,7 +6,7 @@ from __future__ import annotations
 import httpx
 from common.testing import TokenFactory
 
-from .conftest import GatewayClient, GatewayFactory, bearer, unique_ip
+from .support import GatewayClient, GatewayFactory, bearer, unique_ip
 
 ME = "/api/v1/users/me"
 

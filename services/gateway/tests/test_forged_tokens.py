@@ -14,12 +14,12 @@ from typing import Any
 
 import httpx
 import pytest
-from common.testing import TokenFactory
+from common.testing import AUDIENCE, ISSUER, TokenFactory
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import padding
 from gateway.main import create_app
 
-from .conftest import AUDIENCE, ISSUER, gateway_settings, serving_doubles
+from .support import gateway_settings, serving_doubles
 from .upstream import Served
 
 ME = "/api/v1/users/me"

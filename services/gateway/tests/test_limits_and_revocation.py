@@ -13,8 +13,8 @@ import redis.asyncio as aioredis
 from common.revocation import EPOCH_KEY, mark_session_revoked, mark_user_tokens_before
 from common.testing import TokenFactory
 
-from .conftest import GatewayFactory, bearer, unique_id
 from .redis_node import ThrowawayRedis
+from .support import GatewayFactory, bearer, unique_id
 
 ME = "/api/v1/users/me"
 

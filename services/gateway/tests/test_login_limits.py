@@ -10,7 +10,7 @@ import base64
 import pytest
 from common.testing import TokenFactory
 
-from .conftest import GatewayFactory, bearer, unique_id
+from .support import GatewayFactory, bearer, unique_id
 from .upstream import Served
 
 LOGIN = "/api/v1/auth/login"

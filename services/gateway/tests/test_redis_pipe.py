@@ -26,8 +26,8 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import NoScriptError, ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
-from .conftest import REDIS_URL
 from .redis_node import ThrowawayRedis
+from .support import REDIS_URL
 
 
 def parse(raw: bytes) -> Reply | bool:

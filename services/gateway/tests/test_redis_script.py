@@ -11,7 +11,7 @@ from common.redis import EmbeddedRedis
 from gateway.redis_pipe import PipelinedRedis, pack_command
 from gateway.redis_script import MAX_PACKED_ARGUMENTS, RedisScript, script_sha
 
-from .conftest import REDIS_URL
+from .support import REDIS_URL
 
 # Another shape than the guard's: two keys, three arguments, a mixed reply.
 SCRIPT = """

@@ -11,10 +11,10 @@ import httpx
 import pytest
 import redis.asyncio as aioredis
 from common.revocation import mark_session_revoked
-from common.testing import TokenFactory
+from common.testing import AUDIENCE, ISSUER, TokenFactory
 
-from .conftest import AUDIENCE, ISSUER, REDIS_URL, GatewayClient, bearer, unique_id, unique_ip
 from .gateway_process import GatewayProcess
+from .support import REDIS_URL, GatewayClient, bearer, unique_id, unique_ip
 from .upstream import Served, echo_app
 
 pytestmark = pytest.mark.integration

@@ -9,7 +9,7 @@ import httpx
 import pytest
 from common.testing import TokenFactory
 
-from .conftest import bearer
+from .support import bearer
 from .upstream import Served
 
 ME = "/api/v1/users/me"

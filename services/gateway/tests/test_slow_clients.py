@@ -13,7 +13,7 @@ from collections.abc import AsyncIterator
 import pytest
 from common.testing import TokenFactory
 
-from .conftest import GatewayClient, GatewayFactory, bearer
+from .support import GatewayClient, GatewayFactory, bearer
 from .upstream import Served
 
 pytestmark = pytest.mark.fault

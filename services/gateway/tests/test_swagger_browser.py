@@ -20,7 +20,7 @@ from fastapi.security import OAuth2PasswordRequestForm
 from gateway.main import create_app
 from playwright.async_api import async_playwright
 
-from .conftest import gateway_settings
+from .support import gateway_settings
 from .upstream import Served
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"

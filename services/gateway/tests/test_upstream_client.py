@@ -19,7 +19,7 @@ from gateway.upstream import (
     UpstreamProtocolError,
 )
 
-from .conftest import GatewayFactory
+from .support import GatewayFactory
 
 Handler = Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]]
 OK = b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok"

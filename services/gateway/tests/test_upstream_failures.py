@@ -12,7 +12,7 @@ import httpx
 import pytest
 from common.testing import TokenFactory
 
-from .conftest import GatewayFactory, bearer
+from .support import GatewayFactory, bearer
 from .upstream import DroppingUpstream, Served
 
 pytestmark = pytest.mark.fault

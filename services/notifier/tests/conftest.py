@@ -1,17 +1,14 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Iterator
-from pathlib import Path
 
 import pytest
 from common.db import Database
-from common.testing import fresh_database
+from common.testing import SmtpSink, fresh_database
 from notifier.deliveries.models import Delivery
 from sqlalchemy import delete
 
-from .smtp_sink import SmtpSink
-
-MIGRATIONS = Path(__file__).resolve().parents[1] / "migrations"
+from .support import MIGRATIONS
 
 
 @pytest.fixture(scope="session")

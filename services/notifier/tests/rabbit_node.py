@@ -14,7 +14,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from .smtp_sink import free_port
+from common.testing import free_port
 
 BOOT_LIMIT_SECONDS = 180
 

@@ -19,6 +19,7 @@ from common.db import Database, new_metadata
 from common.events import Envelope, OutboxMixin
 from common.outbox import OutboxRelay, add_outbox_event
 from common.rabbitmq import RabbitBroker
+from common.testing import SmtpSink, free_port
 from notifier.deliveries.models import Delivery, DeliveryStatus
 from notifier.main import create_app
 from notifier.settings import NotifierSettings
@@ -26,7 +27,6 @@ from sqlalchemy import select
 from sqlalchemy.orm import DeclarativeBase
 
 from .rabbit_node import ThrowawayRabbit, unavailable_reason
-from .smtp_sink import SmtpSink, free_port
 
 pytestmark = pytest.mark.fault
 

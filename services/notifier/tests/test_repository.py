@@ -13,7 +13,7 @@ from notifier.deliveries.models import Delivery, DeliveryStatus
 from notifier.deliveries.repository import ERROR_LENGTH, Claim, DeliveryRepository, Outcome
 from sqlalchemy import delete, select
 
-from .conftest import MIGRATIONS
+from .support import MIGRATIONS
 
 
 @pytest.fixture(params=["postgresql", "sqlite"])

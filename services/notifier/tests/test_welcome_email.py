@@ -15,6 +15,7 @@ from common.db import Database
 from common.embedded import Embedded
 from common.events import Envelope
 from common.inprocess_broker import InProcessBroker
+from common.testing import SmtpSink, free_port
 from fastapi import FastAPI
 from notifier.deliveries.models import Delivery, DeliveryStatus
 from notifier.deliveries.service import WelcomeEmailService
@@ -23,8 +24,6 @@ from notifier.main import create_app
 from notifier.settings import NotifierSettings
 from prometheus_client import REGISTRY
 from sqlalchemy import select
-
-from .smtp_sink import SmtpSink, free_port
 
 QUEUE = WELCOME_EMAILS.queue
 FAST = RetryPolicy(delays=(0.02, 0.05, 0.1), max_attempts=5)
@@ -362,7 +361,7 @@ async def test_ready_fails_naming_smtp_when_the_server_is_down(database: Databas
 async def test_embedded_mode_writes_eml_files_and_migrates_sqlite(tmp_path: Path) -> None:
     from common.cli import migrate_database
 
-    from .conftest import MIGRATIONS
+    from .support import MIGRATIONS
 
     url = f"sqlite+aiosqlite:///{tmp_path / 'notifier.db'}"
     await migrate_database(url, MIGRATIONS)

@@ -3,43 +3,20 @@ broker (the outbox rows themselves are checked in the database)."""
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
-from pathlib import Path
-from typing import Any
 
 import httpx
 import pytest
 from asgi_lifespan import LifespanManager
 from common.db import Database
 from common.inprocess_broker import InProcessBroker
-from common.testing import TokenFactory, fresh_database
+from common.testing import AUDIENCE, ISSUER, TokenFactory, fresh_database
 from common.tokens import JwksCache
-from fastapi import FastAPI
-from sqlalchemy import delete, select, text
+from sqlalchemy import delete
 from users.main import create_app
 from users.models import OutboxEvent, User
-from users.settings import UsersSettings
 
-MIGRATIONS = Path(__file__).resolve().parents[1] / "migrations"
-ISSUER = "http://gatehouse.test"
-AUDIENCE = "gatehouse-api"
-PASSWORD = "a sufficiently long passphrase"
-TEST_ROUNDS = 4  # production is 12 (test_settings checks); bcrypt at 4 keeps the suite fast
-
-
-def users_settings(database_url: str, **overrides: Any) -> UsersSettings:
-    values: dict[str, Any] = {
-        "environment": "test",
-        "users_database_url": database_url,
-        "amqp_url": None,
-        "issuer": ISSUER,
-        "audience": AUDIENCE,
-        "bcrypt_rounds": TEST_ROUNDS,
-        **overrides,
-    }
-    return UsersSettings(**values)
+from .support import MIGRATIONS, UsersHarness, users_settings
 
 
 @pytest.fixture(scope="session")
@@ -51,56 +28,6 @@ async def users_database_url() -> AsyncIterator[str]:
 @pytest.fixture(scope="session")
 def tokens() -> TokenFactory:
     return TokenFactory(ISSUER, AUDIENCE)
-
-
-@dataclass
-class UsersHarness:
-    app: FastAPI
-    client: httpx.AsyncClient
-    database: Database
-    tokens: TokenFactory
-    broker: InProcessBroker
-
-    async def register(self, **overrides: str) -> dict[str, Any]:
-        tag = uuid.uuid4().hex[:10]
-        body = {
-            "email": f"user.{tag}@example.org",
-            "username": f"user_{tag}",
-            "password": PASSWORD,
-            "full_name": "Test User",
-            **overrides,
-        }
-        response = await self.client.post("/api/v1/users/", json=body)
-        assert response.status_code == 201, response.text
-        created: dict[str, Any] = response.json()
-        return created
-
-    def bearer(
-        self, user: dict[str, Any], *, scope: str = "", roles: tuple[str, ...] = ("user",)
-    ) -> dict[str, str]:
-        token = self.tokens.access_token(str(user["id"]), scope=scope, roles=roles)
-        return {"Authorization": f"Bearer {token}"}
-
-    def admin_bearer(self, user: dict[str, Any]) -> dict[str, str]:
-        return self.bearer(user, scope="users:read users:manage", roles=("admin", "user"))
-
-    def service_bearer(self, scope: str) -> dict[str, str]:
-        token = self.tokens.access_token("auth", session_id=None, scope=scope, audience="users")
-        return {"Authorization": f"Bearer {token}"}
-
-    async def make_admin(self, user: dict[str, Any]) -> None:
-        async with self.database.sessionmaker() as session, session.begin():
-            await session.execute(
-                text("INSERT INTO user_roles (user_id, role_name) VALUES (:id, 'admin')"),
-                {"id": uuid.UUID(str(user["id"]))},
-            )
-
-    async def outbox(self, user_id: str | None = None) -> list[OutboxEvent]:
-        async with self.database.sessionmaker() as session:
-            rows = (await session.scalars(select(OutboxEvent).order_by(OutboxEvent.seq))).all()
-        if user_id is None:
-            return list(rows)
-        return [row for row in rows if row.payload["data"].get("user_id") == user_id]
 
 
 @pytest.fixture

@@ -17,7 +17,7 @@ from sqlalchemy import insert, text
 from users.accounts import repository, service
 from users.models import User, user_roles
 
-from .conftest import UsersHarness
+from .support import UsersHarness
 
 
 async def an_admin(users: UsersHarness) -> tuple[dict[str, Any], dict[str, str]]:

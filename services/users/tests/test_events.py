@@ -14,7 +14,7 @@ from users.accounts import service
 from users.accounts.schemas import UserCreate
 from users.models import OutboxEvent, User
 
-from .conftest import PASSWORD, UsersHarness
+from .support import PASSWORD, UsersHarness
 
 
 async def test_registration_event_carries_what_the_notifier_needs(users: UsersHarness) -> None:

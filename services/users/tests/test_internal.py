@@ -11,7 +11,7 @@ from sqlalchemy import select
 from users.models import User
 from users.passwords.hashing import PasswordHasher, cost_of
 
-from .conftest import PASSWORD, TEST_ROUNDS, UsersHarness
+from .support import PASSWORD, TEST_ROUNDS, UsersHarness
 
 VERIFY = "/internal/v1/credentials/verify"
 

@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 
-from .conftest import UsersHarness
+from .support import UsersHarness
 
 
 async def test_me_returns_the_callers_account(users: UsersHarness) -> None:

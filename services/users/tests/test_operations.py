@@ -8,7 +8,7 @@ from common.rabbitmq import RabbitBroker
 from common.tokens import JwksCache
 from users.main import create_app
 
-from .conftest import UsersHarness, users_settings
+from .support import UsersHarness, users_settings
 
 
 async def test_health_ready_and_metrics(users: UsersHarness) -> None:

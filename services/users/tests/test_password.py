@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from .conftest import PASSWORD, UsersHarness
+from .support import PASSWORD, UsersHarness
 
 NEW = "another long passphrase 2026"
 

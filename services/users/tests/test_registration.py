@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 from users.passwords.policy import common_passwords
 
-from .conftest import PASSWORD, UsersHarness
+from .support import PASSWORD, UsersHarness
 
 
 async def test_registration_returns_the_user_without_secrets(users: UsersHarness) -> None:

@@ -18,7 +18,7 @@ from users.main import create_app
 from users.passwords.hashing import PasswordHasher
 from users.settings import UsersSettings
 
-from .conftest import PASSWORD, TEST_ROUNDS, UsersHarness, users_settings
+from .support import PASSWORD, TEST_ROUNDS, UsersHarness, users_settings
 
 
 def test_production_defaults() -> None:

@@ -1,21 +1,34 @@
-"""Test support shared by the services' suites: a fresh PostgreSQL database per test session,
-migrated with the service's own Alembic history, and a session per test inside a transaction
-that is rolled back afterwards (the app's commits only release savepoints).
+"""Test support shared by the suites (common's, each service's, the platform's) and the bench:
+
+- a fresh PostgreSQL database per test session, migrated with the service's own Alembic history,
+  and a session per test inside a transaction that is rolled back afterwards (the app's commits
+  only release savepoints);
+- the Redis each suite uses (`TEST_REDIS_SERVER`), spare loopback ports;
+- test access tokens signed by a throwaway key (`TokenFactory`, with the suites' `ISSUER` and
+  `AUDIENCE`);
+- an in-test SMTP server (`SmtpSink`, aiosmtpd from the dev dependencies, imported when started).
+
+Nothing here runs in production; a suite keeps what only it uses in its own `support.py`.
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import shutil
 import socket
 import subprocess
+import threading
 import time
 import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+from email import message_from_bytes, policy
+from email.message import EmailMessage
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import jwt
 import redis
@@ -27,6 +40,13 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, create_async_engin
 
 from common.migrations import upgrade
 from common.tokens import JwksFetcher
+
+if TYPE_CHECKING:
+    from aiosmtpd.controller import Controller
+
+# The issuer and audience the suites' tokens carry.
+ISSUER = "http://gatehouse.test"
+AUDIENCE = "gatehouse-api"
 
 ADMIN_URL_ENV = "TEST_DATABASE_URL"
 DEFAULT_ADMIN_URL = "postgresql+asyncpg://postgres@127.0.0.1:5432/postgres"
@@ -47,6 +67,7 @@ def redis_url(db: int) -> str:
 
 
 def free_port() -> int:
+    """A loopback port nothing listens on right now."""
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         port: int = probe.getsockname()[1]
@@ -184,3 +205,71 @@ class TokenFactory:
         payload.update(claims)
         header = {"typ": "at+jwt", "kid": self.kid, **(headers or {})}
         return jwt.encode(payload, self.private_key, algorithm="RS256", headers=header)
+
+
+@dataclass
+class SinkHandler:
+    messages: list[EmailMessage] = field(default_factory=list)
+    # Answer the next `refusals` DATA commands with `refusal` instead of accepting.
+    refusal: str = "451 4.3.0 try again later"
+    refusals: int = 0
+    # While set, an accepted message is recorded but the 250 answer is held back.
+    hold: threading.Event | None = None
+    # Answer the next `recipient_refusals` RCPT commands with `recipient_refusal`.
+    recipient_refusal: str = "550 5.1.1 no such mailbox"
+    recipient_refusals: int = 0
+
+    async def handle_RCPT(  # noqa: N802 - aiosmtpd hook name
+        self, _server: Any, _session: Any, envelope: Any, address: str, _options: list[str]
+    ) -> str:
+        if self.recipient_refusals > 0:
+            self.recipient_refusals -= 1
+            return self.recipient_refusal
+        envelope.rcpt_tos.append(address)
+        return "250 OK"
+
+    async def handle_DATA(self, _server: Any, _session: Any, envelope: Any) -> str:  # noqa: N802 - aiosmtpd hook name
+        if self.refusals > 0:
+            self.refusals -= 1
+            return self.refusal
+        parsed = message_from_bytes(envelope.content, policy=policy.default)
+        assert isinstance(parsed, EmailMessage)
+        self.messages.append(parsed)
+        while self.hold is not None and self.hold.is_set():  # noqa: ASYNC110 - set from another thread
+            await asyncio.sleep(0.02)
+        return "250 OK"
+
+    def event_ids(self) -> list[str]:
+        return [str(message["X-Gatehouse-Event-Id"]) for message in self.messages]
+
+
+class SmtpSink:
+    """An SMTP server on a spare loopback port that records what it accepts and refuses on
+    demand (`handler.refusals`, `recipient_refusals`, `hold`)."""
+
+    def __init__(self, *, smtputf8: bool = False) -> None:
+        self.port = free_port()
+        self.smtputf8 = smtputf8
+        self.handler = SinkHandler()
+        self._controller: Controller | None = None
+
+    def start(self) -> None:
+        from aiosmtpd.controller import Controller  # a dev dependency: imported only here
+
+        self._controller = Controller(
+            self.handler, hostname="127.0.0.1", port=self.port, enable_SMTPUTF8=self.smtputf8
+        )
+        self._controller.start()
+
+    def stop(self) -> None:
+        if self._controller is not None:
+            self._controller.stop()
+            self._controller = None
+
+    def reset(self) -> None:
+        self.handler.messages.clear()
+        self.handler.refusals = 0
+        self.handler.refusal = "451 4.3.0 try again later"
+        self.handler.hold = None
+        self.handler.recipient_refusals = 0
+        self.handler.recipient_refusal = "550 5.1.1 no such mailbox"

@@ -1,0 +1,169 @@
+"""What the auth suite shares: its settings, the harness around a running auth app (a users double
+behind an ASGI transport, a clock the test moves) and token helpers."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import json
+import time
+from collections.abc import AsyncIterator, Mapping
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import httpx
+import jwt
+from asgi_lifespan import LifespanManager
+from auth.events.handler import handle_user_event
+from auth.main import create_app
+from auth.settings import AuthSettings
+from common.broker import Broker
+from common.events import Envelope
+from common.revocation import EPOCH_KEY
+from common.testing import AUDIENCE, ISSUER, redis_url
+from fastapi import FastAPI
+from redis.asyncio import Redis
+
+from .users_double import Account, UsersDouble, build_users_app
+
+MIGRATIONS = Path(__file__).resolve().parents[1] / "migrations"
+REDIS_URL = redis_url(1)
+INTERNAL_SECRET = "test-internal-client-secret-0123456789"
+
+
+class MovableClock:
+    """Real time plus an offset the test controls."""
+
+    def __init__(self) -> None:
+        self.offset = timedelta()
+
+    def __call__(self) -> datetime:
+        return datetime.now(UTC) + self.offset
+
+    def advance(self, seconds: float) -> None:
+        self.offset += timedelta(seconds=seconds)
+
+
+def auth_settings(database_url: str, **overrides: Any) -> AuthSettings:
+    values: dict[str, Any] = {
+        "environment": "test",
+        "auth_database_url": database_url,
+        "redis_url": REDIS_URL,
+        "amqp_url": None,
+        "issuer": ISSUER,
+        "audience": AUDIENCE,
+        "users_url": "http://users.test",
+        "rsa_key_bits": 2048,
+        "key_refresh_seconds": 3600,  # the background task stays asleep during tests
+        "internal_client_secret": INTERNAL_SECRET,
+        **overrides,
+    }
+    return AuthSettings(**values)
+
+
+@dataclass
+class AuthHarness:
+    app: FastAPI
+    client: httpx.AsyncClient
+    users: UsersDouble
+    clock: MovableClock
+    settings: AuthSettings
+    redis: Redis
+
+    async def login(self, account: Account) -> dict[str, Any]:
+        response = await self.client.post(
+            "/api/v1/auth/login",
+            data={"username": account.username, "password": account.password},
+        )
+        assert response.status_code == 200, response.text
+        body: dict[str, Any] = response.json()
+        return body
+
+    async def refresh(self, refresh_token: str) -> httpx.Response:
+        return await self.client.post("/api/v1/auth/refresh", json={"refresh_token": refresh_token})
+
+    async def jwks(self) -> Mapping[str, Any]:
+        document: Mapping[str, Any] = self.app.state.key_ring.jwks
+        return document
+
+
+@asynccontextmanager
+async def running_auth(
+    database_url: str, *, broker: Broker | None = None, **overrides: Any
+) -> AsyncIterator[AuthHarness]:
+    """auth on `database_url` with a users double behind an ASGI transport."""
+    settings = auth_settings(database_url, **overrides)
+    users = UsersDouble()
+    clock = MovableClock()
+    holder: dict[str, FastAPI] = {}
+
+    async def jwks() -> Mapping[str, Any]:
+        document: Mapping[str, Any] = holder["auth"].state.key_ring.jwks
+        return document
+
+    users_app = build_users_app(users, jwks, ISSUER)
+    app = create_app(
+        settings,
+        users_transport=httpx.ASGITransport(app=users_app),
+        clock=clock,
+        broker=broker,
+    )
+    holder["auth"] = app
+    redis = Redis.from_url(settings.redis_url or REDIS_URL)
+    async with LifespanManager(app):
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://auth.test") as client:
+            yield AuthHarness(app, client, users, clock, settings, redis)
+    await redis.aclose()
+
+
+def header_of(token: str) -> dict[str, Any]:
+    return jwt.get_unverified_header(token)
+
+
+def claims_of(token: str) -> dict[str, Any]:
+    payload = token.split(".")[1]
+    decoded: dict[str, Any] = json.loads(
+        base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4))
+    )
+    return decoded
+
+
+INTROSPECTION_URL = "/internal/v1/introspect"
+
+
+async def introspect_as_gateway(auth: AuthHarness, token: str, **extra: str) -> dict[str, Any]:
+    response = await auth.client.post(
+        INTROSPECTION_URL, data={"token": token, **extra}, auth=("gateway", INTERNAL_SECRET)
+    )
+    assert response.status_code == 200, response.text
+    assert response.headers["cache-control"] == "no-store"
+    body: dict[str, Any] = response.json()
+    return body
+
+
+RESTORE_DEADLINE_SECONDS = 10.0
+
+
+async def wait_for_epoch(redis: Redis, previous: bytes | None = None) -> bytes:
+    deadline = time.monotonic() + RESTORE_DEADLINE_SECONDS
+    while time.monotonic() < deadline:
+        value = await redis.get(EPOCH_KEY)
+        if isinstance(value, bytes) and value != previous:
+            return value
+        await asyncio.sleep(0.05)
+    raise AssertionError(f"{EPOCH_KEY} not (re)written within {RESTORE_DEADLINE_SECONDS} s")
+
+
+async def handle(auth: AuthHarness, envelope: Envelope) -> None:
+    state = auth.app.state
+    await handle_user_event(
+        envelope, database=state.db, redis=state.redis, settings=auth.settings, clock=auth.clock
+    )
+
+
+def bearer(token: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {token}"}
