@@ -2,7 +2,7 @@
 
 Embedded (default, nothing set): every service in this one process, each on its own port and still
 talking HTTP to the others, sharing in-process substitutes for Redis and RabbitMQ, SQLite files and
-mail under `var/` (DESIGN.md §5). For trying the platform and for development only.
+mail under `var/` (docs/ARCHITECTURE.md §5). For trying the platform and for development only.
 
 Real infrastructure (the API.md §7 URLs set): each service runs as its own process,
 `python -m <service> serve`, which applies its migrations first.

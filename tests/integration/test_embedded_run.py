@@ -1,5 +1,5 @@
 """`make run` with nothing configured: every service in one process on SQLite, the in-process
-store and broker, and mail written to `var/mail/` (DESIGN.md §5)."""
+store and broker, and mail written to `var/mail/` (docs/ARCHITECTURE.md §5)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""What the services of one embedded run share in-process (see DESIGN.md §5), and the choice
+"""What the services of one embedded run share in-process (docs/ARCHITECTURE.md §5), and the choice
 between embedded mode's broker and RabbitMQ.
 
 This is the embedded mode: the only module that imports the in-process broker.

@@ -1,7 +1,7 @@
 """Account events: the envelope of API.md §6 and the outbox row that carries it.
 
 A service writes an `OutboxMixin` row in the same transaction as the change it describes; the relay
-(events issue) publishes pending rows with publisher confirms and marks them sent.
+(`common.outbox`) publishes pending rows with publisher confirms and marks them sent.
 """
 
 from __future__ import annotations

@@ -4,11 +4,11 @@
 coroutine: the database, Redis, the broker) concurrently with a timeout and answers 503 naming the
 ones that failed; it also fails while the process is draining after SIGTERM.
 
-Some dependencies are ones a service is built to serve without (DESIGN.md §3: users writes on into
-its outbox while RabbitMQ is down; the gateway falls back to per-process rate limits while Redis
-is down). Failing readiness for those would take every replica out of the load balancer at once
-and turn a degraded service into an outage, so they are `degradable` checks: reported in the body
-(`"status": "degraded"`, the failure named) but answered with 200.
+Some dependencies are ones a service is built to serve without (docs/ARCHITECTURE.md §3: users
+writes on into its outbox while RabbitMQ is down; the gateway falls back to per-process rate
+limits while Redis is down). Failing readiness for those would take every replica out of the load
+balancer at once and turn a degraded service into an outage, so they are `degradable` checks:
+reported in the body (`"status": "degraded"`, the failure named) but answered with 200.
 """
 
 from __future__ import annotations

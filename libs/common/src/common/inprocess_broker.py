@@ -5,7 +5,7 @@ It keeps RabbitMQ's semantics where the services can see them: topic routing fro
 bound queues, an unroutable publish raising, the envelope validated on the consumer's side,
 retries with growing delays, and a dead-letter list per queue after the last attempt, at once on
 `PermanentFailure` or on an envelope that does not validate (an unknown version, say). It holds
-no messages across restarts: embedded mode is for development only (DESIGN.md §5).
+no messages across restarts: embedded mode is for development only (docs/ARCHITECTURE.md §5).
 
 Embedded mode runs every service in one process; they share one `InProcessBroker` through
 `common.embedded.Embedded` and each takes its own `client()`, whose `close()` stops only its own
