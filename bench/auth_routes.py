@@ -97,7 +97,7 @@ def report(route: str, targets: list[Target], summary: Summary) -> None:
         errors = sum(x.non_2xx + x.socket_errors for x in target.loads)
         if errors:
             print(f"  WARNING: {target.name} answered {errors} requests with errors")
-            summary.add(f"{route} {target.name}: errors", str(errors), "0", False)
+            summary.add(f"{route} {target.name}: failed requests", str(errors), "0", False)
     if len(targets) == 2:
         service, floor = targets
         ratios = [a / b for a, b in zip(service.cpu, floor.cpu, strict=True) if b > 0]
@@ -202,7 +202,7 @@ async def measure(
         headers = {"Authorization": f"Basic {basic}"}
         same_introspection([auth_url + INTROSPECT, floor.url + INTROSPECT], headers, access_token)
         script = introspection_script(workdir, access_token)
-        seconds, connections = args.seconds, args.connections
+        seconds, connections = args.auth_seconds, args.connections
 
         async def introspect(target: Target) -> Load:
             return wrk(target.url, seconds, connections, headers=headers, script=script)

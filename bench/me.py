@@ -61,6 +61,7 @@ def measure(targets: list[Target], token: str, args: argparse.Namespace, summary
 
 def report(targets: list[Target], summary: Summary) -> None:
     by_name = {target.name: target for target in targets}
+    errors: list[tuple[str, int]] = []
     print("-- medians (CPU: the target's own processes) --")
     for target in targets:
         print(
@@ -72,7 +73,7 @@ def report(targets: list[Target], summary: Summary) -> None:
         refused = sum(x.non_2xx + x.socket_errors for x in target.loads)
         if refused:
             print(f"  WARNING: {target.name} answered {refused} requests with errors")
-            summary.add(f"/me {target.name}: errors", str(refused), "0", False)
+            errors.append((target.name, refused))
 
     def rates(a: str, b: str) -> list[float]:
         return [
@@ -94,7 +95,7 @@ def report(targets: list[Target], summary: Summary) -> None:
     print(f"ratio gateway/direct req/s per round: {', '.join(f'{r:.2f}' for r in gateway_rate)}")
     median = _median_ratio(gateway_rate)
     print(f"ratio gateway/direct req/s (median): {median:.2f}   (target >= 0.9)")
-    summary.add("/me gateway/direct req/s", f"{median:.2f}", ">= 0.9", median >= 0.9)
+    summary.add("/me gateway→users ÷ users direct, req/s", f"{median:.2f}", ">= 0.9", median >= 0.9)
     gateway_cpu = statistics.median(gateway.cpu)
     print(f"gateway CPU per request (median): {gateway_cpu:.0f} µs   (target <= 300)")
     summary.add("/me gateway CPU/req", f"{gateway_cpu:.0f} µs", "<= 300 µs", gateway_cpu <= 300)
@@ -120,3 +121,5 @@ def report(targets: list[Target], summary: Summary) -> None:
         )
         summary.add("/me floor CPU/req", f"{statistics.median(by_name['floor'].cpu):.0f} µs")
         summary.add("/me users CPU/req ÷ floor's", f"{cpu:.1f}x", "<= 2x", cpu <= 2)
+    for name, count in errors:
+        summary.add(f"/me {name}: failed requests", str(count), "0", False)

@@ -240,7 +240,7 @@ async def measure_all(args: argparse.Namespace, summary: Summary) -> None:
     only_me = args.only in ("me", "auth")  # the HTTP steps only: no notifier, no events
     if not only_me:
         print("== the gateway's outbound client: httpx, aiohttp, own (bench.proxy_clients) ==")
-        await proxy_clients.run(3000, args.connections, 3)
+        await proxy_clients.run(1500, args.connections, 3)
     redis.Redis.from_url(REDIS_URL).flushdb()
     sink = SmtpSink()
     sink.start()
@@ -332,14 +332,20 @@ def main() -> None:
         default=3,
         help="alternating rounds of the /me targets (direct, gateway, nginx, haproxy, floor)",
     )
+    parser.add_argument(
+        "--auth-seconds",
+        type=int,
+        default=5,
+        help="duration per measurement of auth's routes (introspection, refresh, JWKS)",
+    )
     parser.add_argument("--connections", type=int, default=32)
-    parser.add_argument("--registrations", type=int, default=60)
+    parser.add_argument("--registrations", type=int, default=40)
     parser.add_argument(
         "--registration-rate",
         type=float,
         help="registrations/s for the latency run (default: 90%% of the measured capacity)",
     )
-    parser.add_argument("--events", type=int, default=5000)
+    parser.add_argument("--events", type=int, default=3000)
     parser.add_argument("--paced", type=int, default=300)
     parser.add_argument("--rate", type=float, default=200.0)
     parser.add_argument("--event-runs", type=int, default=3)

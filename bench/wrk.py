@@ -34,9 +34,13 @@ def wrk(
     *,
     headers: dict[str, str] | None = None,
     script: Path | None = None,
+    timeout: int = 10,
 ) -> Load:
-    """`wrk -t1` for `seconds` at `connections`; `script`: a wrk Lua script (method, body...)."""
-    command = ["wrk", "-t1", f"-c{connections}", f"-d{seconds}s", "--latency"]
+    """`wrk -t1` for `seconds` at `connections`; `script`: a wrk Lua script (method, body...).
+    `timeout`: seconds before wrk counts a request as failed (its default, 2 s, is reached by
+    mere queueing when 32 connections wait on a slow route of a busy shared machine)."""
+    command = ["wrk", "-t1", f"-c{connections}", f"-d{seconds}s", f"--timeout={timeout}s"]
+    command.append("--latency")
     for name, value in (headers or {}).items():
         command += ["-H", f"{name}: {value}"]
     if script is not None:
