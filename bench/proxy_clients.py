@@ -35,8 +35,10 @@ async def app(scope, receive, send):
                 "headers": [(b"content-type", b"application/json"),
                             (b"content-length", str(len(BODY)).encode())]})
     await send({"type": "http.response.body", "body": BODY})
+# Idle keep-alive connections kept a minute (uvicorn's default is 5 s): each client's pool idles
+# while the others run their round, and must find its connections still open.
 uvicorn.run(app, host="127.0.0.1", port=int(__import__("sys").argv[1]), log_level="warning",
-            access_log=False)
+            access_log=False, timeout_keep_alive=60)
 """
 
 Fetch = Callable[[], Awaitable[None]]
