@@ -19,8 +19,10 @@ install:
 system-deps:
 	bash scripts/ensure-system-deps.sh
 
-run: install
-	$(UV) run --no-sync python -m deploy.run
+# Quiet: a development server's output starts with its own lines, not the installer's.
+run:
+	@$(UV) sync --locked --all-packages --quiet
+	@$(UV) run --no-sync python -m deploy.run
 
 lint: install
 	$(UV) run --no-sync ruff check $(PY_SOURCES)

@@ -22,9 +22,9 @@ from typing import Any
 
 from common.cli import migrate_database
 from common.embedded import Embedded
-from common.logs import configure_logging
-from common.serve import server_for
-from common.settings import var_dir
+from common.logs import configure_logging, wants_colour
+from common.serve import DrainingServer, server_for
+from common.settings import ServiceSettings, var_dir
 
 SERVICES = ("auth", "users", "notifier", "gateway")  # start order: keys and accounts first
 DATABASES = {
@@ -45,8 +45,59 @@ def port_of(settings: Any, service: str) -> int:
     return int(getattr(settings, f"{service}_port"))
 
 
+def url_of(settings: Any, service: str) -> str:
+    return f"http://{settings.host}:{port_of(settings, service)}"
+
+
+def banner_rows(settings_of: dict[str, Any]) -> list[tuple[str, str]]:
+    """What to open once the platform is up: the gateway, its API pages, where mail goes."""
+    gateway = url_of(settings_of["gateway"], "gateway")
+    notifier = settings_of["notifier"]
+    if notifier.smtp_host:
+        mail = f"SMTP {notifier.smtp_host}:{notifier.smtp_port}"
+    else:
+        mail = f"{Path(notifier.mail_dir).resolve()}/ (one .eml file per email)"
+    internal = "  ".join(f"{name} {url_of(settings_of[name], name)}" for name in SERVICES[:3])
+    return [
+        ("gateway", gateway),
+        ("Swagger UI", gateway + "/api/docs"),
+        ("OpenAPI", gateway + "/api/openapi.json"),
+        ("mail", mail),
+        ("data", f"{var_dir().resolve()}/ (SQLite)"),
+        ("internal", internal),
+    ]
+
+
+async def announce_when_up(
+    servers: list[DrainingServer], settings_of: dict[str, Any], *, console: bool
+) -> None:
+    """Once every server listens: the URLs as a banner (console logs) or one log line (JSON)."""
+    while not all(server.started for server in servers):
+        if any(server.should_exit for server in servers):
+            return
+        await asyncio.sleep(0.05)
+    rows = banner_rows(settings_of)
+    if not console:
+        fields = {name.lower().replace(" ", "_"): value for name, value in rows}
+        logger.info("gatehouse is up", extra=fields)
+        return
+    heading = "Gatehouse is up: embedded mode, for development only"
+    if wants_colour(sys.stdout):
+        heading = f"\x1b[1m{heading}\x1b[0m"
+    width = max(len(name) for name, _ in rows)
+    body = "\n".join(f"  {name:<{width}}  {value}" for name, value in rows)
+    sys.stdout.write(f"\n{heading}\n\n{body}\n\nCtrl+C stops it.\n\n")
+    sys.stdout.flush()
+
+
 async def run_embedded() -> None:
-    configure_logging("gatehouse", os.environ.get("LOG_LEVEL", "INFO"))
+    base = ServiceSettings()
+    log_format = base.log_format or "console"
+    configure_logging("gatehouse", base.log_level, log_format)
+    if log_format == "console":
+        # Four servers in one process: uvicorn's start and stop lines, four times over and without
+        # the service's name, say less than the banner does.
+        logging.getLogger("uvicorn.error").setLevel(logging.WARNING)
     logger.warning(
         "EMBEDDED MODE: SQLite, in-process store and broker, mail written to var/mail/. "
         "For trying Gatehouse and for development only; set the API.md section 7 URLs for "
@@ -55,6 +106,7 @@ async def run_embedded() -> None:
     var_dir().mkdir(parents=True, exist_ok=True)
     embedded = Embedded()
     servers = []
+    settings_of: dict[str, Any] = {}
     for service in SERVICES:
         main = importlib.import_module(f"{service}.main")
         settings_module = importlib.import_module(f"{service}.settings")
@@ -64,6 +116,7 @@ async def run_embedded() -> None:
             if name.endswith("Settings") and name != "ServiceSettings" and isinstance(value, type)
         )
         settings = settings_class()
+        settings_of[service] = settings
         if service in DATABASES:
             url = getattr(settings, DATABASES[service].lower())
             await migrate_database(url, migrations_of(service))
@@ -71,7 +124,10 @@ async def run_embedded() -> None:
         server = server_for(app, settings.host, port_of(settings, service))
         servers.append(server)
         logger.info("starting %s on http://%s:%s", service, settings.host, server.config.port)
-    await asyncio.gather(*(server.serve() for server in servers))
+    await asyncio.gather(
+        *(server.serve() for server in servers),
+        announce_when_up(servers, settings_of, console=log_format == "console"),
+    )
 
 
 def run_processes() -> int:
@@ -99,7 +155,10 @@ def run_processes() -> int:
 def main() -> int:
     if any(os.environ.get(name) for name in REAL_INFRASTRUCTURE):
         return run_processes()
-    asyncio.run(run_embedded())
+    try:
+        asyncio.run(run_embedded())
+    except KeyboardInterrupt:  # Ctrl+C: the servers have shut down gracefully; no traceback
+        return 130
     return 0
 
 

@@ -79,6 +79,20 @@ def embedded(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, Pa
             process.wait()
 
 
+def test_embedded_run_prints_readable_lines_and_a_banner(embedded: tuple[str, Path]) -> None:
+    gateway, workdir = embedded
+    log = workdir / "run.log"
+    deadline = time.monotonic() + 15
+    while "Gatehouse is up" not in log.read_text() and time.monotonic() < deadline:
+        time.sleep(0.1)
+    text = log.read_text()
+    assert "Gatehouse is up" in text
+    assert f"{gateway}/api/docs" in text
+    assert str((workdir / "var" / "mail").resolve()) in text
+    assert "EMBEDDED MODE" in text
+    assert not [line for line in text.splitlines() if line.startswith("{")]
+
+
 def test_embedded_platform_walks_the_skeleton(embedded: tuple[str, Path]) -> None:
     gateway, workdir = embedded
     tag = uuid.uuid4().hex[:8]

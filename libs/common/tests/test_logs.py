@@ -4,10 +4,19 @@ import json
 import logging
 
 import httpx
+import pytest
 from common.app import create_service_app
-from common.logs import JsonFormatter, accept_request_id, request_id_var
+from common.logs import (
+    ConsoleFormatter,
+    JsonFormatter,
+    LogFormat,
+    accept_request_id,
+    configure_logging,
+    request_id_var,
+)
 from common.settings import ServiceSettings
 from fastapi import FastAPI
+from pydantic import ValidationError
 
 
 def format_record(**extra: object) -> dict[str, object]:
@@ -42,6 +51,58 @@ def test_secret_looking_fields_are_redacted() -> None:
     assert "abc" not in text
     assert "s3" not in text
     assert "Bearer x" not in text
+
+
+def console_line(colour: bool = False, **extra: object) -> str:
+    record = logging.makeLogRecord(
+        {"msg": "hello %s", "args": ("world",), "levelname": "WARNING", "name": "gatehouse.auth"}
+    )
+    for key, value in extra.items():
+        setattr(record, key, value)
+    return ConsoleFormatter(colour=colour).format(record)
+
+
+def test_console_line_is_readable_with_request_id_and_fields() -> None:
+    token = request_id_var.set("req-123")
+    try:
+        line = console_line(user_id="u1", password="hunter2")
+    finally:
+        request_id_var.reset(token)
+    assert "WARNING" in line
+    assert " auth " in line
+    assert "hello world" in line
+    assert "request_id=req-123" in line
+    assert "user_id=u1" in line
+    assert "hunter2" not in line
+    assert "\x1b[" not in line
+    assert not line.startswith("{")
+
+
+def test_console_line_is_coloured_on_a_terminal() -> None:
+    assert "\x1b[33m" in console_line(colour=True)
+
+
+@pytest.mark.parametrize(
+    ("log_format", "formatter"), [("json", JsonFormatter), ("console", ConsoleFormatter)]
+)
+def test_configure_logging_installs_the_chosen_format(
+    log_format: LogFormat, formatter: type[logging.Formatter]
+) -> None:
+    root = logging.getLogger()
+    handlers, level = root.handlers[:], root.level
+    try:
+        configure_logging("users", "INFO", log_format)
+        assert isinstance(root.handlers[0].formatter, formatter)
+    finally:
+        root.handlers[:] = handlers
+        root.setLevel(level)
+
+
+def test_log_format_setting_takes_json_or_console_only() -> None:
+    assert ServiceSettings().log_format is None
+    assert ServiceSettings(log_format="console").log_format == "console"
+    with pytest.raises(ValidationError):
+        ServiceSettings(log_format="xml")
 
 
 def test_well_formed_inbound_request_id_is_kept() -> None:

@@ -52,7 +52,7 @@ def service_cli(
     def serve_command() -> None:
         """Apply migrations (unless MIGRATE_ON_START=false) and serve HTTP until SIGTERM."""
         settings = settings_factory()
-        configure_logging(name, settings.log_level)
+        configure_logging(name, settings.log_level, settings.log_format or "json")
         pending = run_migrations(settings) if settings.migrate_on_start else None
         if pending is not None:
             asyncio.run(pending)
@@ -64,7 +64,7 @@ def service_cli(
         def migrate_command() -> None:
             """Apply the database migrations and exit."""
             settings = settings_factory()
-            configure_logging(name, settings.log_level)
+            configure_logging(name, settings.log_level, settings.log_format or "json")
             pending = run_migrations(settings)
             if pending is not None:
                 asyncio.run(pending)

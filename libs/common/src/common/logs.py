@@ -1,22 +1,31 @@
-"""Structured JSON logs with the request id, and no secrets.
+"""Logs with the request id, and no secrets: JSON lines in production, readable ones in development.
 
-`configure_logging` installs one JSON handler on the root logger. Every record carries the
-service name and the current request id (a context variable set by `RequestIdMiddleware`).
-Fields whose names look like secrets are masked, whatever logger emitted them.
+`configure_logging` installs one handler on the root logger, in one of two formats (`LOG_FORMAT`):
+
+- `json`: one JSON object a line for log collectors, carrying the service name, the current
+  request id (a context variable set by `RequestIdMiddleware`) and the record's extra fields;
+- `console`: one readable line for a developer's terminal (embedded mode's default): local time,
+  level, logger, message, then the request id and the extra fields; coloured on a terminal
+  (`NO_COLOR` turns colour off, `FORCE_COLOR` on).
+
+Fields whose names look like secrets are masked in both, whatever logger emitted them.
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import os
 import re
 import sys
 import uuid
 from contextvars import ContextVar
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Literal, TextIO
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+LogFormat = Literal["json", "console"]
 
 request_id_var: ContextVar[str | None] = ContextVar("request_id", default=None)
 
@@ -37,6 +46,15 @@ def redact(value: Any, key: str = "") -> Any:
     return value
 
 
+def extra_fields(record: logging.LogRecord) -> dict[str, Any]:
+    """The fields a caller added to the record (`extra=`), secrets masked."""
+    return {
+        key: redact(value, key)
+        for key, value in record.__dict__.items()
+        if key not in _RESERVED and not key.startswith("_")
+    }
+
+
 class JsonFormatter(logging.Formatter):
     def __init__(self, service: str) -> None:
         super().__init__()
@@ -53,12 +71,65 @@ class JsonFormatter(logging.Formatter):
         request_id = request_id_var.get()
         if request_id:
             entry["request_id"] = request_id
-        for key, value in record.__dict__.items():
-            if key not in _RESERVED and not key.startswith("_"):
-                entry[key] = redact(value, key)
+        entry.update(extra_fields(record))
         if record.exc_info:
             entry["exc_info"] = self.formatException(record.exc_info)
         return json.dumps(entry, default=str)
+
+
+# ANSI SGR codes: dim, and a colour per level.
+_DIM = "2"
+_LEVEL_COLOURS = {"DEBUG": "2", "INFO": "32", "WARNING": "33", "ERROR": "31", "CRITICAL": "1;31"}
+_LOGGER_COLOUR = "36"
+# uvicorn's copy of its message with its own colour codes.
+_CONSOLE_SKIPPED = {"color_message"}
+
+
+class ConsoleFormatter(logging.Formatter):
+    """`12:00:01.234 INFO    auth.events       message  request_id=… key=value`."""
+
+    def __init__(self, *, colour: bool) -> None:
+        super().__init__()
+        self.colour = colour
+
+    def _paint(self, code: str, text: str) -> str:
+        return f"\x1b[{code}m{text}\x1b[0m" if self.colour else text
+
+    def format(self, record: logging.LogRecord) -> str:
+        stamp = datetime.fromtimestamp(record.created).strftime("%H:%M:%S.%f")[:-3]
+        level = record.levelname
+        name = record.name.removeprefix("gatehouse.")
+        line = " ".join(
+            (
+                self._paint(_DIM, stamp),
+                self._paint(_LEVEL_COLOURS.get(level, "0"), f"{level:<7}"),
+                self._paint(_LOGGER_COLOUR, f"{name:<17}"),
+                record.getMessage(),
+            )
+        )
+        details = []
+        request_id = request_id_var.get()
+        if request_id:
+            details.append(f"request_id={request_id}")
+        details += [
+            f"{key}={value}"
+            for key, value in extra_fields(record).items()
+            if key not in _CONSOLE_SKIPPED
+        ]
+        if details:
+            line += "  " + self._paint(_DIM, " ".join(details))
+        if record.exc_info:
+            line += "\n" + self.formatException(record.exc_info)
+        return line
+
+
+def wants_colour(stream: TextIO) -> bool:
+    """Colour on a terminal, unless `NO_COLOR` is set; always with `FORCE_COLOR`."""
+    if os.environ.get("NO_COLOR"):
+        return False
+    if os.environ.get("FORCE_COLOR"):
+        return True
+    return stream.isatty()
 
 
 def describe(exc: BaseException) -> str:
@@ -66,9 +137,12 @@ def describe(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {exc}"[:500]
 
 
-def configure_logging(service: str, level: str = "INFO") -> None:
+def configure_logging(service: str, level: str = "INFO", log_format: LogFormat = "json") -> None:
     handler = logging.StreamHandler(sys.stdout)
-    handler.setFormatter(JsonFormatter(service))
+    if log_format == "console":
+        handler.setFormatter(ConsoleFormatter(colour=wants_colour(sys.stdout)))
+    else:
+        handler.setFormatter(JsonFormatter(service))
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level.upper())

@@ -15,6 +15,8 @@ from typing import Annotated, Any, Self
 from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
+from common.logs import LogFormat
+
 # Secrets whose value in the repository is only a development placeholder.
 DEV_SECRET_PREFIX = "dev-only-"
 
@@ -47,6 +49,9 @@ class ServiceSettings(BaseSettings):
 
     environment: Environment = Environment.DEVELOPMENT
     log_level: str = "INFO"
+    # `json` (a JSON object a line, for log collectors) or `console` (readable lines, coloured on a
+    # terminal). Unset: console in embedded mode (`make run` with nothing configured), else json.
+    log_format: LogFormat | None = None
     host: str = "127.0.0.1"
     issuer: str = "http://127.0.0.1:8000"
     audience: str = "gatehouse-api"
