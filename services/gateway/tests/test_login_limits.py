@@ -193,3 +193,17 @@ async def test_a_login_body_of_another_type_is_415(
         LOGIN, content="username=ada&password=x", headers={"content-type": content_type}
     )
     assert response.status_code == 415
+
+
+async def test_the_second_factor_counts_under_the_per_address_limit(
+    make_gateway: GatewayFactory,
+) -> None:
+    gateway = await make_gateway(gateway_login_ip_rate_limit="2/hour")
+    assert (
+        await gateway.post(LOGIN, data={"username": unique_id(), "password": "x"})
+    ).status_code == (200)
+    mfa = {"mfa_token": "t", "code": "123456"}
+    assert (await gateway.post("/api/v1/auth/login/mfa", json=mfa)).status_code == 200
+    limited = await gateway.post("/api/v1/auth/login/mfa", json=mfa)
+    assert limited.status_code == 429
+    assert limited.headers["ratelimit-policy"] == '"login_ip";q=2;w=3600'

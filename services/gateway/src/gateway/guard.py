@@ -137,10 +137,15 @@ class Guard:
         `login_address` (the client IP) under the per-IP login limit."""
         now = time.time() if now is None else now
         general_key = f"rl:{client_key}:{int(now // self.general.window)}"
-        login_counter = f"rl:login:{login_key}:{int(now // self.login.window)}"
-        address_counter = f"rl:login_ip:{login_address}:{int(now // self.login_ip.window)}"
         by_account = login_key is not None
         by_address = login_address is not None
+        # Counters the script does not touch are named "-" (no formatting on most requests).
+        login_counter = (
+            f"rl:login:{login_key}:{int(now // self.login.window)}" if by_account else "-"
+        )
+        address_counter = (
+            f"rl:login_ip:{login_address}:{int(now // self.login_ip.window)}" if by_address else "-"
+        )
         revocation = user_id is not None
         keys = [
             general_key,
