@@ -207,3 +207,10 @@ async def test_the_second_factor_counts_under_the_per_address_limit(
     limited = await gateway.post("/api/v1/auth/login/mfa", json=mfa)
     assert limited.status_code == 429
     assert limited.headers["ratelimit-policy"] == '"login_ip";q=2;w=3600'
+
+
+async def test_refresh_grants_are_not_logins(make_gateway: GatewayFactory) -> None:
+    gateway = await make_gateway(gateway_login_ip_rate_limit="2/hour")
+    refresh = {"grant_type": "refresh_token", "refresh_token": "r"}
+    statuses = [(await gateway.post(TOKEN, data=refresh)).status_code for _ in range(3)]
+    assert statuses == [200, 200, 200]

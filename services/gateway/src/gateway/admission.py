@@ -13,7 +13,7 @@ from gateway import routes
 from gateway.bodies import BodyTooLarge
 from gateway.edge import limit_address
 from gateway.guard import Verdict
-from gateway.logins import account_key
+from gateway.logins import login_keys
 from gateway.metrics import RATE_LIMITED, REVOKED
 from gateway.problems import (
     Refused,
@@ -58,15 +58,14 @@ async def admit(exchange: Exchange) -> Admitted:
         claims = await claims_of(exchange, authorization)
 
     body: bytes | None = None
-    login_key = None
-    counted = route.counted is not Counted.NONE
+    login_key = login_address = None
     if route.access is Access.LOGIN:
         try:
             body = await exchange.body.read(min(edge.max_body, LOGIN_BODY_LIMIT))
         except BodyTooLarge:
             raise too_large("The login body is too large.") from None
-    if counted:
-        login_key = account_key(
+    if route.counted is not Counted.NONE:
+        login_key, login_address = login_keys(
             route,
             address,
             body or b"",
@@ -81,7 +80,7 @@ async def admit(exchange: Exchange) -> Admitted:
         claims.session_id if claims else None,
         claims.subject if claims else None,
         claims.issued_at if claims else 0,
-        login_address=address if counted else None,
+        login_address=login_address,
     )
     judge(exchange, verdict)
     return Admitted(raw_path, client_ip, address, body, length)

@@ -30,21 +30,22 @@ def refusal(refused: FormRefused) -> Refused:
     return Refused(refused.status, TITLES[refused.status], refused.detail, errors=refused.errors)
 
 
-def account_key(
+def login_keys(
     route: Route,
     address: str,
     body: bytes,
     content_type: bytes | None,
     authorization: bytes | None,
     subject: str | None,
-) -> str | None:
-    """The login limit's key for this request (client IP + the account), None when the request
-    tries no account (a refresh grant). Raises `Refused` for a body not read as auth reads it."""
+) -> tuple[str | None, str | None]:
+    """The login limits' keys for this request: client IP + the account (None when the body
+    names none), and the client IP (None when the request is no login at all: a refresh or
+    code grant on the token endpoint). Raises `Refused` for a body not read as auth reads it."""
     counted = route.counted
     if counted is Counted.SUBJECT:
-        return f"{address}:s:{subject}"
+        return f"{address}:s:{subject}", address
     if counted is Counted.ADDRESS:
-        return None
+        return None, address
     try:
         if counted is Counted.FORM:
             form = parse_form(body, content_type)
@@ -61,11 +62,11 @@ def account_key(
     if counted is Counted.TOKEN:
         grant = form.get("grant_type")
         if grant == "client_credentials":
-            return f"{address}:c:{client_id(form, authorization)}"
+            return f"{address}:c:{client_id(form, authorization)}", address
         if grant != "password":
-            return None  # not a login: refresh tokens and codes are not guessable
+            return None, None  # not a login: refresh tokens and codes are not guessable
     name = canonical_name(form.get("username", ""))[:MAX_NAME]
-    return f"{address}:n:{name}"
+    return f"{address}:n:{name}", address
 
 
 def client_id(form: dict[str, str], authorization: bytes | None) -> str:
