@@ -53,3 +53,14 @@ def test_cors_origins_read_as_comma_separated(monkeypatch: pytest.MonkeyPatch) -
 
 def test_secrets_never_appear_in_repr() -> None:
     assert "x" * 32 not in repr(ExampleSettings(**REAL))
+
+
+class SettingsWithASecret(ExampleSettings):
+    # The last field: pydantic's abbreviated input shows its start and its end.
+    api_secret: SecretStr = SecretStr("")
+
+
+def test_a_refused_setting_never_echoes_the_secrets_it_was_given() -> None:
+    with pytest.raises(ValidationError) as refused:
+        SettingsWithASecret(**{**REAL, "cors_origins": ["*"]}, api_secret="a-real-secret-0123")
+    assert "0123" not in str(refused.value)

@@ -129,3 +129,16 @@ async def test_a_form_read_two_ways_is_refused(auth: AuthHarness, account: Accou
         data={"username": account.username, "password": account.password, "x": "1"},
     )
     assert extra.status_code == 422
+
+
+async def test_login_name_reaches_users_verbatim_and_matches_canonically(
+    auth: AuthHarness, account: Account
+) -> None:
+    """auth never rewrites or compares the name itself; users matches it by its canonical form
+    (common.identity: NFKC + casefold), so a full-width or upper-case spelling is the account."""
+    full_width = "".join(chr(ord(ch) + 0xFEE0) for ch in account.username.upper())
+    response = await auth.client.post(
+        "/api/v1/auth/login", data={"username": full_width, "password": account.password}
+    )
+    assert response.status_code == 200, response.text
+    assert claims_of(response.json()["access_token"])["sub"] == account.user_id

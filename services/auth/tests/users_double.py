@@ -13,6 +13,7 @@ from typing import Any
 
 import jwt
 from common.errors import Forbidden, Unauthorized, install_error_handlers
+from common.identity import canonical_name
 from common.security import bearer_token
 from common.tokens import JwksCache, TokenVerifier
 from fastapi import Depends, FastAPI, Request
@@ -53,9 +54,14 @@ class UsersDouble:
         return account
 
     def find(self, login: str) -> Account | None:
-        lowered = login.lower()
+        # As users matches: the one canonical form (common.identity), never a plain lower().
+        key = canonical_name(login)
         return next(
-            (a for a in self.accounts.values() if lowered in (a.username.lower(), a.email.lower())),
+            (
+                a
+                for a in self.accounts.values()
+                if key in (canonical_name(a.username), canonical_name(a.email))
+            ),
             None,
         )
 

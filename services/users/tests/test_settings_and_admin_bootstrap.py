@@ -8,17 +8,24 @@ import os
 import subprocess
 import sys
 import uuid
+from typing import Any
 
 import pytest
 from asgi_lifespan import LifespanManager
 from common.tokens import JwksCache
 from pydantic import ValidationError
-from users.bootstrap import bootstrap_admin
+from users.__main__ import create_admin
+from users.accounts.schemas import UserCreate
+from users.bootstrap import AdminNotCreated, bootstrap_admin
 from users.main import create_app
 from users.passwords.hashing import PasswordHasher
 from users.settings import UsersSettings
 
 from .support import PASSWORD, TEST_ROUNDS, UsersHarness, users_settings
+
+
+def admin(email: str, username: str) -> UserCreate:
+    return UserCreate(email=email, username=username, password=PASSWORD, full_name=username)
 
 
 def test_production_defaults() -> None:
@@ -74,9 +81,10 @@ async def test_bootstrap_never_promotes_someone_elses_account(
     hasher = PasswordHasher(TEST_ROUNDS, 2)
     with caplog.at_level(logging.ERROR, "gatehouse.users.bootstrap"):
         await bootstrap_admin(
-            users.database, hasher, "ops@example.org", squatter["username"], PASSWORD
+            users.database, hasher, admin("ops@example.org", squatter["username"])
         )
     assert "not promoted" in caplog.text
+    assert "create-admin --email" not in caplog.text  # no advice to promote whoever holds it
     me = await users.client.get("/api/v1/users/me", headers=users.bearer(squatter))
     assert me.json()["roles"] == ["user"]
 
@@ -86,7 +94,7 @@ async def test_replicas_bootstrapping_at_once_make_one_admin(users: UsersHarness
     hasher = PasswordHasher(TEST_ROUNDS, 4)
     await asyncio.gather(
         *(
-            bootstrap_admin(users.database, hasher, f"{name}@example.org", name, PASSWORD)
+            bootstrap_admin(users.database, hasher, admin(f"{name}@example.org", name))
             for _ in range(3)
         )
     )
@@ -127,3 +135,123 @@ def test_create_admin_command(users_database_url: str) -> None:
     )
     assert weak.returncode == 1
     assert "password" in weak.stderr
+
+
+async def test_create_admin_never_promotes_a_squatter_of_the_username(
+    users: UsersHarness, users_database_url: str
+) -> None:
+    """Someone registered the name first, with their own address and password: the command
+    refuses, and its message does not tell the operator to promote blindly."""
+    squatter = await users.register()
+    settings = users_settings(users_database_url)
+    with pytest.raises(AdminNotCreated, match="--promote-existing") as refused:
+        await create_admin(settings, "ops@example.org", squatter["username"], PASSWORD)
+    assert squatter["id"] in str(refused.value)
+    me = await users.client.get("/api/v1/users/me", headers=users.bearer(squatter))
+    assert me.json()["roles"] == ["user"]
+
+
+async def test_create_admin_needs_the_accounts_email_and_password_to_promote_it(
+    users: UsersHarness, users_database_url: str
+) -> None:
+    own = await users.register()
+    settings = users_settings(users_database_url)
+    with pytest.raises(AdminNotCreated):  # right address, wrong password: not proven to be theirs
+        await create_admin(settings, own["email"], own["username"], "another long passphrase")
+    assert (
+        await create_admin(settings, own["email"].upper(), own["username"], PASSWORD)
+    ).startswith("promoted")
+    me = await users.client.get("/api/v1/users/me", headers=users.bearer(own))
+    assert me.json()["roles"] == ["admin", "user"]
+
+
+def test_create_admin_promote_existing_by_id(users_database_url: str) -> None:
+    name = f"own_{uuid.uuid4().hex[:6]}"
+    env = {**os.environ, "USERS_DATABASE_URL": users_database_url, "BCRYPT_ROUNDS": "4"}
+    created = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "users",
+            "create-admin",
+            "--email",
+            f"{name}@example.org",
+            "--username",
+            name,
+        ],
+        env={**env, "ADMIN_PASSWORD": PASSWORD},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert created.returncode == 0, created.stderr
+    user_id = created.stdout.strip().rsplit("(", 1)[1].rstrip(")")
+    again = subprocess.run(
+        [sys.executable, "-m", "users", "create-admin", "--promote-existing", user_id],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert again.returncode == 0, again.stderr
+    assert again.stdout.startswith("unchanged")
+    missing = subprocess.run(
+        [sys.executable, "-m", "users", "create-admin", "--promote-existing", str(uuid.uuid4())],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert missing.returncode == 1
+    assert "no account" in missing.stderr
+
+
+@pytest.mark.parametrize(
+    ("field", "value", "named"),
+    [
+        ("bootstrap_admin_email", "not-an-address", "BOOTSTRAP_ADMIN_EMAIL"),
+        ("bootstrap_admin_password", "password", "BOOTSTRAP_ADMIN_PASSWORD"),
+        ("bootstrap_admin_username", "a b", "BOOTSTRAP_ADMIN_USERNAME"),
+    ],
+)
+def test_a_bootstrap_admin_that_cannot_be_created_is_a_bad_setting(
+    field: str, value: str, named: str
+) -> None:
+    values: dict[str, Any] = {
+        "bootstrap_admin_email": "ops@example.org",
+        "bootstrap_admin_username": "ops",
+        "bootstrap_admin_password": PASSWORD,
+        field: value,
+    }
+    with pytest.raises(ValidationError, match=named) as refused:
+        UsersSettings(**values)
+    assert PASSWORD not in str(refused.value)  # a setting error never echoes the password
+
+
+def test_a_partial_bootstrap_admin_is_a_bad_setting() -> None:
+    with pytest.raises(ValidationError, match="BOOTSTRAP_ADMIN_PASSWORD"):
+        UsersSettings(bootstrap_admin_email="ops@example.org", bootstrap_admin_username="ops")
+    assert (
+        UsersSettings(bootstrap_admin_email="", bootstrap_admin_username="").bootstrap_admin_email
+        is None
+    )
+
+
+def test_serve_stops_at_start_on_a_bad_bootstrap_admin(users_database_url: str) -> None:
+    env = {
+        **os.environ,
+        "USERS_DATABASE_URL": users_database_url,
+        "USERS_PORT": "1",  # never reached: the settings are refused first
+        "BOOTSTRAP_ADMIN_EMAIL": "not-an-address",
+        "BOOTSTRAP_ADMIN_USERNAME": "ops",
+        "BOOTSTRAP_ADMIN_PASSWORD": PASSWORD,
+    }
+    run = subprocess.run(
+        [sys.executable, "-m", "users", "serve"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert run.returncode != 0
+    assert "BOOTSTRAP_ADMIN_EMAIL" in run.stderr

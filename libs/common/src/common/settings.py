@@ -45,7 +45,11 @@ def _split_csv(value: Any) -> Any:
 class ServiceSettings(BaseSettings):
     """The base every service's settings class extends."""
 
-    model_config = SettingsConfigDict(env_file=None, extra="ignore", frozen=True)
+    # Errors never echo the input: a settings error would otherwise print every environment value
+    # it was given, secrets included, in the traceback the service dies with.
+    model_config = SettingsConfigDict(
+        env_file=None, extra="ignore", frozen=True, hide_input_in_errors=True
+    )
 
     environment: Environment = Environment.DEVELOPMENT
     log_level: str = "INFO"

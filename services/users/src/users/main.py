@@ -67,15 +67,9 @@ def create_app(
         # RabbitMQ down: registrations go on into the outbox (reported, not a reason to leave).
         state.degradable_checks = {"broker": events.ping}
         try:
-            admin = (
-                settings.bootstrap_admin_email,
-                settings.bootstrap_admin_username,
-                settings.bootstrap_admin_password,
-            )
-            if admin[0] and admin[1] and admin[2]:
-                await bootstrap_admin(
-                    database, hasher, admin[0], admin[1], admin[2].get_secret_value()
-                )
+            admin = settings.bootstrap_admin()
+            if admin is not None:
+                await bootstrap_admin(database, hasher, admin)
             await events.start()
             await relay.start()
             yield

@@ -5,7 +5,9 @@ from __future__ import annotations
 from typing import Self
 
 from common.settings import ServiceSettings, database_is_embedded, sqlite_url
-from pydantic import Field, SecretStr, model_validator
+from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
+
+from users.accounts.schemas import UserCreate
 
 # ASVS 5.0 V6 / OWASP: bcrypt cost 12 or more in production; tests may go lower for speed.
 PRODUCTION_MIN_BCRYPT_ROUNDS = 12
@@ -23,11 +25,55 @@ class UsersSettings(ServiceSettings):
     bootstrap_admin_username: str | None = None
     bootstrap_admin_password: SecretStr | None = None
 
+    @field_validator(
+        "bootstrap_admin_email",
+        "bootstrap_admin_username",
+        "bootstrap_admin_password",
+        mode="before",
+    )
+    @classmethod
+    def _empty_is_unset(cls, value: object) -> object:
+        # `BOOTSTRAP_ADMIN_EMAIL=` (as in .env.example and compose files) means "not set".
+        return None if value == "" else value
+
     @model_validator(mode="after")
     def _production_cost(self) -> Self:
         if self.is_production and self.bcrypt_rounds < PRODUCTION_MIN_BCRYPT_ROUNDS:
             raise ValueError(f"BCRYPT_ROUNDS must be at least {PRODUCTION_MIN_BCRYPT_ROUNDS}")
         return self
+
+    @model_validator(mode="after")
+    def _bootstrap_admin_can_be_created(self) -> Self:
+        """A bootstrap admin that could never be created is a bad setting: refused at start like
+        any other, rather than logged while the service runs without its admin."""
+        self.bootstrap_admin()
+        return self
+
+    def bootstrap_admin(self) -> UserCreate | None:
+        """The BOOTSTRAP_ADMIN_* account to create, or None when none is configured; raises
+        ValueError naming the variables when it is incomplete or the account rules refuse it."""
+        values = {
+            "email": self.bootstrap_admin_email,
+            "username": self.bootstrap_admin_username,
+            "password": (
+                self.bootstrap_admin_password.get_secret_value()
+                if self.bootstrap_admin_password is not None
+                else None
+            ),
+        }
+        missing = [f"BOOTSTRAP_ADMIN_{name.upper()}" for name, v in values.items() if v is None]
+        if len(missing) == len(values):
+            return None
+        if missing:
+            raise ValueError(f"the bootstrap admin needs all three settings; {missing} not set")
+        try:
+            return UserCreate(**values, full_name=str(values["username"]))
+        except ValidationError as exc:
+            problems = "; ".join(
+                f"BOOTSTRAP_ADMIN_{'.'.join(map(str, e['loc'])).upper()} {e['msg']}"
+                for e in exc.errors(include_input=False)
+            )
+            raise ValueError(f"the bootstrap admin cannot be created: {problems}") from None
 
     def embedded_backends(self) -> list[str]:
         backends = super().embedded_backends()
