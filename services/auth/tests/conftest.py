@@ -38,6 +38,7 @@ def auth(_session_harness: AuthHarness) -> Iterator[AuthHarness]:
     yield _session_harness
     _session_harness.clock.offset = timedelta()
     _session_harness.users.down = False
+    _session_harness.users.busy = False
     _session_harness.users.ignore_token_times = False
 
 

@@ -142,3 +142,17 @@ async def test_login_name_reaches_users_verbatim_and_matches_canonically(
     )
     assert response.status_code == 200, response.text
     assert claims_of(response.json()["access_token"])["sub"] == account.user_id
+
+
+async def test_users_hashing_busy_is_503_with_its_retry_after(
+    auth: AuthHarness, account: Account
+) -> None:
+    """users' full hashing queue answers 503 + Retry-After at once; auth passes both on (not a
+    500, and without waiting for its own timeout), so the client knows when to come back."""
+    auth.users.busy = True
+    response = await auth.client.post(
+        "/api/v1/auth/login", data={"username": account.username, "password": account.password}
+    )
+    assert response.status_code == 503
+    assert response.headers["retry-after"] == "2"
+    assert response.headers["content-type"] == "application/problem+json"

@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import asyncio
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 
 import pytest
-from common.revocation import session_key
+from common.revocation import is_revoked, session_key
 
 from .support import AuthHarness, claims_of
 from .users_double import Account
@@ -127,3 +127,22 @@ async def test_users_down_during_refresh_is_503_and_keeps_the_token(
     auth.users.down = False
     # Nothing was committed: the same token still works (no false reuse alarm).
     assert (await auth.refresh(pair["refresh_token"])).status_code == 200
+
+
+async def test_refresh_of_a_session_opened_before_a_password_change_is_refused(
+    auth: AuthHarness, account: Account
+) -> None:
+    """users' answer says when the password last changed: sessions opened before it end at
+    their next refresh even if the password-changed event never arrives (broker down)."""
+    phone = await auth.login(account)
+    laptop = await auth.login(account)
+    account.credentials_changed_at = datetime.now(UTC)  # and no event is delivered
+    refused = await auth.refresh(phone["refresh_token"])
+    assert refused.status_code == 401
+    assert refused.headers["www-authenticate"] == "Bearer"
+    # Every session opened before the change ends, and the access tokens issued before it too.
+    assert (await auth.refresh(laptop["refresh_token"])).status_code == 401
+    claims = claims_of(laptop["access_token"])
+    assert await is_revoked(auth.redis, claims["sid"], account.user_id, claims["iat"])
+    later = await auth.login(account)
+    assert (await auth.refresh(later["refresh_token"])).status_code == 200

@@ -9,6 +9,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any
 
 import jwt
@@ -31,6 +32,7 @@ class Account:
     password: str
     roles: list[str] = field(default_factory=lambda: ["user"])
     is_active: bool = True
+    credentials_changed_at: datetime | None = None
 
     def permissions(self) -> list[str]:
         return sorted({p for role in self.roles for p in PERMISSIONS.get(role, [])})
@@ -40,6 +42,8 @@ class Account:
 class UsersDouble:
     accounts: dict[str, Account] = field(default_factory=dict)
     down: bool = False
+    # users' password hashing is saturated: it answers 503 + Retry-After at once (API.md §11).
+    busy: bool = False
     calls: list[str] = field(default_factory=list)
     scopes_seen: list[frozenset[str]] = field(default_factory=list)
     # Tests that move auth's clock sign tokens "in the future": check all but the times then.
@@ -120,6 +124,13 @@ def build_users_app(
         double.calls.append("verify")
         if double.down:
             return JSONResponse({"title": "down"}, status_code=503)
+        if double.busy:
+            return JSONResponse(
+                {"title": "Service Unavailable", "status": 503},
+                status_code=503,
+                headers={"Retry-After": "2"},
+                media_type="application/problem+json",
+            )
         account = double.find(body.login)
         if account is None or account.password != body.password or not account.is_active:
             raise Unauthorized("Incorrect username or password.")
@@ -147,6 +158,11 @@ def build_users_app(
             "is_active": account.is_active,
             "roles": account.roles,
             "permissions": account.permissions(),
+            "credentials_changed_at": (
+                account.credentials_changed_at.isoformat()
+                if account.credentials_changed_at is not None
+                else None
+            ),
         }
 
     return app

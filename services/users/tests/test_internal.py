@@ -5,6 +5,7 @@ from __future__ import annotations
 import statistics
 import time
 import uuid
+from datetime import UTC, datetime
 
 import pytest
 from sqlalchemy import select
@@ -103,6 +104,7 @@ async def test_authorization_reports_current_roles(users: UsersHarness) -> None:
         "is_active": True,
         "roles": ["admin", "user"],
         "permissions": ["users:manage", "users:read"],
+        "credentials_changed_at": None,
     }
     missing = await users.client.get(
         f"/internal/v1/users/{uuid.uuid4()}/authorization", headers=headers
@@ -113,6 +115,38 @@ async def test_authorization_reports_current_roles(users: UsersHarness) -> None:
         headers=users.service_bearer("credentials:verify"),
     )
     assert refused.status_code == 403
+
+
+async def test_authorization_tells_when_the_password_last_changed(users: UsersHarness) -> None:
+    """auth refuses refreshes of sessions opened before this time, with or without the event."""
+    user = await users.register()
+    before = datetime.now(UTC)
+    changed = await users.client.put(
+        "/api/v1/users/me/password",
+        json={"current_password": PASSWORD, "new_password": "another long passphrase 9"},
+        headers=users.bearer(user),
+    )
+    assert changed.status_code == 204, changed.text
+    after = datetime.now(UTC)
+    response = await users.client.get(
+        f"/internal/v1/users/{user['id']}/authorization",
+        headers=users.service_bearer("users:authorization"),
+    )
+    assert response.status_code == 200
+    changed_at = datetime.fromisoformat(response.json()["credentials_changed_at"])
+    assert before <= changed_at <= after
+    # The event carries the same instant, so every path ends the same sessions.
+    events = await users.outbox(user["id"])
+    (event,) = [row for row in events if row.event_type == "user.password_changed"]
+    assert datetime.fromisoformat(event.payload["occurred_at"]) == changed_at
+    # A login's rehash is not a credential change.
+    users.app.state.hasher.rounds = TEST_ROUNDS + 1
+    verified = await users.client.post(
+        VERIFY,
+        json={"login": user["username"], "password": "another long passphrase 9"},
+        headers=users.service_bearer("credentials:verify"),
+    )
+    assert datetime.fromisoformat(verified.json()["credentials_changed_at"]) == changed_at
 
 
 async def test_login_rehashes_when_the_cost_rose(users: UsersHarness) -> None:

@@ -61,7 +61,10 @@ async def ensure_admin(
         return existing, "unchanged"
     if not promote_matching or existing.email_canonical != canonical_name(data.email):
         raise _not_promoted(existing, data.username)
-    if not await hasher.verify(data.password, existing.password_hash) or not existing.is_active:
+    if (
+        not await hasher.verify(data.password, existing.password_hash, kind="account")
+        or not existing.is_active
+    ):
         raise _not_promoted(existing, data.username)
     await service.set_roles(session, existing, [*existing.role_names, service.ADMIN_ROLE])
     return existing, "promoted"

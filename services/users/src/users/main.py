@@ -47,7 +47,12 @@ def create_app(
             refetch_cooldown=settings.jwks_refetch_cooldown_seconds,
         )
         relay = OutboxRelay(database, OutboxEvent, events)
-        hasher = PasswordHasher(settings.bcrypt_rounds, settings.bcrypt_concurrency)
+        hasher = PasswordHasher(
+            settings.bcrypt_rounds,
+            settings.bcrypt_concurrency,
+            queue_size=settings.bcrypt_queue_size,
+            max_wait=settings.bcrypt_queue_timeout,
+        )
         common_passwords()  # load the list now, not on the first registration
         leeway = settings.token_leeway_seconds
         state = app.state
@@ -77,6 +82,7 @@ def create_app(
             await relay.stop()
             await events.close()
             await database.dispose()
+            hasher.close()
 
     return create_service_app(
         SERVICE_NAME,

@@ -19,6 +19,12 @@ class UsersSettings(ServiceSettings):
     bcrypt_rounds: int = Field(default=12, ge=4, le=16)
     # Hashes computed at once, each on a worker thread (bcrypt holds a core for ~250 ms at 12).
     bcrypt_concurrency: int = Field(default=2, ge=1, le=64)
+    # Callers waiting for a hash worker, per kind (logins; registrations and password changes).
+    # A full queue answers 503 + Retry-After at once (API.md §11).
+    bcrypt_queue_size: int = Field(default=8, ge=0, le=10_000)
+    # Seconds a caller may wait for a worker before it is dropped with a 503 (below auth's 5 s
+    # timeout for users, so the hash is never computed for a login auth has given up on).
+    bcrypt_queue_timeout: float = Field(default=2.0, gt=0, le=30)
     # Verified access tokens remembered until expiry (0: verify every time).
     verified_token_cache: int = Field(default=10_000, ge=0)
     bootstrap_admin_email: str | None = None

@@ -28,6 +28,11 @@ class AccountUnavailable(RefreshRefused):
     """The account is deactivated or gone: the session is revoked."""
 
 
+class CredentialsChanged(RefreshRefused):
+    """The password changed after the session's login: every session opened before the change
+    is now revoked."""
+
+
 class RevocationUnavailable(ServiceUnavailable):
     """Redis did not take a revocation marker (after one retry on a fresh connection): 503 with
     `Retry-After`, and the request's transaction rolls back, so nothing claims the session ended

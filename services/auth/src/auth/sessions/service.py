@@ -20,6 +20,7 @@ from auth.revocation import repository as revocation_repository
 from auth.sessions import repository
 from auth.sessions.exceptions import (
     AccountUnavailable,
+    CredentialsChanged,
     RefreshRefused,
     RefreshTokenReused,
     RevocationUnavailable,
@@ -190,6 +191,16 @@ class SessionService:
                 [login_session.id], "account_inactive", user_id=login_session.user_id
             )
             raise AccountUnavailable("The account is not active.")
+        changed_at = account.credentials_changed_at
+        if changed_at is not None and as_utc(login_session.created_at) < changed_at:
+            # users' own word that the password changed after this login. The password-changed
+            # event ends these sessions too, but it may be late (a backlog) or never come (the
+            # broker down): this check does not depend on it. Same rule as the event handler:
+            # the change time, never later than now.
+            await self.revoker.end_user_sessions(
+                login_session.user_id, "password_changed", min(changed_at, now)
+            )
+            raise CredentialsChanged("The password has changed; log in again.")
         await repository.touch_session(self.session, login_session.id, now)
         pair = await self._issue(login_session, account.roles, account.permissions, now)
         audit(

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 import httpx
 from common.errors import ServiceUnavailable, Unauthorized
 
-from auth.clock import Clock, epoch
+from auth.clock import Clock, as_utc, epoch
 from auth.signing import AccessTokenSigner
 
 logger = logging.getLogger("gatehouse.auth.users")
@@ -41,6 +42,16 @@ class UserAuthorization:
     is_active: bool
     roles: tuple[str, ...]
     permissions: tuple[str, ...]
+    # When the password last changed (None: never, or a users that does not say yet).
+    credentials_changed_at: datetime | None = None
+
+
+def _moment(value: Any) -> datetime | None:
+    if value is None:
+        return None
+    if not isinstance(value, str):
+        raise ValueError("expected an ISO 8601 time")
+    return as_utc(datetime.fromisoformat(value))
 
 
 def _strings(value: Any) -> tuple[str, ...]:
@@ -78,6 +89,14 @@ class UsersClient:
             logger.warning("users unreachable: %s", type(exc).__name__)
             raise ServiceUnavailable("The account service is unavailable.") from exc
         rejected_token = "invalid_token" in response.headers.get("www-authenticate", "")
+        retry_after = response.headers.get("retry-after", "")
+        if response.status_code == 503 and retry_after.isdigit() and len(retry_after) <= 4:
+            # users is up but its password hashing is saturated (API.md §11): it said so at once
+            # and when to come back; the client is told the same, as quickly.
+            raise ServiceUnavailable(
+                "Too many logins at once; try again shortly.",
+                headers={"Retry-After": retry_after},
+            )
         if response.status_code >= 500 or response.status_code == 403 or rejected_token:
             # users down, or refusing auth's own service token: nothing the caller can fix.
             logger.warning("users answered %s on %s", response.status_code, path)
@@ -115,6 +134,7 @@ class UsersClient:
                 is_active=bool(body["is_active"]),
                 roles=_strings(body["roles"]),
                 permissions=_strings(body["permissions"]),
+                credentials_changed_at=_moment(body.get("credentials_changed_at")),
             )
         except (httpx.HTTPStatusError, ValueError, KeyError, TypeError) as exc:
             logger.warning("unexpected answer from users: %s", response.status_code)

@@ -12,7 +12,7 @@ from typing import Any
 
 from common.db import Database
 from common.errors import Conflict, Unauthorized, ValidationFailed
-from common.events import Envelope, EventType
+from common.events import Envelope, EventType, utcnow
 from common.identity import canonical_name
 from common.outbox import add_outbox_event
 from sqlalchemy.exc import IntegrityError
@@ -33,8 +33,14 @@ FORMULA_PREFIXES = ("=", "+", "-", "@", "\t", "\r", "\n", "|", "%")
 INCORRECT_CREDENTIALS = "Incorrect username or password."
 
 
-async def emit(session: AsyncSession, event_type: EventType, data: dict[str, Any]) -> None:
-    await add_outbox_event(session, OutboxEvent, Envelope(type=event_type, data=data))
+async def emit(
+    session: AsyncSession,
+    event_type: EventType,
+    data: dict[str, Any],
+    occurred_at: datetime | None = None,
+) -> None:
+    envelope = Envelope(type=event_type, data=data, occurred_at=occurred_at or utcnow())
+    await add_outbox_event(session, OutboxEvent, envelope)
 
 
 def _taken(fields: list[str]) -> Conflict:
@@ -53,6 +59,7 @@ async def _flush_unique(session: AsyncSession) -> None:
 async def register(
     session: AsyncSession, hasher: PasswordHasher, data: UserCreate, roles: list[str] | None = None
 ) -> User:
+    hasher.refuse_if_full("account")
     taken = await repository.taken(
         session, email=data.email, username=data.username, other_than=None
     )
@@ -65,7 +72,7 @@ async def register(
         username=data.username,
         username_canonical=canonical_name(data.username),
         full_name=data.full_name,
-        password_hash=await hasher.hash(data.password),
+        password_hash=await hasher.hash(data.password, kind="account"),
         is_active=True,
     )
     user.roles = await repository.roles_named(session, roles or [DEFAULT_ROLE])
@@ -108,13 +115,21 @@ async def update_profile(session: AsyncSession, user: User, changes: UserUpdate)
 async def change_password(
     session: AsyncSession, hasher: PasswordHasher, user: User, current: str, new: str
 ) -> None:
-    if not await hasher.verify(current, user.password_hash):
+    if not await hasher.verify(current, user.password_hash, kind="account"):
         raise ValidationFailed(
             [{"field": "current_password", "message": "is not the current password"}]
         )
-    user.password_hash = await hasher.hash(new)
+    user.password_hash = await hasher.hash(new, kind="account")
+    # One instant for the column auth checks at refresh and for the event: both end the sessions
+    # opened before it, whichever reaches auth first.
+    user.credentials_changed_at = utcnow()
     await session.flush()
-    await emit(session, "user.password_changed", {"user_id": str(user.id)})
+    await emit(
+        session,
+        "user.password_changed",
+        {"user_id": str(user.id)},
+        occurred_at=user.credentials_changed_at,
+    )
 
 
 async def set_roles(session: AsyncSession, user: User, names: list[str]) -> User:
@@ -161,12 +176,13 @@ async def verify_credentials(
 ) -> User:
     """The account for `login` + `password`, or one identical 401 for every failure (unknown
     account, wrong password, deactivated), each costing one bcrypt check."""
+    hasher.refuse_if_full("login")
     user = await repository.by_login(session, login)
-    valid = await hasher.verify(password, user.password_hash if user else None)
+    valid = await hasher.verify(password, user.password_hash if user else None, kind="login")
     if user is None or not valid or not user.is_active:
         raise Unauthorized(INCORRECT_CREDENTIALS)
     if hasher.needs_rehash(user.password_hash):
-        user.password_hash = await hasher.hash(password)
+        user.password_hash = await hasher.hash(password, kind="login")
         logger.info("password rehashed at cost %s", hasher.rounds, extra={"user_id": str(user.id)})
     return user
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import uuid
+from datetime import datetime
 from typing import Annotated
 
 from common.db import SessionDep
@@ -13,6 +14,7 @@ from fastapi import APIRouter, Depends
 from pydantic import BaseModel, ConfigDict, Field
 
 from users.accounts import repository, service
+from users.accounts.schemas import as_utc
 from users.dependencies import Hasher
 
 router = APIRouter(prefix="/internal/v1", tags=["internal"], include_in_schema=False)
@@ -32,11 +34,18 @@ class Authorization(BaseModel):
     is_active: bool
     roles: list[str]
     permissions: list[str]
+    # When the password last changed (null: never): auth refuses to refresh a session opened
+    # before it, so the change ends sessions even when the event is late or the broker down.
+    credentials_changed_at: datetime | None
 
 
 class VerifiedUser(Authorization):
     username: str
     email: str
+
+
+def _utc(value: datetime | None) -> datetime | None:
+    return as_utc(value) if value is not None else None
 
 
 @router.post("/credentials/verify", response_model=VerifiedUser)
@@ -54,6 +63,7 @@ async def verify_credentials(
         is_active=user.is_active,
         roles=user.role_names,
         permissions=user.permission_names,
+        credentials_changed_at=_utc(user.credentials_changed_at),
     )
 
 
@@ -70,4 +80,5 @@ async def authorization(
         is_active=user.is_active,
         roles=user.role_names,
         permissions=user.permission_names,
+        credentials_changed_at=_utc(user.credentials_changed_at),
     )

@@ -1,0 +1,75 @@
+"""Password hashing is a bounded resource, on the wire (API.md §11): with the real processes at
+bcrypt cost 12, a flood answers 503 + Retry-After at once instead of queueing every caller behind
+everyone's hashes, and a login still gets through while registrations flood."""
+
+from __future__ import annotations
+
+import asyncio
+import statistics
+import time
+import uuid
+from collections.abc import Awaitable
+
+import httpx
+
+from .test_walking_skeleton import PASSWORD, login, new_account, register
+
+FLOOD = 40  # far more than 2 workers + 8 waiting per kind (the defaults)
+
+
+async def timed(request: Awaitable[httpx.Response]) -> tuple[httpx.Response, float]:
+    started = time.perf_counter()
+    response = await request
+    return response, time.perf_counter() - started
+
+
+def refusals(results: list[tuple[httpx.Response, float]]) -> list[float]:
+    refused = [(r, seconds) for r, seconds in results if r.status_code == 503]
+    for response, _ in refused:
+        assert response.headers["content-type"] == "application/problem+json"
+        assert response.headers["retry-after"].isdigit()
+    return sorted(seconds for _, seconds in refused)
+
+
+async def test_a_registration_flood_is_refused_at_once_and_a_login_gets_through(
+    gateway: httpx.AsyncClient,
+) -> None:
+    account = new_account()
+    await register(gateway, account)
+    flood = [
+        asyncio.create_task(timed(gateway.post("/api/v1/users/", json=new_account())))
+        for _ in range(FLOOD)
+    ]
+    await asyncio.sleep(0.3)  # the registrations hold the workers and fill their queue
+    answer, seconds = await timed(login(gateway, account["username"], PASSWORD))
+    results = await asyncio.gather(*flood)
+    assert answer.status_code == 200, (answer.status_code, seconds)
+    refused = refusals(results)
+    assert refused, [r.status_code for r, _ in results]
+    assert {r.status_code for r, _ in results} <= {201, 503}
+    print(  # the measurement, shown with -s
+        f"\nregistration flood: {len(refused)}/{FLOOD} refused, 503 median "
+        f"{statistics.median(refused) * 1000:.0f} ms, max {refused[-1] * 1000:.0f} ms; "
+        f"login during the flood {seconds * 1000:.0f} ms"
+    )
+    assert statistics.median(refused) < 1.0  # at once: not after auth's 5 s timeout
+
+
+async def test_a_login_flood_is_refused_at_once(gateway: httpx.AsyncClient) -> None:
+    """One client sending logins for random names: beyond what can be hashed soon, each gets a
+    fast 503 + Retry-After instead of a 5-second wait that ends in a timeout."""
+    flood = [
+        asyncio.create_task(
+            timed(login(gateway, f"nobody_{uuid.uuid4().hex[:10]}", "a wrong password 123"))
+        )
+        for _ in range(FLOOD)
+    ]
+    results = await asyncio.gather(*flood)
+    assert {r.status_code for r, _ in results} <= {401, 503}
+    refused = refusals(results)
+    assert refused
+    print(
+        f"\nlogin flood: {len(refused)}/{FLOOD} refused, 503 median "
+        f"{statistics.median(refused) * 1000:.0f} ms, max {refused[-1] * 1000:.0f} ms"
+    )
+    assert statistics.median(refused) < 1.0
