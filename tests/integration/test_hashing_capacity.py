@@ -17,7 +17,7 @@ from collections.abc import Awaitable
 
 import httpx
 
-from .test_walking_skeleton import PASSWORD, login, new_account, register
+from .support import PASSWORD, login, new_account, register
 
 FLOOD = 30  # far more than 2 workers + 8 waiting per kind (the defaults)
 USERS_TIMEOUT = 5.0  # auth's wait for users: a refusal from the queue comes well before it

@@ -17,7 +17,7 @@ from typing import Any, TypeVar
 import httpx
 from users.passwords.hashing import PasswordHasher, hash_password_sync
 
-from .conftest import PASSWORD, TEST_ROUNDS, UsersHarness
+from .support import PASSWORD, TEST_ROUNDS, UsersHarness
 
 VERIFY = "/internal/v1/credentials/verify"
 T = TypeVar("T")
