@@ -240,7 +240,8 @@ async def measure_all(args: argparse.Namespace, summary: Summary) -> None:
     only_me = args.only in ("me", "auth")  # the HTTP steps only: no notifier, no events
     if not only_me:
         print("== the gateway's outbound client: httpx, aiohttp, own (bench.proxy_clients) ==")
-        await proxy_clients.run(1500, args.connections, 3)
+        with summary.timed("proxy clients"):
+            await proxy_clients.run(1000, args.connections, 3)
     redis.Redis.from_url(REDIS_URL).flushdb()
     sink = SmtpSink()
     sink.start()
@@ -273,26 +274,31 @@ async def measure_all(args: argparse.Namespace, summary: Summary) -> None:
                 platform = Platform(env, ports, workdir)
                 try:
                     # `--only me|auth` needs no notifier: they touch auth, users and gateway.
-                    for service in ("auth", "users", "gateway") if only_me else SERVICES:
-                        # Started one at a time, each given longer than the tests give it: on
-                        # a machine shared by many runs a cold start can take over a minute.
-                        platform.start(service, wait=False)
-                        platform.wait_ready(service, timeout=STARTUP_SECONDS)
-                    user, token = token_for(platform.url("gateway"))
+                    with summary.timed("services start"):
+                        for service in ("auth", "users", "gateway") if only_me else SERVICES:
+                            # One at a time, each given longer than the tests give it: on a
+                            # machine shared by many runs a cold start can take over a minute.
+                            platform.start(service, wait=False)
+                            platform.wait_ready(service, timeout=STARTUP_SECONDS)
+                        user, token = token_for(platform.url("gateway"))
                     if args.only != "auth":
-                        measure_me(platform, token, users_db, args, workdir, summary)
+                        with summary.timed("/users/me"):
+                            measure_me(platform, token, users_db, args, workdir, summary)
                     if args.only != "me":
-                        await auth_routes.measure(platform, user, token, args, workdir, summary)
+                        with summary.timed("auth routes"):
+                            await auth_routes.measure(platform, user, token, args, workdir, summary)
                     if not only_me:
-                        await measure_registrations(
-                            platform, sink, args.registrations, args.registration_rate, summary
-                        )
+                        with summary.timed("registrations"):
+                            await measure_registrations(
+                                platform, sink, args.registrations, args.registration_rate, summary
+                            )
                 finally:
                     platform.stop_all()
     finally:
         sink.stop()
     if not only_me:
-        await measure_events(args, summary)
+        with summary.timed("events"):
+            await measure_events(args, summary)
 
 
 async def measure_events(args: argparse.Namespace, summary: Summary) -> None:
