@@ -1,14 +1,18 @@
-"""The request session dependency owns the transaction; migrations run from code."""
+"""The request session dependency owns the transaction; migrations run from code; timestamps
+come back as aware UTC."""
 
 from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta, timezone
+from pathlib import Path
 
 import httpx
 import pytest
 from common.app import create_service_app
-from common.db import Database, SessionDep
+from common.db import Database, SessionDep, UTCDateTime, new_metadata
 from common.errors import Conflict
 from common.settings import ServiceSettings
-from sqlalchemy import func, select, text
+from sqlalchemy import Column, Integer, Table, func, insert, select, text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from .sample_models import Item
@@ -68,3 +72,36 @@ async def test_migrations_created_the_schema(sample_engine: AsyncEngine) -> None
 async def test_ping_answers(database: Database) -> None:
     await database.ping()
     await database.dispose()
+
+
+STAMPS = Table(
+    "utc_stamps",
+    new_metadata(),
+    Column("id", Integer, primary_key=True),
+    Column("at", UTCDateTime),
+)
+
+
+@pytest.mark.parametrize("backend", ["sqlite", "postgresql"])
+async def test_utc_datetime_comes_back_aware_utc(
+    backend: str, sample_database_url: str, tmp_path: Path
+) -> None:
+    url = f"sqlite+aiosqlite:///{tmp_path / 'stamps.db'}" if backend == "sqlite" else None
+    database = Database(url or sample_database_url)
+    written = {
+        1: datetime(2026, 12, 1, 23, 30, tzinfo=UTC),
+        2: datetime(2026, 12, 2, 1, 30, tzinfo=timezone(timedelta(hours=2))),  # 23:30 UTC
+        3: datetime(2026, 12, 1, 23, 30),  # naive: taken as UTC
+    }
+    try:
+        async with database.engine.begin() as connection:
+            await connection.run_sync(STAMPS.metadata.create_all)
+            for key, moment in written.items():
+                await connection.execute(insert(STAMPS).values(id=key, at=moment))
+            read = (await connection.execute(select(STAMPS.c.at).order_by(STAMPS.c.id))).scalars()
+            moments = list(read)
+            await connection.run_sync(STAMPS.metadata.drop_all)
+    finally:
+        await database.dispose()
+    assert moments == [datetime(2026, 12, 1, 23, 30, tzinfo=UTC)] * 3
+    assert all(moment.utcoffset() == timedelta(0) for moment in moments)

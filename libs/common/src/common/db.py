@@ -4,15 +4,18 @@
 `get_session` owns the transaction: it commits when the endpoint returns and rolls back when it
 raises, before the response is sent (`scope="function"`), so a client never sees a success that
 was not committed. Services and repositories only `flush()`.
+
+Timestamps are `UTCDateTime` columns: aware UTC datetimes in and out, on PostgreSQL and SQLite.
 """
 
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from datetime import UTC, datetime
 from typing import Annotated, Any
 
 from fastapi import Depends, Request
-from sqlalchemy import MetaData, event, text
+from sqlalchemy import DateTime, Dialect, MetaData, event, text
 from sqlalchemy.ext.asyncio import (
     AsyncEngine,
     AsyncSession,
@@ -20,6 +23,7 @@ from sqlalchemy.ext.asyncio import (
     create_async_engine,
 )
 from sqlalchemy.orm import DeclarativeBase
+from sqlalchemy.types import TypeDecorator
 
 # Constraint names stable across PostgreSQL and SQLite, so Alembic can refer to them.
 NAMING_CONVENTION = {
@@ -35,6 +39,29 @@ class Base(DeclarativeBase):
     """Base of every service's models (each service has its own metadata via subclassing)."""
 
     __abstract__ = True
+
+
+def _utc(moment: datetime) -> datetime:
+    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
+
+
+class UTCDateTime(TypeDecorator[datetime]):
+    """`DateTime(timezone=True)` that always hands back an aware UTC datetime.
+
+    PostgreSQL's `timestamptz` answers aware values already; SQLite (embedded mode) keeps no zone
+    and answers naive ones, which are UTC because only UTC is written: values are converted to UTC
+    on the way in (a naive one is taken as UTC). So code compares a column with `utcnow()` as it
+    is, without converting at each call site. The DDL is `DateTime(timezone=True)`'s.
+    """
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        return None if value is None else _utc(value)
+
+    def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        return None if value is None else _utc(value)
 
 
 def new_metadata() -> MetaData:

@@ -11,8 +11,10 @@ from datetime import UTC, datetime
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
-from sqlalchemy import JSON, BigInteger, DateTime, Identity, Integer, String, Uuid
+from sqlalchemy import JSON, BigInteger, Identity, Integer, String, Uuid
 from sqlalchemy.orm import Mapped, mapped_column
+
+from common.db import UTCDateTime
 
 EXCHANGE = "gatehouse.events"
 EventType = Literal[
@@ -50,10 +52,8 @@ class OutboxMixin:
     event_id: Mapped[uuid.UUID] = mapped_column(Uuid, unique=True, default=uuid.uuid4)
     event_type: Mapped[str] = mapped_column(String(64))
     payload: Mapped[dict[str, Any]] = mapped_column(JSON)
-    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
-    sent_at: Mapped[datetime | None] = mapped_column(
-        DateTime(timezone=True), default=None, index=True
-    )
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    sent_at: Mapped[datetime | None] = mapped_column(UTCDateTime, default=None, index=True)
     attempts: Mapped[int] = mapped_column(default=0)
     # The request that caused the event: published as the AMQP correlation id, so the consumer's
     # log lines carry the same request id as the gateway's and the service's.
