@@ -5,12 +5,14 @@ from __future__ import annotations
 import uuid
 from collections.abc import Iterable
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 import jwt
 
 from auth.clock import Clock, epoch
 from auth.keys.service import KeyRing
+from auth.sessions.models import LoginSession
 from auth.settings import AuthSettings
 
 FIRST_PARTY_CLIENT_ID = "gatehouse"
@@ -21,6 +23,24 @@ class SignedToken:
     token: str
     expires_in: int
     expires_at: int
+
+
+@dataclass(frozen=True, slots=True)
+class Authentication:
+    """When and how the user last proved a credential: `auth_time` and `amr` of their tokens."""
+
+    at: datetime
+    methods: tuple[str, ...]
+
+    @classmethod
+    def of(cls, login_session: LoginSession) -> Authentication | None:
+        """The session's login; None for a session that never recorded one."""
+        if login_session.auth_time is None:
+            return None
+        return cls(login_session.auth_time, tuple((login_session.amr or "").split()))
+
+    def claims(self) -> dict[str, Any]:
+        return {"auth_time": epoch(self.at), "amr": list(self.methods)}
 
 
 class AccessTokenSigner:
@@ -56,17 +76,20 @@ class AccessTokenSigner:
         roles: Iterable[str],
         permissions: Iterable[str],
         client_id: str = FIRST_PARTY_CLIENT_ID,
+        *,
+        authentication: Authentication | None = None,
     ) -> SignedToken:
-        return self._sign(
-            {
-                "sub": user_id,
-                "aud": self.settings.audience,
-                "client_id": client_id,
-                "sid": session_id,
-                "roles": list(roles),
-                "scope": " ".join(sorted(set(permissions))),
-            }
-        )
+        claims: dict[str, Any] = {
+            "sub": user_id,
+            "aud": self.settings.audience,
+            "client_id": client_id,
+            "sid": session_id,
+            "roles": list(roles),
+            "scope": " ".join(sorted(set(permissions))),
+        }
+        if authentication is not None:
+            claims.update(authentication.claims())
+        return self._sign(claims)
 
     def service_token(self, client_id: str, audience: str, scopes: Iterable[str]) -> SignedToken:
         """A token for service-to-service calls: no `sid`, `sub` = `client_id` = the caller."""

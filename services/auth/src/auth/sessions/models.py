@@ -26,6 +26,10 @@ class LoginSession(Base):
     )
     revoked_reason: Mapped[str | None] = mapped_column(String(32), default=None)
     client_ip: Mapped[str | None] = mapped_column(String(64), default=None)
+    # When the login proved a credential and how (RFC 8176 values, space-separated): every
+    # access token of the session carries them as `auth_time` and `amr`; refreshes keep them.
+    auth_time: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), default=None)
+    amr: Mapped[str | None] = mapped_column(String(64), default=None)
 
 
 class RefreshToken(Base):

@@ -30,10 +30,13 @@ from auth.sessions.models import LoginSession
 from auth.sessions.schemas import MAX_REFRESH_TOKEN_LENGTH, TokenPair
 from auth.sessions.tokens import hash_refresh_token, new_refresh_token
 from auth.settings import AuthSettings
-from auth.signing import FIRST_PARTY_CLIENT_ID, AccessTokenSigner
+from auth.signing import FIRST_PARTY_CLIENT_ID, AccessTokenSigner, Authentication
 from auth.upstream.users import UnknownUser, UsersClient
 
 logger = logging.getLogger("gatehouse.auth.sessions")
+
+# RFC 8176 methods of a login with a password alone.
+PASSWORD_LOGIN_AMR = ("pwd",)
 
 
 @dataclass
@@ -156,6 +159,8 @@ class SessionService:
             expires_at=now + timedelta(seconds=self.settings.refresh_token_ttl),
             last_used_at=now,
             client_ip=self.client_ip,
+            auth_time=now,
+            amr=" ".join(PASSWORD_LOGIN_AMR),
         )
         await repository.add_session(self.session, login_session)
         pair = await self._issue(login_session, user.roles, user.permissions, now)
@@ -238,7 +243,12 @@ class SessionService:
         now: datetime,
     ) -> TokenPair:
         access = self.signer.user_token(
-            login_session.user_id, login_session.id, roles, permissions, login_session.client_id
+            login_session.user_id,
+            login_session.id,
+            roles,
+            permissions,
+            login_session.client_id,
+            authentication=Authentication.of(login_session),
         )
         refresh_token = new_refresh_token()
         idle_end = min(
