@@ -109,6 +109,26 @@ class Unauthorized(AppError):
         super().__init__(detail, headers={"WWW-Authenticate": challenge})
 
 
+class InsufficientUserAuthentication(AppError):
+    """401 RFC 9470 challenge: the token is good but its authentication is too old (`max_age`)
+    or too weak (`acr_values`); the client sends the user through a login again."""
+
+    status, title = 401, "Unauthorized"
+
+    def __init__(
+        self, detail: str, *, max_age: int | None = None, acr_values: str | None = None
+    ) -> None:
+        description = detail.replace("\\", "").replace('"', "'")
+        challenge = (
+            f'Bearer error="insufficient_user_authentication", error_description="{description}"'
+        )
+        if max_age is not None:
+            challenge += f", max_age={max_age}"
+        if acr_values is not None:
+            challenge += f', acr_values="{acr_values}"'
+        super().__init__(detail, headers={"WWW-Authenticate": challenge})
+
+
 class Forbidden(AppError):
     status, title = 403, "Forbidden"
 

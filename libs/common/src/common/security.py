@@ -1,11 +1,18 @@
-"""Who is calling, and may they: the `CurrentPrincipal` and `require_permission` dependencies.
+"""Who is calling, and may they: the `CurrentPrincipal`, `require_permission` and
+`require_recent_authentication` dependencies.
 
 Every service verifies the bearer token itself (the gateway's check is not trusted): the verifier
 lives on `app.state.token_verifier`, built in the lifespan. Identity headers are never read.
+
+Recent authentication (RFC 9470, API.md §9): a sensitive operation needs a login (`auth_time`) no
+older than `STEP_UP_MAX_AGE`, else a 401 `insufficient_user_authentication` challenge carrying
+`max_age`. With `ADMIN_REQUIRES_MFA`, the `users:*` permissions count only in tokens whose `amr`
+holds a second factor; a route needing one answers the same challenge with `acr_values="mfa"`.
 """
 
 from __future__ import annotations
 
+import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Annotated
@@ -14,10 +21,16 @@ from uuid import UUID
 from fastapi import Depends, Request
 from fastapi.security import OAuth2PasswordBearer
 
-from common.errors import Forbidden, Unauthorized
+from common.errors import Forbidden, InsufficientUserAuthentication, Unauthorized
+from common.settings import ServiceSettings
 from common.tokens import AccessClaims, InvalidToken, JwksUnavailable, TokenVerifier
 
 LOGIN_PATH = "/api/v1/auth/login"
+DEFAULT_STEP_UP_MAX_AGE = 300
+# RFC 8176 `amr` values that prove a second factor.
+SECOND_FACTORS = frozenset({"otp", "hwk", "swk", "mfa"})
+# The permissions that ADMIN_REQUIRES_MFA reserves for tokens with a second factor.
+ADMIN_PERMISSION_PREFIX = "users:"
 
 # Declares the OAuth2 password flow in OpenAPI (Swagger's Authorize button); we do the checks.
 oauth2_scheme = OAuth2PasswordBearer(tokenUrl=LOGIN_PATH, auto_error=False)
@@ -30,9 +43,18 @@ class Principal:
     scopes: frozenset[str]
     roles: tuple[str, ...]
     claims: AccessClaims
+    # When the user last proved a credential (epoch seconds), and how (RFC 8176).
+    auth_time: int | None = None
+    amr: tuple[str, ...] = ()
+    # Permissions the token carries that do not count without a second factor (ADMIN_REQUIRES_MFA).
+    withheld: frozenset[str] = frozenset()
 
     def can(self, permission: str) -> bool:
         return permission in self.scopes
+
+    @property
+    def has_second_factor(self) -> bool:
+        return not SECOND_FACTORS.isdisjoint(self.amr)
 
 
 def bearer_token(request: Request) -> str | None:
@@ -70,21 +92,83 @@ async def current_principal(
         user_id = UUID(claims.subject)
     except ValueError as exc:
         raise Unauthorized("The token is invalid or expired.", token_presented=True) from exc
-    return Principal(user_id, claims.session_id, claims.scopes, claims.roles, claims)
+    scopes, withheld = claims.scopes, frozenset[str]()
+    settings = _settings(request)
+    mfa_only = settings is not None and settings.admin_requires_mfa
+    if mfa_only and SECOND_FACTORS.isdisjoint(claims.amr):
+        withheld = frozenset(s for s in scopes if s.startswith(ADMIN_PERMISSION_PREFIX))
+        scopes = scopes - withheld
+    return Principal(
+        user_id,
+        claims.session_id,
+        scopes,
+        claims.roles,
+        claims,
+        auth_time=claims.auth_time,
+        amr=claims.amr,
+        withheld=withheld,
+    )
 
 
 CurrentPrincipal = Annotated[Principal, Depends(current_principal)]
+
+
+def _settings(request: Request) -> ServiceSettings | None:
+    settings = getattr(request.app.state, "settings", None)
+    return settings if isinstance(settings, ServiceSettings) else None
+
+
+def _check_permission(principal: Principal, permission: str) -> None:
+    if principal.can(permission):
+        return
+    if permission in principal.withheld:
+        raise InsufficientUserAuthentication(
+            "A login with a second factor is required", acr_values="mfa"
+        )
+    raise Forbidden(f"This needs the '{permission}' permission.")
 
 
 def require_permission(permission: str) -> Callable[[Principal], Awaitable[Principal]]:
     """A dependency that lets through only callers whose token carries `permission`."""
 
     async def dependency(principal: CurrentPrincipal) -> Principal:
-        if not principal.can(permission):
-            raise Forbidden(f"This needs the '{permission}' permission.")
+        _check_permission(principal, permission)
         return principal
 
     return dependency
+
+
+def ensure_recent_authentication(
+    request: Request, principal: Principal, max_age: int | None = None
+) -> None:
+    """Raise the RFC 9470 challenge unless the caller logged in at most `max_age` seconds ago
+    (default: the `STEP_UP_MAX_AGE` setting). For routes where only some requests need it."""
+    if max_age is None:
+        settings = _settings(request)
+        max_age = settings.step_up_max_age if settings is not None else DEFAULT_STEP_UP_MAX_AGE
+    auth_time = principal.auth_time
+    if auth_time is None or time.time() - auth_time > max_age:
+        raise InsufficientUserAuthentication(
+            "More recent authentication is required", max_age=max_age
+        )
+
+
+def require_recent_authentication(
+    permission: str | None = None, *, max_age: int | None = None
+) -> Callable[[Request, Principal], Awaitable[Principal]]:
+    """A dependency that lets through only callers who logged in recently (and, given
+    `permission`, whose token carries it: 403 before the recency's 401)."""
+
+    async def dependency(request: Request, principal: CurrentPrincipal) -> Principal:
+        if permission is not None:
+            _check_permission(principal, permission)
+        ensure_recent_authentication(request, principal, max_age)
+        return principal
+
+    return dependency
+
+
+RecentPrincipal = Annotated[Principal, Depends(require_recent_authentication())]
 
 
 def require_service_scope(scope: str) -> Callable[[Request], Awaitable[AccessClaims]]:

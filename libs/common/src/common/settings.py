@@ -73,6 +73,10 @@ class ServiceSettings(BaseSettings):
     jwks_cache_seconds: int = Field(default=300, ge=1)
     jwks_refetch_cooldown_seconds: float = Field(default=10.0, ge=0)
     token_leeway_seconds: int = Field(default=30, ge=0, le=120)
+    # RFC 9470 step-up: the oldest login (`auth_time`) a sensitive operation accepts, in seconds.
+    step_up_max_age: int = Field(default=300, ge=1)
+    # When true, the `users:*` permissions count only in tokens whose `amr` holds a second factor.
+    admin_requires_mfa: bool = False
     # OTLP/HTTP collector (e.g. http://otel-collector:4318); unset: no tracing, at no cost.
     otel_exporter_otlp_endpoint: str | None = None
 

@@ -29,6 +29,9 @@ FORBIDDEN_HEADERS = frozenset({"jku", "x5u", "jwk", "x5c", "crit"})
 MAX_TOKEN_BYTES = 8192
 MAX_KID_LENGTH = 128
 REQUIRED_CLAIMS = ("iss", "sub", "aud", "exp", "iat", "nbf", "jti")
+# RFC 8176 `amr`: a handful of short method names ("pwd", "otp", "hwk", ...).
+MAX_AMR_VALUES = 8
+MAX_AMR_LENGTH = 16
 
 JwksFetcher = Callable[[], Awaitable[Mapping[str, Any]]]
 
@@ -154,6 +157,10 @@ class AccessClaims:
     issued_at: int
     expires_at: int
     raw: Mapping[str, Any] = field(repr=False)
+    # RFC 9470 / OIDC: when the user last proved a credential, and how (RFC 8176). Service
+    # tokens carry neither.
+    auth_time: int | None = None
+    amr: tuple[str, ...] = ()
 
 
 def _numeric_date(payload: Mapping[str, Any], claim: str) -> int:
@@ -164,7 +171,22 @@ def _numeric_date(payload: Mapping[str, Any], claim: str) -> int:
     return int(value)
 
 
-def _claims(payload: Mapping[str, Any], max_lifetime: int) -> AccessClaims:
+def _authentication(payload: Mapping[str, Any], leeway: int) -> tuple[int | None, tuple[str, ...]]:
+    """`auth_time` (a NumericDate not in the future) and `amr` (a short list of short strings)."""
+    auth_time = None
+    if "auth_time" in payload:
+        auth_time = _numeric_date(payload, "auth_time")
+        if auth_time > time.time() + leeway:
+            raise InvalidToken("auth_time in the future")
+    amr = payload.get("amr", [])
+    if not isinstance(amr, list) or len(amr) > MAX_AMR_VALUES:
+        raise InvalidToken("malformed amr")
+    if not all(isinstance(m, str) and 0 < len(m) <= MAX_AMR_LENGTH for m in amr):
+        raise InvalidToken("malformed amr")
+    return auth_time, tuple(amr)
+
+
+def _claims(payload: Mapping[str, Any], max_lifetime: int, leeway: int = 0) -> AccessClaims:
     issued_at = _numeric_date(payload, "iat")
     expires_at = _numeric_date(payload, "exp")
     _numeric_date(payload, "nbf")
@@ -184,6 +206,7 @@ def _claims(payload: Mapping[str, Any], max_lifetime: int) -> AccessClaims:
         raise InvalidToken("malformed client_id")
     if not isinstance(payload["jti"], str):
         raise InvalidToken("malformed jti")
+    auth_time, amr = _authentication(payload, leeway)
     return AccessClaims(
         subject=payload["sub"],
         session_id=sid,
@@ -194,6 +217,8 @@ def _claims(payload: Mapping[str, Any], max_lifetime: int) -> AccessClaims:
         issued_at=issued_at,
         expires_at=expires_at,
         raw=payload,
+        auth_time=auth_time,
+        amr=amr,
     )
 
 
@@ -258,7 +283,7 @@ class TokenVerifier:
             raise InvalidToken(type(exc).__name__) from exc
         except (ValueError, TypeError) as exc:
             raise InvalidToken("malformed token") from exc
-        return _claims(payload, self.max_lifetime)
+        return _claims(payload, self.max_lifetime, self.leeway)
 
     async def verify(self, token: str) -> AccessClaims:
         claims = self._verified.get(token)
