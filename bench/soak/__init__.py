@@ -18,9 +18,10 @@ What it does:
 - faults (`--replicas 1`), at 15/35/55/75 % of the run: Redis stopped and started empty;
   notifier killed with SIGKILL and restarted; users killed with SIGKILL and restarted; auth
   restarted (SIGTERM). The traffic goes on until the last fault is over;
-- rolling restarts (`--replicas 2`): each service's replicas restarted one at a time (SIGTERM,
-  drain, start, back in HAProxy's rotation), back to back; then the login limit checked across
-  the two gateways;
+- rolling restarts (`--replicas 2`): each service's replicas replaced one at a time, as a
+  Deployment's rolling update (maxSurge 1, maxUnavailable 0): a new process on a spare port, in
+  HAProxy's rotation once its `/ready` passes, then the old one SIGTERMed (it drains); services
+  back to back; then the login limit checked across the two gateways;
 - every token of every ended session (logout, password change, reset) is kept, a sample probed
   through the gateway each second, all of them once more at the end.
 

@@ -113,6 +113,22 @@ class Fleet:
         replica.process = None
         return process.returncode
 
+    async def terminate(
+        self, replica: Replica, process: subprocess.Popen[bytes] | None, grace: float = 40
+    ) -> int:
+        """SIGTERM an earlier process of `replica` (one a newer process has replaced) and wait."""
+        if process is None:
+            return 0
+        if process.poll() is None:
+            process.send_signal(signal.SIGTERM)
+            try:
+                await asyncio.to_thread(process.wait, grace)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                await asyncio.to_thread(process.wait)
+        replica.exits.append(("SIGTERM", process.returncode))
+        return process.returncode
+
     def rss(self) -> dict[str, tuple[int, float]]:
         """`{label: (pid, MB)}` of every running replica."""
         readings: dict[str, tuple[int, float]] = {}

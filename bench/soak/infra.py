@@ -150,11 +150,17 @@ class HAProxy:
     def url(self, name: str) -> str:
         return f"http://127.0.0.1:{self.ports[name]}"
 
+    @staticmethod
+    def server_name(name: str, port: int) -> str:
+        """A backend's server is a port slot: a replica started on a spare slot's port joins the
+        rotation when its health check passes (the slots outnumber the replicas by one)."""
+        return f"{name}-{port}"
+
     def render(self) -> str:
         parts = [HAPROXY_GLOBAL.format(socket=self.socket)]
         for name, ports in self.backends.items():
             servers = "\n".join(
-                f"  server {name}-{index + 1} 127.0.0.1:{port}" for index, port in enumerate(ports)
+                f"  server {self.server_name(name, port)} 127.0.0.1:{port}" for port in ports
             )
             options = "  option forwardfor\n" if name == "gateway" else ""
             parts.append(

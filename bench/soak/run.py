@@ -2,9 +2,10 @@
 
 `--replicas 1` (the default): one process of each service, faults on a schedule: the Redis stopped
 and started empty, notifier and users killed with SIGKILL and restarted, auth restarted (SIGTERM).
-`--replicas 2`: two replicas of each service behind HAProxy; each service's replicas restarted one
-at a time (SIGTERM, drain), where no request may fail; the login limit checked across the two
-gateways; every event published once and every email sent once.
+`--replicas 2`: two replicas of each service behind HAProxy; each service's replicas replaced one
+at a time as a Deployment's rolling update does (maxSurge 1, maxUnavailable 0: the new process in
+rotation before the old one gets SIGTERM and drains), where no request may fail; the login limit
+checked across the two gateways; every event published once and every email sent once.
 """
 
 from __future__ import annotations
@@ -27,7 +28,7 @@ from common.testing import fresh_database
 
 from bench.soak import report
 from bench.soak.fleet import Fleet, Replica
-from bench.soak.infra import EventTap, HAProxy, MailSink, ThrowawayRedis, rss_mb
+from bench.soak.infra import EventTap, HAProxy, MailSink, ThrowawayRedis, free_port, rss_mb
 from bench.soak.report import Fault
 from bench.soak.traffic import LOGIN, Traffic, discover, drive, keep_probing, seed
 from tests.integration.platform import ROOT, platform_env, throwaway_vhost
@@ -56,6 +57,7 @@ class Soak:
     faults: list[Fault] = field(default_factory=list)
     rss: list[tuple[float, str, int, float]] = field(default_factory=list)
     limits: list[str] = field(default_factory=list)
+    spare_ports: dict[str, int] = field(default_factory=dict)  # per service, for the surge
 
     def replica(self, service: str, index: int = 1) -> Replica:
         return self.fleet.replicas[service][index - 1]
@@ -115,30 +117,40 @@ FAULTS: list[Callable[[Soak], Awaitable[Fault]]] = [
 # -- rolling restarts (two replicas of each service) ------------------------------------------
 
 
-async def wait_in_rotation(soak: Soak, replica: Replica, limit: float = 30.0) -> None:
-    """Until the load balancer sends to the replica again (its health check saw it ready)."""
+async def wait_rotation(soak: Soak, replica: Replica, state: str, limit: float = 60.0) -> None:
+    """Until the load balancer reports the replica's server `state` ("UP": its health check saw
+    it ready; "DOWN": it is out of rotation)."""
     if soak.haproxy is None or replica.service not in soak.haproxy.backends:
         return
+    server = soak.haproxy.server_name(replica.service, replica.port)
     deadline = time.monotonic() + limit
     while time.monotonic() < deadline:
-        if (await asyncio.to_thread(soak.haproxy.states)).get(replica.name) == "UP":
+        if (await asyncio.to_thread(soak.haproxy.states)).get(server, "").startswith(state):
             return
         await asyncio.sleep(0.1)
-    raise RuntimeError(f"haproxy never put {replica.name} back in rotation")
+    raise RuntimeError(f"haproxy never reported {server} {state}")
 
 
 def rolling(service: str) -> Callable[[Soak], Awaitable[Fault]]:
+    """As a Deployment's rolling update with maxSurge 1, maxUnavailable 0: for each replica, a
+    new process on the spare port, in rotation before the old one gets SIGTERM and drains."""
+
     async def restart(soak: Soak) -> Fault:
         fault = Fault(f"rolling restart of {service}", time.monotonic(), rolling=True)
         for replica in soak.fleet.replicas[service]:
             began = time.monotonic()
-            code = await soak.fleet.stop(replica, signal.SIGTERM)
-            drained = time.monotonic() - began
+            old = replica.process
+            old_port, replica.port = replica.port, soak.spare_ports[service]
             await soak.fleet.start(replica)
-            await wait_in_rotation(soak, replica)
+            await wait_rotation(soak, replica, "UP")
+            ready = time.monotonic() - began
+            signalled = time.monotonic()
+            code = await soak.fleet.terminate(replica, old)
+            drained = time.monotonic() - signalled
+            soak.spare_ports[service] = old_port
             fault.notes.append(
-                f"{replica.name}: SIGTERM → exit {code} in {drained:.1f}s, back in rotation "
-                f"{time.monotonic() - began:.1f}s after the signal"
+                f"{replica.name}: new process on :{replica.port} in rotation after {ready:.1f}s; "
+                f"the old one (:{old_port}) SIGTERM → exit {code} in {drained:.1f}s"
             )
         fault.restored = time.monotonic()
         return fault
@@ -313,9 +325,13 @@ async def run_platform(
         "GATEWAY_LOGIN_IP_RATE_LIMIT": "100000/minute",
     }
     if args.replicas > 1:
+        spare = {service: free_port() for service in fleet.replicas}
         haproxy = HAProxy(
             workdir,
-            {s: [r.port for r in fleet.replicas[s]] for s in ("gateway", "auth", "users")},
+            {
+                s: [*(r.port for r in fleet.replicas[s]), spare[s]]
+                for s in ("gateway", "auth", "users")
+            },
         )
         front.update(haproxy.ports)
         extra["GATEWAY_TRUSTED_PROXIES"] = "127.0.0.1/32"  # HAProxy's X-Forwarded-For
@@ -331,6 +347,8 @@ async def run_platform(
     await tap.start()
     traffic = Traffic(f"http://127.0.0.1:{front['gateway']}", args.sources, sink.mail)
     soak = Soak(args, workdir, redis, fleet, traffic, sink, tap, haproxy)
+    if args.replicas > 1:
+        soak.spare_ports = spare
     try:
         if haproxy is not None:
             haproxy.start()
@@ -338,7 +356,8 @@ async def run_platform(
             await asyncio.gather(*(fleet.start(r) for r in fleet.replicas[service]))
         if haproxy is not None:
             for replica in fleet.all():
-                await wait_in_rotation(soak, replica)
+                await wait_rotation(soak, replica, "UP")
+            await asyncio.sleep(4)  # the spare slots' checks fail: out of rotation
         await measure(soak)
     finally:
         await traffic.aclose()

@@ -165,7 +165,11 @@ class Traffic:
                 base_url=base_url,
                 timeout=timeout,
                 transport=httpx.AsyncHTTPTransport(local_address=f"127.0.1.{index + 1}"),
-                limits=httpx.Limits(max_connections=32, max_keepalive_connections=8),
+                # Idle connections dropped before uvicorn's 5 s keep-alive timeout: a request
+                # sent just as the server closes one would fail for the harness's own reasons.
+                limits=httpx.Limits(
+                    max_connections=32, max_keepalive_connections=8, keepalive_expiry=2.0
+                ),
             )
             for index in range(sources)
         ]
