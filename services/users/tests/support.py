@@ -3,6 +3,7 @@ tokens, an in-process broker, the outbox rows read back from the database)."""
 
 from __future__ import annotations
 
+import time
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
@@ -62,13 +63,32 @@ class UsersHarness:
         return created
 
     def bearer(
-        self, user: dict[str, Any], *, scope: str = "", roles: tuple[str, ...] = ("user",)
+        self,
+        user: dict[str, Any],
+        *,
+        scope: str = "",
+        roles: tuple[str, ...] = ("user",),
+        logged_in_ago: int | None = 0,
+        amr: tuple[str, ...] = ("pwd",),
     ) -> dict[str, str]:
-        token = self.tokens.access_token(str(user["id"]), scope=scope, roles=roles)
+        """A user token as auth issues it: by default from a password login just now; with
+        `logged_in_ago`, from a session whose login was that many seconds ago (None: a token
+        with no `auth_time` at all)."""
+        claims: dict[str, Any] = {"amr": list(amr)}
+        if logged_in_ago is not None:
+            claims["auth_time"] = int(time.time()) - logged_in_ago
+        token = self.tokens.access_token(str(user["id"]), scope=scope, roles=roles, **claims)
         return {"Authorization": f"Bearer {token}"}
 
-    def admin_bearer(self, user: dict[str, Any]) -> dict[str, str]:
-        return self.bearer(user, scope="users:read users:manage", roles=("admin", "user"))
+    def admin_bearer(
+        self, user: dict[str, Any], *, logged_in_ago: int | None = 0
+    ) -> dict[str, str]:
+        return self.bearer(
+            user,
+            scope="users:read users:manage",
+            roles=("admin", "user"),
+            logged_in_ago=logged_in_ago,
+        )
 
     def service_bearer(self, scope: str) -> dict[str, str]:
         token = self.tokens.access_token("auth", session_id=None, scope=scope, audience="users")

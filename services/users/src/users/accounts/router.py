@@ -10,7 +10,14 @@ from typing import Annotated
 
 from common.db import SessionDep
 from common.errors import Unauthorized, ValidationFailed
-from common.security import CurrentPrincipal, Principal, require_permission
+from common.security import (
+    CurrentPrincipal,
+    Principal,
+    RecentPrincipal,
+    ensure_recent_authentication,
+    require_permission,
+    require_recent_authentication,
+)
 from fastapi import APIRouter, Depends, Query, Request, Response, status
 from fastapi.responses import StreamingResponse
 
@@ -28,7 +35,8 @@ from users.dependencies import MANAGE_PERMISSION, READ_PERMISSION, Hasher, Me, v
 
 router = APIRouter(prefix="/api/v1/users", tags=["users"])
 Reader = Annotated[Principal, Depends(require_permission(READ_PERMISSION))]
-Manager = Annotated[Principal, Depends(require_permission(MANAGE_PERMISSION))]
+# users:manage and a recent login (API.md §9).
+RecentManager = Annotated[Principal, Depends(require_recent_authentication(MANAGE_PERMISSION))]
 
 
 def read(user: object) -> UserRead:
@@ -51,8 +59,13 @@ async def read_me(principal: CurrentPrincipal, session: SessionDep) -> UserRead:
 
 
 @router.patch("/me", response_model=UserRead)
-async def update_me(changes: UserUpdate, me: Me, session: SessionDep) -> UserRead:
-    """Change your own `full_name`, `email` or `username`; nothing else can be set here."""
+async def update_me(
+    changes: UserUpdate, me: Me, principal: CurrentPrincipal, request: Request, session: SessionDep
+) -> UserRead:
+    """Change your own `full_name`, `email` or `username`; nothing else can be set here. An
+    `email` needs a recent login (401 `insufficient_user_authentication` otherwise)."""
+    if "email" in changes.model_fields_set:
+        ensure_recent_authentication(request, principal)
     return read(await service.update_profile(session, me, changes))
 
 
@@ -133,18 +146,19 @@ async def read_user(
 
 @router.put("/{user_id}/roles", response_model=UserRead)
 async def set_roles(
-    user_id: uuid.UUID, update: RolesUpdate, principal: Manager, session: SessionDep
+    user_id: uuid.UUID, update: RolesUpdate, principal: RecentManager, session: SessionDep
 ) -> UserRead:
-    """Replace the user's roles; takes effect at their next refresh."""
+    """Replace the user's roles (needs a recent login); takes effect at their next refresh."""
     user = await visible_user(session, principal, user_id, manage=True)
     return read(await service.set_roles(session, user, update.roles))
 
 
 @router.delete("/{user_id}", status_code=status.HTTP_204_NO_CONTENT)
 async def deactivate_user(
-    user_id: uuid.UUID, principal: CurrentPrincipal, session: SessionDep
+    user_id: uuid.UUID, principal: RecentPrincipal, session: SessionDep
 ) -> Response:
-    """Deactivate yourself, or anyone with `users:manage`: sessions end, login is refused."""
+    """Deactivate yourself, or anyone with `users:manage` (either needs a recent login):
+    sessions end, login is refused."""
     user = await visible_user(session, principal, user_id, manage=True)
     await service.deactivate(session, user)
     return Response(status_code=status.HTTP_204_NO_CONTENT)
