@@ -12,6 +12,7 @@ import redis
 from common.testing import SmtpSink, free_port, fresh_database, redis_url
 
 from .platform import ROOT, SERVICES, Platform, platform_env, throwaway_vhost
+from .support import STEP_UP_MAX_AGE
 
 REDIS_URL = redis_url(3)
 
@@ -55,6 +56,9 @@ async def platform(
                     "GATEWAY_RATE_LIMIT": "1000/second",
                     "GATEWAY_LOGIN_RATE_LIMIT": "50/minute",
                     "GATEWAY_LOGIN_IP_RATE_LIMIT": "1000/minute",  # every test is 127.0.0.1
+                    # Short, so test_step_up can outwait a login; a guarded change (email,
+                    # deactivation, roles) needs a login at most this many seconds old.
+                    "STEP_UP_MAX_AGE": str(STEP_UP_MAX_AGE),
                 },
             )
             running = Platform(env, ports, tmp_path_factory.mktemp("platform"))

@@ -8,6 +8,8 @@ from typing import Any
 import httpx
 
 PASSWORD = "correct horse battery staple 42"
+# The platform's STEP_UP_MAX_AGE: short, so a test can outwait a login (test_step_up).
+STEP_UP_MAX_AGE = 10
 
 
 def new_account() -> dict[str, str]:
