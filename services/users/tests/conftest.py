@@ -16,7 +16,7 @@ from sqlalchemy import delete
 from users.main import create_app
 from users.models import OutboxEvent, User
 
-from .support import MIGRATIONS, UsersHarness, users_settings
+from .support import MIGRATIONS, MovableClock, UsersHarness, users_settings
 
 
 @pytest.fixture(scope="session")
@@ -37,10 +37,12 @@ async def users(users_database_url: str, tokens: TokenFactory) -> AsyncIterator[
         await session.execute(delete(OutboxEvent))
         await session.execute(delete(User))
     broker = InProcessBroker()
+    clock = MovableClock()
     app = create_app(
         users_settings(users_database_url),
         broker=broker.client(),
         jwks=JwksCache(tokens.fetcher()),
+        clock=clock,
     )
     async with (
         LifespanManager(app) as manager,
@@ -48,5 +50,5 @@ async def users(users_database_url: str, tokens: TokenFactory) -> AsyncIterator[
             transport=httpx.ASGITransport(app=manager.app), base_url="http://users.test"
         ) as client,
     ):
-        yield UsersHarness(app, client, database, tokens, broker)
+        yield UsersHarness(app, client, database, tokens, broker, clock)
     await database.dispose()

@@ -5,7 +5,8 @@ from __future__ import annotations
 
 import time
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -40,6 +41,19 @@ def users_settings(database_url: str, **overrides: Any) -> UsersSettings:
     return UsersSettings(**values)
 
 
+class MovableClock:
+    """Real time plus an offset the test controls."""
+
+    def __init__(self) -> None:
+        self.offset = timedelta()
+
+    def __call__(self) -> datetime:
+        return datetime.now(UTC) + self.offset
+
+    def advance(self, seconds: float) -> None:
+        self.offset += timedelta(seconds=seconds)
+
+
 @dataclass
 class UsersHarness:
     app: FastAPI
@@ -47,6 +61,7 @@ class UsersHarness:
     database: Database
     tokens: TokenFactory
     broker: InProcessBroker
+    clock: MovableClock = field(default_factory=MovableClock)
 
     async def register(self, **overrides: str) -> dict[str, Any]:
         tag = uuid.uuid4().hex[:10]

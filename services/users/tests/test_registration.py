@@ -13,7 +13,16 @@ from .support import PASSWORD, UsersHarness
 
 async def test_registration_returns_the_user_without_secrets(users: UsersHarness) -> None:
     user = await users.register(email="Ada.Lovelace@Example.org", full_name="  Ada Lovelace ")
-    assert set(user) == {"id", "email", "username", "full_name", "is_active", "roles", "created_at"}
+    assert set(user) == {
+        "id",
+        "email",
+        "username",
+        "full_name",
+        "is_active",
+        "email_verified",
+        "roles",
+        "created_at",
+    }
     assert user["roles"] == ["user"]
     assert user["is_active"] is True
     assert user["full_name"] == "Ada Lovelace"

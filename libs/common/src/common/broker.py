@@ -43,7 +43,11 @@ ACCOUNT_SESSIONS = Subscription(
     "auth.user-sessions",
     ("user.password_changed", "user.deactivated", "user.roles_changed", "user.updated"),
 )
-TOPOLOGY: tuple[Subscription, ...] = (WELCOME_EMAILS, ACCOUNT_SESSIONS)
+# The notifier sends the reset link, and the "your password was changed" notice after a reset.
+RECOVERY_EMAILS = Subscription(
+    "notifier.account-recovery", ("user.password_reset_requested", "user.password_reset")
+)
+TOPOLOGY: tuple[Subscription, ...] = (WELCOME_EMAILS, ACCOUNT_SESSIONS, RECOVERY_EMAILS)
 # The same, as the brokers take it: queue → routing keys.
 CONSUMER_QUEUES: Mapping[str, tuple[str, ...]] = {
     subscription.queue: subscription.routing_keys for subscription in TOPOLOGY

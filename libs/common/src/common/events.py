@@ -23,7 +23,12 @@ EventType = Literal[
     "user.password_changed",
     "user.deactivated",
     "user.roles_changed",
+    "user.password_reset_requested",
+    "user.password_reset",
 ]
+# Events that carry a clear link token (API.md §12): their outbox row is deleted as soon as the
+# broker confirmed it, instead of being kept as sent until the retention prunes it.
+SECRET_EVENT_TYPES: frozenset[str] = frozenset({"user.password_reset_requested"})
 
 
 def utcnow() -> datetime:

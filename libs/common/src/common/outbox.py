@@ -11,7 +11,8 @@ Wake-up: `add_outbox_event` sends `NOTIFY gatehouse_outbox` (delivered at commit
 LISTENs for on PostgreSQL; it still polls, every `listen_poll_interval` while listening (a missed
 notification, rows written without `add_outbox_event`) and every `poll_interval` otherwise (SQLite,
 or the LISTEN connection is down). While the broker is down it backs off (up to `max_backoff`).
-Sent rows older than `retention` are deleted.
+Sent rows older than `retention` are deleted; a row whose event carries a link token
+(`SECRET_EVENT_TYPES`) is deleted at once, in the transaction that would have marked it sent.
 """
 
 from __future__ import annotations
@@ -32,7 +33,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from common.broker import Broker, UnroutableEvent
 from common.db import Database
-from common.events import Envelope, OutboxMixin, utcnow
+from common.events import SECRET_EVENT_TYPES, Envelope, OutboxMixin, utcnow
 from common.logs import describe, request_id_var
 
 logger = logging.getLogger("gatehouse.outbox")
@@ -121,7 +122,7 @@ class OutboxRelay:
         committing what was confirmed) when the broker failed."""
         table = self.model.__table__
         statement = (
-            select(table.c.seq, table.c.payload, table.c.request_id)
+            select(table.c.seq, table.c.event_type, table.c.payload, table.c.request_id)
             .where(table.c.sent_at.is_(None), table.c.attempts < ROW_ATTEMPT_LIMIT)
             .order_by(table.c.seq)
             .limit(self.batch_size)
@@ -145,10 +146,11 @@ class OutboxRelay:
                 *(self._publish(envelope) for envelope in envelopes), return_exceptions=True
             )
             sent: list[int] = []
+            secret: list[int] = []
             refused: list[int] = []
             for row, result in zip(rows, results, strict=True):
                 if result is None:
-                    sent.append(row.seq)
+                    (secret if row.event_type in SECRET_EVENT_TYPES else sent).append(row.seq)
                 elif isinstance(result, UnroutableEvent | ValueError):
                     refused.append(row.seq)
                     logger.error("outbox row %s not published: %s", row.seq, describe(result))
@@ -160,6 +162,8 @@ class OutboxRelay:
                 await session.execute(
                     update(table).where(table.c.seq.in_(sent)).values(sent_at=utcnow())
                 )
+            if secret:  # the clear token is kept no longer than it takes to publish it
+                await session.execute(delete(table).where(table.c.seq.in_(secret)))
             if refused:
                 await session.execute(
                     update(table)
@@ -168,7 +172,7 @@ class OutboxRelay:
                 )
         if broker_error is not None:
             raise broker_error
-        return len(sent)
+        return len(sent) + len(secret)
 
     async def _publish(self, item: tuple[Envelope, str | None] | None) -> None:
         if item is None:

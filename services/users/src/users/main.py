@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from datetime import timedelta
 
 from common.app import create_service_app
 from common.broker import Broker
@@ -16,10 +17,13 @@ from fastapi import FastAPI
 
 from users.accounts.router import router as accounts_router
 from users.bootstrap import bootstrap_admin
+from users.clock import Clock, system_clock
 from users.internal.router import router as internal_router
 from users.models import OutboxEvent
 from users.passwords.hashing import PasswordHasher
 from users.passwords.policy import common_passwords
+from users.recovery.router import router as recovery_router
+from users.recovery.service import ResetLinks
 from users.settings import UsersSettings
 
 logger = logging.getLogger("gatehouse.users")
@@ -33,8 +37,10 @@ def create_app(
     embedded: Embedded | None = None,
     broker: Broker | None = None,
     jwks: JwksCache | None = None,
+    clock: Clock | None = None,
 ) -> FastAPI:
-    """`broker` and `jwks` replace the AMQP_URL broker and auth's JWKS (tests)."""
+    """`broker`, `jwks` and `clock` replace the AMQP_URL broker, auth's JWKS and the system
+    clock (tests)."""
     settings = settings or UsersSettings()
 
     @asynccontextmanager
@@ -58,6 +64,11 @@ def create_app(
         state = app.state
         state.db = database
         state.hasher = hasher
+        state.clock = clock or system_clock
+        reset_links = ResetLinks(
+            database, state.clock, timedelta(seconds=settings.password_reset_ttl_seconds)
+        )
+        state.reset_links = reset_links
         state.token_verifier = TokenVerifier(
             keys,
             issuer=settings.issuer,
@@ -79,6 +90,7 @@ def create_app(
             await relay.start()
             yield
         finally:
+            await reset_links.drain()
             await relay.stop()
             await events.close()
             await database.dispose()
@@ -88,6 +100,6 @@ def create_app(
         SERVICE_NAME,
         settings,
         lifespan=lifespan,
-        routers=[accounts_router, internal_router],
+        routers=[recovery_router, accounts_router, internal_router],
         description="Accounts, profiles and role-based access control.",
     )

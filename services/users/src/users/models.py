@@ -66,6 +66,9 @@ class User(Base):
     # When the password last changed (None: never since registration). auth refuses a refresh of
     # any session opened before it, whether or not the password-changed event has reached it.
     credentials_changed_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    # The owner showed they read mail at this address (a password reset link used; verification
+    # links later). False for every account until then.
+    email_verified: Mapped[bool] = mapped_column(Boolean, default=False)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(
         DateTime(timezone=True), default=utcnow, onupdate=utcnow
@@ -79,6 +82,20 @@ class User(Base):
     @property
     def permission_names(self) -> list[str]:
         return sorted({p.name for role in self.roles for p in role.permissions})
+
+
+class PasswordResetToken(Base):
+    """An open reset link (API.md §8): only the SHA-256 of its token is kept. Rows are deleted
+    when used, when a newer link is issued for the account, and when the password is reset."""
+
+    __tablename__ = "password_reset_tokens"
+
+    token_hash: Mapped[str] = mapped_column(String(64), primary_key=True)
+    user_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("users.id", ondelete="CASCADE"), index=True
+    )
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    expires_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
 
 
 class OutboxEvent(OutboxMixin, Base):

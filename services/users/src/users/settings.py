@@ -27,6 +27,8 @@ class UsersSettings(ServiceSettings):
     bcrypt_queue_timeout: float = Field(default=2.0, gt=0, le=30)
     # Verified access tokens remembered until expiry (0: verify every time).
     verified_token_cache: int = Field(default=10_000, ge=0)
+    # How long a password reset link lives (API.md §8: 30 minutes).
+    password_reset_ttl_seconds: int = Field(default=1800, ge=60, le=86_400)
     bootstrap_admin_email: str | None = None
     bootstrap_admin_username: str | None = None
     bootstrap_admin_password: SecretStr | None = None

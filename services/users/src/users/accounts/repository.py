@@ -40,6 +40,7 @@ async def profile(session: AsyncSession, user_id: uuid.UUID) -> dict[str, Any] |
             User.username,
             User.full_name,
             User.is_active,
+            User.email_verified,
             User.created_at,
             user_roles.c.role_name,
         )
@@ -57,6 +58,7 @@ async def profile(session: AsyncSession, user_id: uuid.UUID) -> dict[str, Any] |
         "username": first.username,
         "full_name": first.full_name,
         "is_active": first.is_active,
+        "email_verified": first.email_verified,
         "created_at": as_utc(first.created_at),
         "roles": [row.role_name for row in rows if row.role_name is not None],
     }

@@ -127,6 +127,7 @@ class UserRead(BaseModel):
     username: str
     full_name: str
     is_active: bool
+    email_verified: bool
     roles: list[str] = Field(validation_alias="role_names")
     created_at: Annotated[datetime, AfterValidator(as_utc)]
 

@@ -119,6 +119,13 @@ async def change_password(
         raise ValidationFailed(
             [{"field": "current_password", "message": "is not the current password"}]
         )
+    await set_password(session, hasher, user, new)
+
+
+async def set_password(session: AsyncSession, hasher: PasswordHasher, user: User, new: str) -> None:
+    """What every password change does, whoever asked (the owner, or a reset link): the new hash,
+    `credentials_changed_at` (auth refuses refreshes of sessions opened before it) and the event on
+    which auth ends every session of the user."""
     user.password_hash = await hasher.hash(new, kind="account")
     # One instant for the column auth checks at refresh and for the event: both end the sessions
     # opened before it, whichever reaches auth first.

@@ -1,0 +1,65 @@
+"""Forgot / reset password (API.md §8): public routes, no bearer token."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from common.db import SessionDep
+from fastapi import APIRouter, Depends, Request, Response, status
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel
+from starlette.background import BackgroundTask
+
+from users.clock import Clock
+from users.dependencies import Hasher
+from users.recovery import service
+from users.recovery.schemas import ForgotPassword, ResetPassword
+
+router = APIRouter(prefix="/api/v1/users/password", tags=["password recovery"])
+
+SENT = "If an active account has this address, a link to choose a new password is on its way."
+
+
+class Accepted(BaseModel):
+    detail: str
+
+
+def get_links(request: Request) -> service.ResetLinks:
+    links: service.ResetLinks = request.app.state.reset_links
+    return links
+
+
+def get_clock(request: Request) -> Clock:
+    clock: Clock = request.app.state.clock
+    return clock
+
+
+async def request_link(links: service.ResetLinks, email: str) -> None:
+    """Run after the answer is sent (a coroutine, so on the event loop, not a thread)."""
+    links.request(email)
+
+
+@router.post("/forgot", status_code=status.HTTP_202_ACCEPTED, response_model=Accepted)
+async def forgot_password(
+    body: ForgotPassword, links: Annotated[service.ResetLinks, Depends(get_links)]
+) -> Response:
+    """Email a reset link to the address, if an active account has it. The answer is the same,
+    and comes as fast, either way: the account is looked up once it has been sent."""
+    return JSONResponse(
+        Accepted(detail=SENT).model_dump(),
+        status_code=status.HTTP_202_ACCEPTED,
+        background=BackgroundTask(request_link, links, body.email),
+    )
+
+
+@router.post("/reset", status_code=status.HTTP_204_NO_CONTENT)
+async def reset_password(
+    body: ResetPassword,
+    session: SessionDep,
+    hasher: Hasher,
+    clock: Annotated[Clock, Depends(get_clock)],
+) -> Response:
+    """Choose a new password with the token of a reset link: the link is used up, every other
+    open link dies, every session of the account ends and the address counts as verified."""
+    await service.reset_password(session, hasher, clock, body.token, body.new_password)
+    return Response(status_code=status.HTTP_204_NO_CONTENT)
