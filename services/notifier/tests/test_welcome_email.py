@@ -18,7 +18,7 @@ from common.inprocess_broker import InProcessBroker
 from common.testing import SmtpSink, free_port
 from fastapi import FastAPI
 from notifier.deliveries.models import Delivery, DeliveryStatus
-from notifier.deliveries.service import WelcomeEmailService
+from notifier.deliveries.service import AccountEmailService
 from notifier.mail.transports import SmtpTransport
 from notifier.main import create_app
 from notifier.settings import NotifierSettings
@@ -273,7 +273,7 @@ async def test_redelivery_after_a_crash_mid_send_is_not_resent(
             )
         )
     transport = SmtpTransport("127.0.0.1", smtp.port)
-    service = WelcomeEmailService(database.sessionmaker, transport, "Gatehouse <a@b.c>")
+    service = AccountEmailService(database.sessionmaker, transport, "Gatehouse <a@b.c>")
 
     await service.handle(event)
 
@@ -287,7 +287,7 @@ async def test_redelivery_after_a_crash_mid_send_is_not_resent(
 async def test_failed_delivery_is_sent_on_redelivery(database: Database, smtp: SmtpSink) -> None:
     event = registration()
     transport = SmtpTransport("127.0.0.1", smtp.port)
-    service = WelcomeEmailService(database.sessionmaker, transport, "Gatehouse <a@b.c>")
+    service = AccountEmailService(database.sessionmaker, transport, "Gatehouse <a@b.c>")
     smtp.handler.refusals = 1
     with pytest.raises(Exception, match="451"):
         await service.handle(event)
@@ -307,7 +307,7 @@ async def test_failed_delivery_is_sent_on_redelivery(database: Database, smtp: S
 
 async def test_unreachable_smtp_server_is_a_retryable_failure(database: Database) -> None:
     transport = SmtpTransport("127.0.0.1", free_port(), timeout=1)
-    service = WelcomeEmailService(database.sessionmaker, transport, "Gatehouse <a@b.c>")
+    service = AccountEmailService(database.sessionmaker, transport, "Gatehouse <a@b.c>")
     with pytest.raises(Exception, match="SMTP unavailable") as raised:
         await service.handle(registration())
     assert not isinstance(raised.value, PermanentFailure)
@@ -327,7 +327,7 @@ async def test_the_topology_binds_exactly_the_event_the_notifier_handles(
 
 async def test_other_event_types_are_ignored(database: Database, smtp: SmtpSink) -> None:
     transport = SmtpTransport("127.0.0.1", smtp.port)
-    service = WelcomeEmailService(database.sessionmaker, transport, "Gatehouse <a@b.c>")
+    service = AccountEmailService(database.sessionmaker, transport, "Gatehouse <a@b.c>")
     await service.handle(Envelope(type="user.updated", data={"user_id": str(uuid.uuid4())}))
     assert smtp.handler.messages == []
 

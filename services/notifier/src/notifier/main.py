@@ -1,5 +1,6 @@
-"""The notifier: consumes `user.registered` and sends the welcome email. HTTP is ops only:
-`/health`, `/ready` (database, broker, SMTP when configured) and `/metrics`."""
+"""The notifier: consumes account events and sends their emails (welcome, reset link, password
+changed). HTTP is ops only: `/health`, `/ready` (database, broker, SMTP when configured) and
+`/metrics`."""
 
 from __future__ import annotations
 
@@ -7,12 +8,12 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from common.app import create_service_app
-from common.broker import WELCOME_EMAILS, Broker, subscribe
+from common.broker import RECOVERY_EMAILS, WELCOME_EMAILS, Broker, subscribe
 from common.db import Database
 from common.embedded import Embedded, make_broker
 from fastapi import FastAPI
 
-from notifier.deliveries.service import WelcomeEmailService
+from notifier.deliveries.service import AccountEmailService
 from notifier.mail.transports import EmlFileTransport, MailTransport, SmtpTransport
 from notifier.settings import NotifierSettings
 
@@ -51,7 +52,9 @@ def create_app(
             prefetch=settings.notifier_concurrency,
         )
         mail = transport or make_transport(settings)
-        welcome = WelcomeEmailService(database.sessionmaker, mail, settings.smtp_from)
+        emails = AccountEmailService(
+            database.sessionmaker, mail, settings.smtp_from, settings.account_link_base
+        )
         app.state.db = database
         app.state.broker = events
         app.state.mail_transport = mail
@@ -61,7 +64,8 @@ def create_app(
         app.state.readiness_checks = checks
         try:
             await events.start()
-            await subscribe(events, WELCOME_EMAILS, welcome.handle)
+            await subscribe(events, WELCOME_EMAILS, emails.handle)
+            await subscribe(events, RECOVERY_EMAILS, emails.handle)
             yield
         finally:
             await events.close()
@@ -72,5 +76,5 @@ def create_app(
         "notifier",
         settings,
         lifespan=lifespan,
-        description="Sends the platform's emails (welcome email on registration).",
+        description="Sends the platform's emails (welcome, password reset link, password changed).",
     )

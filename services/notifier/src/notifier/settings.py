@@ -21,10 +21,17 @@ class NotifierSettings(ServiceSettings):
     # Persistent SMTP connections kept open and reused between emails.
     smtp_pool_size: int = Field(default=8, ge=1, le=64)
     mail_dir: Path = Field(default_factory=lambda: var_dir() / "mail")
+    # Where the links in emails lead (API.md §12): `{ACCOUNT_URL}/reset-password?token=...`.
+    # Unset: `{ISSUER}/account`, the pages Gatehouse serves itself.
+    account_url: str | None = None
     # Messages handled at once (RabbitMQ prefetch). Their delivery records are written in shared
     # transactions (group commit), so more in flight means bigger batches: 64 measured ~1.2x the
     # events/s of 32 in `make bench`.
     notifier_concurrency: int = Field(default=64, ge=1, le=1000)
+
+    @property
+    def account_link_base(self) -> str:
+        return (self.account_url or f"{self.issuer.rstrip('/')}/account").rstrip("/")
 
     def secrets(self) -> dict[str, SecretStr | None]:
         secrets = super().secrets()

@@ -1,4 +1,4 @@
-"""The welcome email flow, idempotent on the event id.
+"""The account emails (welcome, password reset link, password changed), idempotent on the event id.
 
 Crash safety (at most once): the delivery record is committed as "sending" *before* the SMTP
 send, and marked "sent" after it. A redelivery that finds "sent" does nothing; one that finds
@@ -20,7 +20,9 @@ before the broker acks the message).
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+import uuid
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 
 from common.broker import PermanentFailure
 from common.events import Envelope
@@ -31,57 +33,116 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from notifier.deliveries.batching import GroupCommit
 from notifier.deliveries.models import DeliveryStatus
 from notifier.deliveries.repository import Claim, DeliveryRepository, Outcome
-from notifier.mail.messages import MailSender, welcome_email
-from notifier.mail.schemas import UserRegistered
+from notifier.mail.messages import (
+    MailSender,
+    OutgoingEmail,
+    password_changed_email,
+    password_reset_email,
+    welcome_email,
+)
+from notifier.mail.schemas import PasswordReset, PasswordResetRequested, UserRegistered
 from notifier.mail.transports import MailTransport
 from notifier.metrics import EMAILS_FAILED, EMAILS_SENT
 
 logger = logging.getLogger("gatehouse.notifier")
 WELCOME = "welcome"
+PASSWORD_RESET = "password_reset"
+PASSWORD_CHANGED = "password_changed"
 # Under load, how long a batch of delivery records waits for more (see GroupCommit): 5 ms twice
 # per email is small beside SMTP and the broker, and lets one transaction carry tens of records.
 BATCH_LINGER_SECONDS = 0.005
 
 
-class WelcomeEmailService:
+@dataclass(frozen=True, slots=True)
+class Prepared:
+    """An event's email: its kind (the metric label), recipient and how to compose it."""
+
+    event_id: uuid.UUID
+    kind: str
+    recipient: str
+    compose: Callable[[], OutgoingEmail]
+
+
+def invalid(event_type: str, exc: ValidationError) -> PermanentFailure:
+    """Which fields were wrong and how, never their values (a reset event carries a token)."""
+    fields = ", ".join(
+        f"{'.'.join(str(part) for part in error['loc'])}: {error['type']}" for error in exc.errors()
+    )
+    return PermanentFailure(f"invalid {event_type} data ({fields})")
+
+
+class AccountEmailService:
     def __init__(
         self,
         sessionmaker: async_sessionmaker[AsyncSession],
         transport: MailTransport,
         sender: str,
+        account_url: str = "http://127.0.0.1:8000/account",
     ) -> None:
         self.sessionmaker = sessionmaker
         self.transport = transport
         self.sender = MailSender.parse(sender)
+        self.account_url = account_url.rstrip("/")
         self._claims = GroupCommit(self._claim_many, linger=BATCH_LINGER_SECONDS)
         self._outcomes = GroupCommit(self._record_outcomes, linger=BATCH_LINGER_SECONDS)
+        self._prepare: dict[str, Callable[[Envelope], Prepared]] = {
+            "user.registered": self._welcome,
+            "user.password_reset_requested": self._reset_link,
+            "user.password_reset": self._password_changed,
+        }
+
+    def _welcome(self, envelope: Envelope) -> Prepared:
+        event = UserRegistered.model_validate({**envelope.data, "event_id": envelope.id})
+        return Prepared(
+            event.event_id, WELCOME, event.email, lambda: welcome_email(event, self.sender)
+        )
+
+    def _reset_link(self, envelope: Envelope) -> Prepared:
+        event = PasswordResetRequested.model_validate({**envelope.data, "event_id": envelope.id})
+        return Prepared(
+            event.event_id,
+            PASSWORD_RESET,
+            event.email,
+            lambda: password_reset_email(event, self.sender, self.account_url),
+        )
+
+    def _password_changed(self, envelope: Envelope) -> Prepared:
+        event = PasswordReset.model_validate({**envelope.data, "event_id": envelope.id})
+        return Prepared(
+            event.event_id,
+            PASSWORD_CHANGED,
+            event.email,
+            lambda: password_changed_email(event, self.sender),
+        )
 
     async def handle(self, envelope: Envelope) -> None:
-        """Broker handler for `user.registered`."""
-        if envelope.type != "user.registered":
+        """Broker handler for the event types in `_prepare` (others are ignored)."""
+        prepare = self._prepare.get(envelope.type)
+        if prepare is None:
             return
         try:
-            event = UserRegistered.model_validate({**envelope.data, "event_id": envelope.id})
+            prepared = prepare(envelope)
         except ValidationError as exc:
-            raise PermanentFailure(f"invalid user.registered data: {describe(exc)}") from exc
-        claimed = await self._claims.submit(Claim(event.event_id, WELCOME, event.email))
+            raise invalid(envelope.type, exc) from exc
+        kind = prepared.kind
+        claimed = await self._claims.submit(Claim(prepared.event_id, kind, prepared.recipient))
         if claimed is None:  # a record exists: a redelivery
-            claimed = await self._claim_existing(event)
+            claimed = await self._claim_existing(prepared.event_id)
         if not claimed:
             return
-        email = welcome_email(event, self.sender)
+        email = prepared.compose()
         try:
             await self.transport.send(email)
         except PermanentFailure as exc:
-            EMAILS_FAILED.labels(WELCOME, "permanent").inc()
-            await self._finish(event, DeliveryStatus.REJECTED, describe(exc))
+            EMAILS_FAILED.labels(kind, "permanent").inc()
+            await self._finish(prepared.event_id, DeliveryStatus.REJECTED, describe(exc))
             raise
         except Exception as exc:
-            EMAILS_FAILED.labels(WELCOME, "retryable").inc()
-            await self._finish(event, DeliveryStatus.FAILED, describe(exc))
+            EMAILS_FAILED.labels(kind, "retryable").inc()
+            await self._finish(prepared.event_id, DeliveryStatus.FAILED, describe(exc))
             raise
-        await self._finish(event, DeliveryStatus.SENT)
-        EMAILS_SENT.labels(WELCOME).inc()
+        await self._finish(prepared.event_id, DeliveryStatus.SENT)
+        EMAILS_SENT.labels(kind).inc()
 
     async def _claim_many(self, claims: Sequence[Claim]) -> list[bool | None]:
         """Commit "sending" records: True for each claimed, None where a record already
@@ -98,11 +159,11 @@ class WelcomeEmailService:
                 results.append(False if claim.event_id in inserted else None)
         return results
 
-    async def _claim_existing(self, event: UserRegistered) -> bool:
+    async def _claim_existing(self, event_id: uuid.UUID) -> bool:
         """The event has a record: True when it should be (re)sent, i.e. the last attempt failed."""
         async with self.sessionmaker() as session, session.begin():
             repository = DeliveryRepository(session)
-            delivery = await repository.get_for_update(event.event_id)
+            delivery = await repository.get_for_update(event_id)
             if delivery is None:  # pragma: no cover - the unique key said it exists
                 raise RuntimeError("delivery record vanished")
             if delivery.status == DeliveryStatus.FAILED:
@@ -113,14 +174,14 @@ class WelcomeEmailService:
                 delivery.status = DeliveryStatus.UNCERTAIN
                 logger.warning(
                     "event %s redelivered while its email was being sent; not resending",
-                    event.event_id,
+                    event_id,
                 )
             return False
 
     async def _finish(
-        self, event: UserRegistered, status: DeliveryStatus, error: str | None = None
+        self, event_id: uuid.UUID, status: DeliveryStatus, error: str | None = None
     ) -> None:
-        await self._outcomes.submit(Outcome(event.event_id, status, error))
+        await self._outcomes.submit(Outcome(event_id, status, error))
 
     async def _record_outcomes(self, outcomes: Sequence[Outcome]) -> list[None]:
         async with self.sessionmaker() as session, session.begin():

@@ -20,10 +20,11 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from email.header import Header
 from email.utils import format_datetime, formataddr, parseaddr
+from urllib.parse import urlencode
 
 from jinja2 import Environment, PackageLoader, StrictUndefined, select_autoescape
 
-from notifier.mail.schemas import UserRegistered
+from notifier.mail.schemas import PasswordReset, PasswordResetRequested, UserRegistered
 
 _templates = Environment(
     loader=PackageLoader("notifier.mail", "templates"),
@@ -35,7 +36,13 @@ _templates = Environment(
 )
 _WELCOME_TEXT = _templates.get_template("welcome.txt.j2")
 _WELCOME_HTML = _templates.get_template("welcome.html.j2")
+_RESET_TEXT = _templates.get_template("password_reset.txt.j2")
+_RESET_HTML = _templates.get_template("password_reset.html.j2")
+_CHANGED_TEXT = _templates.get_template("password_changed.txt.j2")
+_CHANGED_HTML = _templates.get_template("password_changed.html.j2")
 WELCOME_SUBJECT = "Welcome to Gatehouse"
+RESET_SUBJECT = "Reset your Gatehouse password"
+CHANGED_SUBJECT = "Your Gatehouse password was changed"
 MESSAGE_ID_DOMAIN = "gatehouse.local"
 
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]+")
@@ -156,4 +163,44 @@ def welcome_email(event: UserRegistered, sender: MailSender) -> OutgoingEmail:
         subject=WELCOME_SUBJECT,
         text=_WELCOME_TEXT.render(context),
         html=_WELCOME_HTML.render(context),
+    )
+
+
+def reset_link(account_url: str, token: str) -> str:
+    return f"{account_url}/reset-password?{urlencode({'token': token})}"
+
+
+def password_reset_email(
+    event: PasswordResetRequested, sender: MailSender, account_url: str
+) -> OutgoingEmail:
+    """The reset link. The token appears in it and nowhere else in the message."""
+    context = {
+        "full_name": event.full_name,
+        "username": event.username,
+        "link": reset_link(account_url, event.token),
+        "minutes": 30,
+    }
+    return compose(
+        event_id=event.event_id,
+        kind="password_reset",
+        sender=sender,
+        recipient_name=event.full_name,
+        recipient=event.email,
+        subject=RESET_SUBJECT,
+        text=_RESET_TEXT.render(context),
+        html=_RESET_HTML.render(context),
+    )
+
+
+def password_changed_email(event: PasswordReset, sender: MailSender) -> OutgoingEmail:
+    context = {"full_name": event.full_name, "username": event.username}
+    return compose(
+        event_id=event.event_id,
+        kind="password_changed",
+        sender=sender,
+        recipient_name=event.full_name,
+        recipient=event.email,
+        subject=CHANGED_SUBJECT,
+        text=_CHANGED_TEXT.render(context),
+        html=_CHANGED_HTML.render(context),
     )

@@ -3,12 +3,39 @@
 from __future__ import annotations
 
 import uuid
+from datetime import datetime
 
 from pydantic import BaseModel, ConfigDict, EmailStr, Field
 
 
 class UserRegistered(BaseModel):
     """`user.registered` data (API.md §6), plus the id of the envelope that carried it."""
+
+    model_config = ConfigDict(extra="ignore", frozen=True)
+
+    event_id: uuid.UUID
+    user_id: uuid.UUID
+    email: EmailStr
+    username: str = Field(min_length=1, max_length=50)
+    full_name: str = Field(min_length=1, max_length=100)
+
+
+class PasswordResetRequested(BaseModel):
+    """`user.password_reset_requested` data (API.md §12): the link's clear token included."""
+
+    model_config = ConfigDict(extra="ignore", frozen=True)
+
+    event_id: uuid.UUID
+    user_id: uuid.UUID
+    email: EmailStr
+    username: str = Field(min_length=1, max_length=50)
+    full_name: str = Field(min_length=1, max_length=100)
+    token: str = Field(pattern=r"^[A-Za-z0-9_-]{43}$")
+    expires_at: datetime
+
+
+class PasswordReset(BaseModel):
+    """`user.password_reset` data: the notice goes to the account's address."""
 
     model_config = ConfigDict(extra="ignore", frozen=True)
 
