@@ -192,6 +192,8 @@ def rss_section(readings: list[tuple[float, str, int, float]], origin: float) ->
         slope = least_squares_slope(points[1:] if len(points) >= 3 else points)
         values = " ".join(f"{mb:.0f}" for _, mb in points)
         shown = f"{slope:+.2f}" if slope is not None else "n/a (1 reading)"
+        if len(points) == 2 and slope is not None:
+            shown += " (2 readings, the warm-up one included)"
         lines.append(f"{label:14} {pids[label]:6d} {len(points):7d}  {values:40}  {shown}")
     return lines
 
