@@ -446,7 +446,8 @@ def render(
     ]
     lines.append(
         "optional kinds offered by this build: "
-        + (", ".join(traffic.offered.values()) or "none (no password reset yet)")
+        + (", ".join(traffic.offered.values()) or "none")
+        + "".join(f"; not offered: {why}" for why in traffic.not_offered.values())
     )
     if traffic.lost_links:
         problems.append(f"{traffic.lost_links} reset links never arrived")

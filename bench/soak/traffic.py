@@ -159,6 +159,7 @@ class Traffic:
         self.mail = mail
         # Kinds of traffic this build offers beyond the first ones (found out by `discover`).
         self.offered: dict[str, str] = {}
+        self.not_offered: dict[str, str] = {}
         # One client per loopback source address, so the per-IP limits see many clients.
         self.clients = [
             httpx.AsyncClient(
@@ -518,6 +519,9 @@ async def discover(traffic: Traffic) -> None:
     )
     if response is not None and response.status_code == 202:
         traffic.offered["reset"] = "password reset (forgot → emailed link → reset)"
+    else:
+        answer = "no answer" if response is None else str(response.status_code)
+        traffic.not_offered["reset"] = f"password reset: POST {FORGOT} answered {answer}"
 
 
 async def _guarded(traffic: Traffic, name: str) -> None:
