@@ -52,10 +52,6 @@ class Principal:
     def can(self, permission: str) -> bool:
         return permission in self.scopes
 
-    @property
-    def has_second_factor(self) -> bool:
-        return not SECOND_FACTORS.isdisjoint(self.amr)
-
 
 def bearer_token(request: Request) -> str | None:
     header = request.headers.get("authorization")
