@@ -81,6 +81,7 @@ async def admit(exchange: Exchange) -> Admitted:
         claims.subject if claims else None,
         claims.issued_at if claims else 0,
         login_address=login_address,
+        recovery=route.counted is Counted.RECOVERY,
     )
     judge(exchange, verdict)
     return Admitted(raw_path, client_ip, address, body, length)

@@ -37,7 +37,8 @@ FALLBACK_TEXT = {
 }
 LOG_EVERY_SECONDS = 10.0
 
-# KEYS: general counter, login counter (IP + account), login counter (IP), session marker,
+# KEYS: general counter, account counter (IP + account: the login or the recovery limit's),
+#       login counter (IP), session marker,
 #       user marker, the revocation epoch (common.revocation.EPOCH_KEY).
 # ARGV: general window, login window, login-IP window, count the account (0/1), count the IP
 #       (0/1), check revocation (0/1).
@@ -115,11 +116,13 @@ class Guard:
         login: Limit,
         pipe: PipelinedRedis | None = None,
         login_ip: Limit | None = None,
+        recovery: Limit | None = None,
     ) -> None:
         self.script = RedisScript(SCRIPT, redis, pipe)
         self.general = general
         self.login = login
         self.login_ip = login_ip or Limit("login_ip", 30, 60)
+        self.recovery = recovery or Limit("recovery", 5, 3600)
         self.local = LocalLimiter()
         self._fallback_logged: dict[str, float] = {}
 
@@ -132,16 +135,19 @@ class Guard:
         issued_at: int,
         now: float | None = None,
         login_address: str | None = None,
+        recovery: bool = False,
     ) -> Verdict:
-        """`login_key` (client IP + account) counts the request under the login limit,
-        `login_address` (the client IP) under the per-IP login limit."""
+        """`login_key` (client IP + account) counts the request under the login limit (the
+        recovery limit when `recovery`), `login_address` (the client IP) under the per-IP login
+        limit."""
         now = time.time() if now is None else now
         general_key = f"rl:{client_key}:{int(now // self.general.window)}"
         by_account = login_key is not None
         by_address = login_address is not None
         # Counters the script does not touch are named "-" (no formatting on most requests).
+        account = self.recovery if recovery else self.login
         login_counter = (
-            f"rl:login:{login_key}:{int(now // self.login.window)}" if by_account else "-"
+            f"rl:{account.name}:{login_key}:{int(now // account.window)}" if by_account else "-"
         )
         address_counter = (
             f"rl:login_ip:{login_address}:{int(now // self.login_ip.window)}" if by_address else "-"
@@ -157,7 +163,7 @@ class Guard:
         ]
         args = [
             self.general.window,
-            self.login.window,
+            account.window,
             self.login_ip.window,
             1 if by_account else 0,
             1 if by_address else 0,
@@ -183,8 +189,8 @@ class Guard:
             return Verdict(unavailable=True)
         if revoked or (not_before >= 0 and issued_at < not_before):
             return Verdict(revoked=True)
-        if by_account and login > self.login.limit:
-            return self._limited(self.login, now)
+        if by_account and login > account.limit:
+            return self._limited(account, now)
         if by_address and login_ip > self.login_ip.limit:
             return self._limited(self.login_ip, now)
         if general > self.general.limit:

@@ -1,16 +1,19 @@
-"""What the login limits count (API.md §11): the account a request tries, read exactly as the
-service behind will read it, or a refusal.
+"""What the login and recovery limits count (API.md §11): the account a request tries, read
+exactly as the service behind will read it, or a refusal.
 
 The login form and the token endpoint's form go through `common.forms.parse_form`, the reader
 auth's login route uses too; the name is `common.identity.canonical_name`, the form users matches
 accounts by. A body the reader refuses is refused here (4xx) and never forwarded: what auth
-would read differently from the gateway cannot reach it.
+would read differently from the gateway cannot reach it. The reset link request's JSON body is
+read strictly (`recovery_address`): one object, each key once, `email` a string.
 """
 
 from __future__ import annotations
 
 import base64
 import binascii
+import json
+from typing import Any
 from urllib.parse import unquote
 
 from common.forms import LOGIN_FORM_BYTES, FormRefused, parse_form
@@ -46,6 +49,8 @@ def login_keys(
         return f"{address}:s:{subject}", address
     if counted is Counted.ADDRESS:
         return None, address
+    if counted is Counted.RECOVERY:
+        return f"{address}:r:{recovery_address(body, content_type)}", None
     try:
         if counted is Counted.FORM:
             form = parse_form(body, content_type)
@@ -82,3 +87,32 @@ def client_id(form: dict[str, str], authorization: bytes | None) -> str:
                 return ""
             return unquote(name)[:MAX_NAME]
     return form.get("client_id", "")[:MAX_NAME]
+
+
+def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    keys = [key for key, _ in pairs]
+    if len(set(keys)) != len(keys):
+        raise ValueError("a key is repeated")
+    return dict(pairs)
+
+
+def _unprocessable(detail: str) -> Refused:
+    return Refused(422, TITLES[422], detail)
+
+
+def recovery_address(body: bytes, content_type: bytes | None) -> str:
+    """The canonical `email` of a reset link request's JSON body (users reads the same body with
+    Pydantic: the last of repeated keys would win there, so a repeated key is refused here)."""
+    media = (content_type or b"").split(b";", 1)[0].strip().lower()
+    if media != b"application/json":
+        raise Refused(415, TITLES[415], "The body must be application/json.")
+    try:
+        document = json.loads(body, object_pairs_hook=_unique_keys)
+    except (ValueError, RecursionError):  # not JSON, not UTF-8, a repeated key, too deep
+        raise _unprocessable("The body must be one JSON object, each key once.") from None
+    if not isinstance(document, dict):
+        raise _unprocessable("The body must be one JSON object, each key once.")
+    email = document.get("email")
+    if not isinstance(email, str):
+        raise _unprocessable("`email` must be a string.")
+    return canonical_name(email)[:MAX_NAME]

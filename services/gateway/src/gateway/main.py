@@ -94,6 +94,7 @@ def create_app(
         general, window = settings.rate
         login, login_window = settings.login_rate
         login_ip, login_ip_window = settings.login_ip_rate
+        recovery, recovery_window = settings.recovery_rate
         app.state.edge = Edge(
             upstreams=pools,
             verifier=verifier,
@@ -103,6 +104,7 @@ def create_app(
                 Limit("login", login, login_window),
                 pipe=pipe,
                 login_ip=Limit("login_ip", login_ip, login_ip_window),
+                recovery=Limit("recovery", recovery, recovery_window),
             ),
             breakers=breakers,
             proxies=TrustedProxies(settings.gateway_trusted_proxies),

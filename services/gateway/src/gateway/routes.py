@@ -26,6 +26,7 @@ class Counted(Enum):
     TOKEN = "token"  # the token endpoint: password grants as FORM, client_credentials by client_id
     SUBJECT = "subject"  # a bearer route that checks a password: client IP + the token's `sub`
     ADDRESS = "address"  # client IP alone (the account is not in the request)
+    RECOVERY = "recovery"  # the recovery limit: client IP + the JSON body's canonical `email`
 
 
 @dataclass(frozen=True, slots=True)
@@ -51,6 +52,11 @@ _EXACT: dict[tuple[str, str], Route] = {
     ("GET", "/.well-known/jwks.json"): Route("auth.jwks", "auth", Access.PUBLIC),
     ("GET", "/.well-known/openid-configuration"): Route("auth.discovery", "auth", Access.PUBLIC),
     ("GET", "/api/v1/users/me"): Route("users.me", "users", Access.BEARER),
+    # Password recovery (API.md §8): public; a reset link request counts under the recovery limit.
+    ("POST", "/api/v1/users/password/forgot"): Route(
+        "users.password_forgot", "users", Access.LOGIN, Counted.RECOVERY
+    ),
+    ("POST", "/api/v1/users/password/reset"): Route("users.password_reset", "users", Access.PUBLIC),
     ("PUT", "/api/v1/users/me/password"): Route(
         "users.password", "users", Access.BEARER, Counted.SUBJECT
     ),

@@ -28,6 +28,8 @@ class GatewaySettings(ServiceSettings):
     gateway_login_rate_limit: str = "5/minute"
     # Per client IP alone on the login routes (API.md §11), beside the IP + account limit.
     gateway_login_ip_rate_limit: str = "30/minute"
+    # Reset link requests per client IP + the submitted address (API.md §11).
+    gateway_recovery_rate_limit: str = "5/hour"
     gateway_trusted_proxies: Annotated[list[str], NoDecode] = Field(default_factory=list)
     max_body_bytes: int = Field(default=1024 * 1024, ge=1024, le=1024**3)
     upstream_connect_timeout: float = Field(default=2.0, gt=0, le=60)
@@ -60,6 +62,7 @@ class GatewaySettings(ServiceSettings):
         parse_rate(self.gateway_rate_limit)
         parse_rate(self.gateway_login_rate_limit)
         parse_rate(self.gateway_login_ip_rate_limit)
+        parse_rate(self.gateway_recovery_rate_limit)
         return self
 
     @property
@@ -73,6 +76,10 @@ class GatewaySettings(ServiceSettings):
     @property
     def login_ip_rate(self) -> tuple[int, int]:
         return parse_rate(self.gateway_login_ip_rate_limit)
+
+    @property
+    def recovery_rate(self) -> tuple[int, int]:
+        return parse_rate(self.gateway_recovery_rate_limit)
 
     def embedded_backends(self) -> list[str]:
         backends = super().embedded_backends()
