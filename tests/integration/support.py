@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import asyncio
+import time
 import uuid
 from typing import Any
 
 import httpx
+import pytest
 
 PASSWORD = "correct horse battery staple 42"
 # The platform's STEP_UP_MAX_AGE: short, so a test can outwait a login (test_step_up).
@@ -42,3 +45,15 @@ async def tokens_for(gateway: httpx.AsyncClient, account: dict[str, str]) -> dic
 
 def bearer(token: str) -> dict[str, str]:
     return {"Authorization": f"Bearer {token}"}
+
+
+async def wait_until_refused(gateway: httpx.AsyncClient, access_token: str) -> float:
+    """Seconds until the gateway refuses `access_token` (at most 5, API.md §2)."""
+    started = time.monotonic()
+    while time.monotonic() - started < 5.0:
+        response = await gateway.get("/api/v1/users/me", headers=bearer(access_token))
+        if response.status_code == 401:
+            return time.monotonic() - started
+        assert response.status_code == 200, response.text
+        await asyncio.sleep(0.1)
+    pytest.fail("the access token was still accepted 5 seconds after its session ended")

@@ -14,19 +14,15 @@ import pytest
 from common.testing import SmtpSink
 
 from .platform import Platform
-from .support import PASSWORD, bearer, login, new_account, register, tokens_for
-
-
-async def wait_until_refused(gateway: httpx.AsyncClient, access_token: str) -> float:
-    """Seconds until the gateway refuses `access_token` (at most 5, API.md §2)."""
-    started = time.monotonic()
-    while time.monotonic() - started < 5.0:
-        response = await gateway.get("/api/v1/users/me", headers=bearer(access_token))
-        if response.status_code == 401:
-            return time.monotonic() - started
-        assert response.status_code == 200, response.text
-        await asyncio.sleep(0.1)
-    pytest.fail("the access token was still accepted 5 seconds after its session ended")
+from .support import (
+    PASSWORD,
+    bearer,
+    login,
+    new_account,
+    register,
+    tokens_for,
+    wait_until_refused,
+)
 
 
 async def test_register_login_me_through_the_gateway(

@@ -1,0 +1,86 @@
+"""Forgot my password, end to end through the gateway: the reset link by email (the SMTP sink),
+the reset, and every session of the account ended (API.md §8)."""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import time
+from email.message import EmailMessage
+
+import httpx
+import pytest
+from common.testing import SmtpSink
+
+from .platform import Platform
+from .support import (
+    PASSWORD,
+    bearer,
+    login,
+    new_account,
+    register,
+    tokens_for,
+    wait_until_refused,
+)
+
+FORGOT = "/api/v1/users/password/forgot"
+RESET = "/api/v1/users/password/reset"
+NEW = "a brand new passphrase 2026"
+
+
+async def reset_email(smtp_sink: SmtpSink, address: str) -> EmailMessage:
+    deadline = time.monotonic() + 15.0
+    while time.monotonic() < deadline:
+        for message in smtp_sink.handler.messages:
+            if address in str(message["To"]) and "Reset" in str(message["Subject"]):
+                return message
+        await asyncio.sleep(0.05)
+    pytest.fail("no reset email within 15 seconds")
+
+
+async def test_forgot_my_password(
+    gateway: httpx.AsyncClient, smtp_sink: SmtpSink, platform: Platform
+) -> None:
+    account = new_account()
+    await register(gateway, account)
+    laptop = await tokens_for(gateway, account)
+    phone = await tokens_for(gateway, account)
+
+    known = await gateway.post(FORGOT, json={"email": account["email"].upper()})
+    unknown = await gateway.post(FORGOT, json={"email": "no.such.account@example.org"})
+    assert known.status_code == unknown.status_code == 202
+    assert known.content == unknown.content
+
+    message = await reset_email(smtp_sink, account["email"])
+    text = message.get_body(("plain",))
+    assert text is not None
+    issuer = platform.env["ISSUER"]
+    link = re.search(
+        re.escape(f"{issuer}/account/reset-password?token=") + r"([A-Za-z0-9_-]{43})",
+        text.get_content(),
+    )
+    assert link is not None, text.get_content()
+    token = link.group(1)
+
+    done = await gateway.post(RESET, json={"token": token, "new_password": NEW})
+    assert done.status_code == 204, done.text
+    await wait_until_refused(gateway, phone["access_token"])
+    await wait_until_refused(gateway, laptop["access_token"])
+    for pair in (laptop, phone):
+        refresh = await gateway.post(
+            "/api/v1/auth/refresh", json={"refresh_token": pair["refresh_token"]}
+        )
+        assert refresh.status_code == 401
+    assert (await login(gateway, account["username"], PASSWORD)).status_code == 401
+    assert (await login(gateway, account["username"], NEW)).status_code == 200
+
+    again = await gateway.post(RESET, json={"token": token, "new_password": "yet another one 99"})
+    assert again.status_code == 400
+    assert again.headers["content-type"].startswith("application/problem+json")
+    me = await tokens_for(gateway, {**account, "password": NEW})
+    profile = await gateway.get("/api/v1/users/me", headers=bearer(me["access_token"]))
+    assert profile.json()["email_verified"] is True
+    # The token shows in no service's log.
+    await asyncio.sleep(0.5)
+    for service in ("gateway", "auth", "users", "notifier"):
+        assert token not in (platform.log_dir / f"{service}.log").read_text(errors="replace")
