@@ -221,6 +221,47 @@ async def test_prune_deletes_only_sent_rows_older_than_the_retention(db: Databas
     assert left == {recent.id, pending.id}
 
 
+def reset_link() -> Envelope:
+    return Envelope(
+        type="user.password_reset_requested",
+        data={"user_id": str(uuid.uuid4()), "token": "a-secret-link-token"},
+    )
+
+
+async def test_a_row_carrying_a_link_token_is_deleted_once_published(db: Database) -> None:
+    received: list[uuid.UUID] = []
+    broker = recording_broker(received)
+    await record_into(broker, received, "test.all")
+    link, other = reset_link(), registered()
+    await write_events(db, [link, other])
+    relay = OutboxRelay(db, RelayOutbox, broker)
+
+    assert await relay.publish_pending() == 2
+
+    await wait_until(lambda: len(received) == 2)
+    await broker.close()
+    async with db.sessionmaker() as session:
+        rows = (await session.scalars(select(RelayOutbox))).all()
+    assert [(row.event_id, row.sent_at is not None) for row in rows] == [(other.id, True)]
+
+
+async def test_prune_deletes_link_tokens_that_could_not_be_published(db: Database) -> None:
+    stale, fresh = reset_link(), reset_link()
+    await write_events(db, [stale, fresh])
+    async with db.sessionmaker() as session, session.begin():
+        await session.execute(
+            update(RelayOutbox)
+            .where(RelayOutbox.event_id == stale.id)
+            .values(created_at=utcnow() - timedelta(hours=2))
+        )
+    relay = OutboxRelay(db, RelayOutbox, InProcessBroker(), secret_retention=timedelta(hours=1))
+
+    assert await relay.prune() == 1
+
+    [left] = await unsent(db)
+    assert left.event_id == fresh.id
+
+
 async def test_pending_gauge_counts_unsent_rows(db: Database) -> None:
     await write_events(db, [registered() for _ in range(4)])
     relay = OutboxRelay(db, RelayOutbox, InProcessBroker())

@@ -12,7 +12,9 @@ LISTENs for on PostgreSQL; it still polls, every `listen_poll_interval` while li
 notification, rows written without `add_outbox_event`) and every `poll_interval` otherwise (SQLite,
 or the LISTEN connection is down). While the broker is down it backs off (up to `max_backoff`).
 Sent rows older than `retention` are deleted; a row whose event carries a link token
-(`SECRET_EVENT_TYPES`) is deleted at once, in the transaction that would have marked it sent.
+(`SECRET_EVENT_TYPES`) is deleted at once, in the transaction that would have marked it sent, and
+one that could not be published within `secret_retention` (set aside, or the broker down that long:
+its link has expired by then) is deleted unsent.
 """
 
 from __future__ import annotations
@@ -72,6 +74,7 @@ class OutboxRelay:
         poll_interval: float = 0.2,
         listen_poll_interval: float = 0.5,
         retention: timedelta = timedelta(days=7),
+        secret_retention: timedelta = timedelta(hours=1),
         prune_interval: float = 300.0,
         max_backoff: float = 30.0,
         listen: bool = True,
@@ -83,6 +86,7 @@ class OutboxRelay:
         self.poll_interval = poll_interval
         self.listen_poll_interval = listen_poll_interval
         self.retention = retention
+        self.secret_retention = secret_retention
         self.prune_interval = prune_interval
         self.max_backoff = max_backoff
         self.is_postgres = database.engine.dialect.name == "postgresql"
@@ -181,14 +185,23 @@ class OutboxRelay:
         await self.broker.publish(envelope, request_id=request_id)
 
     async def prune(self) -> int:
-        """Delete sent rows older than the retention; returns how many."""
-        cutoff = utcnow() - self.retention
+        """Delete sent rows older than the retention, and rows carrying a link token older than
+        `secret_retention`, sent or not; returns how many."""
+        now = utcnow()
         model = self.model
         async with self.database.sessionmaker() as session, session.begin():
             result = await session.execute(
-                delete(model).where(model.sent_at.is_not(None), model.sent_at < cutoff)
+                delete(model).where(
+                    model.sent_at.is_not(None), model.sent_at < now - self.retention
+                )
             )
-        return int(getattr(result, "rowcount", 0) or 0)
+            secrets = await session.execute(
+                delete(model).where(
+                    model.event_type.in_(sorted(SECRET_EVENT_TYPES)),
+                    model.created_at < now - self.secret_retention,
+                )
+            )
+        return int(getattr(result, "rowcount", 0) or 0) + int(getattr(secrets, "rowcount", 0) or 0)
 
     async def pending_count(self) -> int:
         model = self.model
