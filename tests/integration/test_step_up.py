@@ -12,11 +12,7 @@ import jwt
 
 from .support import STEP_UP_MAX_AGE, bearer, new_account, register, tokens_for
 
-CHALLENGE = (
-    'Bearer error="insufficient_user_authentication", '
-    'error_description="More recent authentication is required", '
-    f"max_age={STEP_UP_MAX_AGE}"
-)
+CHALLENGE = f'Bearer error="insufficient_user_authentication", max_age={STEP_UP_MAX_AGE}'
 
 
 def auth_time_of(access_token: str) -> int:

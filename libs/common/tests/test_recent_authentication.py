@@ -25,14 +25,8 @@ from common.testing import AUDIENCE, ISSUER, TokenFactory
 from common.tokens import JwksCache, TokenVerifier
 from fastapi import Depends, FastAPI, Request
 
-STALE = (
-    'Bearer error="insufficient_user_authentication", '
-    'error_description="More recent authentication is required", max_age=300'
-)
-NO_MFA = (
-    'Bearer error="insufficient_user_authentication", '
-    'error_description="A login with a second factor is required", acr_values="mfa"'
-)
+STALE = 'Bearer error="insufficient_user_authentication", max_age=300'
+NO_MFA = 'Bearer error="insufficient_user_authentication", acr_values="mfa"'
 
 
 def build_app(factory: TokenFactory, settings: ServiceSettings) -> FastAPI:

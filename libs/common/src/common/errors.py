@@ -118,10 +118,8 @@ class InsufficientUserAuthentication(AppError):
     def __init__(
         self, detail: str, *, max_age: int | None = None, acr_values: str | None = None
     ) -> None:
-        description = detail.replace("\\", "").replace('"', "'")
-        challenge = (
-            f'Bearer error="insufficient_user_authentication", error_description="{description}"'
-        )
+        # Exactly API.md §9's challenge: clients match it literally; the why is in the body.
+        challenge = 'Bearer error="insufficient_user_authentication"'
         if max_age is not None:
             challenge += f", max_age={max_age}"
         if acr_values is not None:
