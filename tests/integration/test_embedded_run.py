@@ -3,13 +3,17 @@ store and broker, and mail written to `var/mail/` (docs/ARCHITECTURE.md §5)."""
 
 from __future__ import annotations
 
+import email
+import email.policy
 import os
+import re
 import signal
 import subprocess
 import sys
 import time
 import uuid
 from collections.abc import Iterator
+from email.message import EmailMessage
 from pathlib import Path
 
 import httpx
@@ -130,3 +134,33 @@ def test_embedded_platform_walks_the_skeleton(embedded: tuple[str, Path]) -> Non
     else:
         pytest.fail("no welcome .eml under var/mail/")
     assert len(mails) == 1
+
+    # Forgot my password, as README's walk-through does it: the link from the .eml file.
+    with httpx.Client(base_url=gateway, timeout=30.0) as client:
+        forgot = client.post("/api/v1/users/password/forgot", json={"email": account["email"]})
+        assert forgot.status_code == 202, forgot.text
+        deadline = time.monotonic() + 15
+        link = None
+        while link is None and time.monotonic() < deadline:
+            for eml in (workdir / "var" / "mail").glob("*.eml"):
+                message = email.message_from_bytes(eml.read_bytes(), policy=email.policy.default)
+                if str(message["Subject"]).startswith("Reset"):
+                    assert isinstance(message, EmailMessage)
+                    text = message.get_body(("plain",))
+                    assert text is not None
+                    link = re.search(r"/account/reset-password\?token=([\w-]+)", text.get_content())
+            time.sleep(0.1)
+        assert link is not None, "no reset .eml under var/mail/"
+        new = "another long and unusual passphrase"
+        reset = client.post(
+            "/api/v1/users/password/reset", json={"token": link[1], "new_password": new}
+        )
+        assert reset.status_code == 204, reset.text
+        again = client.post(
+            "/api/v1/users/password/reset", json={"token": link[1], "new_password": new}
+        )
+        assert again.status_code == 400
+        relogin = client.post(
+            "/api/v1/auth/login", data={"username": account["username"], "password": new}
+        )
+        assert relogin.status_code == 200, relogin.text
