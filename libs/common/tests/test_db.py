@@ -9,7 +9,7 @@ from pathlib import Path
 import httpx
 import pytest
 from common.app import create_service_app
-from common.db import Database, SessionDep, UTCDateTime, new_metadata
+from common.db import Database, SessionDep, UTCDateTime, after_commit, new_metadata
 from common.errors import Conflict
 from common.settings import ServiceSettings
 from sqlalchemy import Column, Integer, Table, func, insert, select, text
@@ -18,7 +18,9 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from .sample_models import Item
 
 
-def build_app(database: Database) -> httpx.AsyncClient:
+def build_app(
+    database: Database, announced: list[tuple[str, int]] | None = None
+) -> httpx.AsyncClient:
     app = create_service_app("sample", ServiceSettings())
     app.state.db = database
 
@@ -26,6 +28,22 @@ def build_app(database: Database) -> httpx.AsyncClient:
     async def add(name: str, session: SessionDep) -> dict[str, str]:
         session.add(Item(name=name))
         await session.flush()
+        if name.startswith("fail"):
+            raise Conflict("rolled back")
+        return {"name": name}
+
+    @app.post("/announced/{name}", status_code=201)
+    async def add_and_announce(name: str, session: SessionDep) -> dict[str, str]:
+        async def announce() -> None:
+            # Runs after the commit: another connection already sees the row.
+            assert announced is not None
+            announced.append((name, await count(database.engine, name)))
+            if name.startswith("broken"):
+                raise RuntimeError("the other service is down")
+
+        session.add(Item(name=name))
+        await session.flush()
+        after_commit(session, announce)
         if name.startswith("fail"):
             raise Conflict("rolled back")
         return {"name": name}
@@ -105,3 +123,16 @@ async def test_utc_datetime_comes_back_aware_utc(
         await database.dispose()
     assert moments == [datetime(2026, 12, 1, 23, 30, tzinfo=UTC)] * 3
     assert all(moment.utcoffset() == timedelta(0) for moment in moments)
+
+
+async def test_after_commit_calls_run_after_the_commit_and_never_after_a_rollback(
+    database: Database,
+) -> None:
+    announced: list[tuple[str, int]] = []
+    async with build_app(database, announced) as client:
+        assert (await client.post("/announced/told")).status_code == 201
+        assert (await client.post("/announced/fail-2")).status_code == 409
+        # A failing call is logged; the change is committed and the client told so.
+        assert (await client.post("/announced/broken-1")).status_code == 201
+    assert announced == [("told", 1), ("broken-1", 1)]
+    await database.dispose()

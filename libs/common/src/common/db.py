@@ -6,11 +6,17 @@ raises, before the response is sent (`scope="function"`), so a client never sees
 was not committed. Services and repositories only `flush()`.
 
 Timestamps are `UTCDateTime` columns: aware UTC datetimes in and out, on PostgreSQL and SQLite.
+
+A service that must tell another service about a change once it is durable registers the call
+with `after_commit`: `get_session` awaits it after the commit and still before the response, and
+never after a rollback. Such a call cannot undo the commit, so its failure is logged, not raised:
+the caller arranges its own backup (an outbox event).
 """
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+import logging
+from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import UTC, datetime
 from typing import Annotated, Any
 
@@ -24,6 +30,9 @@ from sqlalchemy.ext.asyncio import (
 )
 from sqlalchemy.orm import DeclarativeBase
 from sqlalchemy.types import TypeDecorator
+
+logger = logging.getLogger("gatehouse.db")
+AFTER_COMMIT = "gatehouse.after_commit"
 
 # Constraint names stable across PostgreSQL and SQLite, so Alembic can refer to them.
 NAMING_CONVENTION = {
@@ -105,16 +114,32 @@ class Database:
         await self.engine.dispose()
 
 
+def after_commit(session: AsyncSession, call: Callable[[], Awaitable[None]]) -> None:
+    """Await `call` once this request's transaction has committed (see the module docstring)."""
+    session.info.setdefault(AFTER_COMMIT, []).append(call)
+
+
+async def run_after_commit(session: AsyncSession) -> None:
+    calls: list[Callable[[], Awaitable[None]]] = session.info.pop(AFTER_COMMIT, [])
+    for call in calls:
+        try:
+            await call()
+        except Exception:
+            logger.exception("a call after the commit failed")
+
+
 async def get_session(request: Request) -> AsyncIterator[AsyncSession]:
     database: Database = request.app.state.db
     async with database.sessionmaker() as session:
         try:
             yield session
         except BaseException:
+            session.info.pop(AFTER_COMMIT, None)
             await session.rollback()
             raise
         else:
             await session.commit()
+            await run_after_commit(session)
 
 
 SessionDep = Annotated[AsyncSession, Depends(get_session, scope="function")]
