@@ -20,6 +20,7 @@ from fastapi import FastAPI
 from auth.clients.service import BUILT_IN_CLIENTS, seed_clients_once
 from auth.clock import Clock, system_clock
 from auth.events.handler import consume_user_events, user_event_handler
+from auth.internal.router import router as internal_router
 from auth.keys.maintenance import maintain_keys
 from auth.keys.router import router as jwks_router
 from auth.keys.service import KeyRing, KeyRingJwks, ensure_active_key
@@ -151,6 +152,7 @@ def create_app(
             sessions_router,
             oauth_router,
             introspection_router,
+            internal_router,
             jwks_router,
             discovery_router,
         ],

@@ -34,6 +34,9 @@ BUILT_IN_CLIENTS = (
     ClientPolicy("gateway", frozenset({"auth"}), frozenset({"tokens:introspect"})),
     # The notifier may look up an account's current status at users.
     ClientPolicy("notifier", frozenset({"users"}), frozenset({"users:authorization"})),
+    # users ends a user's sessions at auth when the password changes or the account is
+    # deactivated (auth.internal.router), before it answers its own client.
+    ClientPolicy("users", frozenset({"auth"}), frozenset({"sessions:end"})),
 )
 MAX_SECRET_LENGTH = 512
 
