@@ -16,7 +16,10 @@ from sqlalchemy import delete
 from users.main import create_app
 from users.models import OutboxEvent, User
 
+from .auth_double import AuthDouble
 from .support import MIGRATIONS, MovableClock, UsersHarness, users_settings
+
+INTERNAL_SECRET = "test-internal-client-secret-0123456789"
 
 
 @pytest.fixture(scope="session")
@@ -38,11 +41,13 @@ async def users(users_database_url: str, tokens: TokenFactory) -> AsyncIterator[
         await session.execute(delete(User))
     broker = InProcessBroker()
     clock = MovableClock()
+    auth = AuthDouble(INTERNAL_SECRET)
     app = create_app(
-        users_settings(users_database_url),
+        users_settings(users_database_url, internal_client_secret=INTERNAL_SECRET),
         broker=broker.client(),
         jwks=JwksCache(tokens.fetcher()),
         clock=clock,
+        auth_transport=httpx.ASGITransport(app=auth.app()),
     )
     async with (
         LifespanManager(app) as manager,
@@ -50,5 +55,5 @@ async def users(users_database_url: str, tokens: TokenFactory) -> AsyncIterator[
             transport=httpx.ASGITransport(app=manager.app), base_url="http://users.test"
         ) as client,
     ):
-        yield UsersHarness(app, client, database, tokens, broker, clock)
+        yield UsersHarness(app, client, database, tokens, broker, auth, clock)
     await database.dispose()

@@ -19,6 +19,8 @@ from sqlalchemy import select, text
 from users.models import OutboxEvent
 from users.settings import UsersSettings
 
+from .auth_double import AuthDouble
+
 MIGRATIONS = Path(__file__).resolve().parents[1] / "migrations"
 
 
@@ -61,6 +63,7 @@ class UsersHarness:
     database: Database
     tokens: TokenFactory
     broker: InProcessBroker
+    auth: AuthDouble
     clock: MovableClock = field(default_factory=MovableClock)
 
     async def register(self, **overrides: str) -> dict[str, Any]:

@@ -243,7 +243,7 @@ async def test_two_admins_removing_each_other_at_once_leave_one(users: UsersHarn
                     if how == "roles":
                         await service.set_roles(session, user, ["user"])
                     else:
-                        await service.deactivate(session, user)
+                        await service.deactivate(session, users.app.state.auth_sessions, user)
             except Conflict:
                 return "refused"
         return "done"

@@ -13,6 +13,7 @@ from fastapi import Depends, Request
 from users.accounts import repository
 from users.models import User
 from users.passwords.hashing import PasswordHasher
+from users.upstream.auth import AuthSessionsClient
 
 READ_PERMISSION = "users:read"
 MANAGE_PERMISSION = "users:manage"
@@ -24,6 +25,14 @@ def get_hasher(request: Request) -> PasswordHasher:
 
 
 Hasher = Annotated[PasswordHasher, Depends(get_hasher)]
+
+
+def get_auth_sessions(request: Request) -> AuthSessionsClient:
+    client: AuthSessionsClient = request.app.state.auth_sessions
+    return client
+
+
+AuthSessions = Annotated[AuthSessionsClient, Depends(get_auth_sessions)]
 
 
 async def get_me(principal: CurrentPrincipal, session: SessionDep) -> User:

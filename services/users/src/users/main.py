@@ -7,6 +7,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from datetime import timedelta
 
+import httpx
 from common.app import create_service_app
 from common.broker import Broker
 from common.db import Database
@@ -25,6 +26,8 @@ from users.passwords.policy import common_passwords
 from users.recovery.router import router as recovery_router
 from users.recovery.service import ResetLinks
 from users.settings import UsersSettings
+from users.upstream.auth import TIMEOUT as AUTH_TIMEOUT
+from users.upstream.auth import AuthSessionsClient
 
 logger = logging.getLogger("gatehouse.users")
 
@@ -38,9 +41,10 @@ def create_app(
     broker: Broker | None = None,
     jwks: JwksCache | None = None,
     clock: Clock | None = None,
+    auth_transport: httpx.AsyncBaseTransport | None = None,
 ) -> FastAPI:
-    """`broker`, `jwks` and `clock` replace the AMQP_URL broker, auth's JWKS and the system
-    clock (tests)."""
+    """`broker`, `jwks`, `clock` and `auth_transport` replace the AMQP_URL broker, auth's JWKS,
+    the system clock and the connection to auth's API (tests)."""
     settings = settings or UsersSettings()
 
     @asynccontextmanager
@@ -51,6 +55,9 @@ def create_app(
             http_jwks_fetcher(settings.jwks_url),
             max_age=settings.jwks_cache_seconds,
             refetch_cooldown=settings.jwks_refetch_cooldown_seconds,
+        )
+        auth_http = httpx.AsyncClient(
+            base_url=settings.auth_url, transport=auth_transport, timeout=AUTH_TIMEOUT
         )
         relay = OutboxRelay(database, OutboxEvent, events)
         hasher = PasswordHasher(
@@ -69,6 +76,9 @@ def create_app(
             database, state.clock, timedelta(seconds=settings.password_reset_ttl_seconds)
         )
         state.reset_links = reset_links
+        state.auth_sessions = AuthSessionsClient(
+            auth_http, settings.internal_client_secret.get_secret_value()
+        )
         state.token_verifier = TokenVerifier(
             keys,
             issuer=settings.issuer,
@@ -94,6 +104,7 @@ def create_app(
             await relay.stop()
             await events.close()
             await database.dispose()
+            await auth_http.aclose()
             hasher.close()
 
     return create_service_app(

@@ -31,7 +31,14 @@ from users.accounts.schemas import (
     UserRead,
     UserUpdate,
 )
-from users.dependencies import MANAGE_PERMISSION, READ_PERMISSION, Hasher, Me, visible_user
+from users.dependencies import (
+    MANAGE_PERMISSION,
+    READ_PERMISSION,
+    AuthSessions,
+    Hasher,
+    Me,
+    visible_user,
+)
 
 router = APIRouter(prefix="/api/v1/users", tags=["users"])
 Reader = Annotated[Principal, Depends(require_permission(READ_PERMISSION))]
@@ -71,10 +78,12 @@ async def update_me(
 
 @router.put("/me/password", status_code=status.HTTP_204_NO_CONTENT)
 async def change_password(
-    change: PasswordChange, me: Me, session: SessionDep, hasher: Hasher
+    change: PasswordChange, me: Me, session: SessionDep, hasher: Hasher, auth: AuthSessions
 ) -> Response:
-    """Change your password; every session of yours ends (within seconds, through auth)."""
-    await service.change_password(session, hasher, me, change.current_password, change.new_password)
+    """Change your password; every session of yours ends (at once, through auth)."""
+    await service.change_password(
+        session, hasher, auth, me, change.current_password, change.new_password
+    )
     return Response(status_code=status.HTTP_204_NO_CONTENT)
 
 
@@ -155,10 +164,10 @@ async def set_roles(
 
 @router.delete("/{user_id}", status_code=status.HTTP_204_NO_CONTENT)
 async def deactivate_user(
-    user_id: uuid.UUID, principal: RecentPrincipal, session: SessionDep
+    user_id: uuid.UUID, principal: RecentPrincipal, session: SessionDep, auth: AuthSessions
 ) -> Response:
     """Deactivate yourself, or anyone with `users:manage` (either needs a recent login):
     sessions end, login is refused."""
     user = await visible_user(session, principal, user_id, manage=True)
-    await service.deactivate(session, user)
+    await service.deactivate(session, auth, user)
     return Response(status_code=status.HTTP_204_NO_CONTENT)

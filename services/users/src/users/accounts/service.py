@@ -10,7 +10,7 @@ from collections.abc import AsyncIterator
 from datetime import datetime
 from typing import Any
 
-from common.db import Database
+from common.db import Database, after_commit
 from common.errors import Conflict, Unauthorized, ValidationFailed
 from common.events import Envelope, EventType, utcnow
 from common.identity import canonical_name
@@ -22,6 +22,7 @@ from users.accounts import repository
 from users.accounts.schemas import UserCreate, UserUpdate, as_utc
 from users.models import OutboxEvent, User
 from users.passwords.hashing import PasswordHasher
+from users.upstream.auth import AuthSessionsClient, EndReason
 
 logger = logging.getLogger("gatehouse.users")
 
@@ -113,19 +114,26 @@ async def update_profile(session: AsyncSession, user: User, changes: UserUpdate)
 
 
 async def change_password(
-    session: AsyncSession, hasher: PasswordHasher, user: User, current: str, new: str
+    session: AsyncSession,
+    hasher: PasswordHasher,
+    auth: AuthSessionsClient,
+    user: User,
+    current: str,
+    new: str,
 ) -> None:
     if not await hasher.verify(current, user.password_hash, kind="account"):
         raise ValidationFailed(
             [{"field": "current_password", "message": "is not the current password"}]
         )
-    await set_password(session, hasher, user, new)
+    await set_password(session, hasher, auth, user, new)
 
 
-async def set_password(session: AsyncSession, hasher: PasswordHasher, user: User, new: str) -> None:
+async def set_password(
+    session: AsyncSession, hasher: PasswordHasher, auth: AuthSessionsClient, user: User, new: str
+) -> None:
     """What every password change does, whoever asked (the owner, or a reset link): the new hash,
-    `credentials_changed_at` (auth refuses refreshes of sessions opened before it) and the event on
-    which auth ends every session of the user."""
+    `credentials_changed_at` (auth refuses refreshes of sessions opened before it), the event on
+    which auth ends every session of the user, and — once committed — auth told at once."""
     user.password_hash = await hasher.hash(new, kind="account")
     # One instant for the column auth checks at refresh and for the event: both end the sessions
     # opened before it, whichever reaches auth first.
@@ -136,6 +144,9 @@ async def set_password(session: AsyncSession, hasher: PasswordHasher, user: User
         "user.password_changed",
         {"user_id": str(user.id)},
         occurred_at=user.credentials_changed_at,
+    )
+    end_sessions_after_commit(
+        session, auth, user.id, "password_changed", user.credentials_changed_at
     )
 
 
@@ -162,14 +173,34 @@ async def set_roles(session: AsyncSession, user: User, names: list[str]) -> User
     return user
 
 
-async def deactivate(session: AsyncSession, user: User) -> None:
+async def deactivate(session: AsyncSession, auth: AuthSessionsClient, user: User) -> None:
     if not user.is_active:
         return  # already done: nothing changes, no second event
     if ADMIN_ROLE in user.role_names:
         await _keep_an_admin(session, user)
     user.is_active = False
+    deactivated_at = utcnow()
     await session.flush()
-    await emit(session, "user.deactivated", {"user_id": str(user.id)})
+    await emit(session, "user.deactivated", {"user_id": str(user.id)}, occurred_at=deactivated_at)
+    end_sessions_after_commit(session, auth, user.id, "deactivated", deactivated_at)
+
+
+def end_sessions_after_commit(
+    session: AsyncSession,
+    auth: AuthSessionsClient,
+    user_id: uuid.UUID,
+    reason: EndReason,
+    changed_at: datetime,
+) -> None:
+    """Once the change is committed, and before the client is answered, auth ends the user's
+    sessions (users.upstream.auth says why); the event written with the change is the backup.
+    After the commit, not before: sessions must not end for a change that then rolls back, and
+    auth must not be told of a change another replica cannot see yet."""
+
+    async def end() -> None:
+        await auth.end_user_sessions(user_id, reason, changed_at)
+
+    after_commit(session, end)
 
 
 async def _keep_an_admin(session: AsyncSession, losing: User) -> None:

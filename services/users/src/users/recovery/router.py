@@ -11,7 +11,7 @@ from pydantic import BaseModel
 from starlette.background import BackgroundTask
 
 from users.clock import Clock
-from users.dependencies import Hasher
+from users.dependencies import AuthSessions, Hasher
 from users.recovery import service
 from users.recovery.schemas import ForgotPassword, ResetPassword
 
@@ -57,9 +57,10 @@ async def reset_password(
     body: ResetPassword,
     session: SessionDep,
     hasher: Hasher,
+    auth: AuthSessions,
     clock: Annotated[Clock, Depends(get_clock)],
 ) -> Response:
     """Choose a new password with the token of a reset link: the link is used up, every other
     open link dies, every session of the account ends and the address counts as verified."""
-    await service.reset_password(session, hasher, clock, body.token, body.new_password)
+    await service.reset_password(session, hasher, auth, clock, body.token, body.new_password)
     return Response(status_code=status.HTTP_204_NO_CONTENT)

@@ -26,6 +26,7 @@ from users.clock import Clock
 from users.models import PasswordResetToken, User
 from users.passwords.hashing import PasswordHasher
 from users.recovery.tokens import new_token, token_hash, well_formed
+from users.upstream.auth import AuthSessionsClient
 
 logger = logging.getLogger("gatehouse.users")
 
@@ -106,7 +107,12 @@ async def issue_link(session: AsyncSession, email: str, clock: Clock, ttl: timed
 
 
 async def reset_password(
-    session: AsyncSession, hasher: PasswordHasher, clock: Clock, token: str, new_password: str
+    session: AsyncSession,
+    hasher: PasswordHasher,
+    auth: AuthSessionsClient,
+    clock: Clock,
+    token: str,
+    new_password: str,
 ) -> uuid.UUID:
     """Use the link `token`: the password becomes `new_password` as in a password change (every
     session ends), every open link of the account dies, the address counts as verified. Any
@@ -133,7 +139,7 @@ async def reset_password(
         raise BadRequest(INVALID_LINK)
     await session.execute(delete(PasswordResetToken).where(PasswordResetToken.user_id == user.id))
     user.email_verified = True
-    await set_password(session, hasher, user, new_password)
+    await set_password(session, hasher, auth, user, new_password)
     await emit(
         session,
         "user.password_reset",
