@@ -199,7 +199,11 @@ def rss_section(readings: list[tuple[float, str, int, float]], origin: float) ->
 
 
 def tokens_section(
-    traffic: Traffic, sweeps: dict[str, int], redis_restarts: list[float]
+    traffic: Traffic,
+    sweeps: dict[str, int],
+    redis_restarts: list[float],
+    faults: list[Fault],
+    origin: float,
 ) -> list[str]:
     kinds = Counter(t.kind for t in traffic.ended)
     probes = sum(t.probes for t in traffic.ended)
@@ -229,5 +233,21 @@ def tokens_section(
         lines.append(
             f"    {len(group)} × {kind} token of a session ended by {reason} answered {status} "
             f"({min(ages):.1f}–{max(ages):.1f}s after it ended; {when})"
+        )
+    for a in traffic.accepted[:20]:
+        ended_at = a.at - a.seconds_after_end
+        during = [
+            f.name
+            for f in faults
+            if f.injected <= a.at and (f.window_end or f.restored or a.at) >= ended_at
+        ]
+        lines.append(
+            f"    {a.kind} ({a.reason}) ended at {ended_at - origin:.1f}s, accepted at "
+            f"{a.at - origin:.1f}s"
+            + (
+                f"; a fault overlapping: {', '.join(during)}"
+                if during
+                else "; no fault overlapping"
+            )
         )
     return lines

@@ -493,7 +493,7 @@ def render(
         )
     lines += ["", "== ended sessions: their tokens probed through the gateway =="]
     redis_restarts = [f.injected for f in soak.faults if f.name.startswith("redis")]
-    lines += report.tokens_section(traffic, sweeps, redis_restarts)
+    lines += report.tokens_section(traffic, sweeps, redis_restarts, soak.faults, soak.origin)
     if traffic.accepted:
         problems.append(f"{len(traffic.accepted)} ended tokens were accepted again")
     refused = Counter((r.route, r.status) for r in traffic.refused_live)
