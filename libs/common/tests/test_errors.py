@@ -5,9 +5,9 @@ from collections.abc import AsyncIterator
 import httpx
 import pytest
 from common.app import create_service_app
-from common.errors import Conflict, Unauthorized
+from common.errors import PROBLEM_JSON, PROBLEM_SCHEMA_REF, Conflict, Unauthorized
 from common.settings import ServiceSettings
-from fastapi import FastAPI
+from fastapi import APIRouter, FastAPI
 from pydantic import BaseModel, Field
 
 
@@ -17,13 +17,23 @@ class Thing(BaseModel):
 
 
 def build_app(settings: ServiceSettings | None = None) -> FastAPI:
-    app = create_service_app("sample", settings or ServiceSettings())
+    router = APIRouter(prefix="/things")
+
+    @router.patch("/{name}")
+    async def rename_thing(name: str) -> None:
+        return None
+
+    app = create_service_app("sample", settings or ServiceSettings(), routers=[router])
 
     @app.post("/things")
     async def create_thing(thing: Thing) -> Thing:
         if thing.name == "taken":
             raise Conflict("That name is taken.")
         return thing
+
+    @app.get("/things")
+    async def list_things() -> list[Thing]:
+        return []
 
     @app.get("/secret")
     async def secret() -> None:
@@ -92,12 +102,49 @@ async def test_bad_bodies_are_422(client: httpx.AsyncClient, raw: bytes) -> None
     assert_problem(response, 422)
 
 
+async def test_a_json_body_that_is_not_utf8_is_a_422_naming_the_body(
+    client: httpx.AsyncClient,
+) -> None:
+    # Found by schemathesis: FastAPI answered it 400 "There was an error parsing the body".
+    response = await client.post(
+        "/things", content=b"\x04\xc6\x98\xff\xfe", headers={"content-type": "application/json"}
+    )
+    problem = assert_problem(response, 422)
+    assert problem["errors"] == [{"field": "body", "message": "The body cannot be parsed."}]
+
+
 async def test_unknown_route_is_problem_404(client: httpx.AsyncClient) -> None:
     assert_problem(await client.get("/nowhere"), 404)
 
 
 async def test_method_not_allowed_is_problem_405(client: httpx.AsyncClient) -> None:
-    assert_problem(await client.delete("/things"), 405)
+    response = await client.delete("/things")
+    assert_problem(response, 405)
+    # Every method of the path, not only those of the first route that has it (GET and POST
+    # are two routes).
+    assert response.headers["allow"] == "GET, OPTIONS, POST"
+
+
+async def test_405_lists_the_methods_of_included_routers(client: httpx.AsyncClient) -> None:
+    response = await client.delete("/things/box")
+    assert_problem(response, 405)
+    assert response.headers["allow"] == "OPTIONS, PATCH"
+
+
+async def test_options_answers_which_methods_the_path_has(client: httpx.AsyncClient) -> None:
+    response = await client.options("/things")
+    assert response.status_code == 204
+    assert response.headers["allow"] == "GET, OPTIONS, POST"
+
+
+def test_the_document_declares_problem_json_for_validation_errors() -> None:
+    document = build_app().openapi()
+    invalid = document["paths"]["/things"]["post"]["responses"]["422"]
+    assert invalid["content"] == {PROBLEM_JSON: {"schema": {"$ref": PROBLEM_SCHEMA_REF}}}
+    schemas = document["components"]["schemas"]
+    assert "HTTPValidationError" not in schemas
+    assert schemas["ProblemDetails"]["required"] == ["title", "status"]
+    assert set(schemas["ProblemDetails"]["properties"]) >= {"type", "title", "status", "errors"}
 
 
 async def test_unexpected_error_reveals_nothing(client: httpx.AsyncClient) -> None:

@@ -15,12 +15,49 @@ from fastapi import APIRouter, FastAPI
 from fastapi.telemetry import TelemetryConfig
 from starlette.types import Lifespan
 
-from common.errors import install_error_handlers
+from common.errors import (
+    PROBLEM_SCHEMA_REF,
+    install_error_handlers,
+    problem_responses,
+    problem_schemas,
+)
 from common.health import health_endpoint, ready_endpoint
 from common.logs import RequestIdMiddleware
 from common.metrics import MetricsMiddleware, metrics_endpoint
 from common.settings import ServiceSettings
 from common.tracing import add_tracing
+
+FASTAPI_VALIDATION_SCHEMAS = ("HTTPValidationError", "ValidationError")
+
+
+def declare_problems(document: dict[str, Any]) -> dict[str, Any]:
+    """The document with its error answers as they are sent: FastAPI declares its request
+    validation answer as `HTTPValidationError` JSON, where ours is a problem+json 422
+    (common.errors); `ProblemDetails` joins the components when anything refers to it."""
+    validation_ref = {"$ref": "#/components/schemas/HTTPValidationError"}
+    used = False
+    for item in document.get("paths", {}).values():
+        for operation in item.values():
+            if not isinstance(operation, dict):
+                continue
+            responses: dict[str, Any] = operation.get("responses", {})
+            invalid = responses.get("422", {}).get("content", {}).get("application/json", {})
+            if invalid.get("schema") == validation_ref:
+                responses["422"] = problem_responses(422)[422]
+            used = used or PROBLEM_SCHEMA_REF in repr(responses)
+    schemas: dict[str, Any] = document.setdefault("components", {}).setdefault("schemas", {})
+    for name in FASTAPI_VALIDATION_SCHEMAS:
+        schemas.pop(name, None)
+    if used:
+        schemas.update(problem_schemas())
+    return document
+
+
+class ServiceApp(FastAPI):
+    def openapi(self) -> dict[str, Any]:
+        if self.openapi_schema is None:
+            self.openapi_schema = declare_problems(super().openapi())
+        return self.openapi_schema
 
 
 def create_service_app(
@@ -35,7 +72,7 @@ def create_service_app(
     """`telemetry` configures FastAPI's own OpenTelemetry instrumentation (which acts only when
     global OpenTelemetry providers are set; the platform's tracing is `add_tracing`'s)."""
     docs = not settings.is_production
-    app = FastAPI(
+    app = ServiceApp(
         title=f"Gatehouse {name}",
         description=description,
         version="0.1.0",

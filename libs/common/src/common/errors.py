@@ -9,15 +9,89 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Mapping, Sequence
+from http import HTTPStatus
 from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
+from fastapi.routing import iter_route_contexts
+from pydantic import BaseModel, ConfigDict, Field
+from pydantic.json_schema import SkipJsonSchema
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import JSONResponse, Response
+from starlette.routing import Match
 
 PROBLEM_JSON = "application/problem+json"
 logger = logging.getLogger("gatehouse.errors")
+
+
+def _absent(schema: dict[str, Any]) -> None:
+    schema.pop("default", None)
+
+
+class FieldProblem(BaseModel):
+    """One offending input field of a 422."""
+
+    field: str = Field(description="Dotted path of the field inside its input, or `body`.")
+    message: str
+
+
+class ProblemDetails(BaseModel):
+    """RFC 9457 problem details: the body of every error answer (API.md §3). Problems of a
+    particular `type` may carry extension members of their own."""
+
+    model_config = ConfigDict(extra="allow", populate_by_name=True)
+
+    type_: str = Field(default="about:blank", alias="type")
+    title: str
+    status: int = Field(ge=400, le=599)
+    # Left out when there is none (never null): no `default: null` in the schema either.
+    detail: str | SkipJsonSchema[None] = Field(default=None, json_schema_extra=_absent)
+    instance: str | SkipJsonSchema[None] = Field(default=None, json_schema_extra=_absent)
+    errors: list[FieldProblem] | SkipJsonSchema[None] = Field(
+        default=None, description="On a 422: each offending field.", json_schema_extra=_absent
+    )
+
+
+PROBLEM_SCHEMA_REF = "#/components/schemas/ProblemDetails"
+PROBLEM_DESCRIPTIONS: dict[int, str] = {
+    401: 'No or bad credentials (`WWW-Authenticate: Bearer`, with `error="invalid_token"` '
+    "when a token was presented)",
+    403: "Authenticated, but not allowed",
+    404: "No such resource (or not one the caller may see)",
+    409: "Conflicts with the current state (e.g. a taken email or username)",
+    413: "The body is too large",
+    422: "Malformed or invalid input: `errors` names each offending field",
+    429: "Rate limited: retry after `Retry-After` seconds",
+    503: "A service this needs is unavailable; retry after `Retry-After` seconds",
+    504: "An upstream service did not answer in time",
+}
+
+
+def problem_schemas() -> dict[str, Any]:
+    """`ProblemDetails` and what it refers to, as OpenAPI component schemas."""
+    schema = ProblemDetails.model_json_schema(
+        ref_template="#/components/schemas/{model}", mode="serialization"
+    )
+    nested: dict[str, Any] = schema.pop("$defs", {})
+    return {"ProblemDetails": schema, **nested}
+
+
+def problem_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
+    """OpenAPI `responses` for these error statuses: problem+json bodies (`ProblemDetails`, which
+    `create_service_app` adds to the document's components)."""
+    responses: dict[int | str, dict[str, Any]] = {}
+    for status in statuses:
+        answer: dict[str, Any] = {
+            "description": PROBLEM_DESCRIPTIONS.get(status, HTTPStatus(status).phrase),
+            "content": {PROBLEM_JSON: {"schema": {"$ref": PROBLEM_SCHEMA_REF}}},
+        }
+        if status == 401:  # `Unauthorized` always sets it
+            answer["headers"] = {
+                "WWW-Authenticate": {"required": True, "schema": {"type": "string"}}
+            }
+        responses[status] = answer
+    return responses
 
 
 class ProblemResponse(JSONResponse):
@@ -185,6 +259,27 @@ def validation_errors(exc: RequestValidationError) -> list[dict[str, str]]:
     return out
 
 
+def allowed_methods(request: Request) -> list[str]:
+    """Every method some route serves at this path. (Starlette's own 405 names only the methods
+    of the first route that matches the path, though several may, one per method.)"""
+    methods: set[str] = set()
+    # Through included routers too (FastAPI keeps them nested).
+    for route in iter_route_contexts(request.app.router.routes):
+        match, _ = route.matches(request.scope)
+        route_methods = getattr(route, "methods", None)
+        if match is not Match.NONE and route_methods:
+            methods |= set(route_methods)
+    return sorted(methods | {"OPTIONS"}) if methods else []
+
+
+def _method_not_allowed(request: Request) -> Response:
+    allow = {"Allow": ", ".join(allowed_methods(request))}
+    if request.method == "OPTIONS":  # RFC 9110 §9.3.7: what this resource supports
+        return Response(status_code=204, headers=allow)
+    detail = f"{request.method} is not supported here."
+    return problem(405, "Method Not Allowed", detail, instance=request.url.path, headers=allow)
+
+
 def install_error_handlers(app: FastAPI) -> None:
     async def on_app_error(request: Request, exc: Exception) -> Response:
         assert isinstance(exc, AppError)
@@ -196,7 +291,14 @@ def install_error_handlers(app: FastAPI) -> None:
 
     async def on_http_error(request: Request, exc: Exception) -> Response:
         assert isinstance(exc, StarletteHTTPException)
-        title = {404: "Not Found", 405: "Method Not Allowed"}.get(exc.status_code, "Error")
+        if exc.status_code == 400:
+            # The framework's own "cannot parse the body" (a JSON body that is not UTF-8, a
+            # broken form): malformed input, so a 422 naming the body (API.md §3).
+            errors = [{"field": "body", "message": "The body cannot be parsed."}]
+            return ValidationFailed(errors).to_response(instance=request.url.path)
+        if exc.status_code == 405:
+            return _method_not_allowed(request)
+        title = {404: "Not Found"}.get(exc.status_code, "Error")
         detail = exc.detail if isinstance(exc.detail, str) and exc.status_code < 500 else None
         return problem(
             exc.status_code,
