@@ -155,8 +155,9 @@ async def test_reading_a_user(users: UsersHarness) -> None:
     assert (
         await users.client.get(f"/api/v1/users/{other['id']}", headers=admin)
     ).status_code == 200
+    # Only a UUID names a user: any other path segment names nothing.
     bad = await users.client.get("/api/v1/users/not-a-uuid", headers=admin)
-    assert bad.status_code == 422
+    assert bad.status_code == 404
 
 
 # --- roles ----------------------------------------------------------------------------------------

@@ -153,7 +153,7 @@ async def page(
                 User.created_at > created_at, and_(User.created_at == created_at, User.id > user_id)
             )
         )
-    elif offset:
+    if offset:
         statement = statement.offset(offset)
     # Roles for the page in one more query (selectin), never lazily per row.
     statement = statement.options(selectinload(User.roles))

@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-import base64
-import binascii
 import uuid
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from typing import Annotated
 
 from common.db import SessionDep
-from common.errors import Unauthorized, ValidationFailed
+from common.errors import NotFound, Unauthorized, problem_responses
 from common.security import (
     CurrentPrincipal,
     Principal,
@@ -50,13 +48,18 @@ def read(user: object) -> UserRead:
     return UserRead.model_validate(user)
 
 
-@router.post("/", status_code=status.HTTP_201_CREATED, response_model=UserRead)
+@router.post(
+    "/",
+    status_code=status.HTTP_201_CREATED,
+    response_model=UserRead,
+    responses=problem_responses(409),
+)
 async def register(data: UserCreate, session: SessionDep, hasher: Hasher) -> UserRead:
     """Create an account with the `user` role; a welcome email follows."""
     return read(await service.register(session, hasher, data))
 
 
-@router.get("/me", response_model=UserRead)
+@router.get("/me", response_model=UserRead, responses=problem_responses(401))
 async def read_me(principal: CurrentPrincipal, session: SessionDep) -> UserRead:
     """Your own account (the hottest route: one indexed query, no ORM objects)."""
     fields = await repository.profile(session, principal.user_id)
@@ -65,7 +68,7 @@ async def read_me(principal: CurrentPrincipal, session: SessionDep) -> UserRead:
     return UserRead.model_construct(**fields)
 
 
-@router.patch("/me", response_model=UserRead)
+@router.patch("/me", response_model=UserRead, responses=problem_responses(401, 409))
 async def update_me(
     changes: UserUpdate, me: Me, principal: CurrentPrincipal, request: Request, session: SessionDep
 ) -> UserRead:
@@ -76,7 +79,11 @@ async def update_me(
     return read(await service.update_profile(session, me, changes))
 
 
-@router.put("/me/password", status_code=status.HTTP_204_NO_CONTENT)
+@router.put(
+    "/me/password",
+    status_code=status.HTTP_204_NO_CONTENT,
+    responses=problem_responses(401, 403),
+)
 async def change_password(
     change: PasswordChange, me: Me, session: SessionDep, hasher: Hasher, auth: AuthSessions
 ) -> Response:
@@ -87,34 +94,34 @@ async def change_password(
     return Response(status_code=status.HTTP_204_NO_CONTENT)
 
 
+# A cursor is a position in (created_at, id) order: microseconds since the epoch and the id. Every
+# string of this pattern is a position, so the pattern in the document is the whole rule.
+CURSOR_PATTERN = r"^[0-9]{1,16}\.[0-9a-f]{32}$"
+EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+
 def encode_cursor(user: UserRead) -> str:
-    raw = f"{user.created_at.isoformat()}|{user.id}".encode()
-    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+    micros = (user.created_at - EPOCH) // timedelta(microseconds=1)
+    return f"{micros}.{user.id.hex}"
 
 
 def decode_cursor(cursor: str) -> tuple[datetime, uuid.UUID]:
-    try:
-        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
-        created_at, _, user_id = raw.partition("|")
-        return datetime.fromisoformat(created_at), uuid.UUID(user_id)
-    except (binascii.Error, UnicodeDecodeError, ValueError) as exc:
-        raise ValidationFailed([{"field": "cursor", "message": "is not a valid cursor"}]) from exc
+    micros, _, user_id = cursor.partition(".")
+    return EPOCH + timedelta(microseconds=int(micros)), uuid.UUID(hex=user_id)
 
 
-@router.get("/", response_model=UserPage)
+@router.get("/", response_model=UserPage, responses=problem_responses(401, 403))
 async def list_users(
     _reader: Reader,
     session: SessionDep,
     limit: Annotated[int, Query(ge=1, le=100)] = 20,
     offset: Annotated[int | None, Query(ge=0, le=10_000_000)] = None,
-    cursor: Annotated[str | None, Query(max_length=200)] = None,
+    cursor: Annotated[str | None, Query(pattern=CURSOR_PATTERN)] = None,
     is_active: bool | None = None,
     role: Annotated[str | None, Query(max_length=64, pattern=ROLE_NAME_PATTERN)] = None,
 ) -> UserPage:
     """Users in creation order. Page with `offset`, or — stable while users are being added —
-    with the `next_cursor` of the previous page."""
-    if cursor is not None and offset is not None:
-        raise ValidationFailed([{"field": "cursor", "message": "use either offset or cursor"}])
+    with the `next_cursor` of the previous page (and `offset` skips that many more)."""
     after = decode_cursor(cursor) if cursor is not None else None
     users, total = await repository.page(
         session, limit=limit, offset=offset, after=after, is_active=is_active, role=role
@@ -125,7 +132,7 @@ async def list_users(
         items=items,
         total=total,
         limit=limit,
-        offset=None if cursor is not None else (offset or 0),
+        offset=(offset or 0) if cursor is None else offset,
         next_cursor=next_cursor,
     )
 
@@ -133,7 +140,10 @@ async def list_users(
 @router.get(
     "/export.csv",
     response_class=StreamingResponse,
-    responses={200: {"content": {"text/csv": {}}, "description": "Every user, streamed."}},
+    responses={
+        200: {"content": {"text/csv": {}}, "description": "Every user, streamed."},
+        **problem_responses(401, 403),
+    },
 )
 async def export_users(_reader: Reader, request: Request) -> StreamingResponse:
     """All users as CSV, streamed from the database in constant memory."""
@@ -145,15 +155,25 @@ async def export_users(_reader: Reader, request: Request) -> StreamingResponse:
     )
 
 
-@router.get("/{user_id}", response_model=UserRead)
+# `{user_id:uuid}`: only a UUID names a user, so `/me` and `/export.csv` never reach these routes
+# (a DELETE of `/me` is a 405 of that path, not a 422 about a malformed id).
+@router.get("/{user_id:uuid}", response_model=UserRead, responses=problem_responses(401, 404))
 async def read_user(
     user_id: uuid.UUID, principal: CurrentPrincipal, session: SessionDep
 ) -> UserRead:
-    """Yourself, or anyone with `users:read`; any other id is a 404."""
-    return read(await visible_user(session, principal, user_id))
+    """Yourself, or anyone with `users:read`; any other id is a 404, and so is a deactivated
+    account (DELETE took it away; the list and the export still show it, `is_active: false`)."""
+    user = await visible_user(session, principal, user_id)
+    if not user.is_active:
+        raise NotFound("No such user.")
+    return read(user)
 
 
-@router.put("/{user_id}/roles", response_model=UserRead)
+@router.put(
+    "/{user_id:uuid}/roles",
+    response_model=UserRead,
+    responses=problem_responses(401, 403, 404, 409),
+)
 async def set_roles(
     user_id: uuid.UUID, update: RolesUpdate, principal: RecentManager, session: SessionDep
 ) -> UserRead:
@@ -162,7 +182,11 @@ async def set_roles(
     return read(await service.set_roles(session, user, update.roles))
 
 
-@router.delete("/{user_id}", status_code=status.HTTP_204_NO_CONTENT)
+@router.delete(
+    "/{user_id:uuid}",
+    status_code=status.HTTP_204_NO_CONTENT,
+    responses=problem_responses(401, 404, 409),
+)
 async def deactivate_user(
     user_id: uuid.UUID, principal: RecentPrincipal, session: SessionDep, auth: AuthSessions
 ) -> Response:

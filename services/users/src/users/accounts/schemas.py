@@ -6,7 +6,7 @@ import re
 import unicodedata
 import uuid
 from datetime import UTC, datetime
-from typing import Annotated
+from typing import Annotated, Any, Literal
 
 from common.identity import canonical_name
 from pydantic import (
@@ -18,13 +18,33 @@ from pydantic import (
     Field,
     field_validator,
 )
+from pydantic.json_schema import SkipJsonSchema
 
-from users.passwords.policy import MAX_LENGTH, password_problem
+from users.passwords.policy import MAX_LENGTH, MIN_LENGTH, password_problem
 
-USERNAME = re.compile(r"[A-Za-z0-9_-]{3,50}")
+# The rules are declared as Field constraints (they are then in the OpenAPI document, for tools),
+# and checked again by the validators below.
+USERNAME_PATTERN = r"^[A-Za-z0-9_-]{3,50}$"
+USERNAME = re.compile(USERNAME_PATTERN.strip("^$"))
 EMAIL_MAX_LENGTH = 320
 # Role names are identifiers; anything else cannot name a role (and never reaches the database).
 ROLE_NAME_PATTERN = r"^[A-Za-z0-9_.:-]+$"
+# The roles the users migration seeds (API.md §4); there are no others.
+RoleName = Literal["user", "admin"]
+NO_NUL_PATTERN = r"^[^\x00]*$"
+# `full_name` as `_full_name` takes it: 1–100 characters without control characters once the
+# whitespace around them (what `str.strip` removes, spelled out, so that every regex dialect
+# reads it alike) is stripped.
+_SPACE = r"\t\n\x0b\x0c\r\x1c-\x20\x85\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000"
+_CONTROL = r"\x00-\x1f\x7f-\x9f"
+FULL_NAME_PATTERN = (
+    rf"^[{_SPACE}]*[^{_SPACE}{_CONTROL}](?:[^{_CONTROL}]{{0,98}}[^{_SPACE}{_CONTROL}])?[{_SPACE}]*$"
+)
+
+
+def _absent(schema: dict[str, Any]) -> None:
+    """An optional field that is left out, never null: no `default: null` in its schema."""
+    schema.pop("default", None)
 
 
 def _nfkc(value: object) -> object:
@@ -62,14 +82,38 @@ def _password(value: str) -> str:
     return value
 
 
-Username = Annotated[str, BeforeValidator(_nfkc), AfterValidator(_username)]
-FullName = Annotated[str, Field(max_length=200), AfterValidator(_full_name)]
+# The pattern applies after NFKC: `ａｄａ` is `ada` (the document states the canonical form).
+Username = Annotated[
+    str,
+    Field(min_length=3, max_length=50, pattern=USERNAME_PATTERN),
+    BeforeValidator(_nfkc),
+    AfterValidator(_username),
+]
+FullName = Annotated[
+    str,
+    Field(
+        max_length=200,
+        pattern=FULL_NAME_PATTERN,
+        description="1–100 characters, no control characters; surrounding whitespace is stripped.",
+    ),
+    AfterValidator(_full_name),
+]
 # NFKC first, as for usernames: the full-width `ＡＤＡ@example.org` is stored as `ADA@example.org`.
 Email = Annotated[
     EmailStr, BeforeValidator(_nfkc), Field(max_length=EMAIL_MAX_LENGTH), AfterValidator(_email)
 ]
-# The bound before the policy: a 10 MB "password" is refused without hashing or normalising it.
-NewPassword = Annotated[str, Field(max_length=MAX_LENGTH * 4), AfterValidator(_password)]
+# Lengths before the policy: a 10 MB "password" is refused without hashing or normalising it.
+NewPassword = Annotated[
+    str,
+    Field(
+        min_length=MIN_LENGTH,
+        max_length=MAX_LENGTH,
+        pattern=NO_NUL_PATTERN,
+        description=f"{MIN_LENGTH}–{MAX_LENGTH} characters, every one significant; not one of "
+        "the common passwords.",
+    ),
+    AfterValidator(_password),
+]
 AnyPassword = Annotated[str, Field(max_length=MAX_LENGTH * 4)]
 
 
@@ -87,9 +131,10 @@ class UserUpdate(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    email: Email | None = None
-    username: Username | None = None
-    full_name: FullName | None = None
+    # Left out keeps the value; null is refused (below), so the document does not offer it.
+    email: Email | SkipJsonSchema[None] = Field(default=None, json_schema_extra=_absent)
+    username: Username | SkipJsonSchema[None] = Field(default=None, json_schema_extra=_absent)
+    full_name: FullName | SkipJsonSchema[None] = Field(default=None, json_schema_extra=_absent)
 
     @field_validator("email", "username", "full_name", mode="before")
     @classmethod
@@ -109,9 +154,7 @@ class PasswordChange(BaseModel):
 class RolesUpdate(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    roles: list[Annotated[str, Field(min_length=1, max_length=64, pattern=ROLE_NAME_PATTERN)]] = (
-        Field(max_length=20)
-    )
+    roles: list[RoleName] = Field(max_length=20)
 
 
 def as_utc(value: datetime) -> datetime:

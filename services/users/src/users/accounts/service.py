@@ -6,12 +6,12 @@ import csv
 import io
 import logging
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from datetime import datetime
 from typing import Any
 
 from common.db import Database, after_commit
-from common.errors import Conflict, Unauthorized, ValidationFailed
+from common.errors import Conflict, Forbidden, Unauthorized, ValidationFailed
 from common.events import Envelope, EventType, utcnow
 from common.identity import canonical_name
 from common.outbox import add_outbox_event
@@ -122,8 +122,10 @@ async def change_password(
     new: str,
 ) -> None:
     if not await hasher.verify(current, user.password_hash, kind="account"):
-        raise ValidationFailed(
-            [{"field": "current_password", "message": "is not the current password"}]
+        # A credential that does not match is a refusal, not malformed input (API.md §3).
+        raise Forbidden(
+            "The current password is not correct.",
+            errors=[{"field": "current_password", "message": "is not the current password"}],
         )
     await set_password(session, hasher, auth, user, new)
 
@@ -150,7 +152,7 @@ async def set_password(
     )
 
 
-async def set_roles(session: AsyncSession, user: User, names: list[str]) -> User:
+async def set_roles(session: AsyncSession, user: User, names: Sequence[str]) -> User:
     wanted = sorted(set(names))
     roles = await repository.roles_named(session, wanted)
     unknown = sorted(set(wanted) - {role.name for role in roles})
