@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from common.errors import problem_responses
 from fastapi import APIRouter, Request
 from starlette.responses import JSONResponse
 
@@ -12,16 +13,23 @@ from auth.db import SessionDep
 from auth.oauth.errors import NO_STORE, OAuthError, invalid_client, invalid_request
 from auth.oauth.forms import OAuthForm, presented_client, read_form, unsupported
 from auth.oauth.inspection import TokenInspector
+from auth.oauth.schemas import (
+    ClientCredentialsGrant,
+    RefreshTokenGrant,
+    RevocationRequest,
+    Revoked,
+    ServiceToken,
+    form_body,
+    oauth_errors,
+)
 from auth.sessions.dependencies import SessionServiceDep
 from auth.sessions.exceptions import RefreshRefused
+from auth.sessions.schemas import TokenPair
 from auth.signing import AccessTokenSigner
 
 router = APIRouter(prefix="/api/v1/auth", tags=["oauth"])
 
-OAUTH_ERRORS: dict[int | str, dict[str, Any]] = {
-    400: {"description": "RFC 6749 §5.2 error: `{error, error_description}`"},
-    401: {"description": "invalid_client"},
-}
+OAUTH_ERRORS = oauth_errors(400, 401)
 
 
 async def _authenticated_client(
@@ -64,7 +72,12 @@ def _client_credentials_grant(
     }
 
 
-@router.post("/token", responses=OAUTH_ERRORS)
+@router.post(
+    "/token",
+    response_model=TokenPair | ServiceToken,
+    responses={**OAUTH_ERRORS, **problem_responses(503)},
+    openapi_extra=form_body(RefreshTokenGrant, ClientCredentialsGrant),
+)
 async def token(request: Request, session: SessionDep, sessions: SessionServiceDep) -> JSONResponse:
     """OAuth 2.0 token endpoint (form-encoded). `grant_type=refresh_token` rotates a refresh
     token (first-party clients, no client authentication); `grant_type=client_credentials` issues
@@ -90,7 +103,12 @@ async def token(request: Request, session: SessionDep, sessions: SessionServiceD
     raise unsupported("Supported grant types: refresh_token, client_credentials.")
 
 
-@router.post("/revoke", responses=OAUTH_ERRORS)
+@router.post(
+    "/revoke",
+    response_model=Revoked,
+    responses=OAUTH_ERRORS,
+    openapi_extra=form_body(RevocationRequest),
+)
 async def revoke(
     request: Request, session: SessionDep, sessions: SessionServiceDep
 ) -> JSONResponse:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
+from common.errors import problem_responses
 from common.forms import FORM_TYPE
 from common.security import CurrentPrincipal
 from fastapi import APIRouter, Body, Response, status
@@ -14,9 +15,7 @@ from auth.sessions.schemas import LoginForm, LogoutRequest, RefreshRequest, Toke
 router = APIRouter(prefix="/api/v1/auth", tags=["auth"])
 
 NO_STORE = {"Cache-Control": "no-store", "Pragma": "no-cache"}
-UNAUTHORIZED: dict[int | str, dict[str, Any]] = {
-    401: {"description": "Bad credentials or token (problem+json)"}
-}
+UNAUTHORIZED = problem_responses(401)
 
 
 # The form is read by `login_form` (common.forms), not by FastAPI, so the document declares it.
@@ -30,7 +29,7 @@ LOGIN_BODY: dict[str, Any] = {
 
 @router.post(
     "/login",
-    responses={**UNAUTHORIZED, 503: {"description": "users unavailable"}},
+    responses=problem_responses(401, 503),
     openapi_extra=LOGIN_BODY,
 )
 async def login(
