@@ -78,3 +78,23 @@ def test_the_password_flow_logs_in_through_the_gateway() -> None:
     assert schemes[SCHEME]["flows"]["password"]["tokenUrl"] == "/api/v1/auth/login"
     assert schemes["ClientBasic"] == {"type": "http", "scheme": "basic"}
     assert merged["openapi"].startswith("3.1")
+
+
+def test_every_operation_lists_what_the_gateway_answers_itself() -> None:
+    # Found by schemathesis: a revoked token's 401 on public routes, 429s and the gateway's 503
+    # and 504 were in no operation's responses.
+    merged = merge({"auth": AUTH, "users": USERS})
+    for item in merged["paths"].values():
+        for operation in item.values():
+            responses = operation["responses"]
+            assert {"401", "429", "503", "504"} <= set(responses)
+            assert "application/problem+json" in responses["401"]["content"]
+            assert responses["429"]["headers"]["Retry-After"]["required"] is True
+    assert "ProblemDetails" in merged["components"]["schemas"]
+
+
+def test_the_token_endpoint_is_a_declared_token_url() -> None:
+    schemes = merge({"auth": AUTH, "users": USERS})["components"]["securitySchemes"]
+    assert schemes[SCHEME]["flows"]["password"]["refreshUrl"] == "/api/v1/auth/token"
+    flows = schemes["ServiceClient"]["flows"]
+    assert flows["clientCredentials"]["tokenUrl"] == "/api/v1/auth/token"

@@ -12,7 +12,14 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-from common.errors import NotFound, ServiceUnavailable
+from common.errors import (
+    PROBLEM_JSON,
+    PROBLEM_SCHEMA_REF,
+    NotFound,
+    ServiceUnavailable,
+    problem_responses,
+    problem_schemas,
+)
 from common.security import LOGIN_PATH
 from fastapi import APIRouter, Request
 from fastapi.openapi.docs import get_swagger_ui_html, get_swagger_ui_oauth2_redirect_html
@@ -25,6 +32,20 @@ CACHE_SECONDS = 30.0
 ASSETS = Path(str(files("fastapi_swagger.resources")))
 ASSET_NAMES = frozenset({"swagger-ui-bundle.js", "swagger-ui.css", "favicon-32x32.png"})
 SCHEME = "OAuth2PasswordBearer"
+TOKEN_PATH = "/api/v1/auth/token"
+# Answers of the gateway itself on any route it proxies (proxy.py), whatever the service says.
+RATE_LIMITED: dict[str, Any] = {
+    "description": "Rate limited (API.md §5): retry after `Retry-After` seconds",
+    "headers": {
+        name: {"required": True, "schema": schema}
+        for name, schema in (
+            ("Retry-After", {"type": "integer", "minimum": 0}),
+            ("RateLimit-Policy", {"type": "string"}),
+            ("RateLimit", {"type": "string"}),
+        )
+    },
+    "content": {PROBLEM_JSON: {"schema": {"$ref": PROBLEM_SCHEMA_REF}}},
+}
 
 router = APIRouter(prefix="/api", include_in_schema=False)
 
@@ -43,8 +64,19 @@ def merge(documents: dict[str, dict[str, Any]]) -> dict[str, Any]:
             "securitySchemes": {
                 SCHEME: {
                     "type": "oauth2",
-                    "flows": {"password": {"tokenUrl": LOGIN_PATH, "scopes": {}}},
-                }
+                    "flows": {
+                        "password": {
+                            "tokenUrl": LOGIN_PATH,
+                            "refreshUrl": TOKEN_PATH,
+                            "scopes": {},
+                        }
+                    },
+                },
+                # Service clients (HTTP Basic at the token endpoint): tokens for the services.
+                "ServiceClient": {
+                    "type": "oauth2",
+                    "flows": {"clientCredentials": {"tokenUrl": TOKEN_PATH, "scopes": {}}},
+                },
             },
         },
     }
@@ -64,15 +96,34 @@ def merge(documents: dict[str, dict[str, Any]]) -> dict[str, Any]:
         for path, item in document.get("paths", {}).items():
             if path.startswith("/internal") or not path.startswith(("/api/", "/.well-known/")):
                 continue
-            merged["paths"][path] = copy.deepcopy(item)
+            merged["paths"][path] = _with_gateway_answers(copy.deepcopy(item))
         for name, schema in components.get("schemas", {}).items():
             schemas.setdefault(name, schema)
         for name, scheme in components.get("securitySchemes", {}).items():
             schemes.setdefault(name, scheme)  # the gateway's own password flow wins
+    for name, schema in problem_schemas().items():
+        schemas.setdefault(name, schema)
     # Only the schemas the public paths use: internal request and response shapes stay internal.
     used = _referenced(merged["paths"], schemas)
     merged["components"]["schemas"] = {k: v for k, v in schemas.items() if k in used}
     return merged
+
+
+def _with_gateway_answers(item: dict[str, Any]) -> dict[str, Any]:
+    """The path item with what the gateway answers on its own, whatever the service: 401 for a
+    presented token that is revoked (on every route), 429 over a rate limit, 503 when the service
+    or Redis is down, 504 when the service is slow, 413 for a body over MAX_BODY_BYTES."""
+    for operation in item.values():
+        if not isinstance(operation, dict):
+            continue
+        responses: dict[str, Any] = operation.setdefault("responses", {})
+        own = problem_responses(401, 503, 504, *((413,) if "requestBody" in operation else ()))
+        for status, answer in {**own, 429: RATE_LIMITED}.items():
+            declared = responses.setdefault(str(status), answer)
+            if declared is not answer:  # the service's answer, and the gateway's problem too
+                for media_type, content in answer["content"].items():
+                    declared.setdefault("content", {}).setdefault(media_type, content)
+    return item
 
 
 def _referenced(paths: dict[str, Any], schemas: dict[str, Any]) -> set[str]:

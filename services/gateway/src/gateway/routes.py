@@ -8,7 +8,7 @@ reach an upstream, so no path can climb out of the prefix it matched.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from enum import Enum
 
 
@@ -65,6 +65,17 @@ _PREFIXES: tuple[tuple[str, Route], ...] = (
     ("/api/v1/users/", Route("users.other", "users", Access.BEARER)),
     ("/api/v1/auth/", Route("auth.other", "auth", Access.PUBLIC)),
 )
+# Methods no route of the platform serves (TRACE, QUERY, ...) need no token to be told so: they go
+# to the service as public requests, and it answers 405 with the path's `Allow` (or 404).
+SERVED_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
+_UNSERVED_PREFIXES = tuple(
+    (prefix, replace(route, access=Access.PUBLIC)) for prefix, route in _PREFIXES
+)
+# The well-known documents are served for GET only, but any other method on them goes to auth too,
+# which answers it as for any of its paths (405 with `Allow`; common.errors), not the gateway's 404.
+_ANY_METHOD: dict[str, Route] = {
+    path: route for (_, path), route in _EXACT.items() if path.startswith("/.well-known/")
+}
 _UNSAFE = re.compile(r"%(2[eEfF]|5[cC]|00)|\\|//|/\.\.?(/|$)")
 
 
@@ -82,7 +93,7 @@ def match(method: str, path: str) -> Route | None:
         return route
     if method == "OPTIONS":  # CORS preflights are answered by the gateway itself
         method = "GET"
-    for prefix, candidate in _PREFIXES:
+    for prefix, candidate in _PREFIXES if method in SERVED_METHODS else _UNSERVED_PREFIXES:
         if path.startswith(prefix):
             return candidate
-    return None
+    return _ANY_METHOD.get(path)
