@@ -29,7 +29,7 @@ LOGIN_BODY: dict[str, Any] = {
 
 @router.post(
     "/login",
-    responses=problem_responses(401, 503),
+    responses=problem_responses(401, 413, 415, 422, 503),
     openapi_extra=LOGIN_BODY,
 )
 async def login(

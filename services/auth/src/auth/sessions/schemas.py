@@ -18,18 +18,31 @@ class TokenPair(BaseModel):
     refresh_expires_in: int
 
 
+LOGIN_NAME_LENGTH = 320
+LOGIN_PASSWORD_LENGTH = 256
+LOGIN_FIELD_LENGTH = 256
+LOGIN_CLIENT_ID_LENGTH = 64
+
+
 class LoginForm(BaseModel):
     """The OAuth 2.0 password form (the fields of FastAPI's OAuth2PasswordRequestForm), read by
     `common.forms.parse_form` as the gateway reads it."""
 
     model_config = ConfigDict(extra="forbid", title="Body_login_api_v1_auth_login_post")
 
+    # Bounds: a login is a username or an email (at most 320 characters), a password at most 128
+    # (registration); an empty one was sent on to users, which refused it, and the login answered
+    # 503. Together they stay within the 16 KiB the gateway reads, even percent-encoded.
     grant_type: str | None = Field(default=None, pattern="^password$")
-    username: str
-    password: str = Field(json_schema_extra={"format": "password"})
-    scope: str = ""
-    client_id: str | None = None
-    client_secret: str | None = Field(default=None, json_schema_extra={"format": "password"})
+    username: str = Field(min_length=1, max_length=LOGIN_NAME_LENGTH)
+    password: str = Field(
+        min_length=1, max_length=LOGIN_PASSWORD_LENGTH, json_schema_extra={"format": "password"}
+    )
+    scope: str = Field(default="", max_length=LOGIN_FIELD_LENGTH)
+    client_id: str | None = Field(default=None, max_length=LOGIN_CLIENT_ID_LENGTH)
+    client_secret: str | None = Field(
+        default=None, max_length=LOGIN_FIELD_LENGTH, json_schema_extra={"format": "password"}
+    )
 
 
 class RefreshRequest(BaseModel):
