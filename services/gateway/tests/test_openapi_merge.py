@@ -98,3 +98,10 @@ def test_the_token_endpoint_is_a_declared_token_url() -> None:
     assert schemes[SCHEME]["flows"]["password"]["refreshUrl"] == "/api/v1/auth/token"
     flows = schemes["ServiceClient"]["flows"]
     assert flows["clientCredentials"]["tokenUrl"] == "/api/v1/auth/token"
+
+
+def test_the_routes_whose_form_the_gateway_reads_declare_its_refusals() -> None:
+    login = merge({"auth": AUTH, "users": USERS})["paths"]["/api/v1/auth/login"]["post"]
+    assert {"415", "422"} <= set(login["responses"])
+    me = merge({"auth": AUTH, "users": USERS})["paths"]["/api/v1/users/me"]["get"]
+    assert "415" not in me["responses"]

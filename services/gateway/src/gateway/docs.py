@@ -25,6 +25,9 @@ from fastapi import APIRouter, Request
 from fastapi.openapi.docs import get_swagger_ui_html, get_swagger_ui_oauth2_redirect_html
 from fastapi.responses import FileResponse, HTMLResponse, JSONResponse
 
+from gateway import routes
+from gateway.routes import Counted
+
 logger = logging.getLogger("gatehouse.gateway.docs")
 
 CACHE_SECONDS = 30.0
@@ -96,7 +99,7 @@ def merge(documents: dict[str, dict[str, Any]]) -> dict[str, Any]:
         for path, item in document.get("paths", {}).items():
             if path.startswith("/internal") or not path.startswith(("/api/", "/.well-known/")):
                 continue
-            merged["paths"][path] = _with_gateway_answers(copy.deepcopy(item))
+            merged["paths"][path] = _with_gateway_answers(path, copy.deepcopy(item))
         for name, schema in components.get("schemas", {}).items():
             schemas.setdefault(name, schema)
         for name, scheme in components.get("securitySchemes", {}).items():
@@ -109,15 +112,23 @@ def merge(documents: dict[str, dict[str, Any]]) -> dict[str, Any]:
     return merged
 
 
-def _with_gateway_answers(item: dict[str, Any]) -> dict[str, Any]:
+def _with_gateway_answers(path: str, item: dict[str, Any]) -> dict[str, Any]:
     """The path item with what the gateway answers on its own, whatever the service: 401 for a
     presented token that is revoked (on every route), 429 over a rate limit, 503 when the service
-    or Redis is down, 504 when the service is slow, 413 for a body over MAX_BODY_BYTES."""
-    for operation in item.values():
+    or Redis is down, 504 when the service is slow, 413 for a body over MAX_BODY_BYTES, and on
+    the routes whose form it reads for the login limits (gateway.logins) 415 and 422 for a form
+    it does not read as auth does."""
+    for method, operation in item.items():
         if not isinstance(operation, dict):
             continue
         responses: dict[str, Any] = operation.setdefault("responses", {})
-        own = problem_responses(401, 503, 504, *((413,) if "requestBody" in operation else ()))
+        statuses = [401, 503, 504]
+        if "requestBody" in operation:
+            statuses.append(413)
+        route = routes.match(method.upper(), path)
+        if route is not None and route.counted in (Counted.FORM, Counted.TOKEN):
+            statuses += [415, 422]
+        own = problem_responses(*statuses)
         for status, answer in {**own, 429: RATE_LIMITED}.items():
             declared = responses.setdefault(str(status), answer)
             if declared is not answer:  # the service's answer, and the gateway's problem too
