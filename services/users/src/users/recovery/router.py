@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Annotated
 
 from common.db import SessionDep
+from common.errors import problem_responses
 from fastapi import APIRouter, Depends, Request, Response, status
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel
@@ -52,7 +53,7 @@ async def forgot_password(
     )
 
 
-@router.post("/reset", status_code=status.HTTP_204_NO_CONTENT)
+@router.post("/reset", status_code=status.HTTP_204_NO_CONTENT, responses=problem_responses(400))
 async def reset_password(
     body: ResetPassword,
     session: SessionDep,
