@@ -10,7 +10,7 @@ import pytest
 from auth.main import create_app
 from auth.oauth.forms import FORM_TYPE, MAX_NAME_LENGTH, MAX_PARAMETER_LENGTH, MAX_PARAMETERS
 
-from .conftest import AuthHarness, auth_settings
+from .support import AuthHarness, auth_settings
 
 
 def form_schema(document: dict[str, Any], path: str) -> dict[str, Any]:

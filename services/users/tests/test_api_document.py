@@ -5,13 +5,19 @@ from __future__ import annotations
 
 import re
 import uuid
+from typing import Any
 
 import pytest
 from pydantic import ValidationError
 from users.accounts.schemas import FULL_NAME_PATTERN, UserCreate, UserUpdate
 
-from .conftest import UsersHarness
-from .test_admin import an_admin
+from .support import UsersHarness
+
+
+async def an_admin(users: UsersHarness) -> tuple[dict[str, Any], dict[str, str]]:
+    admin = await users.register()
+    await users.make_admin(admin)
+    return admin, users.admin_bearer(admin)
 
 
 async def test_other_methods_of_me_are_405_with_the_paths_methods(users: UsersHarness) -> None:
