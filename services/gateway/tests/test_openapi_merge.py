@@ -105,3 +105,12 @@ def test_the_routes_whose_form_the_gateway_reads_declare_its_refusals() -> None:
     assert {"415", "422"} <= set(login["responses"])
     me = merge({"auth": AUTH, "users": USERS})["paths"]["/api/v1/users/me"]["get"]
     assert "415" not in me["responses"]
+
+
+def test_the_recovery_route_declares_the_gateways_refusals() -> None:
+    # Found by schemathesis: a reset link request that is not JSON was the gateway's 415.
+    forgot: dict[str, Any] = {
+        "paths": {"/api/v1/users/password/forgot": {"post": {"responses": {}}}}
+    }
+    merged = merge({"users": forgot})["paths"]["/api/v1/users/password/forgot"]["post"]
+    assert {"415", "422"} <= set(merged["responses"])

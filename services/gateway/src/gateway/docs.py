@@ -112,12 +112,16 @@ def merge(documents: dict[str, dict[str, Any]]) -> dict[str, Any]:
     return merged
 
 
+# Routes whose body the gateway reads for a limit's key (gateway.logins): it refuses one it does
+# not read as the service does, 415 or 422.
+READ_BODIES = frozenset({Counted.FORM, Counted.TOKEN, Counted.RECOVERY})
+
+
 def _with_gateway_answers(path: str, item: dict[str, Any]) -> dict[str, Any]:
     """The path item with what the gateway answers on its own, whatever the service: 401 for a
     presented token that is revoked (on every route), 429 over a rate limit, 503 when the service
     or Redis is down, 504 when the service is slow, 413 for a body over MAX_BODY_BYTES, and on
-    the routes whose form it reads for the login limits (gateway.logins) 415 and 422 for a form
-    it does not read as auth does."""
+    the routes whose body it reads for the login and recovery limits 415 and 422."""
     for method, operation in item.items():
         if not isinstance(operation, dict):
             continue
@@ -126,7 +130,7 @@ def _with_gateway_answers(path: str, item: dict[str, Any]) -> dict[str, Any]:
         if "requestBody" in operation:
             statuses.append(413)
         route = routes.match(method.upper(), path)
-        if route is not None and route.counted in (Counted.FORM, Counted.TOKEN):
+        if route is not None and route.counted in READ_BODIES:
             statuses += [415, 422]
         own = problem_responses(*statuses)
         for status, answer in {**own, 429: RATE_LIMITED}.items():
