@@ -4,7 +4,6 @@ challenge that changes nothing."""
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
@@ -13,8 +12,6 @@ import httpx
 from asgi_lifespan import LifespanManager
 from common.inprocess_broker import InProcessBroker
 from common.tokens import JwksCache
-from users.accounts import repository
-from users.accounts.schemas import UserRead
 from users.main import create_app
 
 from .support import UsersHarness, users_settings
@@ -40,11 +37,13 @@ async def events_of(users: UsersHarness, user: dict[str, Any]) -> list[str]:
 
 
 async def current(users: UsersHarness, user: dict[str, Any]) -> dict[str, Any]:
-    """The account as stored (its URL is a 404 once it is deactivated)."""
-    async with users.database.sessionmaker() as session:
-        found = await repository.by_id(session, uuid.UUID(user["id"]))
-    assert found is not None
-    return UserRead.model_validate(found).model_dump(mode="json")
+    admin = await an_admin(users)
+    response = await users.client.get(
+        f"/api/v1/users/{user['id']}", headers=users.admin_bearer(admin)
+    )
+    assert response.status_code == 200
+    body: dict[str, Any] = response.json()
+    return body
 
 
 # --- PATCH /me ------------------------------------------------------------------------------------
