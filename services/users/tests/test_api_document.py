@@ -30,13 +30,15 @@ async def test_other_methods_of_me_are_405_with_the_paths_methods(users: UsersHa
     assert export.status_code == 405
 
 
-async def test_a_deactivated_account_is_gone_from_its_url(users: UsersHarness) -> None:
-    # DELETE, then GET of the same user answered 200 (schemathesis: use after free).
+async def test_a_deactivated_account_stays_readable_at_its_url(users: UsersHarness) -> None:
+    # DELETE deactivates (API.md §1: `is_active` is part of UserRead); it does not erase.
     _, admin = await an_admin(users)
     other = await users.register()
     url = f"/api/v1/users/{other['id']}"
     assert (await users.client.delete(url, headers=admin)).status_code == 204
-    assert (await users.client.get(url, headers=admin)).status_code == 404
+    read = await users.client.get(url, headers=admin)
+    assert read.status_code == 200
+    assert read.json()["is_active"] is False
     listed = await users.client.get("/api/v1/users/?is_active=false&limit=100", headers=admin)
     assert other["id"] in {item["id"] for item in listed.json()["items"]}
 

@@ -38,7 +38,7 @@ async def test_wrong_current_password_changes_nothing(users: UsersHarness) -> No
         json={"current_password": "not my password", "new_password": NEW},
         headers=users.bearer(user),
     )
-    assert response.status_code == 403
+    assert response.status_code == 422
     assert response.json()["errors"][0]["field"] == "current_password"
     assert await verify(users, user["username"], PASSWORD) == 200
     assert [row.event_type for row in await users.outbox(user["id"])] == ["user.registered"]

@@ -90,6 +90,6 @@ async def test_a_refused_change_calls_nobody(users: UsersHarness) -> None:
         json={"current_password": "not the password at all", "new_password": NEW_PASSWORD},
         headers=users.bearer(user),
     )
-    assert refused.status_code == 403  # a wrong current password
+    assert refused.status_code == 422  # a wrong current password
     assert users.auth.calls == []
     assert await committed_change_time(users, user["id"]) is None

@@ -7,7 +7,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Annotated
 
 from common.db import SessionDep
-from common.errors import NotFound, Unauthorized, problem_responses
+from common.errors import Unauthorized, problem_responses
 from common.security import (
     CurrentPrincipal,
     Principal,
@@ -82,7 +82,7 @@ async def update_me(
 @router.put(
     "/me/password",
     status_code=status.HTTP_204_NO_CONTENT,
-    responses=problem_responses(401, 403),
+    responses=problem_responses(401),
 )
 async def change_password(
     change: PasswordChange, me: Me, session: SessionDep, hasher: Hasher, auth: AuthSessions
@@ -161,12 +161,9 @@ async def export_users(_reader: Reader, request: Request) -> StreamingResponse:
 async def read_user(
     user_id: uuid.UUID, principal: CurrentPrincipal, session: SessionDep
 ) -> UserRead:
-    """Yourself, or anyone with `users:read`; any other id is a 404, and so is a deactivated
-    account (DELETE took it away; the list and the export still show it, `is_active: false`)."""
-    user = await visible_user(session, principal, user_id)
-    if not user.is_active:
-        raise NotFound("No such user.")
-    return read(user)
+    """Yourself, or anyone with `users:read`; any other id is a 404. A deactivated account is
+    still readable (`is_active: false`): DELETE deactivates, it does not erase."""
+    return read(await visible_user(session, principal, user_id))
 
 
 @router.put(

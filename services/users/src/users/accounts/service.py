@@ -11,7 +11,7 @@ from datetime import datetime
 from typing import Any
 
 from common.db import Database, after_commit
-from common.errors import Conflict, Forbidden, Unauthorized, ValidationFailed
+from common.errors import Conflict, Unauthorized, ValidationFailed
 from common.events import Envelope, EventType, utcnow
 from common.identity import canonical_name
 from common.outbox import add_outbox_event
@@ -122,10 +122,8 @@ async def change_password(
     new: str,
 ) -> None:
     if not await hasher.verify(current, user.password_hash, kind="account"):
-        # A credential that does not match is a refusal, not malformed input (API.md §3).
-        raise Forbidden(
-            "The current password is not correct.",
-            errors=[{"field": "current_password", "message": "is not the current password"}],
+        raise ValidationFailed(
+            [{"field": "current_password", "message": "is not the current password"}]
         )
     await set_password(session, hasher, auth, user, new)
 
