@@ -38,7 +38,7 @@ from tests.integration.platform import ROOT
 # users.accounts.repository.profile, as SQL.
 PROFILE = """
 SELECT users.id, users.email, users.username, users.full_name, users.is_active,
-       users.created_at, user_roles.role_name
+       users.email_verified, users.created_at, user_roles.role_name
 FROM users LEFT OUTER JOIN user_roles ON user_roles.user_id = users.id
 WHERE users.id = $1
 ORDER BY user_roles.role_name
@@ -76,6 +76,7 @@ async def read_me(request: Request) -> Response:
         "username": first["username"],
         "full_name": first["full_name"],
         "is_active": first["is_active"],
+        "email_verified": first["email_verified"],
         "roles": [row["role_name"] for row in rows if row["role_name"] is not None],
         "created_at": _timestamp(first["created_at"]),
     }
