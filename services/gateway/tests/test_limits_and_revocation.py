@@ -11,9 +11,8 @@ import httpx
 import pytest
 import redis.asyncio as aioredis
 from common.revocation import EPOCH_KEY, mark_session_revoked, mark_user_tokens_before
-from common.testing import TokenFactory
+from common.testing import ThrowawayRedis, TokenFactory
 
-from .redis_node import ThrowawayRedis
 from .support import GatewayFactory, bearer, unique_id
 
 ME = "/api/v1/users/me"
@@ -97,7 +96,7 @@ async def test_revoked_sessions_and_users_are_refused(
 @pytest.fixture
 def throwaway_redis(tmp_path: Path) -> Iterator[ThrowawayRedis]:
     node = ThrowawayRedis(tmp_path)
-    node.start()
+    node.start(epoch=True)
     yield node
     node.stop()
 
@@ -116,7 +115,7 @@ async def fallback_count(gateway: httpx.AsyncClient, rule: str) -> float:
 
 async def redis_gateway(make_gateway: GatewayFactory, node: ThrowawayRedis) -> httpx.AsyncClient:
     return await make_gateway(
-        redis_url=node.url, gateway_rate_limit="3/hour", gateway_login_rate_limit="2/hour"
+        redis_url=node.url(), gateway_rate_limit="3/hour", gateway_login_rate_limit="2/hour"
     )
 
 
@@ -163,7 +162,7 @@ async def test_redis_down_limits_logins_per_process(
     make_gateway: GatewayFactory, throwaway_redis: ThrowawayRedis, caplog: pytest.LogCaptureFixture
 ) -> None:
     gateway = await make_gateway(
-        redis_url=throwaway_redis.url,
+        redis_url=throwaway_redis.url(),
         gateway_rate_limit="100/hour",
         gateway_login_rate_limit="2/hour",
     )
@@ -206,7 +205,7 @@ async def test_the_gateway_recovers_when_redis_returns(
     assert (await gateway.get(ME, headers=bearer(tokens))).status_code == 200
     throwaway_redis.stop()
     assert (await gateway.get(ME, headers=bearer(tokens))).status_code == 503
-    throwaway_redis.start()  # back on the same port, empty: the script is loaded again
+    throwaway_redis.start(epoch=True)  # back on the same port, empty: the script is loaded again
     for _ in range(50):
         if (await gateway.get(ME, headers=bearer(tokens))).status_code == 200:
             break
@@ -214,7 +213,7 @@ async def test_the_gateway_recovers_when_redis_returns(
     else:
         pytest.fail("the gateway did not recover when Redis came back")
     # Shared counting resumes in Redis.
-    raw = aioredis.Redis.from_url(throwaway_redis.url)
+    raw = aioredis.Redis.from_url(throwaway_redis.url())
     try:
         assert await raw.keys("rl:*")
     finally:
@@ -231,7 +230,7 @@ async def test_tokens_are_refused_while_revocation_markers_are_incomplete(
     """A Redis that lost its markers (restarted empty) reads as "nothing is revoked": until auth
     has written them back and set the epoch, token requests fail closed."""
     node = ThrowawayRedis(tmp_path)
-    node.start(epoch=False)
+    node.start()
     try:
         gateway = await redis_gateway(make_gateway, node)
         before = await fallback_count(gateway, "revocation_incomplete")
@@ -242,7 +241,7 @@ async def test_tokens_are_refused_while_revocation_markers_are_incomplete(
         assert await fallback_count(gateway, "revocation_incomplete") == before + 1
         assert "revocation markers are incomplete" in caplog.text
         assert (await gateway.post("/api/v1/users/", json={})).status_code == 200  # public
-        raw = aioredis.Redis.from_url(node.url)
+        raw = aioredis.Redis.from_url(node.url())
         try:
             await raw.set(EPOCH_KEY, b"1")  # auth has restored every marker
         finally:

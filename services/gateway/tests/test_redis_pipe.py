@@ -13,6 +13,7 @@ import pytest
 import redis.asyncio as aioredis
 from common.redis import EmbeddedRedis
 from common.revocation import EPOCH_KEY, mark_session_revoked
+from common.testing import ThrowawayRedis
 from gateway.guard import SCRIPT_SHA, Guard, Limit
 from gateway.redis_pipe import (
     PipelinedRedis,
@@ -26,7 +27,6 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import NoScriptError, ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
-from .redis_node import ThrowawayRedis
 from .support import REDIS_URL
 
 
@@ -130,12 +130,12 @@ async def test_the_database_number_is_selected(redis_db: aioredis.Redis) -> None
 @pytest.mark.fault
 async def test_password_protected_redis(tmp_path: Path) -> None:
     node = ThrowawayRedis(tmp_path, password="s3cret-pass")
-    node.start()
+    node.start(epoch=True)
     try:
-        good = PipelinedRedis(node.url)
+        good = PipelinedRedis(node.url())
         assert await good.execute("PING") == b"PONG"
         await good.aclose()
-        bad = PipelinedRedis(node.url.replace("s3cret-pass", "wrong"))
+        bad = PipelinedRedis(node.url().replace("s3cret-pass", "wrong"))
         with pytest.raises(ResponseError):
             await bad.execute("PING")
         await bad.aclose()
@@ -146,8 +146,8 @@ async def test_password_protected_redis(tmp_path: Path) -> None:
 @pytest.mark.fault
 async def test_failures_surface_as_redis_errors_and_the_pipe_reconnects(tmp_path: Path) -> None:
     node = ThrowawayRedis(tmp_path)
-    node.start()
-    pipe = PipelinedRedis(node.url, timeout=0.3)
+    node.start(epoch=True)
+    pipe = PipelinedRedis(node.url(), timeout=0.3)
     try:
         assert await pipe.execute("PING") == b"PONG"
         node.freeze()
@@ -163,7 +163,7 @@ async def test_failures_surface_as_redis_errors_and_the_pipe_reconnects(tmp_path
             await pipe.execute("PING")
         with pytest.raises(RedisConnectionError):  # at once, during the pause after a failure
             await pipe.execute("PING")
-        node.start()
+        node.start(epoch=True)
         await asyncio.sleep(0.3)
         assert await pipe.execute("PING") == b"PONG"
     finally:
@@ -198,8 +198,8 @@ async def test_requests_queued_behind_a_stuck_connection_attempt_fail_together(
     tmp_path: Path,
 ) -> None:
     node = ThrowawayRedis(tmp_path)
-    node.start()
-    pipe = PipelinedRedis(node.url.replace("/0", "/1"), timeout=0.5)  # SELECT on connecting
+    node.start(epoch=True)
+    pipe = PipelinedRedis(node.url().replace("/0", "/1"), timeout=0.5)  # SELECT on connecting
     try:
         node.freeze()  # the handshake completes (the kernel accepts), SELECT never answers
         started = time.monotonic()

@@ -17,6 +17,7 @@ import asyncio
 import json
 import os
 import shutil
+import signal
 import socket
 import subprocess
 import threading
@@ -39,6 +40,7 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, create_async_engine
 
 from common.migrations import upgrade
+from common.revocation import EPOCH_KEY
 from common.tokens import JwksFetcher
 
 if TYPE_CHECKING:
@@ -78,29 +80,38 @@ class ThrowawayRedis:
     """A redis-server of the test's own on a spare port that keeps nothing on disk, to stop and
     restart (empty) in fault tests — never the machine's shared Redis."""
 
-    def __init__(self, directory: Path) -> None:
+    def __init__(self, directory: Path, password: str | None = None) -> None:
         self.port = free_port()
         self.directory = directory
+        self.password = password
         self.process: subprocess.Popen[bytes] | None = None
 
     def url(self, db: int = 0) -> str:
-        return f"redis://127.0.0.1:{self.port}/{db}"
+        credentials = f":{self.password}@" if self.password else ""
+        return f"redis://{credentials}127.0.0.1:{self.port}/{db}"
 
-    def start(self) -> None:
+    def start(self, *, epoch: bool = False) -> None:
+        """With `epoch`, the revocation epoch is set as auth sets it once every marker is in
+        (for tests of a gateway without auth behind it)."""
         binary = shutil.which("redis-server")
         assert binary is not None, "redis-server is not installed"
         self.process = subprocess.Popen(
             [
                 *(binary, "--port", str(self.port), "--bind", "127.0.0.1"),
                 *("--save", "", "--appendonly", "no", "--dir", str(self.directory)),
+                *(["--requirepass", self.password] if self.password else []),
             ],
             stdout=subprocess.DEVNULL,
         )
         deadline = time.monotonic() + 10
         while time.monotonic() < deadline:
             try:
-                with redis.Redis(port=self.port, socket_timeout=0.5) as probe:
+                with redis.Redis(
+                    port=self.port, password=self.password, socket_timeout=0.5
+                ) as probe:
                     if probe.ping():
+                        if epoch:
+                            probe.set(EPOCH_KEY, b"1")
                         return
             except redis.RedisError:
                 time.sleep(0.05)
@@ -108,9 +119,19 @@ class ThrowawayRedis:
 
     def stop(self) -> None:
         if self.process is not None and self.process.poll() is None:
+            self.thaw()
             self.process.terminate()
             self.process.wait(10)
         self.process = None
+
+    def freeze(self) -> None:
+        """The server stays connected but answers nothing (SIGSTOP), as a hung Redis would."""
+        assert self.process is not None
+        os.kill(self.process.pid, signal.SIGSTOP)
+
+    def thaw(self) -> None:
+        assert self.process is not None
+        os.kill(self.process.pid, signal.SIGCONT)
 
     def restart(self) -> None:
         """Stop and start again on the same port: every key is gone, as after a crash."""
