@@ -1,0 +1,210 @@
+"""`PageKit`: what a service needs to serve a hosted page (account links, sign-in, consent).
+
+One Jinja2 environment over the service's own templates and the kit's (`kit/base.html`,
+`kit/forms.html`, `kit/message.html`), one stylesheet served by the service itself (so the pages'
+`style-src 'self'` holds behind the gateway), the response headers every page gets, and the form
+reader that checks the CSRF token (`common.pages.csrf`) before the service sees a field.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import time
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import Any
+
+from jinja2 import ChoiceLoader, Environment, FileSystemLoader, StrictUndefined, select_autoescape
+from starlette.requests import Request
+from starlette.responses import HTMLResponse, Response
+from starlette.routing import Route
+
+from common.forms import FormRefused, parse_form
+from common.pages.csrf import CsrfRefused, CsrfTokens, derive_key, new_nonce, well_formed_nonce
+from common.settings import ServiceSettings
+
+HERE = Path(__file__).parent
+STYLESHEET = (HERE / "static" / "pages.css").read_bytes()
+STYLESHEET_VERSION = hashlib.sha256(STYLESHEET).hexdigest()[:12]
+
+# No script at all, styles from our own origin only, forms post to our own origin only, never in
+# a frame, no <base> to redirect relative URLs.
+CONTENT_SECURITY_POLICY = (
+    "default-src 'none'; style-src 'self'; form-action 'self'; "
+    "frame-ancestors 'none'; base-uri 'none'"
+)
+PAGE_HEADERS: Mapping[str, str] = {
+    "Content-Security-Policy": CONTENT_SECURITY_POLICY,
+    "Referrer-Policy": "no-referrer",
+    "X-Frame-Options": "DENY",
+    "X-Content-Type-Options": "nosniff",
+    # A page may carry a link's token in its form: no cache, shared or private, keeps it.
+    "Cache-Control": "no-store",
+}
+CSRF_FIELD = "csrf_token"
+FORM_BYTES = 16 * 1024
+EXPIRED_FORM = (
+    "This form has expired or did not come from this site. Open the link again and retry."
+)
+
+
+class PageError(Exception):
+    """A form post the page answers with an error page: `status` (400, 403, 413, 415, 422) and a
+    message for the reader."""
+
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
+
+
+class PageKit:
+    """One per service. `templates` is the service's own template folder (its pages extend
+    `kit/base.html`); `stylesheet_path` is where the service serves the stylesheet (a path the
+    gateway routes to it); `secret` is a deployment secret the CSRF key is derived from;
+    `secure` says the public origin is HTTPS (then the cookie is `__Host-` prefixed and Secure)."""
+
+    def __init__(
+        self,
+        templates: Path | None,
+        *,
+        stylesheet_path: str,
+        secret: str,
+        secure: bool,
+        product: str = "Gatehouse",
+        csrf_max_age: int = 3600,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        loaders: list[FileSystemLoader] = [FileSystemLoader(HERE / "templates")]
+        if templates is not None:
+            loaders.insert(0, FileSystemLoader(templates))
+        self.environment = Environment(
+            loader=ChoiceLoader(loaders),
+            autoescape=select_autoescape(default=True, default_for_string=True),
+            undefined=StrictUndefined,
+            trim_blocks=True,
+            lstrip_blocks=True,
+        )
+        self.stylesheet_path = stylesheet_path
+        self.stylesheet_url = f"{stylesheet_path}?v={STYLESHEET_VERSION}"
+        self.product = product
+        self.secure = secure
+        self.cookie_name = "__Host-gatehouse-csrf" if secure else "gatehouse-csrf"
+        self.csrf = CsrfTokens(derive_key(secret), max_age=csrf_max_age, clock=clock)
+
+    @classmethod
+    def for_service(
+        cls,
+        settings: ServiceSettings,
+        templates: Path | None,
+        *,
+        stylesheet_path: str,
+        clock: Callable[[], float] = time.time,
+    ) -> PageKit:
+        """The kit as every service builds it: the CSRF key derived from INTERNAL_CLIENT_SECRET
+        (architecture §1 says why), secure cookies when the public origin (ISSUER) is HTTPS."""
+        return cls(
+            templates,
+            stylesheet_path=stylesheet_path,
+            secret=settings.internal_client_secret.get_secret_value(),
+            secure=settings.issuer.lower().startswith("https://"),
+            clock=clock,
+        )
+
+    def render(
+        self,
+        request: Request,
+        template: str,
+        context: Mapping[str, Any] | None = None,
+        *,
+        status: int = 200,
+        form: str | None = None,
+    ) -> HTMLResponse:
+        """The page `template` with `context`; with `form` (the form's purpose, e.g.
+        "users:reset-password"), `csrf_token` in the context and the CSRF cookie set."""
+        values: dict[str, Any] = {
+            "product": self.product,
+            "stylesheet_url": self.stylesheet_url,
+            "csrf_token": None,
+            **(context or {}),
+        }
+        nonce = self._nonce(request) if form is not None else None
+        if form is not None and nonce is not None:
+            values["csrf_token"] = self.csrf.issue(form, nonce)
+        html = self.environment.get_template(template).render(values)
+        response = HTMLResponse(html, status_code=status, headers=dict(PAGE_HEADERS))
+        if nonce is not None:
+            response.set_cookie(
+                self.cookie_name,
+                nonce,
+                max_age=self.csrf.max_age,
+                path="/",
+                secure=self.secure,
+                httponly=True,
+                samesite="lax",
+            )
+        return response
+
+    def message(
+        self,
+        request: Request,
+        *,
+        title: str,
+        message: str,
+        status: int = 200,
+        kind: str = "error",
+    ) -> HTMLResponse:
+        """A page with a heading and one notice (`kind` "error" is an alert, "success" a status)."""
+        return self.render(
+            request,
+            "kit/message.html",
+            {"title": title, "message": message, "kind": kind},
+            status=status,
+        )
+
+    async def read_form(
+        self, request: Request, form: str, fields: frozenset[str]
+    ) -> dict[str, str]:
+        """The fields of a form post (strictly read: `common.forms.parse_form`), once its CSRF
+        token is checked for `form` and the request's cookie; raises `PageError`."""
+        body = await request.body()
+        try:
+            values = parse_form(
+                body,
+                request.headers.get("content-type"),
+                fields=fields | {CSRF_FIELD},
+                max_fields=len(fields) + 1,
+                max_bytes=FORM_BYTES,
+            )
+        except FormRefused as exc:
+            raise PageError(exc.status, exc.detail) from None
+        try:
+            self.csrf.check(
+                form,
+                request.cookies.get(self.cookie_name),
+                values.pop(CSRF_FIELD, None),
+                request.headers,
+            )
+        except CsrfRefused:
+            raise PageError(403, EXPIRED_FORM) from None
+        return values
+
+    def stylesheet_route(self) -> Route:
+        """The route serving the stylesheet at `stylesheet_path` (add it to the app)."""
+
+        async def stylesheet(request: Request) -> Response:
+            return Response(
+                STYLESHEET,
+                media_type="text/css",
+                headers={
+                    "Cache-Control": "public, max-age=86400",
+                    "X-Content-Type-Options": "nosniff",
+                },
+            )
+
+        return Route(self.stylesheet_path, stylesheet, methods=["GET"], include_in_schema=False)
+
+    def _nonce(self, request: Request) -> str:
+        """The cookie's nonce when it has one (shared with the origin's other pages), else new."""
+        current = request.cookies.get(self.cookie_name)
+        return current if well_formed_nonce(current) else new_nonce()
