@@ -1,6 +1,7 @@
-from auth.clients.models import ServiceClient
+from auth.clients.models import RegisteredClient, ServiceClient
 from auth.keys.models import SigningKey
 from auth.models import Base
+from auth.oidc.models import AuthorizationCode, Consent, SsoSession
 from auth.revocation.models import UserNotBefore
 from auth.sessions.models import LoginSession, RefreshToken
 from common.migrations import run_env
@@ -8,6 +9,16 @@ from common.migrations import run_env
 # every table registered before migrating
 assert all(
     model.metadata is Base.metadata
-    for model in (ServiceClient, SigningKey, LoginSession, RefreshToken, UserNotBefore)
+    for model in (
+        ServiceClient,
+        RegisteredClient,
+        SigningKey,
+        LoginSession,
+        RefreshToken,
+        UserNotBefore,
+        AuthorizationCode,
+        SsoSession,
+        Consent,
+    )
 )
 run_env(Base.metadata)

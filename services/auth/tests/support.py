@@ -167,3 +167,25 @@ async def handle(auth: AuthHarness, envelope: Envelope) -> None:
 
 def bearer(token: str) -> dict[str, str]:
     return {"Authorization": f"Bearer {token}"}
+
+
+async def admin_headers(auth: AuthHarness) -> dict[str, str]:
+    """A bearer header of a fresh admin (who holds `clients:manage`)."""
+    admin = auth.users.add(roles=("user", "admin"))
+    return bearer((await auth.login(admin))["access_token"])
+
+
+async def register_client(auth: AuthHarness, **fields: Any) -> dict[str, Any]:
+    """Register an OpenID Connect client as a fresh admin; `fields` override a public client."""
+    registration: dict[str, Any] = {
+        "name": "Sample app",
+        "redirect_uris": ["http://127.0.0.1:8765/callback"],
+        "type": "public",
+        **fields,
+    }
+    response = await auth.client.post(
+        "/api/v1/auth/clients", json=registration, headers=await admin_headers(auth)
+    )
+    assert response.status_code == 201, response.text
+    body: dict[str, Any] = response.json()
+    return body

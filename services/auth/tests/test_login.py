@@ -42,7 +42,7 @@ async def test_access_token_follows_rfc_9068(auth: AuthHarness) -> None:
     assert claims["sub"] == admin.user_id
     assert claims["client_id"] == "gatehouse"
     assert claims["roles"] == ["admin"]
-    assert claims["scope"] == "users:manage users:read"
+    assert claims["scope"] == "clients:manage users:manage users:read"
     assert claims["exp"] - claims["iat"] == 900
     assert claims["nbf"] == claims["iat"]
     assert claims["jti"]

@@ -99,7 +99,7 @@ async def test_refresh_picks_up_role_changes(auth: AuthHarness, account: Account
     fresh = (await auth.refresh(pair["refresh_token"])).json()
     claims = claims_of(fresh["access_token"])
     assert claims["roles"] == ["admin"]
-    assert claims["scope"] == "users:manage users:read"
+    assert claims["scope"] == "clients:manage users:manage users:read"
 
 
 async def test_deactivated_account_cannot_refresh(auth: AuthHarness, account: Account) -> None:

@@ -21,7 +21,7 @@ from fastapi import Depends, FastAPI, Request
 from pydantic import BaseModel
 from starlette.responses import JSONResponse
 
-PERMISSIONS = {"user": [], "admin": ["users:read", "users:manage"]}
+PERMISSIONS = {"user": [], "admin": ["users:read", "users:manage", "clients:manage"]}
 
 
 @dataclass

@@ -31,3 +31,20 @@ def test_served_methods_keep_their_access() -> None:
     assert route is not None
     assert route.access is Access.BEARER
     assert routes.match("GET", "/.well-known/nothing") is None
+
+
+@pytest.mark.parametrize(
+    ("method", "path"),
+    [
+        ("GET", "/api/v1/auth/clients"),
+        ("POST", "/api/v1/auth/clients"),
+        ("GET", "/api/v1/auth/clients/oc-abc"),
+        ("DELETE", "/api/v1/auth/clients/oc-abc"),
+    ],
+)
+def test_client_registry_is_a_bearer_route(method: str, path: str) -> None:
+    """A revoked admin token is refused at the gateway (the revocation check of bearer routes)."""
+    route = routes.match(method, path)
+    assert route is not None
+    assert route.upstream == "auth"
+    assert route.access is Access.BEARER

@@ -103,7 +103,7 @@ async def test_authorization_reports_current_roles(users: UsersHarness) -> None:
         "user_id": user["id"],
         "is_active": True,
         "roles": ["admin", "user"],
-        "permissions": ["users:manage", "users:read"],
+        "permissions": ["clients:manage", "users:manage", "users:read"],
         "credentials_changed_at": None,
     }
     missing = await users.client.get(

@@ -1,17 +1,21 @@
-"""`python -m auth serve | migrate | rotate-keys`."""
+"""`python -m auth serve | migrate | rotate-keys | rewrap-keys | clients create|list`."""
 
 from __future__ import annotations
 
 import asyncio
 import os
 from pathlib import Path
+from typing import Annotated
 
 import typer
 from common.cli import service_cli
 from common.db import Database
 from common.logs import configure_logging
 from common.settings import ServiceSettings
+from pydantic import ValidationError
 
+from auth.clients import service as clients_service
+from auth.clients.schemas import OIDC_SCOPES, ClientCreate, ClientCreated, ClientRead
 from auth.clock import system_clock
 from auth.keys.service import RotationOutcome, rewrap_keys, rotation_step
 from auth.main import create_app
@@ -81,6 +85,80 @@ def rewrap_keys_command() -> None:
     old = AuthSettings(auth_key_encryption_key=os.environ.get(OLD_KEK_VARIABLE, ""))
     changed = asyncio.run(rewrap(settings, old.key_encryption_key_bytes()))
     typer.echo(f"re-encrypted {changed} signing key(s)")
+
+
+clients_cli = typer.Typer(no_args_is_help=True, help="The OpenID Connect client registry.")
+cli.add_typer(clients_cli, name="clients")
+
+
+async def create_registered_client(
+    settings: AuthSettings, registration: ClientCreate
+) -> ClientCreated:
+    database = Database(settings.auth_database_url)
+    try:
+        async with database.sessionmaker() as session, session.begin():
+            return await clients_service.register_client(session, registration, system_clock)
+    finally:
+        await database.dispose()
+
+
+@clients_cli.command("create")
+def create_client_command(
+    name: Annotated[str, typer.Option(help="Shown to users on the consent page.")],
+    redirect_uri: Annotated[
+        list[str], typer.Option(help="Exact redirect URI; repeat for several.")
+    ],
+    client_type: Annotated[
+        str, typer.Option("--type", help="public (no secret) or confidential.")
+    ] = "public",
+    post_logout_redirect_uri: Annotated[
+        list[str] | None, typer.Option(help="Where end-session may send the user back.")
+    ] = None,
+    first_party: Annotated[bool, typer.Option(help="Skip the consent page.")] = False,
+    scope: Annotated[
+        list[str] | None,
+        typer.Option(help="Scopes it may ask for (default: openid profile email)."),
+    ] = None,
+) -> None:
+    """Register a client and print it as JSON; a confidential client's secret is printed once."""
+    settings = AuthSettings()
+    configure_logging("auth", settings.log_level)
+    try:
+        registration = ClientCreate.model_validate(
+            {
+                "name": name,
+                "type": client_type,
+                "redirect_uris": redirect_uri,
+                "post_logout_redirect_uris": post_logout_redirect_uri or [],
+                "first_party": first_party,
+                "scopes": scope or list(OIDC_SCOPES),
+            }
+        )
+    except ValidationError as exc:
+        for error in exc.errors():
+            field = ".".join(str(part) for part in error["loc"])
+            typer.echo(f"{field}: {error['msg']}", err=True)
+        raise typer.Exit(2) from None
+    created = asyncio.run(create_registered_client(settings, registration))
+    typer.echo(created.model_dump_json(indent=2))
+
+
+async def _registered_clients(settings: AuthSettings) -> list[ClientRead]:
+    database = Database(settings.auth_database_url)
+    try:
+        async with database.sessionmaker() as session:
+            return list(await clients_service.registered_clients(session))
+    finally:
+        await database.dispose()
+
+
+@clients_cli.command("list")
+def list_clients_command() -> None:
+    """Print every registered client (never a secret), one JSON object a line."""
+    settings = AuthSettings()
+    configure_logging("auth", settings.log_level)
+    for client in asyncio.run(_registered_clients(settings)):
+        typer.echo(client.model_dump_json())
 
 
 def main() -> None:

@@ -17,6 +17,7 @@ from common.redis import make_redis
 from common.tokens import TokenVerifier
 from fastapi import FastAPI
 
+from auth.clients.router import router as clients_router
 from auth.clients.service import BUILT_IN_CLIENTS, seed_clients_once
 from auth.clock import Clock, system_clock
 from auth.events.handler import consume_user_events, user_event_handler
@@ -151,6 +152,7 @@ def create_app(
         routers=[
             sessions_router,
             oauth_router,
+            clients_router,
             introspection_router,
             internal_router,
             jwks_router,

@@ -49,6 +49,10 @@ _EXACT: dict[tuple[str, str], Route] = {
     ("POST", "/api/v1/auth/token"): Route("auth.token", "auth", Access.LOGIN, Counted.TOKEN),
     ("POST", "/api/v1/auth/revoke"): Route("auth.revoke", "auth", Access.PUBLIC),
     ("POST", "/api/v1/auth/logout"): Route("auth.logout", "auth", Access.BEARER),
+    # The OpenID Connect client registry (API.md §13): a bearer route, so that a logged-out
+    # admin's token is refused here from the next request on, as for every bearer route.
+    ("GET", "/api/v1/auth/clients"): Route("auth.clients", "auth", Access.BEARER),
+    ("POST", "/api/v1/auth/clients"): Route("auth.clients", "auth", Access.BEARER),
     ("GET", "/.well-known/jwks.json"): Route("auth.jwks", "auth", Access.PUBLIC),
     ("GET", "/.well-known/openid-configuration"): Route("auth.discovery", "auth", Access.PUBLIC),
     ("GET", "/api/v1/users/me"): Route("users.me", "users", Access.BEARER),
@@ -63,6 +67,7 @@ _EXACT: dict[tuple[str, str], Route] = {
 }
 _PREFIXES: tuple[tuple[str, Route], ...] = (
     ("/api/v1/users/", Route("users.other", "users", Access.BEARER)),
+    ("/api/v1/auth/clients/", Route("auth.clients", "auth", Access.BEARER)),
     ("/api/v1/auth/", Route("auth.other", "auth", Access.PUBLIC)),
 )
 # Methods no route of the platform serves (TRACE, QUERY, ...) need no token to be told so: they go

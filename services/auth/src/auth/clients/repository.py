@@ -1,10 +1,15 @@
-"""All SQL about service clients."""
+"""All SQL about service clients and registered OpenID Connect clients."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
+from sqlalchemy import delete, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from auth.clients.models import ServiceClient
+from auth.clients.models import RegisteredClient, ServiceClient
+from auth.oidc.models import AuthorizationCode, Consent
+from auth.sessions.models import LoginSession
 
 
 async def get_client(session: AsyncSession, client_id: str) -> ServiceClient | None:
@@ -14,3 +19,41 @@ async def get_client(session: AsyncSession, client_id: str) -> ServiceClient | N
 async def upsert_client(session: AsyncSession, client: ServiceClient) -> None:
     await session.merge(client)
     await session.flush()
+
+
+async def add_registered_client(session: AsyncSession, client: RegisteredClient) -> None:
+    session.add(client)
+    await session.flush()
+
+
+async def get_registered_client(session: AsyncSession, client_id: str) -> RegisteredClient | None:
+    return await session.get(RegisteredClient, client_id)
+
+
+async def list_registered_clients(session: AsyncSession) -> Sequence[RegisteredClient]:
+    result = await session.execute(
+        select(RegisteredClient).order_by(RegisteredClient.created_at, RegisteredClient.client_id)
+    )
+    return result.scalars().all()
+
+
+async def delete_registered_client(session: AsyncSession, client_id: str) -> bool:
+    """Delete the client, its codes and consents (explicitly: SQLite, the embedded run, does not
+    cascade by default); False when there was none."""
+    await session.execute(delete(AuthorizationCode).where(AuthorizationCode.client_id == client_id))
+    await session.execute(delete(Consent).where(Consent.client_id == client_id))
+    result = await session.execute(
+        delete(RegisteredClient)
+        .where(RegisteredClient.client_id == client_id)
+        .returning(RegisteredClient.client_id)
+    )
+    return result.first() is not None
+
+
+async def live_session_ids_of_client(session: AsyncSession, client_id: str) -> list[str]:
+    result = await session.execute(
+        select(LoginSession.id).where(
+            LoginSession.client_id == client_id, LoginSession.revoked_at.is_(None)
+        )
+    )
+    return list(result.scalars().all())

@@ -1,4 +1,5 @@
-"""Service-client authentication and the built-in clients seeded from the settings.
+"""Clients: service-client authentication and the built-in clients seeded from the settings, and
+the registry of OpenID Connect clients (API.md §13) with their authentication at the token endpoint.
 
 Client secrets are hashed with plain SHA-256 and compared in constant time. A slow password hash
 (bcrypt/argon2) defends low-entropy human passwords against guessing after a database leak; these
@@ -10,13 +11,16 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import secrets
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from auth.clients import repository
-from auth.clients.models import ServiceClient
+from auth.clients.models import RegisteredClient, ServiceClient
+from auth.clients.schemas import ClientCreate, ClientCreated, ClientRead
 from auth.clock import Clock
 from auth.settings import AuthSettings
 
@@ -88,3 +92,66 @@ async def authenticate_client(
         frozenset(client.allowed_audiences.split()),
         frozenset(client.allowed_scopes.split()),
     )
+
+
+# Registered clients' ids never collide with a built-in one (those have no dash and no digits
+# first): "oc-" and 128 random bits.
+REGISTERED_CLIENT_PREFIX = "oc-"
+
+
+def client_read(client: RegisteredClient) -> ClientRead:
+    return ClientRead(
+        client_id=client.client_id,
+        name=client.name,
+        redirect_uris=list(client.redirect_uris),
+        post_logout_redirect_uris=list(client.post_logout_redirect_uris),
+        type="confidential" if client.is_confidential else "public",
+        first_party=client.first_party,
+        scopes=sorted(client.allowed_scopes),
+        created_at=client.created_at,
+    )
+
+
+async def register_client(
+    session: AsyncSession, registration: ClientCreate, clock: Clock
+) -> ClientCreated:
+    """Store a new client; a confidential one gets a secret, returned here once and kept hashed."""
+    secret = secrets.token_urlsafe(32) if registration.type == "confidential" else None
+    client = RegisteredClient(
+        client_id=REGISTERED_CLIENT_PREFIX + secrets.token_urlsafe(16),
+        name=registration.name,
+        client_type=registration.type,
+        secret_hash=hash_client_secret(secret) if secret is not None else None,
+        redirect_uris=list(registration.redirect_uris),
+        post_logout_redirect_uris=list(registration.post_logout_redirect_uris),
+        first_party=registration.first_party,
+        scopes=" ".join(sorted(set(registration.scopes))),
+        created_at=clock(),
+    )
+    await repository.add_registered_client(session, client)
+    return ClientCreated(**client_read(client).model_dump(), client_secret=secret)
+
+
+async def registered_clients(session: AsyncSession) -> Sequence[ClientRead]:
+    return [client_read(client) for client in await repository.list_registered_clients(session)]
+
+
+async def registered_client(session: AsyncSession, client_id: str) -> RegisteredClient | None:
+    if len(client_id) > 64:
+        return None
+    return await repository.get_registered_client(session, client_id)
+
+
+async def authenticate_registered_client(
+    session: AsyncSession, client_id: str, secret: str
+) -> RegisteredClient | None:
+    """The confidential client when the secret is right, else None (unknown, public or wrong
+    alike, in the same time)."""
+    if len(client_id) > 64 or len(secret) > MAX_SECRET_LENGTH:
+        return None
+    client = await repository.get_registered_client(session, client_id)
+    expected = client.secret_hash if client is not None else None
+    matches = hmac.compare_digest(hash_client_secret(secret), expected or hash_client_secret(""))
+    if client is None or expected is None or not matches:
+        return None
+    return client

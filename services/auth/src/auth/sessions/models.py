@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import BigInteger, DateTime, ForeignKey, Identity, Integer, String
+from sqlalchemy import BigInteger, DateTime, ForeignKey, Identity, Integer, String, Text
 from sqlalchemy.orm import Mapped, mapped_column
 
 from auth.models import Base
@@ -30,6 +30,11 @@ class LoginSession(Base):
     # access token of the session carries them as `auth_time` and `amr`; refreshes keep them.
     auth_time: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), default=None)
     amr: Mapped[str | None] = mapped_column(String(64), default=None)
+    # OpenID Connect sessions (API.md §13): the scope granted to the client (None: a first-party
+    # login, which carries every permission of the account), and the single sign-on session the
+    # authorization code came from (end-session ends every session of it).
+    scope: Mapped[str | None] = mapped_column(Text, default=None)
+    sso_session_id: Mapped[str | None] = mapped_column(String(36), default=None, index=True)
 
 
 class RefreshToken(Base):

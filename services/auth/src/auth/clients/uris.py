@@ -1,0 +1,50 @@
+"""Which redirect URIs a client may register (RFC 6749 §3.1.2, RFC 8252 §7.3, RFC 9700 §2.1).
+
+Strict on purpose: a redirect URI is where codes are sent, and it is compared as an exact string
+at every authorization request, so what is stored must be unambiguous. Absolute, `https`, no
+fragment, no user information, printable ASCII only; plain `http` only to a loopback host
+(development, and native apps listening on a loopback port, RFC 8252 §7.3).
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from urllib.parse import urlsplit
+
+MAX_URI_LENGTH = 2000
+LOOPBACK_NAMES = frozenset({"localhost"})
+
+
+def is_loopback_host(host: str) -> bool:
+    if host.lower() in LOOPBACK_NAMES:
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
+def redirect_uri_problem(uri: str) -> str | None:
+    """Why `uri` cannot be registered, or None when it can."""
+    if not uri or len(uri) > MAX_URI_LENGTH:
+        return f"must be 1 to {MAX_URI_LENGTH} characters"
+    if any(not (0x21 <= ord(char) <= 0x7E) for char in uri):
+        return "must be printable ASCII without spaces (percent-encode the rest)"
+    if "#" in uri:
+        return "must not have a fragment"
+    try:
+        parts = urlsplit(uri)
+        port = parts.port
+    except ValueError:
+        return "is not a valid URI"
+    if parts.scheme not in {"https", "http"}:
+        return "must be an absolute https URI (http only to a loopback host)"
+    if not parts.hostname:
+        return "must name a host"
+    if "@" in parts.netloc:
+        return "must not carry user information"
+    if parts.scheme == "http" and not is_loopback_host(parts.hostname):
+        return "must be https unless the host is loopback (127.0.0.1, [::1], localhost)"
+    if port == 0:
+        return "must not name port 0"
+    return None
