@@ -258,8 +258,8 @@ async def measure(
     events, paced, rate = options.events, options.paced, options.rate
     # Throughput: a backlog of rows, then the relay.
     rows = [BenchOutbox.for_envelope(registration()) for _ in range(events)]
-    async with database.sessionmaker() as session, session.begin():
-        await session.execute(insert(BenchOutbox), rows)
+    async with database.sessionmaker() as db, db.begin():
+        await db.execute(insert(BenchOutbox), rows)
     cpu_before = {name: cpu_seconds(pid) for name, pid in processes.items()}
     machine_before = machine_cpu_seconds()
     started = time.monotonic()
@@ -272,8 +272,8 @@ async def measure(
     committed: dict[str, float] = {}
     for _ in range(paced):
         event = registration()
-        async with database.sessionmaker() as session, session.begin():
-            await add_outbox_event(session, BenchOutbox, event)
+        async with database.sessionmaker() as db, db.begin():
+            await add_outbox_event(db, BenchOutbox, event)
         committed[str(event.id)] = time.monotonic()
         await asyncio.sleep(1 / rate)
     await wait_for(sink, events + paced, limit=120)

@@ -1,4 +1,4 @@
-"""The request session dependency owns the transaction; migrations run from code; timestamps
+"""The request database dependency owns the transaction; migrations run from code; timestamps
 come back as aware UTC."""
 
 from __future__ import annotations
@@ -9,7 +9,7 @@ from pathlib import Path
 import httpx
 import pytest
 from common.app import create_service_app
-from common.db import Database, SessionDep, UTCDateTime, after_commit, new_metadata
+from common.db import CommitThenAnswer, Database, DbDep, UTCDateTime, after_commit, new_metadata
 from common.errors import Conflict
 from common.settings import ServiceSettings
 from sqlalchemy import Column, Integer, Table, func, insert, select, text
@@ -25,15 +25,21 @@ def build_app(
     app.state.db = database
 
     @app.post("/items/{name}", status_code=201)
-    async def add(name: str, session: SessionDep) -> dict[str, str]:
-        session.add(Item(name=name))
-        await session.flush()
+    async def add(name: str, db: DbDep) -> dict[str, str]:
+        db.add(Item(name=name))
+        await db.flush()
         if name.startswith("fail"):
             raise Conflict("rolled back")
         return {"name": name}
 
+    @app.post("/decided/{name}", status_code=201)
+    async def add_then_refuse(name: str, db: DbDep) -> dict[str, str]:
+        db.add(Item(name=name))
+        await db.flush()
+        raise CommitThenAnswer(Conflict("kept, and refused"))
+
     @app.post("/announced/{name}", status_code=201)
-    async def add_and_announce(name: str, session: SessionDep) -> dict[str, str]:
+    async def add_and_announce(name: str, db: DbDep) -> dict[str, str]:
         async def announce() -> None:
             # Runs after the commit: another connection already sees the row.
             assert announced is not None
@@ -41,9 +47,9 @@ def build_app(
             if name.startswith("broken"):
                 raise RuntimeError("the other service is down")
 
-        session.add(Item(name=name))
-        await session.flush()
-        after_commit(session, announce)
+        db.add(Item(name=name))
+        await db.flush()
+        after_commit(db, announce)
         if name.startswith("fail"):
             raise Conflict("rolled back")
         return {"name": name}
@@ -78,6 +84,18 @@ async def test_error_rolls_the_whole_request_back(
     async with build_app(database) as client:
         assert (await client.post("/items/fail-1")).status_code == 409
     assert await count(sample_engine, "fail-1") == 0
+    await database.dispose()
+
+
+async def test_commit_then_answer_keeps_the_change_and_answers_the_error(
+    database: Database, sample_engine: AsyncEngine
+) -> None:
+    async with build_app(database) as client:
+        answer = await client.post("/decided/refused-1")
+    assert answer.status_code == 409
+    assert answer.headers["content-type"] == "application/problem+json"
+    assert answer.json()["detail"] == "kept, and refused"
+    assert await count(sample_engine, "refused-1") == 1
     await database.dispose()
 
 

@@ -102,15 +102,17 @@ async def test_replicas_starting_together_create_exactly_one_active_key(
     settings = auth_settings(empty_database)
     databases = [Database(empty_database) for _ in range(4)]
     try:
-        await asyncio.gather(*(ensure_active_key(db, settings, auth_clock) for db in databases))
-        async with databases[0].sessionmaker() as session:
-            count = await session.scalar(select(func.count()).select_from(SigningKey))
-            active = await repository.active_key(session)
+        await asyncio.gather(
+            *(ensure_active_key(database, settings, auth_clock) for database in databases)
+        )
+        async with databases[0].sessionmaker() as db:
+            count = await db.scalar(select(func.count()).select_from(SigningKey))
+            active = await repository.active_key(db)
         assert count == 1
         assert active is not None
     finally:
-        for db in databases:
-            await db.dispose()
+        for database in databases:
+            await database.dispose()
 
 
 def auth_clock() -> datetime:
@@ -131,8 +133,8 @@ async def test_rotation_without_downtime(empty_database: str) -> None:
         start = auth.clock()
 
         # 1. A pending key is published before it signs anything.
-        async with database.sessionmaker() as session, session.begin():
-            created = await rotation_step(session, settings, start, due=True)
+        async with database.sessionmaker() as db, db.begin():
+            created = await rotation_step(db, settings, start, due=True)
         assert created.action == "created"
         await ring.reload_from(database)
         published = {key["kid"] for key in (await auth.jwks())["keys"]}
@@ -140,14 +142,14 @@ async def test_rotation_without_downtime(empty_database: str) -> None:
         assert header_of((await auth.login(account))["access_token"])["kid"] == old_kid
 
         # 2. It is not promoted before every verifier can have fetched it.
-        async with database.sessionmaker() as session, session.begin():
-            early = await rotation_step(session, settings, start + timedelta(seconds=1), due=True)
+        async with database.sessionmaker() as db, db.begin():
+            early = await rotation_step(db, settings, start + timedelta(seconds=1), due=True)
         assert early.action == "waiting"
 
         # 3. Promotion: new tokens use the new key; the old key's tokens still verify.
         promote_at = start + publish_delay(settings)
-        async with database.sessionmaker() as session, session.begin():
-            promoted = await rotation_step(session, settings, promote_at, due=True)
+        async with database.sessionmaker() as db, db.begin():
+            promoted = await rotation_step(db, settings, promote_at, due=True)
         assert promoted.action == "promoted"
         await ring.reload_from(database)
         new_pair = await auth.login(account)
@@ -158,8 +160,8 @@ async def test_rotation_without_downtime(empty_database: str) -> None:
 
         # 4. Once no token of the old key can be live, it is unpublished and deleted.
         gone_at = promote_at + retired_key_keep(settings) + timedelta(seconds=1)
-        async with database.sessionmaker() as session, session.begin():
-            await rotation_step(session, settings, gone_at, due=False)
+        async with database.sessionmaker() as db, db.begin():
+            await rotation_step(db, settings, gone_at, due=False)
         await ring.reload_from(database)
         assert {key["kid"] for key in (await auth.jwks())["keys"]} == {created.kid}
         with pytest.raises(InvalidToken):
@@ -197,8 +199,8 @@ async def test_schedule_and_command_rotate_keys(empty_database: str) -> None:
         # The command: one step at a time (creates a pending key; it must wait to be promoted).
         assert (await rotate_keys(settings)).action in {"created", "waiting"}
         assert (await rotate_keys(settings)).action == "waiting"
-        async with database.sessionmaker() as session:
-            statuses = sorted((await session.scalars(select(SigningKey.status))).all())
+        async with database.sessionmaker() as db:
+            statuses = sorted((await db.scalars(select(SigningKey.status))).all())
         assert statuses == [KeyStatus.ACTIVE, KeyStatus.PENDING, KeyStatus.RETIRED]
     finally:
         await database.dispose()
@@ -213,8 +215,8 @@ async def test_rewrap_moves_every_key_to_the_new_kek(empty_database: str) -> Non
         await ensure_active_key(database, old, auth_clock)
         assert await rewrap(new, old.key_encryption_key_bytes()) == 1
         assert await rewrap(new, old.key_encryption_key_bytes()) == 0  # re-runnable
-        async with database.sessionmaker() as session:
-            key = await repository.active_key(session)
+        async with database.sessionmaker() as db:
+            key = await repository.active_key(db)
         assert key is not None
         unwrap(
             key.kid,

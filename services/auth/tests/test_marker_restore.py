@@ -28,8 +28,8 @@ async def test_restore_waits_for_a_revocation_in_flight(
     session_id = claims_of((await auth.login(account))["access_token"])["sid"]
     state = auth.app.state
     restorer = MarkerRestorer(state.db, state.redis, auth.settings, auth.clock)
-    async with state.db.sessionmaker() as session, session.begin():
-        revoker = SessionRevoker(session, state.redis, auth.settings, auth.clock)
+    async with state.db.sessionmaker() as db, db.begin():
+        revoker = SessionRevoker(db, state.redis, auth.settings, auth.clock)
         await revoker.revoke_sessions([session_id], "logout")
         await auth.redis.delete(session_key(session_id), EPOCH_KEY)  # Redis restarted empty
         restore = asyncio.create_task(restorer.ensure_markers())

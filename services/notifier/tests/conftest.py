@@ -21,8 +21,8 @@ async def notifier_database_url() -> AsyncIterator[str]:
 async def database(notifier_database_url: str) -> AsyncIterator[Database]:
     """The test database, emptied before each test (the notifier commits for real)."""
     database = Database(notifier_database_url)
-    async with database.sessionmaker() as session, session.begin():
-        await session.execute(delete(Delivery))
+    async with database.sessionmaker() as db, db.begin():
+        await db.execute(delete(Delivery))
     yield database
     await database.dispose()
 

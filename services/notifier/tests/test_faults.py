@@ -107,8 +107,8 @@ async def register(database: Database, count: int) -> list[Envelope]:
     """`count` registrations, each its own transaction, as the users service writes them."""
     events = [registration() for _ in range(count)]
     for event in events:
-        async with database.sessionmaker() as session, session.begin():
-            await add_outbox_event(session, FaultOutbox, event)
+        async with database.sessionmaker() as db, db.begin():
+            await add_outbox_event(db, FaultOutbox, event)
     return events
 
 
@@ -188,8 +188,8 @@ def start_notifier(
 
 
 async def status_of(database: Database, event_id: uuid.UUID) -> str | None:
-    async with database.sessionmaker() as session:
-        return await session.scalar(select(Delivery.status).where(Delivery.event_id == event_id))
+    async with database.sessionmaker() as db:
+        return await db.scalar(select(Delivery.status).where(Delivery.event_id == event_id))
 
 
 async def wait_for_status(

@@ -117,8 +117,8 @@ async def test_the_reset_email_carries_the_link_and_says_where_it_came_from(
         assert "ann_smith" in body
     assert "Ann &lt;Smith&gt;" in html
     # Neither the delivery record nor a log line shows it.
-    async with database.sessionmaker() as session:
-        record = await session.scalar(select(Delivery).where(Delivery.event_id == event.id))
+    async with database.sessionmaker() as db:
+        record = await db.scalar(select(Delivery).where(Delivery.event_id == event.id))
     assert record is not None
     assert record.kind == "password_reset"
     assert token not in repr(vars(record))

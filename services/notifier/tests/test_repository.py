@@ -26,21 +26,21 @@ async def store(
         url = f"sqlite+aiosqlite:///{tmp_path / 'notifier.db'}"
         await migrate_database(url, MIGRATIONS)
     database = Database(url)
-    async with database.sessionmaker() as session, session.begin():
-        await session.execute(delete(Delivery))
+    async with database.sessionmaker() as db, db.begin():
+        await db.execute(delete(Delivery))
     yield database
     await database.dispose()
 
 
 async def records(database: Database) -> dict[uuid.UUID, Delivery]:
-    async with database.sessionmaker() as session:
-        return {row.event_id: row for row in await session.scalars(select(Delivery))}
+    async with database.sessionmaker() as db:
+        return {row.event_id: row for row in await db.scalars(select(Delivery))}
 
 
 async def test_claim_many_inserts_new_events_once(store: Database) -> None:
     old, new, twice = uuid.uuid4(), uuid.uuid4(), uuid.uuid4()
-    async with store.sessionmaker() as session, session.begin():
-        claimed = await DeliveryRepository(session).claim_many(
+    async with store.sessionmaker() as db, db.begin():
+        claimed = await DeliveryRepository(db).claim_many(
             [Claim(old, "welcome", "old@example.com")]
         )
         assert claimed == {old}
@@ -50,8 +50,8 @@ async def test_claim_many_inserts_new_events_once(store: Database) -> None:
         Claim(twice, "welcome", "twice@example.com"),
         Claim(twice, "welcome", "twice@example.com"),
     ]
-    async with store.sessionmaker() as session, session.begin():
-        inserted = await DeliveryRepository(session).claim_many(claims)
+    async with store.sessionmaker() as db, db.begin():
+        inserted = await DeliveryRepository(db).claim_many(claims)
     assert inserted == {new, twice}
     rows = await records(store)
     assert set(rows) == {old, new, twice}
@@ -61,12 +61,12 @@ async def test_claim_many_inserts_new_events_once(store: Database) -> None:
 
 async def test_record_outcomes_sets_status_error_and_sent_time(store: Database) -> None:
     sent, failed, rejected = uuid.uuid4(), uuid.uuid4(), uuid.uuid4()
-    async with store.sessionmaker() as session, session.begin():
-        await DeliveryRepository(session).claim_many(
+    async with store.sessionmaker() as db, db.begin():
+        await DeliveryRepository(db).claim_many(
             [Claim(event_id, "welcome", "a@example.com") for event_id in (sent, failed, rejected)]
         )
-    async with store.sessionmaker() as session, session.begin():
-        await DeliveryRepository(session).record_outcomes(
+    async with store.sessionmaker() as db, db.begin():
+        await DeliveryRepository(db).record_outcomes(
             [
                 Outcome(sent, DeliveryStatus.SENT),
                 Outcome(failed, DeliveryStatus.FAILED, "451 try later"),

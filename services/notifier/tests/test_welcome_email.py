@@ -69,8 +69,8 @@ async def app(
 
 
 async def delivery(database: Database, event_id: uuid.UUID) -> Delivery | None:
-    async with database.sessionmaker() as session:
-        return await session.scalar(select(Delivery).where(Delivery.event_id == event_id))
+    async with database.sessionmaker() as db:
+        return await db.scalar(select(Delivery).where(Delivery.event_id == event_id))
 
 
 async def settled(database: Database, event_id: uuid.UUID, status: DeliveryStatus) -> Delivery:
@@ -262,8 +262,8 @@ async def test_redelivery_after_a_crash_mid_send_is_not_resent(
     database: Database, smtp: SmtpSink
 ) -> None:
     event = registration()
-    async with database.sessionmaker() as session, session.begin():
-        session.add(
+    async with database.sessionmaker() as db, db.begin():
+        db.add(
             Delivery(
                 event_id=event.id,
                 kind="welcome",

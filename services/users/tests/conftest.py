@@ -36,9 +36,9 @@ def tokens() -> TokenFactory:
 @pytest.fixture
 async def users(users_database_url: str, tokens: TokenFactory) -> AsyncIterator[UsersHarness]:
     database = Database(users_database_url)
-    async with database.sessionmaker() as session, session.begin():
-        await session.execute(delete(OutboxEvent))
-        await session.execute(delete(User))
+    async with database.sessionmaker() as db, db.begin():
+        await db.execute(delete(OutboxEvent))
+        await db.execute(delete(User))
     broker = InProcessBroker()
     clock = MovableClock()
     auth = AuthDouble(INTERNAL_SECRET)

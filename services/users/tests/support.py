@@ -113,15 +113,15 @@ class UsersHarness:
         return {"Authorization": f"Bearer {token}"}
 
     async def make_admin(self, user: dict[str, Any]) -> None:
-        async with self.database.sessionmaker() as session, session.begin():
-            await session.execute(
+        async with self.database.sessionmaker() as db, db.begin():
+            await db.execute(
                 text("INSERT INTO user_roles (user_id, role_name) VALUES (:id, 'admin')"),
                 {"id": uuid.UUID(str(user["id"]))},
             )
 
     async def outbox(self, user_id: str | None = None) -> list[OutboxEvent]:
-        async with self.database.sessionmaker() as session:
-            rows = (await session.scalars(select(OutboxEvent).order_by(OutboxEvent.seq))).all()
+        async with self.database.sessionmaker() as db:
+            rows = (await db.scalars(select(OutboxEvent).order_by(OutboxEvent.seq))).all()
         if user_id is None:
             return list(rows)
         return [row for row in rows if row.payload["data"].get("user_id") == user_id]

@@ -235,16 +235,16 @@ async def test_two_admins_removing_each_other_at_once_leave_one(users: UsersHarn
     both_locked = asyncio.Barrier(2)
 
     async def remove(target: dict[str, Any], how: str) -> str:
-        async with users.database.sessionmaker() as session:
+        async with users.database.sessionmaker() as db:
             try:
-                async with session.begin():
-                    user = await repository.by_id(session, uuid.UUID(target["id"]), lock=True)
+                async with db.begin():
+                    user = await repository.by_id(db, uuid.UUID(target["id"]), lock=True)
                     assert user is not None
                     await both_locked.wait()
                     if how == "roles":
-                        await service.set_roles(session, user, ["user"])
+                        await service.set_roles(db, user, ["user"])
                     else:
-                        await service.deactivate(session, users.app.state.auth_sessions, user)
+                        await service.deactivate(db, users.app.state.auth_sessions, user)
             except Conflict:
                 return "refused"
         return "done"
@@ -253,12 +253,12 @@ async def test_two_admins_removing_each_other_at_once_leave_one(users: UsersHarn
         outcomes = await asyncio.gather(remove(first, how), remove(second, how))
         assert sorted(outcomes) == ["done", "refused"], how
         restored = first if outcomes[0] == "done" else second
-        async with users.database.sessionmaker() as session, session.begin():
-            await session.execute(
+        async with users.database.sessionmaker() as db, db.begin():
+            await db.execute(
                 text("UPDATE users SET is_active = true WHERE id = :id"),
                 {"id": uuid.UUID(restored["id"])},
             )
-            await session.execute(
+            await db.execute(
                 text("INSERT INTO user_roles VALUES (:id, 'admin') ON CONFLICT DO NOTHING"),
                 {"id": uuid.UUID(restored["id"])},
             )
@@ -304,9 +304,9 @@ async def test_export_streams_ten_thousand_users(users: UsersHarness) -> None:
         }
         for i in range(10_000)
     ]
-    async with users.database.sessionmaker() as session, session.begin():
-        await session.execute(insert(User), rows)
-        await session.execute(
+    async with users.database.sessionmaker() as db, db.begin():
+        await db.execute(insert(User), rows)
+        await db.execute(
             insert(user_roles), [{"user_id": r["id"], "role_name": "user"} for r in rows[:10]]
         )
     # Straight through ASGI (httpx's test transport buffers): count the body messages.
@@ -355,8 +355,8 @@ async def test_export_streams_ten_thousand_users(users: UsersHarness) -> None:
     assert len(table) == 1 + 10_000 + 1  # header, the bulk users, the admin
     formulas = [row[3] for row in table[1:] if row[3].lstrip("'").startswith("=")]
     assert formulas == ['\'=HYPERLINK("http://evil")']
-    async with users.database.sessionmaker() as session, session.begin():
-        await session.execute(text("DELETE FROM users WHERE username LIKE 'bulk%'"))
+    async with users.database.sessionmaker() as db, db.begin():
+        await db.execute(text("DELETE FROM users WHERE username LIKE 'bulk%'"))
 
 
 async def test_export_needs_users_read(users: UsersHarness) -> None:

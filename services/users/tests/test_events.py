@@ -41,21 +41,21 @@ async def test_a_failed_transaction_leaves_no_event(users: UsersHarness) -> None
         password=PASSWORD,
         full_name="Rolled Back",
     )
-    async with users.database.sessionmaker() as session, session.begin():
-        await service.register(session, hasher, data)
-        await session.rollback()
+    async with users.database.sessionmaker() as db, db.begin():
+        await service.register(db, hasher, data)
+        await db.rollback()
     duplicate = data.model_copy(update={"username": existing["username"]})
-    async with users.database.sessionmaker() as session, session.begin():
+    async with users.database.sessionmaker() as db, db.begin():
         with pytest.raises(Conflict):
-            await service.register(session, hasher, duplicate)
-    async with users.database.sessionmaker() as session:
+            await service.register(db, hasher, duplicate)
+    async with users.database.sessionmaker() as db:
         assert (
-            await session.scalar(
+            await db.scalar(
                 select(func.count()).select_from(User).where(User.full_name == "Rolled Back")
             )
             == 0
         )
-        assert await session.scalar(select(func.count()).select_from(OutboxEvent)) == 1
+        assert await db.scalar(select(func.count()).select_from(OutboxEvent)) == 1
 
 
 async def test_concurrent_duplicate_registrations_make_one_account_and_one_event(

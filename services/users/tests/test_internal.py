@@ -158,10 +158,8 @@ async def test_login_rehashes_when_the_cost_rose(users: UsersHarness) -> None:
         headers=users.service_bearer("credentials:verify"),
     )
     assert response.status_code == 200
-    async with users.database.sessionmaker() as session:
-        stored = await session.scalar(
-            select(User.password_hash).where(User.id == uuid.UUID(user["id"]))
-        )
+    async with users.database.sessionmaker() as db:
+        stored = await db.scalar(select(User.password_hash).where(User.id == uuid.UUID(user["id"])))
     assert stored is not None
     assert cost_of(stored) == TEST_ROUNDS + 1
 

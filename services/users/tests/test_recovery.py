@@ -77,8 +77,8 @@ async def test_forgot_sends_a_link_and_keeps_only_its_hash(
     user = await users.register(full_name="Ada Lovelace")
     token = await mailbox.token_for(users, user["email"].upper())
     assert len(token) == 43  # token_urlsafe(32): 256 bits
-    async with users.database.sessionmaker() as session:
-        rows = (await session.scalars(select(PasswordResetToken))).all()
+    async with users.database.sessionmaker() as db:
+        rows = (await db.scalars(select(PasswordResetToken))).all()
     assert [row.token_hash for row in rows] == [hashlib.sha256(token.encode()).hexdigest()]
     assert str(rows[0].user_id) == user["id"]
     lifetime = rows[0].expires_at - rows[0].created_at
@@ -147,8 +147,8 @@ async def test_reset_sets_the_password_and_ends_the_sessions(
     # user.password_changed is what a password change emits: auth ends every session on it.
     kinds = [row.event_type for row in await users.outbox(user["id"])]
     assert kinds[-2:] == ["user.password_changed", "user.password_reset"]
-    async with users.database.sessionmaker() as session:
-        assert (await session.scalars(select(PasswordResetToken))).all() == []
+    async with users.database.sessionmaker() as db:
+        assert (await db.scalars(select(PasswordResetToken))).all() == []
     # Single use.
     assert await reset(users, token, "yet another passphrase 77") == 400
     assert await verify(users, user["username"], NEW) == 200

@@ -17,8 +17,8 @@ NEW_PASSWORD = "another long passphrase 9"
 
 async def committed_change_time(users: UsersHarness, user_id: str) -> datetime | None:
     """What another connection sees: proof the change was committed before auth was called."""
-    async with users.database.sessionmaker() as session:
-        return await session.scalar(
+    async with users.database.sessionmaker() as db:
+        return await db.scalar(
             select(User.credentials_changed_at).where(User.id == uuid.UUID(user_id))
         )
 

@@ -1,14 +1,19 @@
 """Async database access: one engine per service, one transaction per request.
 
 `Database` is built in the service's lifespan and kept on `app.state.db`. The request dependency
-`get_session` owns the transaction: it commits when the endpoint returns and rolls back when it
-raises, before the response is sent (`scope="function"`), so a client never sees a success that
-was not committed. Services and repositories only `flush()`.
+`get_db` (`DbDep`) owns the transaction: it commits when the endpoint returns and rolls back when
+it raises, before the response is sent (`scope="function"`), so a client never sees a success that
+was not committed. Services and repositories only `flush()`. "db" is always this database
+session; "session" is a login session.
+
+One refusal is a decision that must outlive the request: a reused refresh token revokes its whole
+session, and only then is the client told no. The endpoint raises `CommitThenAnswer(error)`:
+`get_db` commits what was done and answers with `error`. Every other exception rolls back.
 
 Timestamps are `UTCDateTime` columns: aware UTC datetimes in and out, on PostgreSQL and SQLite.
 
 A service that must tell another service about a change once it is durable registers the call
-with `after_commit`: `get_session` awaits it after the commit and still before the response, and
+with `after_commit`: `get_db` awaits it after the commit and still before the response, and
 never after a rollback. Such a call cannot undo the commit, so its failure is logged, not raised:
 the caller arranges its own backup (an outbox event).
 """
@@ -114,13 +119,13 @@ class Database:
         await self.engine.dispose()
 
 
-def after_commit(session: AsyncSession, call: Callable[[], Awaitable[None]]) -> None:
+def after_commit(db: AsyncSession, call: Callable[[], Awaitable[None]]) -> None:
     """Await `call` once this request's transaction has committed (see the module docstring)."""
-    session.info.setdefault(AFTER_COMMIT, []).append(call)
+    db.info.setdefault(AFTER_COMMIT, []).append(call)
 
 
-async def run_after_commit(session: AsyncSession) -> None:
-    calls: list[Callable[[], Awaitable[None]]] = session.info.pop(AFTER_COMMIT, [])
+async def run_after_commit(db: AsyncSession) -> None:
+    calls: list[Callable[[], Awaitable[None]]] = db.info.pop(AFTER_COMMIT, [])
     for call in calls:
         try:
             await call()
@@ -128,18 +133,33 @@ async def run_after_commit(session: AsyncSession) -> None:
             logger.exception("a call after the commit failed")
 
 
-async def get_session(request: Request) -> AsyncIterator[AsyncSession]:
+class CommitThenAnswer(Exception):
+    """Commit what the request did, then answer with `error` (see the module docstring).
+
+    Only `get_db` understands it: raise it from an endpoint that takes `DbDep`.
+    """
+
+    def __init__(self, error: Exception) -> None:
+        super().__init__(str(error))
+        self.error = error
+
+
+async def get_db(request: Request) -> AsyncIterator[AsyncSession]:
     database: Database = request.app.state.db
-    async with database.sessionmaker() as session:
+    async with database.sessionmaker() as db:
         try:
-            yield session
+            yield db
+        except CommitThenAnswer as decided:
+            await db.commit()
+            await run_after_commit(db)
+            raise decided.error from decided.__cause__
         except BaseException:
-            session.info.pop(AFTER_COMMIT, None)
-            await session.rollback()
+            db.info.pop(AFTER_COMMIT, None)
+            await db.rollback()
             raise
         else:
-            await session.commit()
-            await run_after_commit(session)
+            await db.commit()
+            await run_after_commit(db)
 
 
-SessionDep = Annotated[AsyncSession, Depends(get_session, scope="function")]
+DbDep = Annotated[AsyncSession, Depends(get_db, scope="function")]

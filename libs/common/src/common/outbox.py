@@ -47,15 +47,13 @@ ROW_ATTEMPT_LIMIT = 5
 OUTBOX_PENDING = Gauge("gatehouse_outbox_pending", "Outbox rows not yet published.")
 
 
-async def add_outbox_event(
-    session: AsyncSession, model: type[OutboxMixin], envelope: Envelope
-) -> None:
+async def add_outbox_event(db: AsyncSession, model: type[OutboxMixin], envelope: Envelope) -> None:
     """Add the outbox row for `envelope` to the caller's transaction and wake the relays at
     commit (PostgreSQL NOTIFY is transactional). Only flushes; the caller commits."""
-    session.add(model(**model.for_envelope(envelope, request_id_var.get())))
-    await session.flush()
-    if session.get_bind().dialect.name == "postgresql":
-        await session.execute(text(f"NOTIFY {NOTIFY_CHANNEL}"))
+    db.add(model(**model.for_envelope(envelope, request_id_var.get())))
+    await db.flush()
+    if db.get_bind().dialect.name == "postgresql":
+        await db.execute(text(f"NOTIFY {NOTIFY_CHANNEL}"))
 
 
 def _terminate_listener(opening: asyncio.Future[Any]) -> None:
@@ -134,8 +132,8 @@ class OutboxRelay:
         if self.is_postgres:
             statement = statement.with_for_update(skip_locked=True)
         broker_error: BaseException | None = None
-        async with self.database.sessionmaker() as session, session.begin():
-            rows = (await session.execute(statement)).all()
+        async with self.database.sessionmaker() as db, db.begin():
+            rows = (await db.execute(statement)).all()
             if not rows:
                 return 0
             envelopes: list[tuple[Envelope, str | None] | None] = []
@@ -163,13 +161,13 @@ class OutboxRelay:
                 else:  # cancellation and the like: leave the transaction to roll back
                     raise result
             if sent:
-                await session.execute(
+                await db.execute(
                     update(table).where(table.c.seq.in_(sent)).values(sent_at=utcnow())
                 )
             if secret:  # the clear token is kept no longer than it takes to publish it
-                await session.execute(delete(table).where(table.c.seq.in_(secret)))
+                await db.execute(delete(table).where(table.c.seq.in_(secret)))
             if refused:
-                await session.execute(
+                await db.execute(
                     update(table)
                     .where(table.c.seq.in_(refused))
                     .values(attempts=table.c.attempts + 1)
@@ -189,13 +187,13 @@ class OutboxRelay:
         `secret_retention`, sent or not; returns how many."""
         now = utcnow()
         model = self.model
-        async with self.database.sessionmaker() as session, session.begin():
-            result = await session.execute(
+        async with self.database.sessionmaker() as db, db.begin():
+            result = await db.execute(
                 delete(model).where(
                     model.sent_at.is_not(None), model.sent_at < now - self.retention
                 )
             )
-            secrets = await session.execute(
+            secrets = await db.execute(
                 delete(model).where(
                     model.event_type.in_(sorted(SECRET_EVENT_TYPES)),
                     model.created_at < now - self.secret_retention,
@@ -205,8 +203,8 @@ class OutboxRelay:
 
     async def pending_count(self) -> int:
         model = self.model
-        async with self.database.sessionmaker() as session:
-            count = await session.scalar(
+        async with self.database.sessionmaker() as db:
+            count = await db.scalar(
                 select(func.count()).select_from(model).where(model.sent_at.is_(None))
             )
         OUTBOX_PENDING.set(count or 0)

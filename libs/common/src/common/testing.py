@@ -165,13 +165,13 @@ async def rolled_back_session(engine: AsyncEngine) -> AsyncIterator[AsyncSession
     """A session whose every commit is a savepoint inside one outer transaction, rolled back."""
     async with engine.connect() as connection:
         transaction = await connection.begin()
-        session = AsyncSession(
+        db = AsyncSession(
             bind=connection, join_transaction_mode="create_savepoint", expire_on_commit=False
         )
         try:
-            yield session
+            yield db
         finally:
-            await session.close()
+            await db.close()
             if transaction.is_active:
                 await transaction.rollback()
 

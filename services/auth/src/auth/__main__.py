@@ -43,8 +43,8 @@ cli = service_cli(
 async def rotate_keys(settings: AuthSettings) -> RotationOutcome:
     database = Database(settings.auth_database_url)
     try:
-        async with database.sessionmaker() as session, session.begin():
-            return await rotation_step(session, settings, system_clock(), due=True)
+        async with database.sessionmaker() as db, db.begin():
+            return await rotation_step(db, settings, system_clock(), due=True)
     finally:
         await database.dispose()
 
@@ -67,8 +67,8 @@ def rotate_keys_command() -> None:
 async def rewrap(settings: AuthSettings, old_kek: bytes) -> int:
     database = Database(settings.auth_database_url)
     try:
-        async with database.sessionmaker() as session, session.begin():
-            return await rewrap_keys(session, old_kek, settings.key_encryption_key_bytes())
+        async with database.sessionmaker() as db, db.begin():
+            return await rewrap_keys(db, old_kek, settings.key_encryption_key_bytes())
     finally:
         await database.dispose()
 
@@ -96,8 +96,8 @@ async def create_registered_client(
 ) -> ClientCreated:
     database = Database(settings.auth_database_url)
     try:
-        async with database.sessionmaker() as session, session.begin():
-            return await clients_service.register_client(session, registration, system_clock)
+        async with database.sessionmaker() as db, db.begin():
+            return await clients_service.register_client(db, registration, system_clock)
     finally:
         await database.dispose()
 
@@ -146,8 +146,8 @@ def create_client_command(
 async def _registered_clients(settings: AuthSettings) -> list[ClientRead]:
     database = Database(settings.auth_database_url)
     try:
-        async with database.sessionmaker() as session:
-            return list(await clients_service.registered_clients(session))
+        async with database.sessionmaker() as db:
+            return list(await clients_service.registered_clients(db))
     finally:
         await database.dispose()
 

@@ -88,8 +88,8 @@ def create_app(
             await ensure_active_key(database, settings, now)
             ring = KeyRing(settings, now)
             await ring.reload_from(database)
-            async with database.sessionmaker() as session:
-                await seed_clients_once(session, settings, now)
+            async with database.sessionmaker() as db:
+                await seed_clients_once(db, settings, now)
             signer = AccessTokenSigner(ring, settings, now)
             jwks = KeyRingJwks(ring)
             state = app.state

@@ -50,8 +50,8 @@ async def create_admin(settings: UsersSettings, email: str, username: str, passw
     database = Database(settings.users_database_url)
     hasher = PasswordHasher(settings.bcrypt_rounds, settings.bcrypt_concurrency)
     try:
-        async with database.sessionmaker() as session, session.begin():
-            user, outcome = await ensure_admin(session, hasher, data, promote_matching=True)
+        async with database.sessionmaker() as db, db.begin():
+            user, outcome = await ensure_admin(db, hasher, data, promote_matching=True)
         return f"{outcome}: admin {user.username} ({user.id})"
     finally:
         await database.dispose()
@@ -60,8 +60,8 @@ async def create_admin(settings: UsersSettings, email: str, username: str, passw
 async def promote(settings: UsersSettings, user_id: uuid.UUID) -> str:
     database = Database(settings.users_database_url)
     try:
-        async with database.sessionmaker() as session, session.begin():
-            user, changed = await promote_existing(session, user_id)
+        async with database.sessionmaker() as db, db.begin():
+            user, changed = await promote_existing(db, user_id)
         return f"{'promoted' if changed else 'unchanged'}: admin {user.username} ({user.id})"
     finally:
         await database.dispose()

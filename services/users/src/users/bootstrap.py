@@ -39,7 +39,7 @@ def _not_promoted(holder: User, name: str) -> AdminNotCreated:
 
 
 async def ensure_admin(
-    session: AsyncSession,
+    db: AsyncSession,
     hasher: PasswordHasher,
     data: UserCreate,
     *,
@@ -49,12 +49,12 @@ async def ensure_admin(
     that is already an admin is left as it is; one that is not is promoted only with
     `promote_matching` and only when `data`'s email and password are its own. Returns the
     account and what was done: "created", "promoted" or "unchanged"."""
-    existing = await repository.by_login(session, data.username)
+    existing = await repository.by_login(db, data.username)
     if existing is None:
-        if await repository.taken(session, email=data.email, username=None, other_than=None):
+        if await repository.taken(db, email=data.email, username=None, other_than=None):
             raise AdminNotCreated(f"another account already uses {data.email}")
         user = await service.register(
-            session, hasher, data, roles=[service.DEFAULT_ROLE, service.ADMIN_ROLE]
+            db, hasher, data, roles=[service.DEFAULT_ROLE, service.ADMIN_ROLE]
         )
         return user, "created"
     if service.ADMIN_ROLE in existing.role_names:
@@ -66,20 +66,20 @@ async def ensure_admin(
         or not existing.is_active
     ):
         raise _not_promoted(existing, data.username)
-    await service.set_roles(session, existing, [*existing.role_names, service.ADMIN_ROLE])
+    await service.set_roles(db, existing, [*existing.role_names, service.ADMIN_ROLE])
     return existing, "promoted"
 
 
-async def promote_existing(session: AsyncSession, user_id: uuid.UUID) -> tuple[User, bool]:
+async def promote_existing(db: AsyncSession, user_id: uuid.UUID) -> tuple[User, bool]:
     """Give the account `user_id` the admin role: the operator's explicit, checked choice."""
-    user = await repository.by_id(session, user_id, lock=True)
+    user = await repository.by_id(db, user_id, lock=True)
     if user is None:
         raise AdminNotCreated(f"there is no account {user_id}")
     if not user.is_active:
         raise AdminNotCreated(f"account {user_id} is deactivated")
     if service.ADMIN_ROLE in user.role_names:
         return user, False
-    await service.set_roles(session, user, [*user.role_names, service.ADMIN_ROLE])
+    await service.set_roles(db, user, [*user.role_names, service.ADMIN_ROLE])
     return user, True
 
 
@@ -90,8 +90,8 @@ async def bootstrap_admin(database: Database, hasher: PasswordHasher, data: User
     is logged and the service runs on (refusing to start would let whoever registered it keep
     every replica down)."""
     try:
-        async with database.sessionmaker() as session, session.begin():
-            user, outcome = await ensure_admin(session, hasher, data, promote_matching=False)
+        async with database.sessionmaker() as db, db.begin():
+            user, outcome = await ensure_admin(db, hasher, data, promote_matching=False)
     except AdminNotCreated as exc:
         logger.error("bootstrap admin not created: %s", exc)
         return

@@ -5,7 +5,7 @@ from __future__ import annotations
 import uuid
 from typing import Annotated
 
-from common.db import SessionDep
+from common.db import DbDep
 from common.errors import NotFound, Unauthorized
 from common.security import CurrentPrincipal, Principal
 from fastapi import Depends, Request
@@ -35,8 +35,8 @@ def get_auth_sessions(request: Request) -> AuthSessionsClient:
 AuthSessions = Annotated[AuthSessionsClient, Depends(get_auth_sessions)]
 
 
-async def get_me(principal: CurrentPrincipal, session: SessionDep) -> User:
-    user = await repository.by_id(session, principal.user_id)
+async def get_me(principal: CurrentPrincipal, db: DbDep) -> User:
+    user = await repository.by_id(db, principal.user_id)
     if user is None or not user.is_active:
         raise Unauthorized("This account no longer exists or is deactivated.", token_presented=True)
     return user
@@ -46,14 +46,14 @@ Me = Annotated[User, Depends(get_me)]
 
 
 async def visible_user(
-    session: SessionDep, principal: Principal, user_id: uuid.UUID, *, manage: bool = False
+    db: DbDep, principal: Principal, user_id: uuid.UUID, *, manage: bool = False
 ) -> User:
     """The user `user_id` if the caller may see it (self, or the permission), else 404 — never
     403, so ids of other accounts cannot be probed."""
     permission = MANAGE_PERMISSION if manage else READ_PERMISSION
     if user_id != principal.user_id and not principal.can(permission):
         raise NotFound("No such user.")
-    user = await repository.by_id(session, user_id, lock=manage)
+    user = await repository.by_id(db, user_id, lock=manage)
     if user is None:
         raise NotFound("No such user.")
     return user

@@ -12,37 +12,37 @@ from auth.oidc.models import AuthorizationCode, Consent
 from auth.sessions.models import LoginSession
 
 
-async def get_client(session: AsyncSession, client_id: str) -> ServiceClient | None:
-    return await session.get(ServiceClient, client_id)
+async def get_client(db: AsyncSession, client_id: str) -> ServiceClient | None:
+    return await db.get(ServiceClient, client_id)
 
 
-async def upsert_client(session: AsyncSession, client: ServiceClient) -> None:
-    await session.merge(client)
-    await session.flush()
+async def upsert_client(db: AsyncSession, client: ServiceClient) -> None:
+    await db.merge(client)
+    await db.flush()
 
 
-async def add_registered_client(session: AsyncSession, client: RegisteredClient) -> None:
-    session.add(client)
-    await session.flush()
+async def add_registered_client(db: AsyncSession, client: RegisteredClient) -> None:
+    db.add(client)
+    await db.flush()
 
 
-async def get_registered_client(session: AsyncSession, client_id: str) -> RegisteredClient | None:
-    return await session.get(RegisteredClient, client_id)
+async def get_registered_client(db: AsyncSession, client_id: str) -> RegisteredClient | None:
+    return await db.get(RegisteredClient, client_id)
 
 
-async def list_registered_clients(session: AsyncSession) -> Sequence[RegisteredClient]:
-    result = await session.execute(
+async def list_registered_clients(db: AsyncSession) -> Sequence[RegisteredClient]:
+    result = await db.execute(
         select(RegisteredClient).order_by(RegisteredClient.created_at, RegisteredClient.client_id)
     )
     return result.scalars().all()
 
 
-async def delete_registered_client(session: AsyncSession, client_id: str) -> bool:
+async def delete_registered_client(db: AsyncSession, client_id: str) -> bool:
     """Delete the client, its codes and consents (explicitly: SQLite, the embedded run, does not
     cascade by default); False when there was none."""
-    await session.execute(delete(AuthorizationCode).where(AuthorizationCode.client_id == client_id))
-    await session.execute(delete(Consent).where(Consent.client_id == client_id))
-    result = await session.execute(
+    await db.execute(delete(AuthorizationCode).where(AuthorizationCode.client_id == client_id))
+    await db.execute(delete(Consent).where(Consent.client_id == client_id))
+    result = await db.execute(
         delete(RegisteredClient)
         .where(RegisteredClient.client_id == client_id)
         .returning(RegisteredClient.client_id)
@@ -50,8 +50,8 @@ async def delete_registered_client(session: AsyncSession, client_id: str) -> boo
     return result.first() is not None
 
 
-async def live_session_ids_of_client(session: AsyncSession, client_id: str) -> list[str]:
-    result = await session.execute(
+async def live_session_ids_of_client(db: AsyncSession, client_id: str) -> list[str]:
+    result = await db.execute(
         select(LoginSession.id).where(
             LoginSession.client_id == client_id, LoginSession.revoked_at.is_(None)
         )

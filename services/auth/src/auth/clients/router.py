@@ -5,13 +5,13 @@ from __future__ import annotations
 
 from typing import Annotated
 
+from common.db import DbDep
 from common.errors import NotFound, problem_responses
 from common.security import Principal, require_permission
 from fastapi import APIRouter, Depends, Request, Response, status
 
 from auth.clients import repository, service
 from auth.clients.schemas import ClientCreate, ClientCreated, ClientList, ClientRead
-from auth.db import SessionDep
 from auth.sessions.dependencies import SessionServiceDep
 
 MANAGE_PERMISSION = "clients:manage"
@@ -28,27 +28,27 @@ router = APIRouter(
 async def create_client(
     registration: ClientCreate,
     _manager: Manager,
-    session: SessionDep,
+    db: DbDep,
     request: Request,
     response: Response,
 ) -> ClientCreated:
     """Register an OpenID Connect client. A confidential client's `client_secret` is in this
     answer only: Gatehouse keeps its hash, and a lost secret means registering again."""
-    created = await service.register_client(session, registration, request.app.state.clock)
+    created = await service.register_client(db, registration, request.app.state.clock)
     response.headers.update(NO_STORE)
     return created
 
 
 @router.get("")
-async def list_clients(_manager: Manager, session: SessionDep) -> ClientList:
+async def list_clients(_manager: Manager, db: DbDep) -> ClientList:
     """Every registered client, oldest first (never a secret)."""
-    return ClientList(items=list(await service.registered_clients(session)))
+    return ClientList(items=list(await service.registered_clients(db)))
 
 
 @router.get("/{client_id}", responses=problem_responses(404))
-async def read_client(client_id: str, _manager: Manager, session: SessionDep) -> ClientRead:
+async def read_client(client_id: str, _manager: Manager, db: DbDep) -> ClientRead:
     """One registered client (never its secret)."""
-    client = await service.registered_client(session, client_id)
+    client = await service.registered_client(db, client_id)
     if client is None:
         raise NotFound(NOT_FOUND)
     return service.client_read(client)
@@ -58,12 +58,12 @@ async def read_client(client_id: str, _manager: Manager, session: SessionDep) ->
     "/{client_id}", status_code=status.HTTP_204_NO_CONTENT, responses=problem_responses(404)
 )
 async def delete_client(
-    client_id: str, _manager: Manager, session: SessionDep, sessions: SessionServiceDep
+    client_id: str, _manager: Manager, db: DbDep, sessions: SessionServiceDep
 ) -> Response:
     """Delete a client: its codes and consents go, and every session it holds ends (its refresh
     tokens stop working, its access tokens are refused from the next request on)."""
-    if len(client_id) > 64 or not await repository.delete_registered_client(session, client_id):
+    if len(client_id) > 64 or not await repository.delete_registered_client(db, client_id):
         raise NotFound(NOT_FOUND)
-    session_ids = await repository.live_session_ids_of_client(session, client_id)
+    session_ids = await repository.live_session_ids_of_client(db, client_id)
     await sessions.revoke_sessions(session_ids, "client_deleted")
     return Response(status_code=status.HTTP_204_NO_CONTENT)

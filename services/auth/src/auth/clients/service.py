@@ -49,14 +49,12 @@ def hash_client_secret(secret: str) -> str:
     return hashlib.sha256(secret.encode("utf-8", "surrogatepass")).hexdigest()
 
 
-async def seed_built_in_clients(
-    session: AsyncSession, settings: AuthSettings, clock: Clock
-) -> None:
+async def seed_built_in_clients(db: AsyncSession, settings: AuthSettings, clock: Clock) -> None:
     """Create or update the built-in clients (idempotent; replicas may run it together)."""
     secret_hash = hash_client_secret(settings.internal_client_secret.get_secret_value())
     for policy in BUILT_IN_CLIENTS:
         await repository.upsert_client(
-            session,
+            db,
             ServiceClient(
                 client_id=policy.client_id,
                 secret_hash=secret_hash,
@@ -67,22 +65,20 @@ async def seed_built_in_clients(
         )
 
 
-async def seed_clients_once(session: AsyncSession, settings: AuthSettings, clock: Clock) -> None:
+async def seed_clients_once(db: AsyncSession, settings: AuthSettings, clock: Clock) -> None:
     try:
-        await seed_built_in_clients(session, settings, clock)
-        await session.commit()
+        await seed_built_in_clients(db, settings, clock)
+        await db.commit()
     except IntegrityError:
         # Another replica inserted the same rows at the same moment: theirs are identical.
-        await session.rollback()
+        await db.rollback()
 
 
-async def authenticate_client(
-    session: AsyncSession, client_id: str, secret: str
-) -> ClientPolicy | None:
+async def authenticate_client(db: AsyncSession, client_id: str, secret: str) -> ClientPolicy | None:
     """The client's policy when the secret is right, else None (unknown or wrong alike)."""
     if len(client_id) > 64 or len(secret) > MAX_SECRET_LENGTH:
         return None
-    client = await repository.get_client(session, client_id)
+    client = await repository.get_client(db, client_id)
     presented = hash_client_secret(secret)
     expected = client.secret_hash if client is not None else hash_client_secret("")
     if not hmac.compare_digest(presented, expected) or client is None:
@@ -113,7 +109,7 @@ def client_read(client: RegisteredClient) -> ClientRead:
 
 
 async def register_client(
-    session: AsyncSession, registration: ClientCreate, clock: Clock
+    db: AsyncSession, registration: ClientCreate, clock: Clock
 ) -> ClientCreated:
     """Store a new client; a confidential one gets a secret, returned here once and kept hashed."""
     secret = secrets.token_urlsafe(32) if registration.type == "confidential" else None
@@ -128,28 +124,28 @@ async def register_client(
         scopes=" ".join(sorted(set(registration.scopes))),
         created_at=clock(),
     )
-    await repository.add_registered_client(session, client)
+    await repository.add_registered_client(db, client)
     return ClientCreated(**client_read(client).model_dump(), client_secret=secret)
 
 
-async def registered_clients(session: AsyncSession) -> Sequence[ClientRead]:
-    return [client_read(client) for client in await repository.list_registered_clients(session)]
+async def registered_clients(db: AsyncSession) -> Sequence[ClientRead]:
+    return [client_read(client) for client in await repository.list_registered_clients(db)]
 
 
-async def registered_client(session: AsyncSession, client_id: str) -> RegisteredClient | None:
+async def registered_client(db: AsyncSession, client_id: str) -> RegisteredClient | None:
     if len(client_id) > 64:
         return None
-    return await repository.get_registered_client(session, client_id)
+    return await repository.get_registered_client(db, client_id)
 
 
 async def authenticate_registered_client(
-    session: AsyncSession, client_id: str, secret: str
+    db: AsyncSession, client_id: str, secret: str
 ) -> RegisteredClient | None:
     """The confidential client when the secret is right, else None (unknown, public or wrong
     alike, in the same time)."""
     if len(client_id) > 64 or len(secret) > MAX_SECRET_LENGTH:
         return None
-    client = await repository.get_registered_client(session, client_id)
+    client = await repository.get_registered_client(db, client_id)
     expected = client.secret_hash if client is not None else None
     matches = hmac.compare_digest(hash_client_secret(secret), expected or hash_client_secret(""))
     if client is None or expected is None or not matches:

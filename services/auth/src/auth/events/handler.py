@@ -49,8 +49,8 @@ async def handle_user_event(
     # The change time, not the handling time: a late or repeated delivery must not end sessions
     # opened after the change.
     changed_at = min(as_utc(envelope.occurred_at), clock())
-    async with database.sessionmaker() as session, session.begin():
-        revoker = SessionRevoker(session, redis, settings, clock)
+    async with database.sessionmaker() as db, db.begin():
+        revoker = SessionRevoker(db, redis, settings, clock)
         revoked = await revoker.end_user_sessions(user_id, reason, changed_at)
     audit("account.sessions_ended", user_id=user_id, event_type=envelope.type, count=len(revoked))
 

@@ -18,6 +18,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated, Literal
 
+from common.db import DbDep
 from common.security import require_service_scope
 from common.tokens import AccessClaims
 from fastapi import APIRouter, Depends, Path, Request
@@ -25,7 +26,6 @@ from pydantic import BaseModel, ConfigDict
 
 from auth.audit import audit
 from auth.clock import as_utc
-from auth.db import SessionDep
 from auth.sessions.service import SessionRevoker
 
 router = APIRouter(prefix="/internal/v1", tags=["internal"], include_in_schema=False)
@@ -49,12 +49,12 @@ class SessionsEnded(BaseModel):
 
 @router.post("/users/{user_id}/sessions/end", response_model=SessionsEnded)
 async def end_user_sessions(
-    user_id: UserId, body: SessionsEnd, caller: SessionEnder, session: SessionDep, request: Request
+    user_id: UserId, body: SessionsEnd, caller: SessionEnder, db: DbDep, request: Request
 ) -> SessionsEnded:
     """End every session of the user opened before `changed_at`, at once (idempotent)."""
     state = request.app.state
     changed_at = min(as_utc(body.changed_at), state.clock())
-    revoker = SessionRevoker(session, state.redis, state.settings, state.clock)
+    revoker = SessionRevoker(db, state.redis, state.settings, state.clock)
     revoked = await revoker.end_user_sessions(user_id, body.reason, changed_at)
     audit(
         "account.sessions_ended",

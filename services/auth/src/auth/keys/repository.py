@@ -15,19 +15,19 @@ from auth.keys.models import KeyStatus, SigningKey
 KEY_LOCK_ID = 0x67682D6B657973
 
 
-async def lock_key_changes(session: AsyncSession) -> None:
+async def lock_key_changes(db: AsyncSession) -> None:
     """Serialise bootstrap and rotation across replicas (PostgreSQL; SQLite has one writer)."""
-    if session.get_bind().dialect.name == "postgresql":
-        await session.execute(text("SELECT pg_advisory_xact_lock(:id)"), {"id": KEY_LOCK_ID})
+    if db.get_bind().dialect.name == "postgresql":
+        await db.execute(text("SELECT pg_advisory_xact_lock(:id)"), {"id": KEY_LOCK_ID})
 
 
-async def active_key(session: AsyncSession) -> SigningKey | None:
-    result = await session.execute(select(SigningKey).where(SigningKey.status == KeyStatus.ACTIVE))
+async def active_key(db: AsyncSession) -> SigningKey | None:
+    result = await db.execute(select(SigningKey).where(SigningKey.status == KeyStatus.ACTIVE))
     return result.scalar_one_or_none()
 
 
-async def oldest_pending_key(session: AsyncSession) -> SigningKey | None:
-    result = await session.execute(
+async def oldest_pending_key(db: AsyncSession) -> SigningKey | None:
+    result = await db.execute(
         select(SigningKey)
         .where(SigningKey.status == KeyStatus.PENDING)
         .order_by(SigningKey.created_at)
@@ -36,9 +36,9 @@ async def oldest_pending_key(session: AsyncSession) -> SigningKey | None:
     return result.scalar_one_or_none()
 
 
-async def published_keys(session: AsyncSession, retired_after: datetime) -> Sequence[SigningKey]:
+async def published_keys(db: AsyncSession, retired_after: datetime) -> Sequence[SigningKey]:
     """Pending and active keys, and retired keys retired after `retired_after`."""
-    result = await session.execute(
+    result = await db.execute(
         select(SigningKey)
         .where(
             or_(
@@ -52,7 +52,7 @@ async def published_keys(session: AsyncSession, retired_after: datetime) -> Sequ
 
 
 async def insert_key(
-    session: AsyncSession, wrapped: WrappedKey, status: KeyStatus, now: datetime
+    db: AsyncSession, wrapped: WrappedKey, status: KeyStatus, now: datetime
 ) -> SigningKey:
     key = SigningKey(
         kid=wrapped.kid,
@@ -63,30 +63,30 @@ async def insert_key(
         created_at=now,
         activated_at=now if status is KeyStatus.ACTIVE else None,
     )
-    session.add(key)
-    await session.flush()
+    db.add(key)
+    await db.flush()
     return key
 
 
-async def retire_key(session: AsyncSession, kid: str, now: datetime) -> None:
-    await session.execute(
+async def retire_key(db: AsyncSession, kid: str, now: datetime) -> None:
+    await db.execute(
         update(SigningKey)
         .where(SigningKey.kid == kid)
         .values(status=KeyStatus.RETIRED, retired_at=now)
     )
 
 
-async def activate_key(session: AsyncSession, kid: str, now: datetime) -> None:
-    await session.execute(
+async def activate_key(db: AsyncSession, kid: str, now: datetime) -> None:
+    await db.execute(
         update(SigningKey)
         .where(SigningKey.kid == kid)
         .values(status=KeyStatus.ACTIVE, activated_at=now)
     )
 
 
-async def delete_keys_retired_before(session: AsyncSession, moment: datetime) -> int:
+async def delete_keys_retired_before(db: AsyncSession, moment: datetime) -> int:
     """Forget keys no token can need any more (their private halves included)."""
-    result = await session.execute(
+    result = await db.execute(
         delete(SigningKey).where(
             SigningKey.status == KeyStatus.RETIRED, SigningKey.retired_at <= moment
         )
@@ -94,6 +94,6 @@ async def delete_keys_retired_before(session: AsyncSession, moment: datetime) ->
     return int(getattr(result, "rowcount", 0) or 0)
 
 
-async def all_keys(session: AsyncSession) -> Sequence[SigningKey]:
-    result = await session.execute(select(SigningKey).order_by(SigningKey.created_at))
+async def all_keys(db: AsyncSession) -> Sequence[SigningKey]:
+    result = await db.execute(select(SigningKey).order_by(SigningKey.created_at))
     return result.scalars().all()

@@ -76,9 +76,9 @@ class KeyRing:
             raise NoActiveKey("no active signing key loaded")
         return self.signing
 
-    async def reload(self, session: AsyncSession) -> None:
+    async def reload(self, db: AsyncSession) -> None:
         now = self.clock()
-        keys = await repository.published_keys(session, now - retired_key_keep(self.settings))
+        keys = await repository.published_keys(db, now - retired_key_keep(self.settings))
         entries = []
         for key in keys:
             jwk = json.loads(key.public_jwk)
@@ -98,17 +98,17 @@ class KeyRing:
         self.public_keys = parse_jwks(self.jwks)
 
     async def reload_from(self, database: Database) -> None:
-        async with database.sessionmaker() as session:
-            await self.reload(session)
+        async with database.sessionmaker() as db:
+            await self.reload(db)
 
 
 async def _create_key(
-    session: AsyncSession, settings: AuthSettings, status: KeyStatus, now: datetime
+    db: AsyncSession, settings: AuthSettings, status: KeyStatus, now: datetime
 ) -> SigningKey:
     wrapped, _ = await generate_wrapped_key(
         settings.rsa_key_bits, settings.key_encryption_key_bytes()
     )
-    return await repository.insert_key(session, wrapped, status, now)
+    return await repository.insert_key(db, wrapped, status, now)
 
 
 async def ensure_active_key(database: Database, settings: AuthSettings, clock: Clock) -> None:
@@ -116,25 +116,25 @@ async def ensure_active_key(database: Database, settings: AuthSettings, clock: C
 
     The key is generated before taking the lock (so the lock is held briefly); the advisory lock
     serialises replicas on PostgreSQL and the partial unique index is the backstop everywhere."""
-    async with database.sessionmaker() as session:
-        if await repository.active_key(session) is not None:
+    async with database.sessionmaker() as db:
+        if await repository.active_key(db) is not None:
             return
     wrapped, _ = await generate_wrapped_key(
         settings.rsa_key_bits, settings.key_encryption_key_bytes()
     )
     try:
-        async with database.sessionmaker() as session, session.begin():
-            await repository.lock_key_changes(session)
-            if await repository.active_key(session) is not None:
+        async with database.sessionmaker() as db, db.begin():
+            await repository.lock_key_changes(db)
+            if await repository.active_key(db) is not None:
                 return
             now = clock()
-            pending = await repository.oldest_pending_key(session)
+            pending = await repository.oldest_pending_key(db)
             if pending is not None:
                 # Already published: promote it rather than sign with an unpublished key.
-                await repository.activate_key(session, pending.kid, now)
+                await repository.activate_key(db, pending.kid, now)
                 kid = pending.kid
             else:
-                kid = (await repository.insert_key(session, wrapped, KeyStatus.ACTIVE, now)).kid
+                kid = (await repository.insert_key(db, wrapped, KeyStatus.ACTIVE, now)).kid
     except IntegrityError:
         logger.info("another replica created the first signing key")
         return
@@ -142,24 +142,24 @@ async def ensure_active_key(database: Database, settings: AuthSettings, clock: C
 
 
 async def rotation_step(
-    session: AsyncSession, settings: AuthSettings, now: datetime, *, due: bool
+    db: AsyncSession, settings: AuthSettings, now: datetime, *, due: bool
 ) -> RotationOutcome:
     """One step of rotation, under the key lock; run it again later to finish a rotation.
 
     No pending key and rotation `due`: create one (published, not yet signing). A pending key
     published for at least `publish_delay`: promote it and retire the active key. Also forgets
     retired keys no token can need any more."""
-    await repository.lock_key_changes(session)
-    removed = await repository.delete_keys_retired_before(session, now - retired_key_keep(settings))
+    await repository.lock_key_changes(db)
+    removed = await repository.delete_keys_retired_before(db, now - retired_key_keep(settings))
     if removed:
         logger.info("deleted %d retired signing keys", removed)
-    active = await repository.active_key(session)
-    pending = await repository.oldest_pending_key(session)
+    active = await repository.active_key(db)
+    pending = await repository.oldest_pending_key(db)
     if pending is None:
         if not due and active is not None:
             return RotationOutcome("none")
         status = KeyStatus.PENDING if active is not None else KeyStatus.ACTIVE
-        key = await _create_key(session, settings, status, now)
+        key = await _create_key(db, settings, status, now)
         audit("key.created", kid=key.kid, status=str(status))
         return RotationOutcome("created", key.kid, f"new {status} key")
     ready_at = as_utc(pending.created_at) + publish_delay(settings)
@@ -168,8 +168,8 @@ async def rotation_step(
     if not due and active is not None:
         return RotationOutcome("none")
     if active is not None:
-        await repository.retire_key(session, active.kid, now)
-    await repository.activate_key(session, pending.kid, now)
+        await repository.retire_key(db, active.kid, now)
+    await repository.activate_key(db, pending.kid, now)
     audit("key.rotated", kid=pending.kid, retired_kid=active.kid if active else None)
     return RotationOutcome("promoted", pending.kid, "now signing")
 
@@ -185,24 +185,24 @@ async def scheduled_rotation(
     database: Database, settings: AuthSettings, clock: Clock
 ) -> RotationOutcome:
     """What the background task runs each interval: rotate when the active key is old enough."""
-    async with database.sessionmaker() as session, session.begin():
+    async with database.sessionmaker() as db, db.begin():
         now = clock()
-        active = await repository.active_key(session)
+        active = await repository.active_key(db)
         due = rotation_due(active, settings, now)
-        pending = await repository.oldest_pending_key(session)
+        pending = await repository.oldest_pending_key(db)
         if not due and pending is None:
             # Nothing to do: skip the lock (every replica runs this every minute).
             return RotationOutcome("none")
         # A pending key (from the schedule or an operator) is promoted once it is ready.
-        return await rotation_step(session, settings, now, due=True)
+        return await rotation_step(db, settings, now, due=True)
 
 
-async def rewrap_keys(session: AsyncSession, old_kek: bytes, new_kek: bytes) -> int:
+async def rewrap_keys(db: AsyncSession, old_kek: bytes, new_kek: bytes) -> int:
     """Re-encrypt every stored private key from `old_kek` to `new_kek` (changing the KEK).
     Keys already under `new_kek` are left alone, so the command can be re-run."""
     changed = 0
-    await repository.lock_key_changes(session)
-    for key in await repository.all_keys(session):
+    await repository.lock_key_changes(db)
+    for key in await repository.all_keys(db):
         try:
             unwrap(key.kid, key.private_key_nonce, key.private_key_ciphertext, new_kek)
             continue
@@ -213,7 +213,7 @@ async def rewrap_keys(session: AsyncSession, old_kek: bytes, new_kek: bytes) -> 
         )
         key.private_key_nonce, key.private_key_ciphertext = wrapped.nonce, wrapped.ciphertext
         changed += 1
-    await session.flush()
+    await db.flush()
     if changed:
         audit("key.rewrapped", count=changed)
     return changed

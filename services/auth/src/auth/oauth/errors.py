@@ -19,15 +19,12 @@ class OAuthError(Exception):
         *,
         status: int = 400,
         headers: Mapping[str, str] | None = None,
-        keep_changes: bool = False,
     ) -> None:
         super().__init__(f"{error}: {description}")
         self.error = error
         self.description = description
         self.status = status
         self.headers = dict(headers or {})
-        # Committed before answering (auth.db): e.g. the session a reused token revoked.
-        self.keep_changes = keep_changes
 
 
 def invalid_request(description: str) -> OAuthError:

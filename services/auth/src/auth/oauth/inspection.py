@@ -55,17 +55,15 @@ class TokenInspector:
         except InvalidToken:
             return None
 
-    async def introspect_access_token(
-        self, token: str, session: AsyncSession
-    ) -> dict[str, Any] | None:
+    async def introspect_access_token(self, token: str, db: AsyncSession) -> dict[str, Any] | None:
         claims = await self.verify_access_token(token)
         if claims is None:
             return None
         if claims.session_id is not None:
-            login_session = await sessions.get_login_session(session, claims.session_id)
+            login_session = await sessions.get_login_session(db, claims.session_id)
             if login_session is None or login_session.revoked_at is not None:
                 return INACTIVE
-        not_before = await revocations.user_not_before(session, claims.subject)
+        not_before = await revocations.user_not_before(db, claims.subject)
         # The rule of common.revocation, as the gateway applies it to the Redis marker.
         if not_before is not None and claims.issued_at < epoch(not_before):
             return INACTIVE
@@ -90,15 +88,15 @@ class TokenInspector:
 
 
 async def introspect_refresh_token(
-    token: str, session: AsyncSession, now: datetime
+    token: str, db: AsyncSession, now: datetime
 ) -> dict[str, Any] | None:
     """None when the token is not a refresh token we know; else its (possibly inactive) state."""
     if len(token) > MAX_REFRESH_TOKEN_LENGTH:
         return None
-    known = await sessions.find_refresh_token(session, hash_refresh_token(token))
+    known = await sessions.find_refresh_token(db, hash_refresh_token(token))
     if known is None:
         return None
-    login_session = await sessions.get_login_session(session, known.session_id)
+    login_session = await sessions.get_login_session(db, known.session_id)
     if (
         login_session is None
         or known.used_at is not None

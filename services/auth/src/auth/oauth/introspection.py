@@ -4,13 +4,13 @@ from __future__ import annotations
 
 from typing import Any
 
+from common.db import DbDep
 from common.errors import BadRequest, Forbidden, Unauthorized
 from common.security import verify_bearer
 from fastapi import APIRouter, Request
 from starlette.responses import JSONResponse
 
 from auth.clients.service import authenticate_client
-from auth.db import SessionDep
 from auth.oauth.errors import NO_STORE, OAuthError
 from auth.oauth.forms import OAuthForm, presented_client, read_form
 from auth.oauth.inspection import INACTIVE, TokenInspector, introspect_refresh_token
@@ -20,7 +20,7 @@ router = APIRouter(prefix="/internal/v1", tags=["internal"])
 INTROSPECT_SCOPE = "tokens:introspect"
 
 
-async def _authenticate_caller(request: Request, form: OAuthForm, session: SessionDep) -> None:
+async def _authenticate_caller(request: Request, form: OAuthForm, db: DbDep) -> None:
     """A service client (HTTP Basic) or a service token for audience "auth", either with the
     `tokens:introspect` scope."""
     header = request.headers.get("authorization", "")
@@ -35,7 +35,7 @@ async def _authenticate_caller(request: Request, form: OAuthForm, session: Sessi
         raise Unauthorized("Client authentication failed.") from exc
     if presented is None:
         raise Unauthorized("Client credentials or a service token are required.")
-    policy = await authenticate_client(session, presented.client_id, presented.secret)
+    policy = await authenticate_client(db, presented.client_id, presented.secret)
     if policy is None:
         raise Unauthorized("Client authentication failed.")
     if INTROSPECT_SCOPE not in policy.scopes:
@@ -46,23 +46,23 @@ async def _authenticate_caller(request: Request, form: OAuthForm, session: Sessi
     "/introspect",
     responses={401: {"description": "caller not authenticated"}, 403: {"description": "scope"}},
 )
-async def introspect(request: Request, session: SessionDep) -> JSONResponse:
+async def introspect(request: Request, db: DbDep) -> JSONResponse:
     """Is this token active? Form `token`, optional `token_type_hint`. Bad, expired, revoked
     or unknown tokens all answer `{"active": false}` and nothing else."""
     try:
         form = await read_form(request)
     except OAuthError:
         form = None
-    await _authenticate_caller(request, form or OAuthForm({}), session)
+    await _authenticate_caller(request, form or OAuthForm({}), db)
     value = form.get("token") if form is not None else None
     if value is None:
         raise BadRequest("A form-encoded 'token' parameter is required.")
     inspector: TokenInspector = request.app.state.token_inspector
     answer: dict[str, Any] | None = None
     if form is not None and form.get("token_type_hint") != "access_token":
-        answer = await introspect_refresh_token(value, session, request.app.state.clock())
+        answer = await introspect_refresh_token(value, db, request.app.state.clock())
     if answer is None:
-        answer = await inspector.introspect_access_token(value, session)
+        answer = await inspector.introspect_access_token(value, db)
     if answer is None and form is not None and form.get("token_type_hint") == "access_token":
-        answer = await introspect_refresh_token(value, session, request.app.state.clock())
+        answer = await introspect_refresh_token(value, db, request.app.state.clock())
     return JSONResponse(answer or INACTIVE, headers=NO_STORE)

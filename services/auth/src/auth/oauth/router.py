@@ -4,12 +4,12 @@ from __future__ import annotations
 
 from typing import Any
 
+from common.db import CommitThenAnswer, DbDep
 from common.errors import problem_responses
 from fastapi import APIRouter, Request
 from starlette.responses import JSONResponse
 
 from auth.clients.service import ClientPolicy, authenticate_client
-from auth.db import SessionDep
 from auth.oauth.errors import NO_STORE, OAuthError, invalid_client, invalid_request
 from auth.oauth.forms import OAuthForm, presented_client, read_form, unsupported
 from auth.oauth.inspection import TokenInspector
@@ -33,12 +33,12 @@ OAUTH_ERRORS = oauth_errors(400, 401)
 
 
 async def _authenticated_client(
-    request: Request, form: OAuthForm, session: SessionDep
+    request: Request, form: OAuthForm, db: DbDep
 ) -> ClientPolicy | None:
     presented = presented_client(request, form)
     if presented is None:
         return None
-    policy = await authenticate_client(session, presented.client_id, presented.secret)
+    policy = await authenticate_client(db, presented.client_id, presented.secret)
     if policy is None:
         raise invalid_client()
     return policy
@@ -78,14 +78,14 @@ def _client_credentials_grant(
     responses={**OAUTH_ERRORS, **problem_responses(503)},
     openapi_extra=form_body(RefreshTokenGrant, ClientCredentialsGrant),
 )
-async def token(request: Request, session: SessionDep, sessions: SessionServiceDep) -> JSONResponse:
+async def token(request: Request, db: DbDep, sessions: SessionServiceDep) -> JSONResponse:
     """OAuth 2.0 token endpoint (form-encoded). `grant_type=refresh_token` rotates a refresh
     token (first-party clients, no client authentication); `grant_type=client_credentials` issues
     a service token to a service client (HTTP Basic, or `client_id`/`client_secret` fields) for
     the service named by `audience` (or `resource`)."""
     form = await read_form(request)
     grant_type = form.require("grant_type")
-    client = await _authenticated_client(request, form, session)
+    client = await _authenticated_client(request, form, db)
     if grant_type == "client_credentials":
         body = _client_credentials_grant(form, client, request.app.state.signer)
         return JSONResponse(body, headers=NO_STORE)
@@ -98,7 +98,8 @@ async def token(request: Request, session: SessionDep, sessions: SessionServiceD
         try:
             pair = await sessions.refresh(refresh_token)
         except RefreshRefused as exc:
-            raise OAuthError(exc.oauth_error, exc.detail or "", keep_changes=True) from exc
+            # The revocation it caused must outlive the refusal.
+            raise CommitThenAnswer(OAuthError(exc.oauth_error, exc.detail or "")) from exc
         return JSONResponse(pair.model_dump(), headers=NO_STORE)
     raise unsupported("Supported grant types: refresh_token, client_credentials.")
 
@@ -109,14 +110,12 @@ async def token(request: Request, session: SessionDep, sessions: SessionServiceD
     responses=OAUTH_ERRORS,
     openapi_extra=form_body(RevocationRequest),
 )
-async def revoke(
-    request: Request, session: SessionDep, sessions: SessionServiceDep
-) -> JSONResponse:
+async def revoke(request: Request, db: DbDep, sessions: SessionServiceDep) -> JSONResponse:
     """RFC 7009 revocation (form `token`, optional `token_type_hint`). A refresh token or an
     access token ends the session it belongs to. Unknown, expired or already revoked tokens get
     the same 200: the answer says nothing about the token."""
     form = await read_form(request)
-    await _authenticated_client(request, form, session)
+    await _authenticated_client(request, form, db)
     value = form.require("token")
     inspector: TokenInspector = request.app.state.token_inspector
     revoked = False

@@ -17,29 +17,29 @@ from auth.sessions.models import LoginSession
 REVOCATION_LOCK_ID = 0x6768_2D72_6576_6F63
 
 
-def _is_postgresql(session: AsyncSession) -> bool:
-    return session.get_bind().dialect.name == "postgresql"
+def _is_postgresql(db: AsyncSession) -> bool:
+    return db.get_bind().dialect.name == "postgresql"
 
 
-async def hold_revocation_lock(session: AsyncSession) -> None:
+async def hold_revocation_lock(db: AsyncSession) -> None:
     """Taken (shared) by every transaction that revokes, until it commits: a restore, which takes
     it exclusively, waits for those in flight and so reads every revocation whose marker may have
     gone to the Redis that was lost. SQLite (embedded: one process) needs no lock."""
-    if _is_postgresql(session):
-        await session.execute(
+    if _is_postgresql(db):
+        await db.execute(
             text("SELECT pg_advisory_xact_lock_shared(:id)"), {"id": REVOCATION_LOCK_ID}
         )
 
 
-async def hold_restore_lock(session: AsyncSession, timeout_ms: int) -> None:
-    if _is_postgresql(session):
-        await session.execute(text(f"SET LOCAL lock_timeout = {int(timeout_ms)}"))
-        await session.execute(text("SELECT pg_advisory_xact_lock(:id)"), {"id": REVOCATION_LOCK_ID})
+async def hold_restore_lock(db: AsyncSession, timeout_ms: int) -> None:
+    if _is_postgresql(db):
+        await db.execute(text(f"SET LOCAL lock_timeout = {int(timeout_ms)}"))
+        await db.execute(text("SELECT pg_advisory_xact_lock(:id)"), {"id": REVOCATION_LOCK_ID})
 
 
-async def raise_user_not_before(session: AsyncSession, user_id: str, moment: datetime) -> None:
+async def raise_user_not_before(db: AsyncSession, user_id: str, moment: datetime) -> None:
     """Record that the user's tokens issued before `moment` are refused; never moves back."""
-    insert = postgresql_insert if _is_postgresql(session) else sqlite_insert
+    insert = postgresql_insert if _is_postgresql(db) else sqlite_insert
     statement = insert(UserNotBefore).values(user_id=user_id, not_before=moment)
     statement = statement.on_conflict_do_update(
         index_elements=[UserNotBefore.user_id],
@@ -53,29 +53,25 @@ async def raise_user_not_before(session: AsyncSession, user_id: str, moment: dat
             )
         },
     )
-    await session.execute(statement)
+    await db.execute(statement)
 
 
-async def user_not_before(session: AsyncSession, user_id: str) -> datetime | None:
-    result = await session.execute(
+async def user_not_before(db: AsyncSession, user_id: str) -> datetime | None:
+    result = await db.execute(
         select(UserNotBefore.not_before).where(UserNotBefore.user_id == user_id)
     )
     return result.scalar_one_or_none()
 
 
-async def sessions_revoked_since(
-    session: AsyncSession, since: datetime
-) -> list[tuple[str, datetime]]:
-    result = await session.execute(
+async def sessions_revoked_since(db: AsyncSession, since: datetime) -> list[tuple[str, datetime]]:
+    result = await db.execute(
         select(LoginSession.id, LoginSession.revoked_at).where(LoginSession.revoked_at >= since)
     )
     return [(row[0], row[1]) for row in result.all() if row[1] is not None]
 
 
-async def users_not_before_since(
-    session: AsyncSession, since: datetime
-) -> list[tuple[str, datetime]]:
-    result = await session.execute(
+async def users_not_before_since(db: AsyncSession, since: datetime) -> list[tuple[str, datetime]]:
+    result = await db.execute(
         select(UserNotBefore.user_id, UserNotBefore.not_before).where(
             UserNotBefore.not_before >= since
         )

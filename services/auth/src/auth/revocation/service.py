@@ -108,12 +108,12 @@ class MarkerRestorer:
 
     async def _read(self) -> tuple[list[tuple[str, int]], list[tuple[str, int, int]]]:
         lifetime = self.settings.max_access_token_lifetime
-        async with self.database.sessionmaker() as session, session.begin():
-            await repository.hold_restore_lock(session, RESTORE_DB_LOCK_TIMEOUT_MS)
+        async with self.database.sessionmaker() as db, db.begin():
+            await repository.hold_restore_lock(db, RESTORE_DB_LOCK_TIMEOUT_MS)
             now = self.clock()
             since = now - timedelta(seconds=lifetime)
-            revoked = await repository.sessions_revoked_since(session, since)
-            not_before = await repository.users_not_before_since(session, since)
+            revoked = await repository.sessions_revoked_since(db, since)
+            not_before = await repository.users_not_before_since(db, since)
 
         def ttl(moment: datetime) -> int:
             """Until every token issued up to `moment` has expired."""

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 from typing import Annotated
 
+from common.db import DbDep
 from common.errors import AppError, ValidationFailed
 from common.forms import FormRefused, parse_form
 from fastapi import Depends, Request
 from pydantic import ValidationError
 
-from auth.db import SessionDep
 from auth.sessions.schemas import LoginForm
 from auth.sessions.service import SessionService
 
@@ -23,10 +23,10 @@ def client_ip(request: Request) -> str | None:
     return request.client.host if request.client else None
 
 
-async def session_service(request: Request, session: SessionDep) -> SessionService:
+async def session_service(request: Request, db: DbDep) -> SessionService:
     state = request.app.state
     return SessionService(
-        session=session,
+        db=db,
         redis=state.redis,
         signer=state.signer,
         users=state.users,

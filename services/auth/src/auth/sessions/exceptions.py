@@ -1,4 +1,5 @@
-"""Why a refresh is refused. Each is a 401 whose side effects (a revoked session) are kept."""
+"""Why a refresh is refused. Each is a 401 whose side effects (a revoked session) are kept: the
+token endpoint answers it through `common.db.CommitThenAnswer`."""
 
 from __future__ import annotations
 
@@ -6,9 +7,9 @@ from common.errors import ServiceUnavailable, Unauthorized
 
 
 class RefreshRefused(Unauthorized):
-    """The refresh token cannot be used; any revocation it caused is committed (auth.db)."""
+    """The refresh token cannot be used; any revocation it caused is committed before the
+    answer (`common.db.CommitThenAnswer`)."""
 
-    keep_changes = True
     # RFC 6749 §5.2 code for the token endpoint.
     oauth_error = "invalid_grant"
 

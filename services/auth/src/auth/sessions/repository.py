@@ -18,19 +18,19 @@ class ClaimedRefreshToken:
     idle_expires_at: datetime
 
 
-async def add_session(session: AsyncSession, login_session: LoginSession) -> None:
-    session.add(login_session)
-    await session.flush()
+async def add_session(db: AsyncSession, login_session: LoginSession) -> None:
+    db.add(login_session)
+    await db.flush()
 
 
 async def add_refresh_token(
-    session: AsyncSession,
+    db: AsyncSession,
     session_id: str,
     token_hash: str,
     now: datetime,
     idle_expires_at: datetime,
 ) -> None:
-    session.add(
+    db.add(
         RefreshToken(
             token_hash=token_hash,
             session_id=session_id,
@@ -38,14 +38,14 @@ async def add_refresh_token(
             idle_expires_at=idle_expires_at,
         )
     )
-    await session.flush()
+    await db.flush()
 
 
 async def claim_refresh_token(
-    session: AsyncSession, token_hash: str, now: datetime
+    db: AsyncSession, token_hash: str, now: datetime
 ) -> ClaimedRefreshToken | None:
     """Mark the token used, atomically: of concurrent claims exactly one gets a row back."""
-    result = await session.execute(
+    result = await db.execute(
         update(RefreshToken)
         .where(
             RefreshToken.token_hash == token_hash,
@@ -59,37 +59,35 @@ async def claim_refresh_token(
     return None if row is None else ClaimedRefreshToken(row[0], row[1])
 
 
-async def find_refresh_token(session: AsyncSession, token_hash: str) -> RefreshToken | None:
-    result = await session.execute(
-        select(RefreshToken).where(RefreshToken.token_hash == token_hash)
-    )
+async def find_refresh_token(db: AsyncSession, token_hash: str) -> RefreshToken | None:
+    result = await db.execute(select(RefreshToken).where(RefreshToken.token_hash == token_hash))
     return result.scalar_one_or_none()
 
 
-async def get_login_session(session: AsyncSession, session_id: str) -> LoginSession | None:
-    return await session.get(LoginSession, session_id, populate_existing=True)
+async def get_login_session(db: AsyncSession, session_id: str) -> LoginSession | None:
+    return await db.get(LoginSession, session_id, populate_existing=True)
 
 
-async def touch_session(session: AsyncSession, session_id: str, now: datetime) -> None:
-    await session.execute(
+async def touch_session(db: AsyncSession, session_id: str, now: datetime) -> None:
+    await db.execute(
         update(LoginSession).where(LoginSession.id == session_id).values(last_used_at=now)
     )
 
 
 async def revoke_sessions(
-    session: AsyncSession, session_ids: Sequence[str], now: datetime, reason: str
+    db: AsyncSession, session_ids: Sequence[str], now: datetime, reason: str
 ) -> list[str]:
     """Revoke the sessions and every refresh token in them; returns those newly revoked."""
     if not session_ids:
         return []
     # Tokens before sessions: the same lock order as a refresh (claim the token, then touch the
     # session), so a refresh and a revocation of one session cannot deadlock.
-    await session.execute(
+    await db.execute(
         update(RefreshToken)
         .where(RefreshToken.session_id.in_(session_ids), RefreshToken.revoked_at.is_(None))
         .values(revoked_at=now)
     )
-    result = await session.execute(
+    result = await db.execute(
         update(LoginSession)
         .where(LoginSession.id.in_(session_ids), LoginSession.revoked_at.is_(None))
         .values(revoked_at=now, revoked_reason=reason)
@@ -99,9 +97,9 @@ async def revoke_sessions(
 
 
 async def live_session_ids_of_user(
-    session: AsyncSession, user_id: str, created_before: datetime
+    db: AsyncSession, user_id: str, created_before: datetime
 ) -> list[str]:
-    result = await session.execute(
+    result = await db.execute(
         select(LoginSession.id).where(
             LoginSession.user_id == user_id,
             LoginSession.revoked_at.is_(None),

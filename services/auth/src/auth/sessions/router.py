@@ -4,12 +4,14 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
+from common.db import CommitThenAnswer
 from common.errors import problem_responses
 from common.forms import FORM_TYPE
 from common.security import CurrentPrincipal
 from fastapi import APIRouter, Body, Response, status
 
 from auth.sessions.dependencies import LoginFormDep, SessionServiceDep
+from auth.sessions.exceptions import RefreshRefused
 from auth.sessions.schemas import LoginForm, LogoutRequest, RefreshRequest, TokenPair
 
 router = APIRouter(prefix="/api/v1/auth", tags=["auth"])
@@ -50,7 +52,10 @@ async def refresh(
     """Exchange a refresh token for a new pair. Each refresh token works once: presenting one
     that was already used or revoked ends its whole session."""
     response.headers.update(NO_STORE)
-    return await sessions.refresh(body.refresh_token)
+    try:
+        return await sessions.refresh(body.refresh_token)
+    except RefreshRefused as refused:
+        raise CommitThenAnswer(refused) from None  # the revocation it caused must stand
 
 
 @router.post("/logout", status_code=status.HTTP_204_NO_CONTENT, responses=UNAUTHORIZED)

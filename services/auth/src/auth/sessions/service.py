@@ -62,7 +62,7 @@ class SessionRevoker:
     restore waits for it (see `auth.revocation.service`).
     """
 
-    session: AsyncSession
+    db: AsyncSession
     redis: Redis
     settings: AuthSettings
     clock: Clock
@@ -72,8 +72,8 @@ class SessionRevoker:
         self, session_ids: Sequence[str], reason: str, *, user_id: str | None = None
     ) -> list[str]:
         """Revoke in the database and write the Redis markers the gateway checks."""
-        await revocation_repository.hold_revocation_lock(self.session)
-        revoked = await repository.revoke_sessions(self.session, session_ids, self.clock(), reason)
+        await revocation_repository.hold_revocation_lock(self.db)
+        revoked = await repository.revoke_sessions(self.db, session_ids, self.clock(), reason)
         lifetime = self.settings.max_access_token_lifetime
         for session_id in session_ids:
             await self._marked(mark_session_revoked(self.redis, session_id, lifetime))
@@ -92,10 +92,10 @@ class SessionRevoker:
         False when the token is unknown."""
         if len(refresh_token) > MAX_REFRESH_TOKEN_LENGTH:
             return False
-        known = await repository.find_refresh_token(self.session, hash_refresh_token(refresh_token))
+        known = await repository.find_refresh_token(self.db, hash_refresh_token(refresh_token))
         if known is None:
             return False
-        login_session = await repository.get_login_session(self.session, known.session_id)
+        login_session = await repository.get_login_session(self.db, known.session_id)
         if login_session is None or (user_id is not None and login_session.user_id != user_id):
             return False
         await self.revoke_sessions([login_session.id], "revoked", user_id=login_session.user_id)
@@ -106,9 +106,9 @@ class SessionRevoker:
         marker); the user's access tokens issued in a second before `changed_at`'s are refused
         through the per-user marker. A token issued after the change is never refused
         (`common.revocation` states the comparison)."""
-        session_ids = await repository.live_session_ids_of_user(self.session, user_id, changed_at)
+        session_ids = await repository.live_session_ids_of_user(self.db, user_id, changed_at)
         revoked = await self.revoke_sessions(session_ids, reason, user_id=user_id)
-        await revocation_repository.raise_user_not_before(self.session, user_id, changed_at)
+        await revocation_repository.raise_user_not_before(self.db, user_id, changed_at)
         await self._marked(
             mark_user_tokens_before(
                 self.redis, user_id, epoch(changed_at), self.settings.max_access_token_lifetime
@@ -127,7 +127,7 @@ class SessionRevoker:
 
 @dataclass
 class SessionService:
-    session: AsyncSession
+    db: AsyncSession
     redis: Redis
     signer: AccessTokenSigner
     users: UsersClient
@@ -137,7 +137,7 @@ class SessionService:
 
     @property
     def revoker(self) -> SessionRevoker:
-        return SessionRevoker(self.session, self.redis, self.settings, self.clock, self.client_ip)
+        return SessionRevoker(self.db, self.redis, self.settings, self.clock, self.client_ip)
 
     async def login(self, login: str, password: str) -> TokenPair:
         try:
@@ -162,7 +162,7 @@ class SessionService:
             auth_time=now,
             amr=" ".join(PASSWORD_LOGIN_AMR),
         )
-        await repository.add_session(self.session, login_session)
+        await repository.add_session(self.db, login_session)
         pair = await self._issue(login_session, user.roles, user.permissions, now)
         audit(
             "login.succeeded",
@@ -177,11 +177,11 @@ class SessionService:
         if len(refresh_token) > MAX_REFRESH_TOKEN_LENGTH:
             raise RefreshRefused()
         token_hash = hash_refresh_token(refresh_token)
-        claimed = await repository.claim_refresh_token(self.session, token_hash, now)
+        claimed = await repository.claim_refresh_token(self.db, token_hash, now)
         if claimed is None:
             await self._refuse_unclaimable(token_hash)
             raise RefreshRefused()
-        login_session = await repository.get_login_session(self.session, claimed.session_id)
+        login_session = await repository.get_login_session(self.db, claimed.session_id)
         if login_session is None or login_session.revoked_at is not None:
             raise RefreshRefused()
         if now >= as_utc(claimed.idle_expires_at) or now >= as_utc(login_session.expires_at):
@@ -206,7 +206,7 @@ class SessionService:
                 login_session.user_id, "password_changed", min(changed_at, now)
             )
             raise CredentialsChanged("The password has changed; log in again.")
-        await repository.touch_session(self.session, login_session.id, now)
+        await repository.touch_session(self.db, login_session.id, now)
         pair = await self._issue(login_session, account.roles, account.permissions, now)
         audit(
             "refresh.succeeded",
@@ -218,11 +218,11 @@ class SessionService:
 
     async def _refuse_unclaimable(self, token_hash: str) -> None:
         """A known token that was already used or revoked: revoke its whole session."""
-        known = await repository.find_refresh_token(self.session, token_hash)
+        known = await repository.find_refresh_token(self.db, token_hash)
         if known is None:
             audit("refresh.unknown_token", client_ip=self.client_ip, level=logging.WARNING)
             return
-        login_session = await repository.get_login_session(self.session, known.session_id)
+        login_session = await repository.get_login_session(self.db, known.session_id)
         user_id = login_session.user_id if login_session else None
         revoked = await self.revoke_sessions([known.session_id], "refresh_reused", user_id=user_id)
         if revoked:
@@ -256,7 +256,7 @@ class SessionService:
             as_utc(login_session.expires_at),
         )
         await repository.add_refresh_token(
-            self.session, login_session.id, hash_refresh_token(refresh_token), now, idle_end
+            self.db, login_session.id, hash_refresh_token(refresh_token), now, idle_end
         )
         return TokenPair(
             access_token=access.token,

@@ -53,12 +53,12 @@ class Outcome:
 
 
 class DeliveryRepository:
-    def __init__(self, session: AsyncSession) -> None:
-        self.session = session
+    def __init__(self, db: AsyncSession) -> None:
+        self.db = db
 
     @property
     def _postgres(self) -> bool:
-        return self.session.get_bind().dialect.name == "postgresql"
+        return self.db.get_bind().dialect.name == "postgresql"
 
     async def claim_many(self, claims: Sequence[Claim]) -> set[uuid.UUID]:
         """Insert "sending" records in one statement; returns the event ids inserted. An event
@@ -72,7 +72,7 @@ class DeliveryRepository:
                 "kinds": [claim.kind for claim in claims],
                 "recipients": [claim.recipient for claim in claims],
             }
-            return set((await self.session.scalars(_CLAIM_MANY_POSTGRES, parameters)).all())
+            return set((await self.db.scalars(_CLAIM_MANY_POSTGRES, parameters)).all())
         rows = [
             {
                 "event_id": claim.event_id,
@@ -90,11 +90,11 @@ class DeliveryRepository:
             .on_conflict_do_nothing(index_elements=["event_id"])
             .returning(deliveries.c.event_id)
         )
-        return set((await self.session.scalars(statement)).all())
+        return set((await self.db.scalars(statement)).all())
 
     async def get_for_update(self, event_id: uuid.UUID) -> Delivery | None:
         statement = select(Delivery).where(Delivery.event_id == event_id).with_for_update()
-        return await self.session.scalar(statement)
+        return await self.db.scalar(statement)
 
     async def record_outcomes(self, outcomes: Sequence[Outcome]) -> None:
         """Set each event's final status: one UPDATE per distinct (status, error)."""
@@ -114,11 +114,11 @@ class DeliveryRepository:
                 if sent:
                     parameters["sent_at"] = now
                 statement = _SET_SENT_POSTGRES if sent else _SET_STATUS_POSTGRES
-                await self.session.execute(statement, parameters)
+                await self.db.execute(statement, parameters)
                 continue
             values: dict[str, Any] = {"status": status.value, "last_error": error}
             if sent:
                 values["sent_at"] = now
-            await self.session.execute(
+            await self.db.execute(
                 update(deliveries).where(deliveries.c.event_id.in_(event_ids)).values(**values)
             )

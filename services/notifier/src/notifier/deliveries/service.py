@@ -147,8 +147,8 @@ class AccountEmailService:
     async def _claim_many(self, claims: Sequence[Claim]) -> list[bool | None]:
         """Commit "sending" records: True for each claimed, None where a record already
         existed, False for a second copy of an event in the same batch (the first copy sends)."""
-        async with self.sessionmaker() as session, session.begin():
-            inserted = await DeliveryRepository(session).claim_many(claims)
+        async with self.sessionmaker() as db, db.begin():
+            inserted = await DeliveryRepository(db).claim_many(claims)
         results: list[bool | None] = []
         first_copies = set(inserted)
         for claim in claims:
@@ -161,8 +161,8 @@ class AccountEmailService:
 
     async def _claim_existing(self, event_id: uuid.UUID) -> bool:
         """The event has a record: True when it should be (re)sent, i.e. the last attempt failed."""
-        async with self.sessionmaker() as session, session.begin():
-            repository = DeliveryRepository(session)
+        async with self.sessionmaker() as db, db.begin():
+            repository = DeliveryRepository(db)
             delivery = await repository.get_for_update(event_id)
             if delivery is None:  # pragma: no cover - the unique key said it exists
                 raise RuntimeError("delivery record vanished")
@@ -184,6 +184,6 @@ class AccountEmailService:
         await self._outcomes.submit(Outcome(event_id, status, error))
 
     async def _record_outcomes(self, outcomes: Sequence[Outcome]) -> list[None]:
-        async with self.sessionmaker() as session, session.begin():
-            await DeliveryRepository(session).record_outcomes(outcomes)
+        async with self.sessionmaker() as db, db.begin():
+            await DeliveryRepository(db).record_outcomes(outcomes)
         return [None] * len(outcomes)

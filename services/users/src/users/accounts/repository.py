@@ -22,15 +22,15 @@ def _with_roles(statement: Select[User], permissions: bool = False) -> Select[Us
 
 
 async def by_id(
-    session: AsyncSession, user_id: uuid.UUID, *, permissions: bool = False, lock: bool = False
+    db: AsyncSession, user_id: uuid.UUID, *, permissions: bool = False, lock: bool = False
 ) -> User | None:
     statement = _with_roles(select(User).where(User.id == user_id), permissions)
     if lock:
         statement = statement.with_for_update(of=User)
-    return (await session.scalars(statement)).unique().one_or_none()
+    return (await db.scalars(statement)).unique().one_or_none()
 
 
-async def profile(session: AsyncSession, user_id: uuid.UUID) -> dict[str, Any] | None:
+async def profile(db: AsyncSession, user_id: uuid.UUID) -> dict[str, Any] | None:
     """The `UserRead` fields of one user in one indexed query, without the ORM (the hot
     `GET /users/me`): the primary key lookup joined with the user's role names."""
     statement = (
@@ -48,7 +48,7 @@ async def profile(session: AsyncSession, user_id: uuid.UUID) -> dict[str, Any] |
         .where(User.id == user_id)
         .order_by(user_roles.c.role_name)
     )
-    rows = (await session.execute(statement)).all()
+    rows = (await db.execute(statement)).all()
     if not rows:
         return None
     first = rows[0]
@@ -64,7 +64,7 @@ async def profile(session: AsyncSession, user_id: uuid.UUID) -> dict[str, Any] |
     }
 
 
-async def by_login(session: AsyncSession, login: str) -> User | None:
+async def by_login(db: AsyncSession, login: str) -> User | None:
     """The account whose username or email is `login` (canonical comparison)."""
     key = canonical_name(login)
     if "\x00" in key:
@@ -73,11 +73,11 @@ async def by_login(session: AsyncSession, login: str) -> User | None:
         select(User).where(or_(User.username_canonical == key, User.email_canonical == key)),
         permissions=True,
     )
-    return (await session.scalars(statement)).unique().one_or_none()
+    return (await db.scalars(statement)).unique().one_or_none()
 
 
 async def taken(
-    session: AsyncSession, *, email: str | None, username: str | None, other_than: uuid.UUID | None
+    db: AsyncSession, *, email: str | None, username: str | None, other_than: uuid.UUID | None
 ) -> list[str]:
     """Which of `email` / `username` another account already has."""
     conditions = []
@@ -91,7 +91,7 @@ async def taken(
     if other_than is not None:
         statement = statement.where(User.id != other_than)
     fields = []
-    for email_key, username_key in (await session.execute(statement)).all():
+    for email_key, username_key in (await db.execute(statement)).all():
         if email is not None and email_key == canonical_name(email):
             fields.append("email")
         if username is not None and username_key == canonical_name(username):
@@ -99,12 +99,12 @@ async def taken(
     return sorted(set(fields))
 
 
-async def roles_named(session: AsyncSession, names: list[str]) -> list[Role]:
+async def roles_named(db: AsyncSession, names: list[str]) -> list[Role]:
     statement = select(Role).where(Role.name.in_(names)).options(joinedload(Role.permissions))
-    return list((await session.scalars(statement)).unique().all())
+    return list((await db.scalars(statement)).unique().all())
 
 
-async def active_holders_of(session: AsyncSession, role: str) -> set[uuid.UUID]:
+async def active_holders_of(db: AsyncSession, role: str) -> set[uuid.UUID]:
     """Ids of the active users holding `role`, read after locking the role's row until the
     transaction ends, so changes that could take the role from its last holders run one at a
     time (two admins removing each other at once cannot both succeed).
@@ -112,7 +112,7 @@ async def active_holders_of(session: AsyncSession, role: str) -> set[uuid.UUID]:
     The role row is the only lock taken after the target user's, so this cannot deadlock
     (locking every holder's row would: each transaction already holds its own target).
     `FOR NO KEY UPDATE` leaves foreign-key checks free: granting the role never waits."""
-    await session.execute(
+    await db.execute(
         select(Role.name).where(Role.name == role).with_for_update(key_share=True, of=Role)
     )
     statement = (
@@ -120,7 +120,7 @@ async def active_holders_of(session: AsyncSession, role: str) -> set[uuid.UUID]:
         .join(user_roles, user_roles.c.user_id == User.id)
         .where(user_roles.c.role_name == role, User.is_active.is_(True))
     )
-    return set((await session.scalars(statement)).all())
+    return set((await db.scalars(statement)).all())
 
 
 def filtered(is_active: bool | None, role: str | None) -> Select[User]:
@@ -135,7 +135,7 @@ def filtered(is_active: bool | None, role: str | None) -> Select[User]:
 
 
 async def page(
-    session: AsyncSession,
+    db: AsyncSession,
     *,
     limit: int,
     offset: int | None,
@@ -144,7 +144,7 @@ async def page(
     role: str | None,
 ) -> tuple[list[User], int]:
     base = filtered(is_active, role)
-    total = int(await session.scalar(select(func.count()).select_from(base.subquery())) or 0)
+    total = int(await db.scalar(select(func.count()).select_from(base.subquery())) or 0)
     statement = base.order_by(User.created_at, User.id).limit(limit)
     if after is not None:
         created_at, user_id = after
@@ -157,16 +157,16 @@ async def page(
         statement = statement.offset(offset)
     # Roles for the page in one more query (selectin), never lazily per row.
     statement = statement.options(selectinload(User.roles))
-    return list((await session.scalars(statement)).all()), total
+    return list((await db.scalars(statement)).all()), total
 
 
-async def stream_all(session: AsyncSession, batch: int = 1000) -> AsyncIterator[tuple[object, ...]]:
+async def stream_all(db: AsyncSession, batch: int = 1000) -> AsyncIterator[tuple[object, ...]]:
     """Every user's exported columns in (created_at, id) order, `batch` rows in memory at most."""
     statement = (
         select(User.id, User.email, User.username, User.full_name, User.is_active, User.created_at)
         .order_by(User.created_at, User.id)
         .execution_options(yield_per=batch)
     )
-    result = await session.stream(statement)
+    result = await db.stream(statement)
     async for row in result:
         yield tuple(row)

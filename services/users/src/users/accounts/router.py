@@ -6,7 +6,7 @@ import uuid
 from datetime import UTC, datetime, timedelta
 from typing import Annotated
 
-from common.db import SessionDep
+from common.db import DbDep
 from common.errors import Unauthorized, problem_responses
 from common.security import (
     CurrentPrincipal,
@@ -54,15 +54,15 @@ def read(user: object) -> UserRead:
     response_model=UserRead,
     responses=problem_responses(409),
 )
-async def register(data: UserCreate, session: SessionDep, hasher: Hasher) -> UserRead:
+async def register(data: UserCreate, db: DbDep, hasher: Hasher) -> UserRead:
     """Create an account with the `user` role; a welcome email follows."""
-    return read(await service.register(session, hasher, data))
+    return read(await service.register(db, hasher, data))
 
 
 @router.get("/me", response_model=UserRead, responses=problem_responses(401))
-async def read_me(principal: CurrentPrincipal, session: SessionDep) -> UserRead:
+async def read_me(principal: CurrentPrincipal, db: DbDep) -> UserRead:
     """Your own account (the hottest route: one indexed query, no ORM objects)."""
-    fields = await repository.profile(session, principal.user_id)
+    fields = await repository.profile(db, principal.user_id)
     if fields is None or not fields["is_active"]:
         raise Unauthorized("This account no longer exists or is deactivated.", token_presented=True)
     return UserRead.model_construct(**fields)
@@ -70,13 +70,13 @@ async def read_me(principal: CurrentPrincipal, session: SessionDep) -> UserRead:
 
 @router.patch("/me", response_model=UserRead, responses=problem_responses(401, 409))
 async def update_me(
-    changes: UserUpdate, me: Me, principal: CurrentPrincipal, request: Request, session: SessionDep
+    changes: UserUpdate, me: Me, principal: CurrentPrincipal, request: Request, db: DbDep
 ) -> UserRead:
     """Change your own `full_name`, `email` or `username`; nothing else can be set here. An
     `email` needs a recent login (401 `insufficient_user_authentication` otherwise)."""
     if "email" in changes.model_fields_set:
         ensure_recent_authentication(request, principal)
-    return read(await service.update_profile(session, me, changes))
+    return read(await service.update_profile(db, me, changes))
 
 
 @router.put(
@@ -85,11 +85,11 @@ async def update_me(
     responses=problem_responses(401),
 )
 async def change_password(
-    change: PasswordChange, me: Me, session: SessionDep, hasher: Hasher, auth: AuthSessions
+    change: PasswordChange, me: Me, db: DbDep, hasher: Hasher, auth: AuthSessions
 ) -> Response:
     """Change your password; every session of yours ends (at once, through auth)."""
     await service.change_password(
-        session, hasher, auth, me, change.current_password, change.new_password
+        db, hasher, auth, me, change.current_password, change.new_password
     )
     return Response(status_code=status.HTTP_204_NO_CONTENT)
 
@@ -113,7 +113,7 @@ def decode_cursor(cursor: str) -> tuple[datetime, uuid.UUID]:
 @router.get("/", response_model=UserPage, responses=problem_responses(401, 403))
 async def list_users(
     _reader: Reader,
-    session: SessionDep,
+    db: DbDep,
     limit: Annotated[int, Query(ge=1, le=100)] = 20,
     offset: Annotated[int | None, Query(ge=0, le=10_000_000)] = None,
     cursor: Annotated[str | None, Query(pattern=CURSOR_PATTERN)] = None,
@@ -124,7 +124,7 @@ async def list_users(
     with the `next_cursor` of the previous page (and `offset` skips that many more)."""
     after = decode_cursor(cursor) if cursor is not None else None
     users, total = await repository.page(
-        session, limit=limit, offset=offset, after=after, is_active=is_active, role=role
+        db, limit=limit, offset=offset, after=after, is_active=is_active, role=role
     )
     items = [read(user) for user in users]
     next_cursor = encode_cursor(items[-1]) if len(items) == limit else None
@@ -158,12 +158,10 @@ async def export_users(_reader: Reader, request: Request) -> StreamingResponse:
 # `{user_id:uuid}`: only a UUID names a user, so `/me` and `/export.csv` never reach these routes
 # (a DELETE of `/me` is a 405 of that path, not a 422 about a malformed id).
 @router.get("/{user_id:uuid}", response_model=UserRead, responses=problem_responses(401, 404))
-async def read_user(
-    user_id: uuid.UUID, principal: CurrentPrincipal, session: SessionDep
-) -> UserRead:
+async def read_user(user_id: uuid.UUID, principal: CurrentPrincipal, db: DbDep) -> UserRead:
     """Yourself, or anyone with `users:read`; any other id is a 404. A deactivated account is
     still readable (`is_active: false`): DELETE deactivates, it does not erase."""
-    return read(await visible_user(session, principal, user_id))
+    return read(await visible_user(db, principal, user_id))
 
 
 @router.put(
@@ -172,11 +170,11 @@ async def read_user(
     responses=problem_responses(401, 403, 404, 409),
 )
 async def set_roles(
-    user_id: uuid.UUID, update: RolesUpdate, principal: RecentManager, session: SessionDep
+    user_id: uuid.UUID, update: RolesUpdate, principal: RecentManager, db: DbDep
 ) -> UserRead:
     """Replace the user's roles (needs a recent login); takes effect at their next refresh."""
-    user = await visible_user(session, principal, user_id, manage=True)
-    return read(await service.set_roles(session, user, update.roles))
+    user = await visible_user(db, principal, user_id, manage=True)
+    return read(await service.set_roles(db, user, update.roles))
 
 
 @router.delete(
@@ -185,10 +183,10 @@ async def set_roles(
     responses=problem_responses(401, 404, 409),
 )
 async def deactivate_user(
-    user_id: uuid.UUID, principal: RecentPrincipal, session: SessionDep, auth: AuthSessions
+    user_id: uuid.UUID, principal: RecentPrincipal, db: DbDep, auth: AuthSessions
 ) -> Response:
     """Deactivate yourself, or anyone with `users:manage` (either needs a recent login):
     sessions end, login is refused."""
-    user = await visible_user(session, principal, user_id, manage=True)
-    await service.deactivate(session, auth, user)
+    user = await visible_user(db, principal, user_id, manage=True)
+    await service.deactivate(db, auth, user)
     return Response(status_code=status.HTTP_204_NO_CONTENT)

@@ -35,13 +35,13 @@ INCORRECT_CREDENTIALS = "Incorrect username or password."
 
 
 async def emit(
-    session: AsyncSession,
+    db: AsyncSession,
     event_type: EventType,
     data: dict[str, Any],
     occurred_at: datetime | None = None,
 ) -> None:
     envelope = Envelope(type=event_type, data=data, occurred_at=occurred_at or utcnow())
-    await add_outbox_event(session, OutboxEvent, envelope)
+    await add_outbox_event(db, OutboxEvent, envelope)
 
 
 def _taken(fields: list[str]) -> Conflict:
@@ -49,21 +49,19 @@ def _taken(fields: list[str]) -> Conflict:
     return Conflict(f"That {names} {'is' if len(fields) == 1 else 'are'} already taken.")
 
 
-async def _flush_unique(session: AsyncSession) -> None:
+async def _flush_unique(db: AsyncSession) -> None:
     """Flush; a uniqueness race lost to a concurrent request is a 409, not a 500."""
     try:
-        await session.flush()
+        await db.flush()
     except IntegrityError as exc:
         raise Conflict("That email or username is already taken.") from exc
 
 
 async def register(
-    session: AsyncSession, hasher: PasswordHasher, data: UserCreate, roles: list[str] | None = None
+    db: AsyncSession, hasher: PasswordHasher, data: UserCreate, roles: list[str] | None = None
 ) -> User:
     hasher.refuse_if_full("account")
-    taken = await repository.taken(
-        session, email=data.email, username=data.username, other_than=None
-    )
+    taken = await repository.taken(db, email=data.email, username=data.username, other_than=None)
     if taken:
         raise _taken(taken)
     user = User(
@@ -76,11 +74,11 @@ async def register(
         password_hash=await hasher.hash(data.password, kind="account"),
         is_active=True,
     )
-    user.roles = await repository.roles_named(session, roles or [DEFAULT_ROLE])
-    session.add(user)
-    await _flush_unique(session)
+    user.roles = await repository.roles_named(db, roles or [DEFAULT_ROLE])
+    db.add(user)
+    await _flush_unique(db)
     await emit(
-        session,
+        db,
         "user.registered",
         {
             "user_id": str(user.id),
@@ -92,12 +90,12 @@ async def register(
     return user
 
 
-async def update_profile(session: AsyncSession, user: User, changes: UserUpdate) -> User:
+async def update_profile(db: AsyncSession, user: User, changes: UserUpdate) -> User:
     values = changes.model_dump(exclude_unset=True, exclude_none=True)
     if not values:
         return user
     taken = await repository.taken(
-        session, email=values.get("email"), username=values.get("username"), other_than=user.id
+        db, email=values.get("email"), username=values.get("username"), other_than=user.id
     )
     if taken:
         raise _taken(taken)
@@ -108,13 +106,13 @@ async def update_profile(session: AsyncSession, user: User, changes: UserUpdate)
         user.username_canonical = canonical_name(values["username"])
     if "full_name" in values:
         user.full_name = values["full_name"]
-    await _flush_unique(session)
-    await emit(session, "user.updated", {"user_id": str(user.id), "changed": sorted(values)})
+    await _flush_unique(db)
+    await emit(db, "user.updated", {"user_id": str(user.id), "changed": sorted(values)})
     return user
 
 
 async def change_password(
-    session: AsyncSession,
+    db: AsyncSession,
     hasher: PasswordHasher,
     auth: AuthSessionsClient,
     user: User,
@@ -125,11 +123,11 @@ async def change_password(
         raise ValidationFailed(
             [{"field": "current_password", "message": "is not the current password"}]
         )
-    await set_password(session, hasher, auth, user, new)
+    await set_password(db, hasher, auth, user, new)
 
 
 async def set_password(
-    session: AsyncSession, hasher: PasswordHasher, auth: AuthSessionsClient, user: User, new: str
+    db: AsyncSession, hasher: PasswordHasher, auth: AuthSessionsClient, user: User, new: str
 ) -> None:
     """What every password change does, whoever asked (the owner, or a reset link): the new hash,
     `credentials_changed_at` (auth refuses refreshes of sessions opened before it), the event on
@@ -138,21 +136,19 @@ async def set_password(
     # One instant for the column auth checks at refresh and for the event: both end the sessions
     # opened before it, whichever reaches auth first.
     user.credentials_changed_at = utcnow()
-    await session.flush()
+    await db.flush()
     await emit(
-        session,
+        db,
         "user.password_changed",
         {"user_id": str(user.id)},
         occurred_at=user.credentials_changed_at,
     )
-    end_sessions_after_commit(
-        session, auth, user.id, "password_changed", user.credentials_changed_at
-    )
+    end_sessions_after_commit(db, auth, user.id, "password_changed", user.credentials_changed_at)
 
 
-async def set_roles(session: AsyncSession, user: User, names: Sequence[str]) -> User:
+async def set_roles(db: AsyncSession, user: User, names: Sequence[str]) -> User:
     wanted = sorted(set(names))
-    roles = await repository.roles_named(session, wanted)
+    roles = await repository.roles_named(db, wanted)
     unknown = sorted(set(wanted) - {role.name for role in roles})
     if unknown:
         raise ValidationFailed(
@@ -160,33 +156,33 @@ async def set_roles(session: AsyncSession, user: User, names: Sequence[str]) -> 
         )
     before = user.role_names
     if ADMIN_ROLE in before and ADMIN_ROLE not in wanted:
-        await _keep_an_admin(session, user)
+        await _keep_an_admin(db, user)
     if before == wanted:
         return user
     user.roles = sorted(roles, key=lambda role: role.name)
-    await session.flush()
+    await db.flush()
     await emit(
-        session,
+        db,
         "user.roles_changed",
         {"user_id": str(user.id), "roles": wanted, "previous_roles": before},
     )
     return user
 
 
-async def deactivate(session: AsyncSession, auth: AuthSessionsClient, user: User) -> None:
+async def deactivate(db: AsyncSession, auth: AuthSessionsClient, user: User) -> None:
     if not user.is_active:
         return  # already done: nothing changes, no second event
     if ADMIN_ROLE in user.role_names:
-        await _keep_an_admin(session, user)
+        await _keep_an_admin(db, user)
     user.is_active = False
     deactivated_at = utcnow()
-    await session.flush()
-    await emit(session, "user.deactivated", {"user_id": str(user.id)}, occurred_at=deactivated_at)
-    end_sessions_after_commit(session, auth, user.id, "deactivated", deactivated_at)
+    await db.flush()
+    await emit(db, "user.deactivated", {"user_id": str(user.id)}, occurred_at=deactivated_at)
+    end_sessions_after_commit(db, auth, user.id, "deactivated", deactivated_at)
 
 
 def end_sessions_after_commit(
-    session: AsyncSession,
+    db: AsyncSession,
     auth: AuthSessionsClient,
     user_id: uuid.UUID,
     reason: EndReason,
@@ -200,22 +196,22 @@ def end_sessions_after_commit(
     async def end() -> None:
         await auth.end_user_sessions(user_id, reason, changed_at)
 
-    after_commit(session, end)
+    after_commit(db, end)
 
 
-async def _keep_an_admin(session: AsyncSession, losing: User) -> None:
-    admins = await repository.active_holders_of(session, ADMIN_ROLE)
+async def _keep_an_admin(db: AsyncSession, losing: User) -> None:
+    admins = await repository.active_holders_of(db, ADMIN_ROLE)
     if not admins - {losing.id}:
         raise Conflict("This is the last active admin; make another admin first.")
 
 
 async def verify_credentials(
-    session: AsyncSession, hasher: PasswordHasher, login: str, password: str
+    db: AsyncSession, hasher: PasswordHasher, login: str, password: str
 ) -> User:
     """The account for `login` + `password`, or one identical 401 for every failure (unknown
     account, wrong password, deactivated), each costing one bcrypt check."""
     hasher.refuse_if_full("login")
-    user = await repository.by_login(session, login)
+    user = await repository.by_login(db, login)
     valid = await hasher.verify(password, user.password_hash if user else None, kind="login")
     if user is None or not valid or not user.is_active:
         raise Unauthorized(INCORRECT_CREDENTIALS)
@@ -245,8 +241,8 @@ async def export_csv(database: Database) -> AsyncIterator[str]:
     writer.writerow(EXPORT_COLUMNS)
     yield take()
     rows = 0
-    async with database.sessionmaker() as session:
-        async for row in repository.stream_all(session):
+    async with database.sessionmaker() as db:
+        async for row in repository.stream_all(db):
             writer.writerow([safe_cell(value) for value in row])
             rows += 1
             if rows % 500 == 0:

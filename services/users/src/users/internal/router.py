@@ -6,7 +6,7 @@ import uuid
 from datetime import datetime
 from typing import Annotated
 
-from common.db import SessionDep
+from common.db import DbDep
 from common.errors import NotFound
 from common.security import require_service_scope
 from common.tokens import AccessClaims
@@ -50,12 +50,10 @@ def _utc(value: datetime | None) -> datetime | None:
 
 @router.post("/credentials/verify", response_model=VerifiedUser)
 async def verify_credentials(
-    credentials: Credentials, _caller: Verifier, session: SessionDep, hasher: Hasher
+    credentials: Credentials, _caller: Verifier, db: DbDep, hasher: Hasher
 ) -> VerifiedUser:
     """The account for a login (username or email) and password; one identical 401 otherwise."""
-    user = await service.verify_credentials(
-        session, hasher, credentials.login, credentials.password
-    )
+    user = await service.verify_credentials(db, hasher, credentials.login, credentials.password)
     return VerifiedUser(
         user_id=user.id,
         username=user.username,
@@ -68,11 +66,9 @@ async def verify_credentials(
 
 
 @router.get("/users/{user_id}/authorization", response_model=Authorization)
-async def authorization(
-    user_id: uuid.UUID, _caller: Authorizer, session: SessionDep
-) -> Authorization:
+async def authorization(user_id: uuid.UUID, _caller: Authorizer, db: DbDep) -> Authorization:
     """Current roles and permissions (auth reads them at every refresh)."""
-    user = await repository.by_id(session, user_id, permissions=True)
+    user = await repository.by_id(db, user_id, permissions=True)
     if user is None:
         raise NotFound("No such user.")
     return Authorization(

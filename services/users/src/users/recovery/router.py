@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from common.db import SessionDep
+from common.db import DbDep
 from common.errors import problem_responses
 from fastapi import APIRouter, Depends, Request, Response, status
 from fastapi.responses import JSONResponse
@@ -56,12 +56,12 @@ async def forgot_password(
 @router.post("/reset", status_code=status.HTTP_204_NO_CONTENT, responses=problem_responses(400))
 async def reset_password(
     body: ResetPassword,
-    session: SessionDep,
+    db: DbDep,
     hasher: Hasher,
     auth: AuthSessions,
     clock: Annotated[Clock, Depends(get_clock)],
 ) -> Response:
     """Choose a new password with the token of a reset link: the link is used up, every other
     open link dies, every session of the account ends and the address counts as verified."""
-    await service.reset_password(session, hasher, auth, clock, body.token, body.new_password)
+    await service.reset_password(db, hasher, auth, clock, body.token, body.new_password)
     return Response(status_code=status.HTTP_204_NO_CONTENT)

@@ -66,33 +66,31 @@ class ResetLinks:
     async def _issue(self, email: str) -> None:
         await asyncio.sleep(AFTER_THE_ANSWER_SECONDS)
         try:
-            async with self.database.sessionmaker() as session, session.begin():
-                await issue_link(session, email, self.clock, self.ttl)
+            async with self.database.sessionmaker() as db, db.begin():
+                await issue_link(db, email, self.clock, self.ttl)
         except Exception as exc:
             # The type only: a database error's text quotes its parameters (the token).
             logger.error("reset link not issued: %s", type(exc).__name__)
 
 
-async def issue_link(session: AsyncSession, email: str, clock: Clock, ttl: timedelta) -> bool:
+async def issue_link(db: AsyncSession, email: str, clock: Clock, ttl: timedelta) -> bool:
     """A new link for the active account with address `email`, voiding its older links; False
     (and nothing written) when no active account has it."""
     key = canonical_name(email)
-    user = await session.scalar(
-        select(User).where(User.email_canonical == key).with_for_update(of=User)
-    )
+    user = await db.scalar(select(User).where(User.email_canonical == key).with_for_update(of=User))
     if user is None or not user.is_active:
         return False
     now = clock()
     token = new_token()
-    await session.execute(delete(PasswordResetToken).where(PasswordResetToken.user_id == user.id))
-    session.add(
+    await db.execute(delete(PasswordResetToken).where(PasswordResetToken.user_id == user.id))
+    db.add(
         PasswordResetToken(
             token_hash=token_hash(token), user_id=user.id, created_at=now, expires_at=now + ttl
         )
     )
-    await session.flush()
+    await db.flush()
     await emit(
-        session,
+        db,
         "user.password_reset_requested",
         {
             "user_id": str(user.id),
@@ -107,7 +105,7 @@ async def issue_link(session: AsyncSession, email: str, clock: Clock, ttl: timed
 
 
 async def reset_password(
-    session: AsyncSession,
+    db: AsyncSession,
     hasher: PasswordHasher,
     auth: AuthSessionsClient,
     clock: Clock,
@@ -121,7 +119,7 @@ async def reset_password(
         raise BadRequest(INVALID_LINK)
     # Deleting the row takes it: of two requests with one token, only one finds it.
     used = (
-        await session.execute(
+        await db.execute(
             delete(PasswordResetToken)
             .where(PasswordResetToken.token_hash == token_hash(token))
             .returning(PasswordResetToken.user_id, PasswordResetToken.expires_at)
@@ -134,14 +132,14 @@ async def reset_password(
         expires_at = expires_at.replace(tzinfo=clock().tzinfo)
     if expires_at <= clock():
         raise BadRequest(INVALID_LINK)
-    user = await repository.by_id(session, used.user_id, lock=True)
+    user = await repository.by_id(db, used.user_id, lock=True)
     if user is None or not user.is_active:
         raise BadRequest(INVALID_LINK)
-    await session.execute(delete(PasswordResetToken).where(PasswordResetToken.user_id == user.id))
+    await db.execute(delete(PasswordResetToken).where(PasswordResetToken.user_id == user.id))
     user.email_verified = True
-    await set_password(session, hasher, auth, user, new_password)
+    await set_password(db, hasher, auth, user, new_password)
     await emit(
-        session,
+        db,
         "user.password_reset",
         {
             "user_id": str(user.id),
