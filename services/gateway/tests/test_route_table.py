@@ -48,3 +48,20 @@ def test_client_registry_is_a_bearer_route(method: str, path: str) -> None:
     assert route is not None
     assert route.upstream == "auth"
     assert route.access is Access.BEARER
+
+
+@pytest.mark.parametrize(
+    ("method", "path"),
+    [
+        ("GET", "/api/v1/auth/sessions"),
+        ("DELETE", "/api/v1/auth/sessions"),
+        ("DELETE", "/api/v1/auth/sessions/0b7e3c3e-52f5-4a4e-9a53-6c1c2a3b4d5e"),
+        ("DELETE", "/api/v1/auth/sessions/not-a-session"),
+    ],
+)
+def test_the_session_routes_need_a_token_checked_here(method: str, path: str) -> None:
+    """API.md §10: an ended session's access token is refused by the gateway's revocation check,
+    which runs only on bearer routes."""
+    route = routes.match(method, path)
+    assert route is not None
+    assert (route.upstream, route.access) == ("auth", Access.BEARER)

@@ -114,7 +114,9 @@ def _settings(request: Request) -> ServiceSettings | None:
     return settings if isinstance(settings, ServiceSettings) else None
 
 
-def _check_permission(principal: Principal, permission: str) -> None:
+def ensure_permission(principal: Principal, permission: str) -> None:
+    """Raise unless the token carries `permission` (403; the MFA challenge when the permission
+    is withheld for want of a second factor). For routes where only some requests need it."""
     if principal.can(permission):
         return
     if permission in principal.withheld:
@@ -128,7 +130,7 @@ def require_permission(permission: str) -> Callable[[Principal], Awaitable[Princ
     """A dependency that lets through only callers whose token carries `permission`."""
 
     async def dependency(principal: CurrentPrincipal) -> Principal:
-        _check_permission(principal, permission)
+        ensure_permission(principal, permission)
         return principal
 
     return dependency
@@ -157,7 +159,7 @@ def require_recent_authentication(
 
     async def dependency(request: Request, principal: CurrentPrincipal) -> Principal:
         if permission is not None:
-            _check_permission(principal, permission)
+            ensure_permission(principal, permission)
         ensure_recent_authentication(request, principal, max_age)
         return principal
 

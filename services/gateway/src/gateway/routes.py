@@ -53,6 +53,9 @@ _EXACT: dict[tuple[str, str], Route] = {
     # admin's token is refused here from the next request on, as for every bearer route.
     ("GET", "/api/v1/auth/clients"): Route("auth.clients", "auth", Access.BEARER),
     ("POST", "/api/v1/auth/clients"): Route("auth.clients", "auth", Access.BEARER),
+    # The caller's sessions (API.md §10): an ended session's token is refused here, not listed.
+    ("GET", "/api/v1/auth/sessions"): Route("auth.sessions", "auth", Access.BEARER),
+    ("DELETE", "/api/v1/auth/sessions"): Route("auth.sessions", "auth", Access.BEARER),
     ("GET", "/.well-known/jwks.json"): Route("auth.jwks", "auth", Access.PUBLIC),
     ("GET", "/.well-known/openid-configuration"): Route("auth.discovery", "auth", Access.PUBLIC),
     ("GET", "/api/v1/users/me"): Route("users.me", "users", Access.BEARER),
@@ -68,6 +71,7 @@ _EXACT: dict[tuple[str, str], Route] = {
 _PREFIXES: tuple[tuple[str, Route], ...] = (
     ("/api/v1/users/", Route("users.other", "users", Access.BEARER)),
     ("/api/v1/auth/clients/", Route("auth.clients", "auth", Access.BEARER)),
+    ("/api/v1/auth/sessions/", Route("auth.sessions", "auth", Access.BEARER)),
     ("/api/v1/auth/", Route("auth.other", "auth", Access.PUBLIC)),
 )
 # Methods no route of the platform serves (TRACE, QUERY, ...) need no token to be told so: they go

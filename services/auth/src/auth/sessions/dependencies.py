@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from typing import Annotated
 
 from common.db import DbDep
@@ -10,17 +11,30 @@ from common.forms import FormRefused, parse_form
 from fastapi import Depends, Request
 from pydantic import ValidationError
 
+from auth.sessions.management import SessionManager
 from auth.sessions.schemas import LoginForm
-from auth.sessions.service import SessionService
+from auth.sessions.service import SessionRevoker, SessionService
+
+# Stored with the session for its owner to recognise it; longer agents are cut (they are
+# client-written, and no browser's reaches this).
+MAX_USER_AGENT_LENGTH = 256
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 
 
 def client_ip(request: Request) -> str | None:
-    """For the audit log: the client as the gateway saw it (the gateway overwrites
-    X-Forwarded-For and is auth's only public caller), else the socket peer."""
+    """For the audit log and the session list: the client as the gateway saw it (the gateway
+    overwrites X-Forwarded-For with the one address it believes, after its trusted proxies, and
+    is auth's only public caller), else the socket peer."""
     forwarded = request.headers.get("x-forwarded-for", "").split(",")[0].strip()
     if forwarded:
         return forwarded[:64]
     return request.client.host if request.client else None
+
+
+def user_agent(request: Request) -> str | None:
+    """The client's User-Agent as the gateway passed it on, on one line and bounded."""
+    value = _CONTROL.sub(" ", request.headers.get("user-agent", "")).strip()
+    return value[:MAX_USER_AGENT_LENGTH] or None
 
 
 async def session_service(request: Request, db: DbDep) -> SessionService:
@@ -33,10 +47,20 @@ async def session_service(request: Request, db: DbDep) -> SessionService:
         settings=state.settings,
         clock=state.clock,
         client_ip=client_ip(request),
+        user_agent=user_agent(request),
     )
 
 
 SessionServiceDep = Annotated[SessionService, Depends(session_service)]
+
+
+async def session_manager(request: Request, db: DbDep) -> SessionManager:
+    state = request.app.state
+    revoker = SessionRevoker(db, state.redis, state.settings, state.clock, client_ip(request))
+    return SessionManager(db, revoker, state.settings, state.clock)
+
+
+SessionManagerDep = Annotated[SessionManager, Depends(session_manager)]
 
 
 class FormNotAccepted(AppError):

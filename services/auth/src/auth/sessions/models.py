@@ -25,7 +25,10 @@ class LoginSession(Base):
         DateTime(timezone=True), default=None, index=True
     )
     revoked_reason: Mapped[str | None] = mapped_column(String(32), default=None)
+    # Where the session was last used (the login, then each refresh), as the gateway saw the
+    # client: what the owner's session list shows (API.md §10).
     client_ip: Mapped[str | None] = mapped_column(String(64), default=None)
+    user_agent: Mapped[str | None] = mapped_column(String(256), default=None)
     # When the login proved a credential and how (RFC 8176 values, space-separated): every
     # access token of the session carries them as `auth_time` and `amr`; refreshes keep them.
     auth_time: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), default=None)

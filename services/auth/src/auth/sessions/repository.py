@@ -68,9 +68,18 @@ async def get_login_session(db: AsyncSession, session_id: str) -> LoginSession |
     return await db.get(LoginSession, session_id, populate_existing=True)
 
 
-async def touch_session(db: AsyncSession, session_id: str, now: datetime) -> None:
+async def touch_session(
+    db: AsyncSession,
+    session_id: str,
+    now: datetime,
+    client_ip: str | None,
+    user_agent: str | None,
+) -> None:
+    """A refresh: the session was used now, from there (what its owner's list shows)."""
     await db.execute(
-        update(LoginSession).where(LoginSession.id == session_id).values(last_used_at=now)
+        update(LoginSession)
+        .where(LoginSession.id == session_id)
+        .values(last_used_at=now, client_ip=client_ip, user_agent=user_agent)
     )
 
 
@@ -105,5 +114,24 @@ async def live_session_ids_of_user(
             LoginSession.revoked_at.is_(None),
             LoginSession.created_at <= created_before,
         )
+    )
+    return list(result.scalars().all())
+
+
+async def live_sessions_of_user(
+    db: AsyncSession, user_id: str, *, used_since: datetime, ending_after: datetime, limit: int
+) -> list[LoginSession]:
+    """The user's sessions not revoked, used (logged in or refreshed) since `used_since` and
+    whose absolute end is after `ending_after`, newest first."""
+    result = await db.execute(
+        select(LoginSession)
+        .where(
+            LoginSession.user_id == user_id,
+            LoginSession.revoked_at.is_(None),
+            LoginSession.last_used_at >= used_since,
+            LoginSession.expires_at > ending_after,
+        )
+        .order_by(LoginSession.created_at.desc(), LoginSession.id.desc())
+        .limit(limit)
     )
     return list(result.scalars().all())

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import uuid
+from datetime import datetime
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -57,3 +59,18 @@ class LogoutRequest(BaseModel):
     refresh_token: str | None = Field(
         default=None, min_length=1, max_length=MAX_REFRESH_TOKEN_LENGTH
     )
+
+
+class SessionRead(BaseModel):
+    """One of the caller's live sessions (API.md §10): a login and the refreshes since."""
+
+    id: uuid.UUID
+    created_at: datetime
+    # The login, then each refresh (auth does not see the requests an access token makes).
+    last_used_at: datetime
+    # The client's address and User-Agent at the last use, as the gateway passed them on.
+    ip: str | None
+    user_agent: str | None
+    amr: list[str]
+    # The session of the token making this request.
+    current: bool

@@ -134,6 +134,7 @@ class SessionService:
     settings: AuthSettings
     clock: Clock
     client_ip: str | None = None
+    user_agent: str | None = None
 
     @property
     def revoker(self) -> SessionRevoker:
@@ -159,6 +160,7 @@ class SessionService:
             expires_at=now + timedelta(seconds=self.settings.refresh_token_ttl),
             last_used_at=now,
             client_ip=self.client_ip,
+            user_agent=self.user_agent,
             auth_time=now,
             amr=" ".join(PASSWORD_LOGIN_AMR),
         )
@@ -206,7 +208,9 @@ class SessionService:
                 login_session.user_id, "password_changed", min(changed_at, now)
             )
             raise CredentialsChanged("The password has changed; log in again.")
-        await repository.touch_session(self.db, login_session.id, now)
+        await repository.touch_session(
+            self.db, login_session.id, now, self.client_ip, self.user_agent
+        )
         pair = await self._issue(login_session, account.roles, account.permissions, now)
         audit(
             "refresh.succeeded",
