@@ -10,7 +10,7 @@ import uuid
 from datetime import UTC, datetime
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 from sqlalchemy import JSON, BigInteger, Identity, Integer, String, Uuid
 from sqlalchemy.orm import Mapped, mapped_column
 
@@ -40,7 +40,8 @@ class Envelope(BaseModel):
 
     id: uuid.UUID = Field(default_factory=uuid.uuid4)
     type: EventType
-    occurred_at: datetime = Field(default_factory=utcnow)
+    # With its offset (users writes aware UTC): consumers compare it with their clocks.
+    occurred_at: AwareDatetime = Field(default_factory=utcnow)
     version: Literal[1] = 1
     data: dict[str, Any]
 

@@ -12,10 +12,6 @@ def system_clock() -> datetime:
     return datetime.now(UTC)
 
 
-def as_utc(moment: datetime) -> datetime:
-    """SQLite hands back naive datetimes; everything we store is UTC."""
-    return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
-
-
 def epoch(moment: datetime) -> int:
-    return int(as_utc(moment).timestamp())
+    """Whole seconds since 1970 of an aware moment (the clock's, or a `UTCDateTime` column's)."""
+    return int(moment.timestamp())

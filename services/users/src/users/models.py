@@ -5,9 +5,9 @@ from __future__ import annotations
 import uuid
 from datetime import datetime
 
-from common.db import new_metadata
+from common.db import UTCDateTime, new_metadata
 from common.events import OutboxMixin, utcnow
-from sqlalchemy import Boolean, Column, DateTime, ForeignKey, Index, String, Table, Uuid
+from sqlalchemy import Boolean, Column, ForeignKey, Index, String, Table, Uuid
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
 
@@ -65,14 +65,12 @@ class User(Base):
     is_active: Mapped[bool] = mapped_column(Boolean, default=True)
     # When the password last changed (None: never since registration). auth refuses a refresh of
     # any session opened before it, whether or not the password-changed event has reached it.
-    credentials_changed_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    credentials_changed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     # The owner showed they read mail at this address (a password reset link used; verification
     # links later). False for every account until then.
     email_verified: Mapped[bool] = mapped_column(Boolean, default=False)
-    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
-    updated_at: Mapped[datetime] = mapped_column(
-        DateTime(timezone=True), default=utcnow, onupdate=utcnow
-    )
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
     roles: Mapped[list[Role]] = relationship(secondary=user_roles, lazy="raise", order_by=Role.name)
 
     @property
@@ -94,8 +92,8 @@ class PasswordResetToken(Base):
     user_id: Mapped[uuid.UUID] = mapped_column(
         ForeignKey("users.id", ondelete="CASCADE"), index=True
     )
-    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
-    expires_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    expires_at: Mapped[datetime] = mapped_column(UTCDateTime)
 
 
 class OutboxEvent(OutboxMixin, Base):

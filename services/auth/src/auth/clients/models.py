@@ -5,7 +5,8 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import JSON, Boolean, DateTime, String, Text
+from common.db import UTCDateTime
+from sqlalchemy import JSON, Boolean, String, Text
 from sqlalchemy.orm import Mapped, mapped_column
 
 from auth.models import Base
@@ -19,7 +20,7 @@ class ServiceClient(Base):
     secret_hash: Mapped[str] = mapped_column(String(64))
     allowed_audiences: Mapped[str] = mapped_column(Text)  # space-separated
     allowed_scopes: Mapped[str] = mapped_column(Text)  # space-separated
-    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime)
 
 
 class RegisteredClient(Base):
@@ -39,7 +40,7 @@ class RegisteredClient(Base):
     # First-party clients skip the consent page.
     first_party: Mapped[bool] = mapped_column(Boolean)
     scopes: Mapped[str] = mapped_column(Text)  # space-separated: what it may ask for
-    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
 
     @property
     def is_confidential(self) -> bool:

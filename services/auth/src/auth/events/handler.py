@@ -19,7 +19,7 @@ from common.events import Envelope
 from redis.asyncio import Redis
 
 from auth.audit import audit
-from auth.clock import Clock, as_utc
+from auth.clock import Clock
 from auth.sessions.service import SessionRevoker
 from auth.settings import AuthSettings
 
@@ -48,7 +48,7 @@ async def handle_user_event(
         return
     # The change time, not the handling time: a late or repeated delivery must not end sessions
     # opened after the change.
-    changed_at = min(as_utc(envelope.occurred_at), clock())
+    changed_at = min(envelope.occurred_at, clock())
     async with database.sessionmaker() as db, db.begin():
         revoker = SessionRevoker(db, redis, settings, clock)
         revoked = await revoker.end_user_sessions(user_id, reason, changed_at)

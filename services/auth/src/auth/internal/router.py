@@ -15,17 +15,15 @@ sessions and leaves the same marker, so the call is idempotent and races the eve
 
 from __future__ import annotations
 
-from datetime import datetime
 from typing import Annotated, Literal
 
 from common.db import DbDep
 from common.security import require_service_scope
 from common.tokens import AccessClaims
 from fastapi import APIRouter, Depends, Path, Request
-from pydantic import BaseModel, ConfigDict
+from pydantic import AwareDatetime, BaseModel, ConfigDict
 
 from auth.audit import audit
-from auth.clock import as_utc
 from auth.sessions.service import SessionRevoker
 
 router = APIRouter(prefix="/internal/v1", tags=["internal"], include_in_schema=False)
@@ -40,7 +38,7 @@ class SessionsEnd(BaseModel):
 
     reason: Literal["password_changed", "deactivated"]
     # When the change happened (users' record of it): sessions opened after it are spared.
-    changed_at: datetime
+    changed_at: AwareDatetime
 
 
 class SessionsEnded(BaseModel):
@@ -53,7 +51,7 @@ async def end_user_sessions(
 ) -> SessionsEnded:
     """End every session of the user opened before `changed_at`, at once (idempotent)."""
     state = request.app.state
-    changed_at = min(as_utc(body.changed_at), state.clock())
+    changed_at = min(body.changed_at, state.clock())
     revoker = SessionRevoker(db, state.redis, state.settings, state.clock)
     revoked = await revoker.end_user_sessions(user_id, body.reason, changed_at)
     audit(

@@ -5,7 +5,8 @@ from __future__ import annotations
 from datetime import datetime
 from enum import StrEnum
 
-from sqlalchemy import DateTime, Index, LargeBinary, String, Text, text
+from common.db import UTCDateTime
+from sqlalchemy import Index, LargeBinary, String, Text, text
 from sqlalchemy.orm import Mapped, mapped_column
 
 from auth.models import Base
@@ -36,6 +37,6 @@ class SigningKey(Base):
     # AES-256-GCM(KEK, nonce, PKCS#8 DER of the private key, AAD = kid).
     private_key_nonce: Mapped[bytes] = mapped_column(LargeBinary(12))
     private_key_ciphertext: Mapped[bytes] = mapped_column(LargeBinary)
-    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
-    activated_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), default=None)
-    retired_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), default=None)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    activated_at: Mapped[datetime | None] = mapped_column(UTCDateTime, default=None)
+    retired_at: Mapped[datetime | None] = mapped_column(UTCDateTime, default=None)

@@ -21,7 +21,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from auth.audit import audit
-from auth.clock import Clock, as_utc
+from auth.clock import Clock
 from auth.keys import repository
 from auth.keys.crypto import KeyDecryptionFailed, generate_wrapped_key, rewrap, unwrap
 from auth.keys.models import KeyStatus, SigningKey
@@ -162,7 +162,7 @@ async def rotation_step(
         key = await _create_key(db, settings, status, now)
         audit("key.created", kid=key.kid, status=str(status))
         return RotationOutcome("created", key.kid, f"new {status} key")
-    ready_at = as_utc(pending.created_at) + publish_delay(settings)
+    ready_at = pending.created_at + publish_delay(settings)
     if now < ready_at:
         return RotationOutcome("waiting", pending.kid, f"promotable at {ready_at.isoformat()}")
     if not due and active is not None:
@@ -178,7 +178,7 @@ def rotation_due(active: SigningKey | None, settings: AuthSettings, now: datetim
     if active is None or active.activated_at is None:
         return True
     interval = timedelta(seconds=settings.key_rotation_interval)
-    return now - as_utc(active.activated_at) >= interval
+    return now - active.activated_at >= interval
 
 
 async def scheduled_rotation(

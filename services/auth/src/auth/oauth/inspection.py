@@ -16,7 +16,7 @@ import jwt
 from common.tokens import AccessClaims, InvalidToken, TokenVerifier
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from auth.clock import as_utc, epoch
+from auth.clock import epoch
 from auth.keys.service import KeyRing, KeyRingJwks
 from auth.revocation import repository as revocations
 from auth.sessions import repository as sessions
@@ -102,8 +102,8 @@ async def introspect_refresh_token(
         or known.used_at is not None
         or known.revoked_at is not None
         or login_session.revoked_at is not None
-        or now >= as_utc(known.idle_expires_at)
-        or now >= as_utc(login_session.expires_at)
+        or now >= known.idle_expires_at
+        or now >= login_session.expires_at
     ):
         return INACTIVE
     return {

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import DateTime, ForeignKey, String, Text
+from common.db import UTCDateTime
+from sqlalchemy import ForeignKey, String, Text
 from sqlalchemy.orm import Mapped, mapped_column
 
 from auth.models import Base
@@ -20,11 +21,11 @@ class SsoSession(Base):
     id: Mapped[str] = mapped_column(String(36), primary_key=True)
     token_hash: Mapped[str] = mapped_column(String(64), unique=True)
     user_id: Mapped[str] = mapped_column(String(64), index=True)
-    auth_time: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    auth_time: Mapped[datetime] = mapped_column(UTCDateTime)
     amr: Mapped[str] = mapped_column(String(64))  # RFC 8176, space-separated
-    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
-    expires_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
-    revoked_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), default=None)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    expires_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime, default=None)
 
 
 class AuthorizationCode(Base):
@@ -41,11 +42,11 @@ class AuthorizationCode(Base):
     scope: Mapped[str] = mapped_column(Text)
     nonce: Mapped[str | None] = mapped_column(Text, default=None)
     code_challenge: Mapped[str] = mapped_column(String(128))  # S256 only
-    auth_time: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    auth_time: Mapped[datetime] = mapped_column(UTCDateTime)
     amr: Mapped[str] = mapped_column(String(64))
-    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
-    expires_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), index=True)
-    used_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), default=None)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    expires_at: Mapped[datetime] = mapped_column(UTCDateTime, index=True)
+    used_at: Mapped[datetime | None] = mapped_column(UTCDateTime, default=None)
     session_id: Mapped[str | None] = mapped_column(String(36), default=None)
 
 
@@ -59,4 +60,4 @@ class Consent(Base):
         ForeignKey("oidc_clients.client_id", ondelete="CASCADE"), primary_key=True
     )
     scope: Mapped[str] = mapped_column(Text)  # space-separated
-    granted_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    granted_at: Mapped[datetime] = mapped_column(UTCDateTime)

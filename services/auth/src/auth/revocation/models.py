@@ -6,7 +6,8 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import DateTime, String
+from common.db import UTCDateTime
+from sqlalchemy import String
 from sqlalchemy.orm import Mapped, mapped_column
 
 from auth.models import Base
@@ -19,4 +20,4 @@ class UserNotBefore(Base):
     __tablename__ = "user_not_before"
 
     user_id: Mapped[str] = mapped_column(String(64), primary_key=True)
-    not_before: Mapped[datetime] = mapped_column(DateTime(timezone=True), index=True)
+    not_before: Mapped[datetime] = mapped_column(UTCDateTime, index=True)

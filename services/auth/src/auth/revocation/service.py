@@ -43,7 +43,7 @@ from common.revocation import (
 from prometheus_client import Counter, Histogram
 from redis.asyncio import Redis
 
-from auth.clock import Clock, as_utc, epoch
+from auth.clock import Clock, epoch
 from auth.revocation import repository
 from auth.settings import AuthSettings
 
@@ -117,7 +117,7 @@ class MarkerRestorer:
 
         def ttl(moment: datetime) -> int:
             """Until every token issued up to `moment` has expired."""
-            return max(1, math.ceil((as_utc(moment) - now).total_seconds()) + lifetime)
+            return max(1, math.ceil((moment - now).total_seconds()) + lifetime)
 
         sessions = [(session_id, ttl(at)) for session_id, at in revoked]
         users = [(user_id, epoch(moment), ttl(moment)) for user_id, moment in not_before]

@@ -17,7 +17,7 @@ from common.errors import NotFound
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from auth.audit import audit
-from auth.clock import Clock, as_utc
+from auth.clock import Clock
 from auth.sessions import repository
 from auth.sessions.schemas import SessionRead
 from auth.sessions.service import SessionRevoker
@@ -55,8 +55,8 @@ class SessionManager:
         return [
             SessionRead(
                 id=row.id,
-                created_at=as_utc(row.created_at),
-                last_used_at=as_utc(row.last_used_at),
+                created_at=row.created_at,
+                last_used_at=row.last_used_at,
                 ip=row.client_ip,
                 user_agent=row.user_agent,
                 amr=(row.amr or "").split(),

@@ -15,7 +15,7 @@ from redis.exceptions import RedisError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from auth.audit import audit
-from auth.clock import Clock, as_utc, epoch
+from auth.clock import Clock, epoch
 from auth.revocation import repository as revocation_repository
 from auth.sessions import repository
 from auth.sessions.exceptions import (
@@ -186,7 +186,7 @@ class SessionService:
         login_session = await repository.get_login_session(self.db, claimed.session_id)
         if login_session is None or login_session.revoked_at is not None:
             raise RefreshRefused()
-        if now >= as_utc(claimed.idle_expires_at) or now >= as_utc(login_session.expires_at):
+        if now >= claimed.idle_expires_at or now >= login_session.expires_at:
             await self.revoke_sessions([login_session.id], "expired", user_id=login_session.user_id)
             raise SessionExpired("The session has expired; log in again.")
         try:
@@ -199,7 +199,7 @@ class SessionService:
             )
             raise AccountUnavailable("The account is not active.")
         changed_at = account.credentials_changed_at
-        if changed_at is not None and as_utc(login_session.created_at) < changed_at:
+        if changed_at is not None and login_session.created_at < changed_at:
             # users' own word that the password changed after this login. The password-changed
             # event ends these sessions too, but it may be late (a backlog) or never come (the
             # broker down): this check does not depend on it. Same rule as the event handler:
@@ -257,7 +257,7 @@ class SessionService:
         refresh_token = new_refresh_token()
         idle_end = min(
             now + timedelta(seconds=self.settings.refresh_idle_timeout),
-            as_utc(login_session.expires_at),
+            login_session.expires_at,
         )
         await repository.add_refresh_token(
             self.db, login_session.id, hash_refresh_token(refresh_token), now, idle_end

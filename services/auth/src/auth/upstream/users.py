@@ -10,7 +10,7 @@ from typing import Any
 import httpx
 from common.errors import ServiceUnavailable, Unauthorized
 
-from auth.clock import Clock, as_utc, epoch
+from auth.clock import Clock, epoch
 from auth.signing import AccessTokenSigner
 
 logger = logging.getLogger("gatehouse.auth.users")
@@ -51,7 +51,10 @@ def _moment(value: Any) -> datetime | None:
         return None
     if not isinstance(value, str):
         raise ValueError("expected an ISO 8601 time")
-    return as_utc(datetime.fromisoformat(value))
+    moment = datetime.fromisoformat(value)
+    if moment.tzinfo is None:
+        raise ValueError("expected an ISO 8601 time with its UTC offset")
+    return moment
 
 
 def _strings(value: Any) -> tuple[str, ...]:

@@ -12,7 +12,6 @@ from sqlalchemy import Select, and_, func, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import joinedload, selectinload
 
-from users.accounts.schemas import as_utc
 from users.models import Role, User, user_roles
 
 
@@ -59,7 +58,7 @@ async def profile(db: AsyncSession, user_id: uuid.UUID) -> dict[str, Any] | None
         "full_name": first.full_name,
         "is_active": first.is_active,
         "email_verified": first.email_verified,
-        "created_at": as_utc(first.created_at),
+        "created_at": first.created_at,
         "roles": [row.role_name for row in rows if row.role_name is not None],
     }
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 import unicodedata
 import uuid
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Annotated, Any, Literal
 
 from common.identity import canonical_name
@@ -157,11 +157,6 @@ class RolesUpdate(BaseModel):
     roles: list[RoleName] = Field(max_length=20)
 
 
-def as_utc(value: datetime) -> datetime:
-    """Stored times are UTC; SQLite (embedded mode) hands them back without the zone."""
-    return value if value.tzinfo is not None else value.replace(tzinfo=UTC)
-
-
 class UserRead(BaseModel):
     model_config = ConfigDict(from_attributes=True)
 
@@ -172,7 +167,7 @@ class UserRead(BaseModel):
     is_active: bool
     email_verified: bool
     roles: list[str] = Field(validation_alias="role_names")
-    created_at: Annotated[datetime, AfterValidator(as_utc)]
+    created_at: datetime
 
 
 class UserPage(BaseModel):

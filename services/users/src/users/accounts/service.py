@@ -19,7 +19,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from users.accounts import repository
-from users.accounts.schemas import UserCreate, UserUpdate, as_utc
+from users.accounts.schemas import UserCreate, UserUpdate
 from users.models import OutboxEvent, User
 from users.passwords.hashing import PasswordHasher
 from users.upstream.auth import AuthSessionsClient, EndReason
@@ -222,7 +222,7 @@ async def verify_credentials(
 
 
 def safe_cell(value: object) -> str:
-    text = as_utc(value).isoformat() if isinstance(value, datetime) else str(value)
+    text = value.isoformat() if isinstance(value, datetime) else str(value)
     if text.startswith(FORMULA_PREFIXES):
         return "'" + text
     return text

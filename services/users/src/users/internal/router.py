@@ -14,7 +14,6 @@ from fastapi import APIRouter, Depends
 from pydantic import BaseModel, ConfigDict, Field
 
 from users.accounts import repository, service
-from users.accounts.schemas import as_utc
 from users.dependencies import Hasher
 
 router = APIRouter(prefix="/internal/v1", tags=["internal"], include_in_schema=False)
@@ -44,10 +43,6 @@ class VerifiedUser(Authorization):
     email: str
 
 
-def _utc(value: datetime | None) -> datetime | None:
-    return as_utc(value) if value is not None else None
-
-
 @router.post("/credentials/verify", response_model=VerifiedUser)
 async def verify_credentials(
     credentials: Credentials, _caller: Verifier, db: DbDep, hasher: Hasher
@@ -61,7 +56,7 @@ async def verify_credentials(
         is_active=user.is_active,
         roles=user.role_names,
         permissions=user.permission_names,
-        credentials_changed_at=_utc(user.credentials_changed_at),
+        credentials_changed_at=user.credentials_changed_at,
     )
 
 
@@ -76,5 +71,5 @@ async def authorization(user_id: uuid.UUID, _caller: Authorizer, db: DbDep) -> A
         is_active=user.is_active,
         roles=user.role_names,
         permissions=user.permission_names,
-        credentials_changed_at=_utc(user.credentials_changed_at),
+        credentials_changed_at=user.credentials_changed_at,
     )
