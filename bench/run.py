@@ -50,6 +50,7 @@ from tests.integration.platform import (
 REDIS_URL = "redis://127.0.0.1:6379/8"
 PASSWORD = "bench passphrase that is long enough"
 STARTUP_SECONDS = 240.0
+ME_TARGETS = ("direct", "gateway", "nginx", "haproxy", "floor")
 
 
 def account() -> dict[str, str]:
@@ -97,44 +98,52 @@ def measure_me(
     """Starts the reference proxies and the floor, checks HAProxy refuses forgeries, measures."""
     users = platform.processes["users"].pid
     gateway = platform.processes["gateway"].pid
+    wanted = set(args.targets.split(","))
     targets = [
-        me.Target("direct", platform.url("users") + me.PATH, lambda: [users]),
-        me.Target("gateway", platform.url("gateway") + me.PATH, lambda: [gateway]),
+        target
+        for target in (
+            me.Target("direct", platform.url("users") + me.PATH, lambda: [users]),
+            me.Target("gateway", platform.url("gateway") + me.PATH, lambda: [gateway]),
+        )
+        if target.name in wanted
     ]
     started: list[Listener] = []
     try:
-        nginx = proxies.start_nginx(workdir, platform.ports["users"])
-        if nginx is None:
-            print("nginx is not installed: no nginx line (`make system-deps`)")
-        else:
+        nginx = proxies.start_nginx(workdir, platform.ports["users"]) if "nginx" in wanted else None
+        if nginx is not None:
             started.append(nginx)
             targets.append(me.Target("nginx", nginx.url + me.PATH, nginx.pids))
-        haproxy = proxies.start_haproxy(
-            workdir,
-            platform.ports["users"],
-            key_pem=proxies.signing_key_pem(platform.url("auth"), token),
-            issuer=platform.env["ISSUER"],
-            audience=platform.env["AUDIENCE"],
-            rate_limit=1_000_000,  # as GATEWAY_RATE_LIMIT here: counted, never reached
-        )
-        if haproxy is None:
-            print("haproxy is not installed: no HAProxy line (`make system-deps`)")
-        else:
+        elif "nginx" in wanted:
+            print("nginx is not installed: no nginx line (`make system-deps`)")
+        haproxy = None
+        if "haproxy" in wanted:
+            haproxy = proxies.start_haproxy(
+                workdir,
+                platform.ports["users"],
+                key_pem=proxies.signing_key_pem(platform.url("auth"), token),
+                issuer=platform.env["ISSUER"],
+                audience=platform.env["AUDIENCE"],
+                rate_limit=1_000_000,  # as GATEWAY_RATE_LIMIT here: counted, never reached
+            )
+            if haproxy is None:
+                print("haproxy is not installed: no HAProxy line (`make system-deps`)")
+        if haproxy is not None:
             started.append(haproxy)
             print("HAProxy's token check (bench.proxies.check_refuses_forgeries):")
             for line in proxies.check_refuses_forgeries(haproxy.url + me.PATH, token):
                 print(f"  {line}")
             targets.append(me.Target("haproxy", haproxy.url + me.PATH, haproxy.pids))
-        floor_process = floor.start(
-            users_database,
-            platform.url("auth"),
-            platform.env["ISSUER"],
-            platform.env["AUDIENCE"],
-            workdir,
-        )
-        started.append(floor_process)
-        same_answer(platform.url("users") + me.PATH, floor_process.url + me.PATH, token)
-        targets.append(me.Target("floor", floor_process.url + me.PATH, floor_process.pids))
+        if "floor" in wanted:
+            floor_process = floor.start(
+                users_database,
+                platform.url("auth"),
+                platform.env["ISSUER"],
+                platform.env["AUDIENCE"],
+                workdir,
+            )
+            started.append(floor_process)
+            same_answer(platform.url("users") + me.PATH, floor_process.url + me.PATH, token)
+            targets.append(me.Target("floor", floor_process.url + me.PATH, floor_process.pids))
         me.measure(targets, token, args, summary)
     finally:
         for listener in started:
@@ -345,6 +354,11 @@ def main() -> None:
         help="duration per measurement of auth's routes (introspection, refresh, JWKS)",
     )
     parser.add_argument("--connections", type=int, default=32)
+    parser.add_argument(
+        "--targets",
+        default=",".join(ME_TARGETS),
+        help="the /me targets, comma-separated (default: all of them; e.g. direct,floor)",
+    )
     parser.add_argument("--registrations", type=int, default=40)
     parser.add_argument(
         "--registration-rate",
