@@ -3,17 +3,28 @@ come back as aware UTC."""
 
 from __future__ import annotations
 
+import asyncio
 from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 
 import httpx
 import pytest
 from common.app import create_service_app
-from common.db import CommitThenAnswer, Database, DbDep, UTCDateTime, after_commit, new_metadata
+from common.db import (
+    CommitThenAnswer,
+    Database,
+    DbDep,
+    ReadDbDep,
+    UTCDateTime,
+    _replace_closed,
+    after_commit,
+    new_metadata,
+)
 from common.errors import Conflict
 from common.settings import ServiceSettings
-from sqlalchemy import Column, Integer, Table, func, insert, select, text
-from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlalchemy import Column, Integer, Table, event, func, insert, select, text
+from sqlalchemy.exc import DBAPIError
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 
 from .sample_models import Item
 
@@ -154,3 +165,137 @@ async def test_after_commit_calls_run_after_the_commit_and_never_after_a_rollbac
         assert (await client.post("/announced/broken-1")).status_code == 201
     assert announced == [("told", 1), ("broken-1", 1)]
     await database.dispose()
+
+
+async def backend_pid(db: AsyncSession) -> int:
+    return int((await db.execute(text("SELECT pg_backend_pid()"))).scalar_one())
+
+
+async def terminate(engine: AsyncEngine, pid: int) -> None:
+    async with engine.connect() as connection:
+        await connection.execute(text("SELECT pg_terminate_backend(:pid)"), {"pid": pid})
+
+
+async def test_a_connection_the_server_closed_is_replaced_at_checkout(
+    sample_database_url: str, sample_engine: AsyncEngine
+) -> None:
+    """No pre-ping: a connection whose backend was terminated is known closed and not handed out."""
+    database = Database(sample_database_url, pool_size=1, max_overflow=0)
+    try:
+        async with database.sessionmaker() as db:
+            first = await backend_pid(db)
+            driver = (await (await db.connection()).get_raw_connection()).driver_connection
+            assert driver is not None
+        await terminate(sample_engine, first)
+        for _ in range(500):  # asyncpg reads the server's goodbye within a few loop turns
+            if driver.is_closed():
+                break
+            await asyncio.sleep(0.01)
+        # A bare connection (no db, so no retry): the pool handed out a live one.
+        async with database.engine.connect() as connection:
+            pid = await connection.execute(text("SELECT pg_backend_pid()"))
+            assert pid.scalar_one() != first
+    finally:
+        await database.dispose()
+
+
+async def test_a_first_statement_on_a_dead_connection_runs_once_more_on_a_new_one(
+    sample_database_url: str, sample_engine: AsyncEngine
+) -> None:
+    """A connection dead without the pool knowing (the checkout check off): the session's first
+    statement fails on it, the connection is invalidated, and the statement runs on a new one."""
+    database = Database(sample_database_url, pool_size=1, max_overflow=0)
+    event.remove(database.engine.sync_engine.pool, "checkout", _replace_closed)
+    try:
+        async with database.sessionmaker() as db:
+            first = await backend_pid(db)
+        await terminate(sample_engine, first)
+        async with database.sessionmaker() as db:
+            assert await backend_pid(db) != first
+            # Later statements are not retried; this one runs on the new connection.
+            assert (await db.execute(text("SELECT 1"))).scalar_one() == 1
+    finally:
+        await database.dispose()
+
+
+async def test_a_statement_inside_a_transaction_is_not_retried(
+    sample_database_url: str, sample_engine: AsyncEngine
+) -> None:
+    database = Database(sample_database_url, pool_size=1, max_overflow=0)
+    event.remove(database.engine.sync_engine.pool, "checkout", _replace_closed)
+    try:
+        async with database.sessionmaker() as db:
+            pid = await backend_pid(db)
+            await terminate(sample_engine, pid)
+            with pytest.raises(DBAPIError) as raised:
+                await db.execute(text("SELECT 1"))
+            assert raised.value.connection_invalidated
+    finally:
+        await database.dispose()
+
+
+async def test_unflushed_changes_are_not_retried_away(
+    sample_database_url: str, sample_engine: AsyncEngine
+) -> None:
+    """A first statement that would flush pending objects fails rather than dropping them."""
+    database = Database(sample_database_url, pool_size=1, max_overflow=0)
+    event.remove(database.engine.sync_engine.pool, "checkout", _replace_closed)
+    try:
+        async with database.sessionmaker() as db:
+            pid = await backend_pid(db)
+        await terminate(sample_engine, pid)
+        async with database.sessionmaker() as db:
+            db.add(Item(name="pending-on-a-dead-connection"))
+            with pytest.raises(DBAPIError):
+                await db.execute(select(func.count()).select_from(Item))
+    finally:
+        await database.dispose()
+    assert await count(sample_engine, "pending-on-a-dead-connection") == 0
+
+
+async def test_a_read_db_holds_no_transaction(
+    database: Database, sample_engine: AsyncEngine
+) -> None:
+    """After a read, its connection is idle, not idle in a transaction: no BEGIN was sent."""
+    try:
+        async with database.read_sessionmaker() as db:
+            pid = await backend_pid(db)
+            async with sample_engine.connect() as other:
+                state = await other.execute(
+                    text("SELECT state FROM pg_stat_activity WHERE pid = :pid"), {"pid": pid}
+                )
+                assert state.scalar_one() == "idle"
+        async with database.sessionmaker() as db:
+            pid = await backend_pid(db)
+            async with sample_engine.connect() as other:
+                state = await other.execute(
+                    text("SELECT state FROM pg_stat_activity WHERE pid = :pid"), {"pid": pid}
+                )
+                assert state.scalar_one() == "idle in transaction"
+    finally:
+        await database.dispose()
+
+
+async def test_read_route_answers_after_the_database_ended_its_connections(
+    sample_database_url: str, sample_engine: AsyncEngine
+) -> None:
+    """Every pooled connection terminated (as a Postgres restart does): the next requests answer."""
+    database = Database(sample_database_url, pool_size=2, max_overflow=0)
+    app = create_service_app("sample", ServiceSettings())
+    app.state.db = database
+
+    @app.get("/pid")
+    async def pid(db: ReadDbDep) -> int:
+        return await backend_pid(db)
+
+    transport = httpx.ASGITransport(app=app)
+    try:
+        async with httpx.AsyncClient(transport=transport, base_url="http://t") as client:
+            before = {(await client.get("/pid")).json() for _ in range(3)}
+            for old in before:
+                await terminate(sample_engine, old)
+            answers = [await client.get("/pid") for _ in range(4)]
+        assert [a.status_code for a in answers] == [200] * 4
+        assert before.isdisjoint(a.json() for a in answers)
+    finally:
+        await database.dispose()
