@@ -25,7 +25,14 @@ REQUIRED_ENV = {
         "CORS_ORIGINS",
         "GATEWAY_PORT",
     },
-    "auth": {"AUTH_DATABASE_URL", "AUTH_KEY_ENCRYPTION_KEY", "REDIS_URL", "AMQP_URL", "AUTH_PORT"},
+    "auth": {
+        "AUTH_DATABASE_URL",
+        "AUTH_KEY_ENCRYPTION_KEY",
+        "AUTH_MFA_ENCRYPTION_KEY",
+        "REDIS_URL",
+        "AMQP_URL",
+        "AUTH_PORT",
+    },
     "users": {"USERS_DATABASE_URL", "AMQP_URL", "USERS_PORT"},
     "notifier": {
         "NOTIFIER_DATABASE_URL",
@@ -50,6 +57,7 @@ COMMON_ENV = {
 SECRETS = (
     "INTERNAL_CLIENT_SECRET",
     "AUTH_KEY_ENCRYPTION_KEY",
+    "AUTH_MFA_ENCRYPTION_KEY",
     "POSTGRES_PASSWORD",
     "AUTH_DB_PASSWORD",
     "USERS_DB_PASSWORD",

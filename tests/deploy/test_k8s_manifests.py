@@ -194,6 +194,7 @@ def test_settings_come_from_the_config_map_and_secrets_by_name(
     for service in DATABASE_SERVICES:
         assert f"{service.upper()}_DATABASE_URL" in examples[f"gatehouse-{service}"]
     assert "AUTH_KEY_ENCRYPTION_KEY" in examples["gatehouse-auth"]
+    assert "AUTH_MFA_ENCRYPTION_KEY" in examples["gatehouse-auth"]
     assert all("INTERNAL_CLIENT_SECRET" in data for data in examples.values())
 
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import pytest
-from common.forms import FormRefused, parse_form
+from common.forms import FormRefused, parse_form, parse_json_object
 
 FORM = "application/x-www-form-urlencoded"
 
@@ -78,3 +78,46 @@ def test_any_names_when_no_field_set_is_given() -> None:
     assert parse_form(body, FORM, fields=None, max_fields=16)["client_id"] == "svc"
     with pytest.raises(FormRefused):
         parse_form(b"client_id=a&client_id=b", FORM, fields=None, max_fields=16)
+
+
+JSON = "application/json"
+
+
+def test_a_json_object_is_read_with_each_key_once() -> None:
+    body = b'{"mfa_token": "u.r", "code": "123456"}'
+    assert parse_json_object(body, JSON) == {"mfa_token": "u.r", "code": "123456"}
+    assert parse_json_object(body, b"application/json; charset=utf-8")["code"] == "123456"
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        b'{"mfa_token": "a.b", "mfa_token": "c.d"}',  # Pydantic would take the last
+        b'{"a": {"b": 1, "b": 2}}',
+        b"[]",
+        b'"text"',
+        b"",
+        b"{",
+        b'{"a": "\xff"}',
+        b'\xff\xfe{\x00"\x00a\x00"\x00:\x001\x00}\x00',  # UTF-16: json.loads would guess it
+        b"[" * 100_000,
+    ],
+)
+def test_json_read_more_than_one_way_is_422(body: bytes) -> None:
+    with pytest.raises(FormRefused) as refused:
+        parse_json_object(body, JSON, max_bytes=1_000_000)
+    assert refused.value.status == 422
+    assert refused.value.errors
+
+
+@pytest.mark.parametrize("media", [None, "text/plain", FORM, "application/json-patch+json"])
+def test_json_of_another_media_type_is_415(media: str | None) -> None:
+    with pytest.raises(FormRefused) as refused:
+        parse_json_object(b"{}", media)
+    assert refused.value.status == 415
+
+
+def test_large_json_is_413() -> None:
+    with pytest.raises(FormRefused) as refused:
+        parse_json_object(b'{"a": "' + b"x" * 5000 + b'"}', JSON, max_bytes=4096)
+    assert refused.value.status == 413

@@ -1,6 +1,7 @@
 from auth.clients.models import RegisteredClient, ServiceClient
 from auth.keys.models import SigningKey
-from auth.models import Base
+from auth.mfa.models import MfaTicket, RecoveryCode, TotpCredential
+from auth.models import Base, OutboxEvent
 from auth.oidc.models import AuthorizationCode, Consent, SsoSession
 from auth.revocation.models import UserNotBefore
 from auth.sessions.models import LoginSession, RefreshToken
@@ -19,6 +20,10 @@ assert all(
         AuthorizationCode,
         SsoSession,
         Consent,
+        TotpCredential,
+        RecoveryCode,
+        MfaTicket,
+        OutboxEvent,
     )
 )
 run_env(Base.metadata)

@@ -16,6 +16,7 @@ from typing import Any
 
 import httpx
 import jwt
+import pyotp
 from asgi_lifespan import LifespanManager
 from auth.events.handler import handle_user_event
 from auth.main import create_app
@@ -189,3 +190,44 @@ async def register_client(auth: AuthHarness, **fields: Any) -> dict[str, Any]:
     assert response.status_code == 201, response.text
     body: dict[str, Any] = response.json()
     return body
+
+
+LOGIN_MFA_URL = "/api/v1/auth/login/mfa"
+
+
+def totp_code(secret: str, at: datetime, steps_ahead: int = 0) -> str:
+    """The code an authenticator app shows at `at` (+ `steps_ahead` 30-second steps)."""
+    return pyotp.TOTP(secret).at(at + timedelta(seconds=30 * steps_ahead))
+
+
+@dataclass
+class Enrolled:
+    secret: str
+    recovery_codes: list[str]
+
+
+async def enrol(auth: AuthHarness, access_token: str) -> Enrolled:
+    """Start and confirm a TOTP enrolment with the current code (its step is then spent)."""
+    started = await auth.client.post("/api/v1/auth/mfa/totp", headers=bearer(access_token))
+    assert started.status_code == 200, started.text
+    secret = started.json()["secret"]
+    confirmed = await auth.client.post(
+        "/api/v1/auth/mfa/totp/confirm",
+        json={"code": totp_code(secret, auth.clock())},
+        headers=bearer(access_token),
+    )
+    assert confirmed.status_code == 200, confirmed.text
+    return Enrolled(secret, confirmed.json()["recovery_codes"])
+
+
+async def password_step(client: httpx.AsyncClient, account: Account) -> str:
+    """The first step of a login with MFA on: the `mfa_token` of its 401 /mfa-required."""
+    response = await client.post(
+        "/api/v1/auth/login",
+        data={"username": account.username, "password": account.password},
+    )
+    assert response.status_code == 401, response.text
+    body: dict[str, Any] = response.json()
+    assert body["type"].endswith("/mfa-required"), body
+    token: str = body["mfa_token"]
+    return token

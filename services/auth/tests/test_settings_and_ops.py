@@ -20,6 +20,7 @@ PRODUCTION: dict[str, Any] = {
     "amqp_url": "amqp://rabbit/",
     "internal_client_secret": "a-real-internal-secret-of-length",
     "auth_key_encryption_key": REAL_KEK,
+    "auth_mfa_encryption_key": base64.urlsafe_b64encode(os.urandom(32)).decode(),
 }
 
 
@@ -33,6 +34,21 @@ def test_production_refuses_the_placeholder_kek() -> None:
     del values["auth_key_encryption_key"]
     with pytest.raises(ValidationError, match="AUTH_KEY_ENCRYPTION_KEY"):
         AuthSettings(**values)
+
+
+def test_production_refuses_the_placeholder_mfa_key() -> None:
+    values = {**PRODUCTION}
+    del values["auth_mfa_encryption_key"]
+    with pytest.raises(ValidationError, match="AUTH_MFA_ENCRYPTION_KEY"):
+        AuthSettings(**values)
+
+
+@pytest.mark.parametrize(
+    "key", [base64.urlsafe_b64encode(os.urandom(16)).decode(), "not base64 at all !!!"]
+)
+def test_malformed_mfa_key_is_refused(key: str) -> None:
+    with pytest.raises(ValidationError, match="AUTH_MFA_ENCRYPTION_KEY"):
+        AuthSettings(auth_mfa_encryption_key=key)
 
 
 def test_production_refuses_embedded_backends() -> None:

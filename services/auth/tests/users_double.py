@@ -33,6 +33,7 @@ class Account:
     roles: list[str] = field(default_factory=lambda: ["user"])
     is_active: bool = True
     credentials_changed_at: datetime | None = None
+    full_name: str = "Test Person"
 
     def permissions(self) -> list[str]:
         return sorted({p for role in self.roles for p in PERMISSIONS.get(role, [])})
@@ -155,6 +156,9 @@ def build_users_app(
             return JSONResponse({"title": "Not Found", "status": 404}, status_code=404)
         return {
             "user_id": account.user_id,
+            "username": account.username,
+            "email": account.email,
+            "full_name": account.full_name,
             "is_active": account.is_active,
             "roles": account.roles,
             "permissions": account.permissions(),

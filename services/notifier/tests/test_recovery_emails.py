@@ -5,66 +5,24 @@ from __future__ import annotations
 import asyncio
 import logging
 import re
-import secrets
-import uuid
-from collections.abc import AsyncIterator, Callable
-from datetime import UTC, datetime, timedelta
-from email.message import EmailMessage
+from collections.abc import AsyncIterator
 
 import pytest
 from asgi_lifespan import LifespanManager
-from common.broker import CONSUMER_QUEUES, RECOVERY_EMAILS, RetryPolicy
+from common.broker import CONSUMER_QUEUES, RECOVERY_EMAILS
 from common.db import Database
-from common.events import Envelope, EventType
 from common.inprocess_broker import InProcessBroker
 from common.testing import SmtpSink
 from fastapi import FastAPI
 from notifier.deliveries.models import Delivery
-from notifier.main import create_app
-from notifier.settings import NotifierSettings
 from sqlalchemy import select
 
-FAST = RetryPolicy(delays=(0.02, 0.05, 0.1), max_attempts=3)
-
-
-def account_event(event_type: EventType, **overrides: object) -> Envelope:
-    data: dict[str, object] = {
-        "user_id": str(uuid.uuid4()),
-        "email": f"user-{uuid.uuid4().hex[:8]}@example.com",
-        "username": "ann_smith",
-        "full_name": "Ann <Smith>",
-    }
-    if event_type == "user.password_reset_requested":
-        data["token"] = secrets.token_urlsafe(32)
-        data["expires_at"] = (datetime.now(UTC) + timedelta(minutes=30)).isoformat()
-    data.update(overrides)
-    return Envelope(type=event_type, data=data)
-
-
-async def wait_until(condition: Callable[[], object], limit: float = 10.0) -> None:
-    async with asyncio.timeout(limit):
-        while not condition():  # noqa: ASYNC110 - polling state owned by other tasks
-            await asyncio.sleep(0.01)
+from .support import FAST, account_event, make_app, parts, wait_until
 
 
 @pytest.fixture
 def broker() -> InProcessBroker:
     return InProcessBroker(retry=FAST, concurrency=1)
-
-
-def make_app(
-    database: Database, smtp: SmtpSink, broker: InProcessBroker, **values: object
-) -> FastAPI:
-    settings = NotifierSettings.model_validate(
-        {
-            "notifier_database_url": database.url,
-            "smtp_host": "127.0.0.1",
-            "smtp_port": smtp.port,
-            "issuer": "https://id.example.org",
-            **values,
-        }
-    )
-    return create_app(settings, broker=broker.client())
 
 
 @pytest.fixture
@@ -74,13 +32,6 @@ async def app(
     app = make_app(database, smtp, broker)
     async with LifespanManager(app):
         yield app
-
-
-def parts(message: EmailMessage) -> tuple[str, str]:
-    text_part, html_part = message.get_body(("plain",)), message.get_body(("html",))
-    assert text_part is not None
-    assert html_part is not None
-    return text_part.get_content(), html_part.get_content()
 
 
 def test_the_notifier_subscribes_to_the_recovery_events() -> None:

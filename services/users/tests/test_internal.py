@@ -101,6 +101,9 @@ async def test_authorization_reports_current_roles(users: UsersHarness) -> None:
     assert response.status_code == 200
     assert response.json() == {
         "user_id": user["id"],
+        "username": user["username"],
+        "email": user["email"],
+        "full_name": user["full_name"],
         "is_active": True,
         "roles": ["admin", "user"],
         "permissions": ["clients:manage", "users:manage", "users:read"],

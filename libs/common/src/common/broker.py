@@ -1,4 +1,4 @@
-"""The event broker contract shared by publishers (users' outbox relay) and consumers.
+"""The event broker contract shared by publishers (users' and auth's outbox relays) and consumers.
 
 Two implementations sit behind `Broker`: RabbitMQ through aio-pika (`common.rabbitmq`, real
 infrastructure) and the in-process broker of embedded mode (`common.inprocess_broker`). What both
@@ -47,7 +47,18 @@ ACCOUNT_SESSIONS = Subscription(
 RECOVERY_EMAILS = Subscription(
     "notifier.account-recovery", ("user.password_reset_requested", "user.password_reset")
 )
-TOPOLOGY: tuple[Subscription, ...] = (WELCOME_EMAILS, ACCOUNT_SESSIONS, RECOVERY_EMAILS)
+# The notifier tells the owner their second factor changed or a recovery code was used; auth
+# publishes these through its own outbox.
+MFA_NOTICES = Subscription(
+    "notifier.mfa-notices",
+    ("user.mfa_enabled", "user.mfa_disabled", "user.mfa_recovery_code_used"),
+)
+TOPOLOGY: tuple[Subscription, ...] = (
+    WELCOME_EMAILS,
+    ACCOUNT_SESSIONS,
+    RECOVERY_EMAILS,
+    MFA_NOTICES,
+)
 # The same, as the brokers take it: queue → routing keys.
 CONSUMER_QUEUES: Mapping[str, tuple[str, ...]] = {
     subscription.queue: subscription.routing_keys for subscription in TOPOLOGY

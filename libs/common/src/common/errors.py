@@ -156,6 +156,8 @@ class AppError(Exception):
         self.detail = detail
         self.headers = dict(headers or {})
         self.errors = errors
+        # Extension members of a problem `type` of its own (RFC 9457 §3.2).
+        self.extra: dict[str, Any] = {}
 
     def to_response(self, instance: str | None = None) -> ProblemResponse:
         return problem(
@@ -166,6 +168,7 @@ class AppError(Exception):
             instance=instance,
             errors=self.errors,
             headers=self.headers,
+            extra=self.extra,
         )
 
 

@@ -25,6 +25,10 @@ EventType = Literal[
     "user.roles_changed",
     "user.password_reset_requested",
     "user.password_reset",
+    # auth's own (its outbox): the second factor turned on or off, a recovery code used.
+    "user.mfa_enabled",
+    "user.mfa_disabled",
+    "user.mfa_recovery_code_used",
 ]
 # Events that carry a clear link token (API.md §12): their outbox row is deleted as soon as the
 # broker confirmed it, instead of being kept as sent until the retention prunes it.

@@ -1,4 +1,5 @@
-"""The auth service: signing keys, sessions and refresh families, service clients."""
+"""The auth service: signing keys, sessions and refresh families, service clients, second
+factors."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ from common.app import create_service_app
 from common.broker import Broker
 from common.db import Database
 from common.embedded import Embedded, make_broker
+from common.outbox import OutboxRelay
 from common.redis import make_redis
 from common.tokens import TokenVerifier
 from fastapi import FastAPI
@@ -25,6 +27,9 @@ from auth.internal.router import router as internal_router
 from auth.keys.maintenance import maintain_keys
 from auth.keys.router import router as jwks_router
 from auth.keys.service import KeyRing, KeyRingJwks, ensure_active_key
+from auth.mfa.crypto import SecretBox
+from auth.mfa.router import router as mfa_router
+from auth.models import OutboxEvent
 from auth.oauth.discovery import router as discovery_router
 from auth.oauth.errors import OAuthError, oauth_error_handler
 from auth.oauth.inspection import TokenInspector
@@ -82,6 +87,8 @@ def create_app(
             base_url=settings.users_url, transport=users_transport, timeout=USERS_TIMEOUT
         )
         events = event_broker(settings, embedded, broker)
+        # The MFA notices (API.md §12) leave through auth's outbox; with no broker they wait in it.
+        relay = OutboxRelay(database, OutboxEvent, events) if events is not None else None
         maintenance: asyncio.Task[None] | None = None
         markers: asyncio.Task[None] | None = None
         try:
@@ -99,6 +106,7 @@ def create_app(
             state.key_ring = ring
             state.signer = signer
             state.users = UsersClient(http, signer, now)
+            state.mfa_box = SecretBox(settings.mfa_encryption_key_bytes())
             state.token_inspector = TokenInspector(ring, settings, token_audiences(settings))
             leeway = settings.token_leeway_seconds
             state.token_verifier = TokenVerifier(
@@ -117,6 +125,8 @@ def create_app(
                 await consume_user_events(events, handler)
                 # RabbitMQ down: logins and refreshes go on; account events wait in the queue.
                 state.degradable_checks["broker"] = events.ping
+            if relay is not None:
+                await relay.start()
             maintenance = asyncio.create_task(
                 maintain_keys(database, ring, settings, now), name="auth key maintenance"
             )
@@ -139,6 +149,8 @@ def create_app(
                 maintenance.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
                     await maintenance
+            if relay is not None:
+                await relay.stop()
             if events is not None:
                 await events.close()
             await http.aclose()
@@ -151,6 +163,7 @@ def create_app(
         lifespan=lifespan,
         routers=[
             sessions_router,
+            mfa_router,
             oauth_router,
             clients_router,
             introspection_router,

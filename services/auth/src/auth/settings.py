@@ -31,6 +31,12 @@ class AuthSettings(ServiceSettings):
     # How often every replica re-reads the keys from the database (and the scheduler runs).
     key_refresh_seconds: int = Field(default=60, ge=1, le=3600)
     key_rotation_enabled: bool = True
+    # urlsafe base64 of 32 random bytes: the AES-256-GCM key sealing TOTP secrets at rest, and
+    # (through HKDF) the HMAC key of recovery codes. Its own key, not the KEK: rotating one does
+    # not touch what the other protects.
+    auth_mfa_encryption_key: SecretStr = SecretStr(DEV_SECRET_PREFIX + "mfa-encryption-key")
+    # The issuer an authenticator app shows beside the account (API.md §12).
+    mfa_issuer: str = Field(default="Gatehouse", min_length=1, max_length=64, pattern=r"^[^:]+$")
     # How often every replica checks that Redis still holds the revocation markers (one EXISTS of
     # the epoch key) and restores them from the database when it lost them.
     revocation_check_seconds: float = Field(default=1.0, gt=0, le=60)
@@ -38,6 +44,7 @@ class AuthSettings(ServiceSettings):
     @model_validator(mode="after")
     def _check_key_encryption_key(self) -> Self:
         self.key_encryption_key_bytes()  # raises ValueError on a malformed key
+        self.mfa_encryption_key_bytes()
         if self.refresh_idle_timeout > self.refresh_token_ttl:
             raise ValueError("REFRESH_IDLE_TIMEOUT must not exceed REFRESH_TOKEN_TTL")
         return self
@@ -45,16 +52,11 @@ class AuthSettings(ServiceSettings):
     def key_encryption_key_bytes(self) -> bytes:
         """The 32-byte KEK. The development placeholder is stretched with SHA-256 so a laptop
         runs without configuration; production refuses the placeholder (see `secrets`)."""
-        value = self.auth_key_encryption_key.get_secret_value()
-        if value.startswith(DEV_SECRET_PREFIX):
-            return hashlib.sha256(value.encode()).digest()
-        try:
-            key = base64.urlsafe_b64decode(value.encode() + b"=" * (-len(value) % 4))
-        except (binascii.Error, ValueError) as exc:
-            raise ValueError("AUTH_KEY_ENCRYPTION_KEY must be urlsafe base64") from exc
-        if len(key) != 32:
-            raise ValueError("AUTH_KEY_ENCRYPTION_KEY must decode to exactly 32 bytes")
-        return key
+        return _aes_key("AUTH_KEY_ENCRYPTION_KEY", self.auth_key_encryption_key)
+
+    def mfa_encryption_key_bytes(self) -> bytes:
+        """The 32-byte key of the second factors' secrets, read as the KEK is."""
+        return _aes_key("AUTH_MFA_ENCRYPTION_KEY", self.auth_mfa_encryption_key)
 
     @property
     def max_access_token_lifetime(self) -> int:
@@ -64,6 +66,7 @@ class AuthSettings(ServiceSettings):
     def secrets(self) -> dict[str, SecretStr | None]:
         secrets = super().secrets()
         secrets["AUTH_KEY_ENCRYPTION_KEY"] = self.auth_key_encryption_key
+        secrets["AUTH_MFA_ENCRYPTION_KEY"] = self.auth_mfa_encryption_key
         return secrets
 
     def embedded_backends(self) -> list[str]:
@@ -75,3 +78,16 @@ class AuthSettings(ServiceSettings):
         if not self.amqp_url:
             backends.append("AMQP_URL")
         return backends
+
+
+def _aes_key(name: str, secret: SecretStr) -> bytes:
+    value = secret.get_secret_value()
+    if value.startswith(DEV_SECRET_PREFIX):
+        return hashlib.sha256(value.encode()).digest()
+    try:
+        key = base64.urlsafe_b64decode(value.encode() + b"=" * (-len(value) % 4))
+    except (binascii.Error, ValueError) as exc:
+        raise ValueError(f"{name} must be urlsafe base64") from exc
+    if len(key) != 32:
+        raise ValueError(f"{name} must decode to exactly 32 bytes")
+    return key

@@ -1,6 +1,6 @@
 """The notifier: consumes account events and sends their emails (welcome, reset link, password
-changed). HTTP is ops only: `/health`, `/ready` (database, broker, SMTP when configured) and
-`/metrics`."""
+changed, the MFA notices). HTTP is ops only: `/health`, `/ready` (database, broker, SMTP
+when configured) and `/metrics`."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from common.app import create_service_app
-from common.broker import RECOVERY_EMAILS, WELCOME_EMAILS, Broker, subscribe
+from common.broker import MFA_NOTICES, RECOVERY_EMAILS, WELCOME_EMAILS, Broker, subscribe
 from common.db import Database
 from common.embedded import Embedded, make_broker
 from fastapi import FastAPI
@@ -66,6 +66,7 @@ def create_app(
             await events.start()
             await subscribe(events, WELCOME_EMAILS, emails.handle)
             await subscribe(events, RECOVERY_EMAILS, emails.handle)
+            await subscribe(events, MFA_NOTICES, emails.handle)
             yield
         finally:
             await events.close()

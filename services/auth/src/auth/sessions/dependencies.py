@@ -46,6 +46,7 @@ async def session_service(request: Request, db: DbDep) -> SessionService:
         users=state.users,
         settings=state.settings,
         clock=state.clock,
+        mfa_box=state.mfa_box,
         client_ip=client_ip(request),
         user_agent=user_agent(request),
     )

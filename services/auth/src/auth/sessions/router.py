@@ -11,6 +11,7 @@ from common.forms import FORM_TYPE
 from common.security import CurrentPrincipal, Principal, ensure_permission
 from fastapi import APIRouter, Body, Query, Response, status
 
+from auth.mfa.exceptions import MfaRequired
 from auth.sessions.dependencies import LoginFormDep, SessionManagerDep, SessionServiceDep
 from auth.sessions.exceptions import RefreshRefused
 from auth.sessions.schemas import (
@@ -49,7 +50,10 @@ async def login(
     """Log in with a username **or** email and a password; starts a session and returns an
     access token (15 minutes) and a refresh token (rotated at every use)."""
     response.headers.update(NO_STORE)
-    return await sessions.login(form.username, form.password)
+    try:
+        return await sessions.login(form.username, form.password)
+    except MfaRequired as required:
+        raise CommitThenAnswer(required) from None  # its ticket must be stored
 
 
 @router.post("/refresh", responses=UNAUTHORIZED)

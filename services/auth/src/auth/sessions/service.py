@@ -7,6 +7,7 @@ import uuid
 from collections.abc import Awaitable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from functools import cached_property
 
 from common.errors import Unauthorized
 from common.revocation import mark_session_revoked, mark_user_tokens_before
@@ -16,6 +17,10 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from auth.audit import audit
 from auth.clock import Clock, epoch
+from auth.mfa.crypto import SecretBox
+from auth.mfa.exceptions import MfaRequired, SecondFactorRefused
+from auth.mfa.schemas import SECOND_FACTOR_METHODS
+from auth.mfa.service import SecondFactors
 from auth.revocation import repository as revocation_repository
 from auth.sessions import repository
 from auth.sessions.exceptions import (
@@ -35,8 +40,10 @@ from auth.upstream.users import UnknownUser, UsersClient
 
 logger = logging.getLogger("gatehouse.auth.sessions")
 
-# RFC 8176 methods of a login with a password alone.
+# RFC 8176 methods of a login with a password alone, and with a one-time code after it (a TOTP
+# code or a recovery code: both are one-time passwords).
 PASSWORD_LOGIN_AMR = ("pwd",)
+SECOND_FACTOR_LOGIN_AMR = ("pwd", "otp")
 
 
 @dataclass
@@ -133,12 +140,19 @@ class SessionService:
     users: UsersClient
     settings: AuthSettings
     clock: Clock
+    mfa_box: SecretBox
     client_ip: str | None = None
     user_agent: str | None = None
 
     @property
     def revoker(self) -> SessionRevoker:
         return SessionRevoker(self.db, self.redis, self.settings, self.clock, self.client_ip)
+
+    @cached_property
+    def second_factors(self) -> SecondFactors:
+        return SecondFactors(
+            self.db, self.mfa_box, self.users, self.settings, self.clock, self.client_ip
+        )
 
     async def login(self, login: str, password: str) -> TokenPair:
         try:
@@ -151,10 +165,49 @@ class SessionService:
         if not user.is_active:
             audit("login.failed", user_id=user.user_id, client_ip=self.client_ip, reason="inactive")
             raise Unauthorized("Incorrect username or password.")
+        if await self.second_factors.is_enabled(user.user_id):
+            mfa_token = await self.second_factors.open_ticket(user.user_id)
+            audit("login.mfa_required", user_id=user.user_id, client_ip=self.client_ip)
+            raise MfaRequired(mfa_token, SECOND_FACTOR_METHODS)
+        return await self._open_session(
+            user.user_id, user.roles, user.permissions, PASSWORD_LOGIN_AMR
+        )
+
+    async def login_second_step(self, mfa_token: str, code: str) -> TokenPair:
+        """The login a ticket (`mfa_token`) stands for, once its code is right: a new session
+        whose `auth_time` is now and whose `amr` holds the second factor."""
+        ticket = await self.second_factors.redeem_ticket(mfa_token, code)
+        try:
+            account = await self.users.authorization(ticket.user_id)
+        except UnknownUser:
+            account = None
+        changed_at = account.credentials_changed_at if account is not None else None
+        if (
+            account is None
+            or not account.is_active
+            or (changed_at is not None and changed_at > ticket.password_checked_at)
+        ):
+            # Gone, deactivated, or the password changed since it was checked: the ticket is
+            # spent (committed with the refusal), and the login starts over.
+            audit(
+                "login.failed", user_id=ticket.user_id, client_ip=self.client_ip, reason="account"
+            )
+            raise SecondFactorRefused()
+        return await self._open_session(
+            ticket.user_id, account.roles, account.permissions, SECOND_FACTOR_LOGIN_AMR
+        )
+
+    async def _open_session(
+        self,
+        user_id: str,
+        roles: Sequence[str],
+        permissions: Sequence[str],
+        methods: Sequence[str],
+    ) -> TokenPair:
         now = self.clock()
         login_session = LoginSession(
             id=str(uuid.uuid4()),
-            user_id=user.user_id,
+            user_id=user_id,
             client_id=FIRST_PARTY_CLIENT_ID,
             created_at=now,
             expires_at=now + timedelta(seconds=self.settings.refresh_token_ttl),
@@ -162,15 +215,16 @@ class SessionService:
             client_ip=self.client_ip,
             user_agent=self.user_agent,
             auth_time=now,
-            amr=" ".join(PASSWORD_LOGIN_AMR),
+            amr=" ".join(methods),
         )
         await repository.add_session(self.db, login_session)
-        pair = await self._issue(login_session, user.roles, user.permissions, now)
+        pair = await self._issue(login_session, roles, permissions, now)
         audit(
             "login.succeeded",
-            user_id=user.user_id,
+            user_id=user_id,
             session_id=login_session.id,
             client_ip=self.client_ip,
+            amr=login_session.amr,
         )
         return pair
 

@@ -37,6 +37,16 @@ class VerifiedUser:
 
 
 @dataclass(frozen=True, slots=True)
+class Contact:
+    """Where auth's own notices to the account go (API.md §12)."""
+
+    user_id: str
+    username: str
+    email: str
+    full_name: str
+
+
+@dataclass(frozen=True, slots=True)
 class UserAuthorization:
     user_id: str
     is_active: bool
@@ -44,6 +54,8 @@ class UserAuthorization:
     permissions: tuple[str, ...]
     # When the password last changed (None: never, or a users that does not say yet).
     credentials_changed_at: datetime | None = None
+    # None from a users that does not say yet.
+    contact: Contact | None = None
 
 
 def _moment(value: Any) -> datetime | None:
@@ -61,6 +73,14 @@ def _strings(value: Any) -> tuple[str, ...]:
     if not isinstance(value, list) or not all(isinstance(item, str) for item in value):
         raise ValueError("expected a list of strings")
     return tuple(value)
+
+
+def _contact(body: dict[str, Any]) -> Contact | None:
+    values = [body.get(name) for name in ("username", "email", "full_name")]
+    if not all(isinstance(value, str) and value for value in values):
+        return None
+    username, email, full_name = (str(value) for value in values)
+    return Contact(str(body["user_id"]), username, email, full_name)
 
 
 class UsersClient:
@@ -138,6 +158,7 @@ class UsersClient:
                 roles=_strings(body["roles"]),
                 permissions=_strings(body["permissions"]),
                 credentials_changed_at=_moment(body.get("credentials_changed_at")),
+                contact=_contact(body),
             )
         except (httpx.HTTPStatusError, ValueError, KeyError, TypeError) as exc:
             logger.warning("unexpected answer from users: %s", response.status_code)

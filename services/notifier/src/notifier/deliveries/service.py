@@ -1,4 +1,5 @@
-"""The account emails (welcome, password reset link, password changed), idempotent on the event id.
+"""The account emails (welcome, password reset link, password changed, the MFA notices),
+idempotent on the event id.
 
 Crash safety (at most once): the delivery record is committed as "sending" *before* the SMTP
 send, and marked "sent" after it. A redelivery that finds "sent" does nothing; one that finds
@@ -34,13 +35,20 @@ from notifier.deliveries.batching import GroupCommit
 from notifier.deliveries.models import DeliveryStatus
 from notifier.deliveries.repository import Claim, DeliveryRepository, Outcome
 from notifier.mail.messages import (
+    MFA_NOTICES,
     MailSender,
     OutgoingEmail,
+    mfa_notice_email,
     password_changed_email,
     password_reset_email,
     welcome_email,
 )
-from notifier.mail.schemas import PasswordReset, PasswordResetRequested, UserRegistered
+from notifier.mail.schemas import (
+    MfaNotice,
+    PasswordReset,
+    PasswordResetRequested,
+    UserRegistered,
+)
 from notifier.mail.transports import MailTransport
 from notifier.metrics import EMAILS_FAILED, EMAILS_SENT
 
@@ -89,6 +97,7 @@ class AccountEmailService:
             "user.registered": self._welcome,
             "user.password_reset_requested": self._reset_link,
             "user.password_reset": self._password_changed,
+            **dict.fromkeys(MFA_NOTICES, self._mfa_notice),
         }
 
     def _welcome(self, envelope: Envelope) -> Prepared:
@@ -113,6 +122,16 @@ class AccountEmailService:
             PASSWORD_CHANGED,
             event.email,
             lambda: password_changed_email(event, self.sender),
+        )
+
+    def _mfa_notice(self, envelope: Envelope) -> Prepared:
+        event = MfaNotice.model_validate({**envelope.data, "event_id": envelope.id})
+        kind = MFA_NOTICES[envelope.type][0]
+        return Prepared(
+            event.event_id,
+            kind,
+            event.email,
+            lambda: mfa_notice_email(envelope.type, event, self.sender),
         )
 
     async def handle(self, envelope: Envelope) -> None:

@@ -24,7 +24,12 @@ from urllib.parse import urlencode
 
 from jinja2 import Environment, PackageLoader, StrictUndefined, select_autoescape
 
-from notifier.mail.schemas import PasswordReset, PasswordResetRequested, UserRegistered
+from notifier.mail.schemas import (
+    MfaNotice,
+    PasswordReset,
+    PasswordResetRequested,
+    UserRegistered,
+)
 
 _templates = Environment(
     loader=PackageLoader("notifier.mail", "templates"),
@@ -40,6 +45,19 @@ _RESET_TEXT = _templates.get_template("password_reset.txt.j2")
 _RESET_HTML = _templates.get_template("password_reset.html.j2")
 _CHANGED_TEXT = _templates.get_template("password_changed.txt.j2")
 _CHANGED_HTML = _templates.get_template("password_changed.html.j2")
+# The MFA notices: the template's name (= the email's kind) and its subject, by event type.
+MFA_NOTICES = {
+    "user.mfa_enabled": ("mfa_enabled", "Two-step sign-in is on for your Gatehouse account"),
+    "user.mfa_disabled": ("mfa_disabled", "Two-step sign-in is off for your Gatehouse account"),
+    "user.mfa_recovery_code_used": (
+        "mfa_recovery_code_used",
+        "A recovery code was used to sign in to your Gatehouse account",
+    ),
+}
+_MFA_TEMPLATES = {
+    kind: (_templates.get_template(f"{kind}.txt.j2"), _templates.get_template(f"{kind}.html.j2"))
+    for kind, _ in MFA_NOTICES.values()
+}
 WELCOME_SUBJECT = "Welcome to Gatehouse"
 RESET_SUBJECT = "Reset your Gatehouse password"
 CHANGED_SUBJECT = "Your Gatehouse password was changed"
@@ -203,4 +221,24 @@ def password_changed_email(event: PasswordReset, sender: MailSender) -> Outgoing
         subject=CHANGED_SUBJECT,
         text=_CHANGED_TEXT.render(context),
         html=_CHANGED_HTML.render(context),
+    )
+
+
+def mfa_notice_email(event_type: str, event: MfaNotice, sender: MailSender) -> OutgoingEmail:
+    kind, subject = MFA_NOTICES[event_type]
+    text, html = _MFA_TEMPLATES[kind]
+    context = {
+        "full_name": event.full_name,
+        "username": event.username,
+        "recovery_codes_left": event.recovery_codes_left,
+    }
+    return compose(
+        event_id=event.event_id,
+        kind=kind,
+        sender=sender,
+        recipient_name=event.full_name,
+        recipient=event.email,
+        subject=subject,
+        text=text.render(context),
+        html=html.render(context),
     )

@@ -44,3 +44,18 @@ class PasswordReset(BaseModel):
     email: EmailStr
     username: str = Field(min_length=1, max_length=50)
     full_name: str = Field(min_length=1, max_length=100)
+
+
+class MfaNotice(BaseModel):
+    """`user.mfa_enabled`, `user.mfa_disabled` and `user.mfa_recovery_code_used` data (API.md
+    §12), from auth's outbox: the notice goes to the account's address."""
+
+    model_config = ConfigDict(extra="ignore", frozen=True)
+
+    event_id: uuid.UUID
+    user_id: uuid.UUID
+    email: EmailStr
+    username: str = Field(min_length=1, max_length=50)
+    full_name: str = Field(min_length=1, max_length=100)
+    # Only in `user.mfa_recovery_code_used`.
+    recovery_codes_left: int = Field(default=0, ge=0, le=100)

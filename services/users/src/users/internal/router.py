@@ -30,6 +30,10 @@ class Credentials(BaseModel):
 
 class Authorization(BaseModel):
     user_id: uuid.UUID
+    # Who to write to: auth's own notices (MFA on or off, a recovery code used) go to the account.
+    username: str
+    email: str
+    full_name: str
     is_active: bool
     roles: list[str]
     permissions: list[str]
@@ -39,8 +43,7 @@ class Authorization(BaseModel):
 
 
 class VerifiedUser(Authorization):
-    username: str
-    email: str
+    pass
 
 
 @router.post("/credentials/verify", response_model=VerifiedUser)
@@ -53,6 +56,7 @@ async def verify_credentials(
         user_id=user.id,
         username=user.username,
         email=user.email,
+        full_name=user.full_name,
         is_active=user.is_active,
         roles=user.role_names,
         permissions=user.permission_names,
@@ -68,6 +72,9 @@ async def authorization(user_id: uuid.UUID, _caller: Authorizer, db: DbDep) -> A
         raise NotFound("No such user.")
     return Authorization(
         user_id=user.id,
+        username=user.username,
+        email=user.email,
+        full_name=user.full_name,
         is_active=user.is_active,
         roles=user.role_names,
         permissions=user.permission_names,
