@@ -1,14 +1,14 @@
 """mfa_totp, mfa_recovery_codes, mfa_tickets (API.md §9) and auth's outbox (the MFA notices)
 
 Revision ID: 2026_12_03_mfa
-Revises: 2026_12_02_session_auth
+Revises: 2026_12_02_session_devices
 """
 
 import sqlalchemy as sa
 from alembic import op
 
 revision = "2026_12_03_mfa"
-down_revision = "2026_12_02_session_auth"
+down_revision = "2026_12_02_session_devices"
 branch_labels = None
 depends_on = None
 

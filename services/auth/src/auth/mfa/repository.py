@@ -23,9 +23,7 @@ async def totp_of(db: AsyncSession, user_id: str) -> TotpCredential | None:
     return await db.get(TotpCredential, user_id, populate_existing=True)
 
 
-async def save_pending_secret(
-    db: AsyncSession, user_id: str, sealed: bytes, now: datetime
-) -> None:
+async def save_pending_secret(db: AsyncSession, user_id: str, sealed: bytes, now: datetime) -> None:
     credential = await totp_of(db, user_id)
     if credential is None:
         db.add(TotpCredential(user_id=user_id, pending_secret=sealed, pending_since=now))

@@ -116,9 +116,7 @@ class SecondFactors:
         label = contact.username if contact is not None else user_id
         secret = new_totp_secret()
         now = self.clock()
-        await repository.save_pending_secret(
-            self.db, user_id, self.box.seal(secret, user_id), now
-        )
+        await repository.save_pending_secret(self.db, user_id, self.box.seal(secret, user_id), now)
         uri = pyotp.TOTP(secret).provisioning_uri(name=label, issuer_name=self.settings.mfa_issuer)
         audit("mfa.enrolment_started", user_id=user_id, client_ip=self.client_ip)
         return TotpEnrolment(secret=secret, otpauth_uri=uri)
@@ -214,9 +212,7 @@ class SecondFactors:
         one `SecondFactorRefused` (the attempt it spent is committed)."""
         now = self.clock()
         token_hash = ticket_hash(mfa_token)
-        attempt = await repository.spend_ticket_attempt(
-            self.db, token_hash, now, TICKET_ATTEMPTS
-        )
+        attempt = await repository.spend_ticket_attempt(self.db, token_hash, now, TICKET_ATTEMPTS)
         if attempt is None:
             audit("mfa.failed", client_ip=self.client_ip, reason="ticket", level=logging.WARNING)
             raise SecondFactorRefused()
