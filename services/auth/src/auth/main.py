@@ -32,9 +32,9 @@ from auth.mfa.router import router as mfa_router
 from auth.models import OutboxEvent
 from auth.oauth.discovery import router as discovery_router
 from auth.oauth.errors import OAuthError, oauth_error_handler
-from auth.oauth.inspection import TokenInspector
 from auth.oauth.introspection import router as introspection_router
 from auth.oauth.router import router as oauth_router
+from auth.oauth.token_status import TokenInspector
 from auth.revocation.service import MarkerRestorer, watch_markers
 from auth.sessions.router import router as sessions_router
 from auth.settings import AuthSettings

@@ -13,7 +13,7 @@ from starlette.responses import JSONResponse
 from auth.clients.service import authenticate_client
 from auth.oauth.errors import NO_STORE, OAuthError
 from auth.oauth.forms import OAuthForm, presented_client, read_form
-from auth.oauth.inspection import INACTIVE, TokenInspector, introspect_refresh_token
+from auth.oauth.token_status import INACTIVE, TokenInspector, introspect_refresh_token
 
 router = APIRouter(prefix="/internal/v1", tags=["internal"])
 

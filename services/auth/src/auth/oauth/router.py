@@ -12,7 +12,6 @@ from starlette.responses import JSONResponse
 from auth.clients.service import ClientPolicy, authenticate_client
 from auth.oauth.errors import NO_STORE, OAuthError, invalid_client, invalid_request
 from auth.oauth.forms import OAuthForm, presented_client, read_form, unsupported
-from auth.oauth.inspection import TokenInspector
 from auth.oauth.schemas import (
     ClientCredentialsGrant,
     RefreshTokenGrant,
@@ -22,6 +21,7 @@ from auth.oauth.schemas import (
     form_body,
     oauth_errors,
 )
+from auth.oauth.token_status import TokenInspector
 from auth.sessions.dependencies import SessionServiceDep
 from auth.sessions.exceptions import RefreshRefused
 from auth.sessions.schemas import TokenPair

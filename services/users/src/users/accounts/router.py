@@ -44,7 +44,8 @@ Reader = Annotated[Principal, Depends(require_permission(READ_PERMISSION))]
 RecentManager = Annotated[Principal, Depends(require_recent_authentication(MANAGE_PERMISSION))]
 
 
-def read(user: object) -> UserRead:
+def to_user_read(user: object) -> UserRead:
+    """The API view of a `User` row: never its password hash (UserRead has no such field)."""
     return UserRead.model_validate(user)
 
 
@@ -56,7 +57,7 @@ def read(user: object) -> UserRead:
 )
 async def register(data: UserCreate, db: DbDep, hasher: Hasher) -> UserRead:
     """Create an account with the `user` role; a welcome email follows."""
-    return read(await service.register(db, hasher, data))
+    return to_user_read(await service.register(db, hasher, data))
 
 
 @router.get("/me", response_model=UserRead, responses=problem_responses(401))
@@ -76,7 +77,7 @@ async def update_me(
     `email` needs a recent login (401 `insufficient_user_authentication` otherwise)."""
     if "email" in changes.model_fields_set:
         ensure_recent_authentication(request, principal)
-    return read(await service.update_profile(db, me, changes))
+    return to_user_read(await service.update_profile(db, me, changes))
 
 
 @router.put(
@@ -126,7 +127,7 @@ async def list_users(
     users, total = await repository.page(
         db, limit=limit, offset=offset, after=after, is_active=is_active, role=role
     )
-    items = [read(user) for user in users]
+    items = [to_user_read(user) for user in users]
     next_cursor = encode_cursor(items[-1]) if len(items) == limit else None
     return UserPage(
         items=items,
@@ -161,7 +162,7 @@ async def export_users(_reader: Reader, request: Request) -> StreamingResponse:
 async def read_user(user_id: uuid.UUID, principal: CurrentPrincipal, db: DbDep) -> UserRead:
     """Yourself, or anyone with `users:read`; any other id is a 404. A deactivated account is
     still readable (`is_active: false`): DELETE deactivates, it does not erase."""
-    return read(await visible_user(db, principal, user_id))
+    return to_user_read(await visible_user(db, principal, user_id))
 
 
 @router.put(
@@ -174,7 +175,7 @@ async def set_roles(
 ) -> UserRead:
     """Replace the user's roles (needs a recent login); takes effect at their next refresh."""
     user = await visible_user(db, principal, user_id, manage=True)
-    return read(await service.set_roles(db, user, update.roles))
+    return to_user_read(await service.set_roles(db, user, update.roles))
 
 
 @router.delete(
