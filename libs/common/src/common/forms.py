@@ -30,6 +30,8 @@ LOGIN_FIELDS = frozenset(
 )
 # A login form is a name, a password and a few short fields.
 LOGIN_FORM_BYTES = 16 * 1024
+# The second login step's JSON body is a ticket and a code: far less than this.
+MFA_LOGIN_BYTES = 4 * 1024
 
 _BAD_ESCAPE = re.compile(rb"%(?![0-9A-Fa-f]{2})")
 

@@ -4,19 +4,30 @@ exactly as the service behind will read it, or a refusal.
 The login form and the token endpoint's form go through `common.forms.parse_form`, the reader
 auth's login route uses too; the name is `common.identity.canonical_name`, the form users matches
 accounts by. A body the reader refuses is refused here (4xx) and never forwarded: what auth
-would read differently from the gateway cannot reach it. The reset link request's JSON body is
-read strictly (`recovery_address`): one object, each key once, `email` a string.
+would read differently from the gateway cannot reach it. The JSON bodies — the reset link
+request's `email`, the second login step's `mfa_token` — are read with
+`common.forms.parse_json_object` (one object, each key once, UTF-8), the reader auth's second
+step uses too.
+
+The second step names no account, only a ticket: its `mfa_token` is `<user id>.<random>`, and the
+limits count the user id part, read without a lookup. auth stores only the hash of the whole
+token, so a ticket with another user's id in front is unknown there: a forged prefix spends the
+forger's own key and checks no code.
 """
 
 from __future__ import annotations
 
 import base64
 import binascii
-import json
-from typing import Any
 from urllib.parse import unquote
 
-from common.forms import LOGIN_FORM_BYTES, FormRefused, parse_form
+from common.forms import (
+    LOGIN_FORM_BYTES,
+    MFA_LOGIN_BYTES,
+    FormRefused,
+    parse_form,
+    parse_json_object,
+)
 from common.identity import canonical_name
 
 from gateway.problems import Refused
@@ -51,6 +62,8 @@ def login_keys(
         return None, address
     if counted is Counted.RECOVERY:
         return f"{address}:r:{recovery_address(body, content_type)}", None
+    if counted is Counted.MFA:
+        return f"{address}:m:{mfa_account(body, content_type)}", address
     try:
         if counted is Counted.FORM:
             form = parse_form(body, content_type)
@@ -89,30 +102,33 @@ def client_id(form: dict[str, str], authorization: bytes | None) -> str:
     return form.get("client_id", "")[:MAX_NAME]
 
 
-def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
-    keys = [key for key, _ in pairs]
-    if len(set(keys)) != len(keys):
-        raise ValueError("a key is repeated")
-    return dict(pairs)
-
-
-def _unprocessable(detail: str) -> Refused:
-    return Refused(422, TITLES[422], detail)
+def _not_a_string(field: str) -> Refused:
+    detail = f"`{field}` must be a string."
+    return Refused(422, TITLES[422], detail, errors=({"field": field, "message": detail},))
 
 
 def recovery_address(body: bytes, content_type: bytes | None) -> str:
     """The canonical `email` of a reset link request's JSON body (users reads the same body with
     Pydantic: the last of repeated keys would win there, so a repeated key is refused here)."""
-    media = (content_type or b"").split(b";", 1)[0].strip().lower()
-    if media != b"application/json":
-        raise Refused(415, TITLES[415], "The body must be application/json.")
     try:
-        document = json.loads(body, object_pairs_hook=_unique_keys)
-    except (ValueError, RecursionError):  # not JSON, not UTF-8, a repeated key, too deep
-        raise _unprocessable("The body must be one JSON object, each key once.") from None
-    if not isinstance(document, dict):
-        raise _unprocessable("The body must be one JSON object, each key once.")
+        document = parse_json_object(body, content_type)
+    except FormRefused as refused:
+        raise refusal(refused) from None
     email = document.get("email")
     if not isinstance(email, str):
-        raise _unprocessable("`email` must be a string.")
+        raise _not_a_string("email")
     return canonical_name(email)[:MAX_NAME]
+
+
+def mfa_account(body: bytes, content_type: bytes | None) -> str:
+    """The account of a second login step: the part of its `mfa_token` before the first `.`,
+    read from the body exactly as auth reads it (`parse_json_object`, at most
+    `MFA_LOGIN_BYTES`)."""
+    try:
+        document = parse_json_object(body, content_type, max_bytes=MFA_LOGIN_BYTES)
+    except FormRefused as refused:
+        raise refusal(refused) from None
+    token = document.get("mfa_token")
+    if not isinstance(token, str):
+        raise _not_a_string("mfa_token")
+    return token.partition(".")[0][:MAX_NAME]

@@ -27,6 +27,7 @@ class Counted(Enum):
     SUBJECT = "subject"  # a bearer route that checks a password: client IP + the token's `sub`
     ADDRESS = "address"  # client IP alone (the account is not in the request)
     RECOVERY = "recovery"  # the recovery limit: client IP + the JSON body's canonical `email`
+    MFA = "mfa"  # the second login step: client IP + the account its `mfa_token` names
 
 
 @dataclass(frozen=True, slots=True)
@@ -41,10 +42,8 @@ class Route:
 _EXACT: dict[tuple[str, str], Route] = {
     ("POST", "/api/v1/users/"): Route("users.register", "users", Access.PUBLIC),
     ("POST", "/api/v1/auth/login"): Route("auth.login", "auth", Access.LOGIN, Counted.FORM),
-    # The second factor's body names no account (an opaque mfa_token): per client IP only.
-    ("POST", "/api/v1/auth/login/mfa"): Route(
-        "auth.login_mfa", "auth", Access.PUBLIC, Counted.ADDRESS
-    ),
+    # The second factor: its mfa_token names the account (`<user id>.<random>`, gateway.logins).
+    ("POST", "/api/v1/auth/login/mfa"): Route("auth.login_mfa", "auth", Access.LOGIN, Counted.MFA),
     ("POST", "/api/v1/auth/refresh"): Route("auth.refresh", "auth", Access.PUBLIC),
     ("POST", "/api/v1/auth/token"): Route("auth.token", "auth", Access.LOGIN, Counted.TOKEN),
     ("POST", "/api/v1/auth/revoke"): Route("auth.revoke", "auth", Access.PUBLIC),

@@ -6,16 +6,13 @@ from typing import Annotated
 
 from common.db import DbDep
 from common.errors import ValidationFailed
-from common.forms import FormRefused, parse_json_object
+from common.forms import MFA_LOGIN_BYTES, FormRefused, parse_json_object
 from fastapi import Depends, Request
 from pydantic import ValidationError
 
 from auth.mfa.schemas import MfaLogin
 from auth.mfa.service import SecondFactors
 from auth.sessions.dependencies import FormNotAccepted, client_ip
-
-# The second step's body is a token and a code: far less than this.
-MFA_LOGIN_BYTES = 4 * 1024
 
 
 async def second_factors(request: Request, db: DbDep) -> SecondFactors:
