@@ -10,8 +10,11 @@ from redis.asyncio import Redis
 
 from .support import (
     MIGRATIONS,
+    OIDC_ISSUER,
     REDIS_URL,
     AuthHarness,
+    Browser,
+    browser_of,
     running_auth,
 )
 from .users_double import Account
@@ -30,6 +33,34 @@ async def _session_harness(database_url: str) -> AsyncIterator[AuthHarness]:
     await redis.aclose()
     async with running_auth(database_url) as harness:
         yield harness
+
+
+@pytest.fixture(scope="session")
+async def _oidc_harness(
+    _session_harness: AuthHarness, database_url: str
+) -> AsyncIterator[AuthHarness]:
+    async with running_auth(database_url, issuer=OIDC_ISSUER, base_url=OIDC_ISSUER) as harness:
+        yield harness
+
+
+@pytest.fixture
+def oidc(_oidc_harness: AuthHarness) -> Iterator[AuthHarness]:
+    """auth with an HTTPS issuer, for the OpenID Connect provider's tests (and pages)."""
+    yield _oidc_harness
+    _oidc_harness.clock.offset = timedelta()
+    _oidc_harness.users.down = False
+
+
+@pytest.fixture
+def member(oidc: AuthHarness) -> Account:
+    """An account of the OpenID Connect harness's users double."""
+    return oidc.users.add()
+
+
+@pytest.fixture
+async def browser(oidc: AuthHarness) -> AsyncIterator[Browser]:
+    async with browser_of(oidc) as opened:
+        yield opened
 
 
 @pytest.fixture

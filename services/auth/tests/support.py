@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import hashlib
 import json
+import secrets
 import time
 from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
@@ -13,6 +15,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
+from urllib.parse import parse_qsl, urlencode, urlsplit
 
 import httpx
 import jwt
@@ -24,7 +27,7 @@ from auth.settings import AuthSettings
 from common.broker import Broker
 from common.events import Envelope
 from common.revocation import EPOCH_KEY
-from common.testing import AUDIENCE, ISSUER, redis_url
+from common.testing import AUDIENCE, ISSUER, html_forms, redis_url
 from fastapi import FastAPI
 from redis.asyncio import Redis
 
@@ -93,7 +96,11 @@ class AuthHarness:
 
 @asynccontextmanager
 async def running_auth(
-    database_url: str, *, broker: Broker | None = None, **overrides: Any
+    database_url: str,
+    *,
+    broker: Broker | None = None,
+    base_url: str = "http://auth.test",
+    **overrides: Any,
 ) -> AsyncIterator[AuthHarness]:
     """auth on `database_url` with a users double behind an ASGI transport."""
     settings = auth_settings(database_url, **overrides)
@@ -105,7 +112,7 @@ async def running_auth(
         document: Mapping[str, Any] = holder["auth"].state.key_ring.jwks
         return document
 
-    users_app = build_users_app(users, jwks, ISSUER)
+    users_app = build_users_app(users, jwks, settings.issuer)
     app = create_app(
         settings,
         users_transport=httpx.ASGITransport(app=users_app),
@@ -116,7 +123,7 @@ async def running_auth(
     redis = Redis.from_url(settings.redis_url or REDIS_URL)
     async with LifespanManager(app):
         transport = httpx.ASGITransport(app=app)
-        async with httpx.AsyncClient(transport=transport, base_url="http://auth.test") as client:
+        async with httpx.AsyncClient(transport=transport, base_url=base_url) as client:
             yield AuthHarness(app, client, users, clock, settings, redis)
     await redis.aclose()
 
@@ -231,3 +238,98 @@ async def password_step(client: httpx.AsyncClient, account: Account) -> str:
     assert body["type"].endswith("/mfa-required"), body
     token: str = body["mfa_token"]
     return token
+
+
+# The OpenID Connect provider's tests run auth with an HTTPS issuer, as in production: the pages
+# then set the `__Host-` sign-on cookie (Secure), which httpx sends back over https only.
+OIDC_ISSUER = "https://gatehouse.test"
+CALLBACK = "http://127.0.0.1:8765/callback"
+AUTHORIZE = "/api/v1/auth/authorize"
+
+
+@dataclass
+class Browser:
+    """A browser without JavaScript: its own cookie jar, follows no redirect by itself, submits
+    a page's form with its hidden fields."""
+
+    client: httpx.AsyncClient
+
+    async def open(self, url: str) -> httpx.Response:
+        return await self.client.get(url)
+
+    async def submit(
+        self, page: httpx.Response, fields: Mapping[str, str] | None = None, *, button: str = ""
+    ) -> httpx.Response:
+        forms = html_forms(page.text)
+        assert len(forms) == 1, page.text
+        form = forms[0]
+        assert form.method == "post"
+        data = {**form.hidden, **(fields or {})}
+        if button:
+            name, value = next(b for b in form.buttons if b[1] == button)
+            data[name] = value
+        return await self.client.post(form.action, data=data)
+
+
+@asynccontextmanager
+async def browser_of(auth: AuthHarness) -> AsyncIterator[Browser]:
+    transport = httpx.ASGITransport(app=auth.app)
+    async with httpx.AsyncClient(transport=transport, base_url=auth.settings.issuer) as client:
+        yield Browser(client)
+
+
+def query_of(location: str) -> dict[str, str]:
+    parts = urlsplit(location)
+    return dict(parse_qsl(parts.query, keep_blank_values=True))
+
+
+def pkce_pair() -> tuple[str, str]:
+    verifier = secrets.token_urlsafe(48)
+    digest = hashlib.sha256(verifier.encode()).digest()
+    return verifier, base64.urlsafe_b64encode(digest).rstrip(b"=").decode()
+
+
+def authorize_url(client_id: str, challenge: str, **extra: str) -> str:
+    parameters = {
+        "response_type": "code",
+        "client_id": client_id,
+        "redirect_uri": CALLBACK,
+        "scope": "openid profile email",
+        "state": "st-" + secrets.token_hex(4),
+        "nonce": "n-" + secrets.token_hex(4),
+        "code_challenge": challenge,
+        "code_challenge_method": "S256",
+        **extra,
+    }
+    return f"{AUTHORIZE}?{urlencode({k: v for k, v in parameters.items() if v is not None})}"
+
+
+async def sign_in_for_code(
+    auth: AuthHarness, browser: Browser, account: Account, url: str
+) -> dict[str, str]:
+    """Sign in on the page (and allow, if asked): the redirect's query parameters."""
+    page = await browser.open(url)
+    assert page.status_code == 200, page.text
+    answer = await browser.submit(
+        page, {"username": account.username, "password": account.password}
+    )
+    if answer.status_code == 200 and "Allow" in answer.text:
+        answer = await browser.submit(answer, button="allow")
+    assert answer.status_code == 303, answer.text
+    location = answer.headers["location"]
+    assert location.startswith(CALLBACK + "?")
+    return query_of(location)
+
+
+async def redeem(
+    auth: AuthHarness, client_id: str, code: str, verifier: str, **extra: str
+) -> httpx.Response:
+    data = {
+        "grant_type": "authorization_code",
+        "code": code,
+        "redirect_uri": CALLBACK,
+        "code_verifier": verifier,
+        "client_id": client_id,
+        **extra,
+    }
+    return await auth.client.post("/api/v1/auth/token", data={k: v for k, v in data.items() if v})

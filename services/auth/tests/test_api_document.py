@@ -24,6 +24,7 @@ def test_token_and_revocation_declare_their_forms() -> None:
     document = create_app(auth_settings("sqlite+aiosqlite://")).openapi()
     grants = form_schema(document, "/api/v1/auth/token")["oneOf"]
     assert [g["properties"]["grant_type"]["const"] for g in grants] == [
+        "authorization_code",
         "refresh_token",
         "client_credentials",
     ]

@@ -85,9 +85,33 @@ async def test_discovery_document(auth: AuthHarness) -> None:
     assert body["token_endpoint"] == f"{ISSUER}/api/v1/auth/token"
     assert body["revocation_endpoint"] == f"{ISSUER}/api/v1/auth/revoke"
     assert body["introspection_endpoint"].endswith("/internal/v1/introspect")
-    assert set(body["grant_types_supported"]) == {"refresh_token", "client_credentials"}
+    assert set(body["grant_types_supported"]) == {
+        "authorization_code",
+        "refresh_token",
+        "client_credentials",
+    }
     assert "client_secret_basic" in body["token_endpoint_auth_methods_supported"]
     assert body["id_token_signing_alg_values_supported"] == ["RS256"]
+    # API.md §13: the OpenID Connect provider's fields.
+    assert body["authorization_endpoint"] == f"{ISSUER}/api/v1/auth/authorize"
+    assert body["userinfo_endpoint"] == f"{ISSUER}/api/v1/auth/userinfo"
+    assert body["end_session_endpoint"] == f"{ISSUER}/api/v1/auth/end-session"
+    assert body["response_types_supported"] == ["code"]
+    assert body["code_challenge_methods_supported"] == ["S256"]
+    assert body["subject_types_supported"] == ["public"]
+    assert body["authorization_response_iss_parameter_supported"] is True
+    assert {"openid", "profile", "email", "users:read"} <= set(body["scopes_supported"])
+    assert {
+        "sub",
+        "auth_time",
+        "nonce",
+        "amr",
+        "at_hash",
+        "email",
+        "email_verified",
+        "preferred_username",
+        "name",
+    } <= set(body["claims_supported"])
 
 
 @pytest.fixture

@@ -197,9 +197,15 @@ def basic(raw: str) -> dict[str, str]:
             "unsupported_grant_type",
         ),
         (
-            {"data": {"grant_type": "authorization_code", "code": "c"}},
+            {"data": {"grant_type": "urn:ietf:params:oauth:grant-type:device_code"}},
             400,
             "unsupported_grant_type",
+        ),
+        # authorization_code (API.md §13) names its client: none named is invalid_client
+        (
+            {"data": {"grant_type": "authorization_code", "code": "c"}},
+            401,
+            "invalid_client",
         ),
         # invalid_scope
         (

@@ -34,6 +34,7 @@ class Account:
     is_active: bool = True
     credentials_changed_at: datetime | None = None
     full_name: str = "Test Person"
+    email_verified: bool = False
 
     def permissions(self) -> list[str]:
         return sorted({p for role in self.roles for p in PERMISSIONS.get(role, [])})
@@ -167,6 +168,7 @@ def build_users_app(
                 if account.credentials_changed_at is not None
                 else None
             ),
+            "email_verified": account.email_verified,
         }
 
     return app

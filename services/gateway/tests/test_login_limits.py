@@ -214,3 +214,38 @@ async def test_refresh_grants_are_not_logins(make_gateway: GatewayFactory) -> No
     refresh = {"grant_type": "refresh_token", "refresh_token": "r"}
     statuses = [(await gateway.post(TOKEN, data=refresh)).status_code for _ in range(3)]
     assert statuses == [200, 200, 200]
+
+
+SIGN_IN = "/api/v1/auth/authorize?client_id=oc-x&response_type=code"
+
+
+async def test_the_hosted_sign_in_page_counts_under_the_login_limits(
+    make_gateway: GatewayFactory, upstreams: dict[str, Served]
+) -> None:
+    """The sign-in page posts a password (API.md §13): the same per-account limit as the login
+    form, read with the page's own field names (the CSRF token among them)."""
+    gateway = await make_gateway(gateway_login_rate_limit="2/hour")
+    name = "ada" + unique_id()[:8]
+    page_form = {"username": name, "password": "x", "csrf_token": "1.t"}
+    first = await gateway.post(SIGN_IN, data=page_form)
+    assert first.status_code == 200
+    assert first.json()["query"] == "client_id=oc-x&response_type=code"  # passed on as sent
+    assert (
+        await gateway.post(SIGN_IN, data={**page_form, "username": name.upper()})
+    ).status_code == 200
+    limited = await gateway.post(LOGIN, data={"username": name, "password": "x"})
+    assert limited.status_code == 429
+
+
+async def test_a_sign_in_form_it_cannot_read_as_auth_does_is_refused(
+    make_gateway: GatewayFactory, upstreams: dict[str, Served]
+) -> None:
+    gateway = await make_gateway()
+    before = upstreams["auth"].app.state.calls
+    for body in (
+        "username=decoy&username=victim&password=x&csrf_token=1",
+        "username=victim&password=x&csrf_token=1&grant_type=password",
+    ):
+        response = await gateway.post(SIGN_IN, content=body, headers=FORM)
+        assert response.status_code == 422, response.text
+    assert upstreams["auth"].app.state.calls == before

@@ -65,3 +65,16 @@ def test_the_session_routes_need_a_token_checked_here(method: str, path: str) ->
     route = routes.match(method, path)
     assert route is not None
     assert (route.upstream, route.access) == ("auth", Access.BEARER)
+
+
+def test_userinfo_is_a_bearer_route_and_the_sign_in_post_is_counted() -> None:
+    userinfo = routes.match("GET", "/api/v1/auth/userinfo")
+    assert userinfo is not None
+    assert userinfo.access is Access.BEARER
+    sign_in = routes.match("POST", "/api/v1/auth/authorize")
+    assert sign_in is not None
+    assert sign_in.access is Access.LOGIN
+    assert sign_in.counted is routes.Counted.SIGN_IN
+    page = routes.match("GET", "/api/v1/auth/authorize")
+    assert page is not None
+    assert page.access is Access.PUBLIC

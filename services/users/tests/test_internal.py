@@ -108,6 +108,7 @@ async def test_authorization_reports_current_roles(users: UsersHarness) -> None:
         "roles": ["admin", "user"],
         "permissions": ["clients:manage", "users:manage", "users:read"],
         "credentials_changed_at": None,
+        "email_verified": False,
     }
     missing = await users.client.get(
         f"/internal/v1/users/{uuid.uuid4()}/authorization", headers=headers

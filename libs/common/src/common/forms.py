@@ -28,6 +28,9 @@ JSON_TYPE = "application/json"
 LOGIN_FIELDS = frozenset(
     {"grant_type", "username", "password", "scope", "client_id", "client_secret"}
 )
+# The hosted sign-in page's form (auth, API.md §13): read by the gateway for the login limits as
+# auth reads it (common.pages' reader, with these names), so both count the same account.
+SIGN_IN_FIELDS = frozenset({"username", "password", "csrf_token"})
 # A login form is a name, a password and a few short fields.
 LOGIN_FORM_BYTES = 16 * 1024
 # The second login step's JSON body is a ticket and a code: far less than this.

@@ -28,6 +28,7 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from email import message_from_bytes, policy
 from email.message import EmailMessage
+from html.parser import HTMLParser
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -294,3 +295,38 @@ class SmtpSink:
         self.handler.hold = None
         self.handler.recipient_refusals = 0
         self.handler.recipient_refusal = "550 5.1.1 no such mailbox"
+
+
+@dataclass
+class HtmlForm:
+    """A form of a hosted page as a browser without JavaScript would submit it: where it posts
+    and the hidden fields it carries (the CSRF token among them)."""
+
+    action: str
+    method: str
+    hidden: dict[str, str]
+    buttons: list[tuple[str, str]]
+
+
+class _FormParser(HTMLParser):
+    def __init__(self) -> None:
+        super().__init__()
+        self.forms: list[HtmlForm] = []
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        values = {name: value or "" for name, value in attrs}
+        if tag == "form":
+            method = values.get("method", "get").lower()
+            self.forms.append(HtmlForm(values.get("action", ""), method, {}, []))
+        elif self.forms and tag == "input" and values.get("type") == "hidden":
+            self.forms[-1].hidden[values.get("name", "")] = values.get("value", "")
+        elif self.forms and tag == "button" and "name" in values:
+            self.forms[-1].buttons.append((values["name"], values.get("value", "")))
+
+
+def html_forms(page: str) -> list[HtmlForm]:
+    """The forms of an HTML page (entities in attributes decoded, as a browser reads them)."""
+    parser = _FormParser()
+    parser.feed(page)
+    parser.close()
+    return parser.forms

@@ -8,6 +8,7 @@ import contextlib
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from pathlib import Path
 
 import httpx
 from common.app import create_service_app
@@ -15,6 +16,7 @@ from common.broker import Broker
 from common.db import Database
 from common.embedded import Embedded, make_broker
 from common.outbox import OutboxRelay
+from common.pages import PageKit
 from common.redis import make_redis
 from common.tokens import TokenVerifier
 from fastapi import FastAPI
@@ -35,6 +37,9 @@ from auth.oauth.errors import OAuthError, oauth_error_handler
 from auth.oauth.introspection import router as introspection_router
 from auth.oauth.router import router as oauth_router
 from auth.oauth.token_status import TokenInspector
+from auth.oidc.logout import router as logout_router
+from auth.oidc.router import router as authorize_router
+from auth.oidc.userinfo import router as userinfo_router
 from auth.revocation.service import MarkerRestorer, watch_markers
 from auth.sessions.router import router as sessions_router
 from auth.settings import AuthSettings
@@ -44,6 +49,8 @@ from auth.upstream.users import USERS_AUDIENCE, UsersClient
 logger = logging.getLogger("gatehouse.auth")
 
 SERVICE_NAME = "auth"
+PAGE_TEMPLATES = Path(__file__).parent / "oidc" / "templates"
+STYLESHEET_PATH = "/api/v1/auth/static/pages.css"
 USERS_TIMEOUT = httpx.Timeout(5.0, connect=2.0)
 
 
@@ -104,6 +111,7 @@ def create_app(
             state.db = database
             state.redis = redis
             state.key_ring = ring
+            state.id_token_keys = jwks
             state.signer = signer
             state.users = UsersClient(http, signer, now)
             state.mfa_box = SecretBox(settings.mfa_encryption_key_bytes())
@@ -166,6 +174,9 @@ def create_app(
             mfa_router,
             oauth_router,
             clients_router,
+            authorize_router,
+            userinfo_router,
+            logout_router,
             introspection_router,
             internal_router,
             jwks_router,
@@ -174,4 +185,9 @@ def create_app(
         description="Signing keys, sessions, refresh tokens and service clients.",
     )
     app.add_exception_handler(OAuthError, oauth_error_handler)
+    # The hosted sign-in, consent and sign-out pages (API.md §13), on the kit the account pages
+    # use; the stylesheet under the /api/v1/auth/ prefix the gateway routes here.
+    kit = PageKit.for_service(settings, PAGE_TEMPLATES, stylesheet_path=STYLESHEET_PATH)
+    app.state.page_kit = kit
+    app.router.routes.append(kit.stylesheet_route())
     return app

@@ -40,6 +40,12 @@ class AuthSettings(ServiceSettings):
     # How often every replica checks that Redis still holds the revocation markers (one EXISTS of
     # the epoch key) and restores them from the database when it lost them.
     revocation_check_seconds: float = Field(default=1.0, gt=0, le=60)
+    # OpenID Connect (API.md §13): how long a browser's single sign-on at Gatehouse lasts (its
+    # cookie and the record behind it); an app may ask for a fresher sign-in with max_age.
+    sso_session_ttl: int = Field(default=DAY, ge=300, le=30 * DAY)
+    # Where the sign-in page's "forgot password" leads: {ACCOUNT_URL}/reset-password (API.md §8);
+    # unset, {ISSUER}/account.
+    account_url: str | None = None
 
     @model_validator(mode="after")
     def _check_key_encryption_key(self) -> Self:
@@ -57,6 +63,10 @@ class AuthSettings(ServiceSettings):
     def mfa_encryption_key_bytes(self) -> bytes:
         """The 32-byte key of the second factors' secrets, read as the KEK is."""
         return _aes_key("AUTH_MFA_ENCRYPTION_KEY", self.auth_mfa_encryption_key)
+
+    @property
+    def account_pages_url(self) -> str:
+        return (self.account_url or f"{self.issuer.rstrip('/')}/account").rstrip("/")
 
     @property
     def max_access_token_lifetime(self) -> int:

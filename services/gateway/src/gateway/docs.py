@@ -114,7 +114,9 @@ def merge(documents: dict[str, dict[str, Any]]) -> dict[str, Any]:
 
 # Routes whose body the gateway reads for a limit's key (gateway.logins): it refuses one it does
 # not read as the service does, 415 or 422.
-READ_BODIES = frozenset({Counted.FORM, Counted.TOKEN, Counted.RECOVERY, Counted.MFA})
+READ_BODIES = frozenset(
+    {Counted.FORM, Counted.SIGN_IN, Counted.TOKEN, Counted.RECOVERY, Counted.MFA}
+)
 
 
 def _with_gateway_answers(path: str, item: dict[str, Any]) -> dict[str, Any]:

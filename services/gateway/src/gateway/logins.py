@@ -24,6 +24,7 @@ from urllib.parse import unquote
 from common.forms import (
     LOGIN_FORM_BYTES,
     MFA_LOGIN_BYTES,
+    SIGN_IN_FIELDS,
     FormRefused,
     parse_form,
     parse_json_object,
@@ -67,6 +68,14 @@ def login_keys(
     try:
         if counted is Counted.FORM:
             form = parse_form(body, content_type)
+        elif counted is Counted.SIGN_IN:
+            form = parse_form(
+                body,
+                content_type,
+                fields=SIGN_IN_FIELDS,
+                max_fields=len(SIGN_IN_FIELDS),
+                max_bytes=LOGIN_FORM_BYTES,
+            )
         else:
             form = parse_form(
                 body,

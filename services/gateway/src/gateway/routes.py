@@ -23,6 +23,7 @@ class Counted(Enum):
 
     NONE = "none"
     FORM = "form"  # the login form: client IP + the canonical username, and client IP alone
+    SIGN_IN = "sign_in"  # the hosted sign-in page's form (API.md §13): counted as FORM
     TOKEN = "token"  # the token endpoint: password grants as FORM, client_credentials by client_id
     SUBJECT = "subject"  # a bearer route that checks a password: client IP + the token's `sub`
     ADDRESS = "address"  # client IP alone (the account is not in the request)
@@ -48,6 +49,12 @@ _EXACT: dict[tuple[str, str], Route] = {
     ("POST", "/api/v1/auth/token"): Route("auth.token", "auth", Access.LOGIN, Counted.TOKEN),
     ("POST", "/api/v1/auth/revoke"): Route("auth.revoke", "auth", Access.PUBLIC),
     ("POST", "/api/v1/auth/logout"): Route("auth.logout", "auth", Access.BEARER),
+    # The hosted sign-in page posts a password (API.md §13): the login limits count it as the
+    # login form. UserInfo is a bearer route (a revoked token is refused here).
+    ("POST", "/api/v1/auth/authorize"): Route(
+        "auth.sign_in", "auth", Access.LOGIN, Counted.SIGN_IN
+    ),
+    ("GET", "/api/v1/auth/userinfo"): Route("auth.userinfo", "auth", Access.BEARER),
     # The OpenID Connect client registry (API.md §13): a bearer route, so that a logged-out
     # admin's token is refused here from the next request on, as for every bearer route.
     ("GET", "/api/v1/auth/clients"): Route("auth.clients", "auth", Access.BEARER),

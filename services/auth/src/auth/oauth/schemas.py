@@ -10,7 +10,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from pydantic.json_schema import SkipJsonSchema
 
 from auth.oauth.forms import FORM_TYPE, MAX_NAME_LENGTH, MAX_PARAMETER_LENGTH, MAX_PARAMETERS
-from auth.sessions.schemas import MAX_REFRESH_TOKEN_LENGTH
+from auth.sessions.schemas import MAX_REFRESH_TOKEN_LENGTH, TokenPair
 
 # The gateway reads token requests whole, up to 16 KiB (they may be password grants): the bounds
 # keep a request of these fields within that, even percent-encoded. Other parameters are ignored,
@@ -49,13 +49,31 @@ def _optional(max_length: int, description: str) -> Any:
     )
 
 
+class AuthorizationCodeGrant(BaseModel):
+    """Redeem an OpenID Connect authorization code (API.md §13): PKCE `code_verifier`, the
+    `redirect_uri` of the request; a public client names itself with `client_id`, a confidential
+    one authenticates with HTTP Basic (or `client_id` + `client_secret` here)."""
+
+    model_config = ConfigDict(extra="forbid", title="authorization_code grant")
+
+    grant_type: Literal["authorization_code"]
+    code: str = Field(min_length=1, max_length=512)
+    redirect_uri: str = Field(min_length=1, max_length=2000)
+    code_verifier: str = Field(min_length=43, max_length=128, pattern=r"^[A-Za-z0-9._~-]+$")
+    client_id: str | SkipJsonSchema[None] = _optional(CLIENT_ID_LENGTH, "A public client's id.")
+    client_secret: str | SkipJsonSchema[None] = _optional(SECRET_LENGTH, "client_secret_post")
+
+
 class RefreshTokenGrant(BaseModel):
-    """Rotate a first-party refresh token: no client authentication."""
+    """Rotate a refresh token: a first-party one without client authentication; an OpenID
+    Connect client's only by that client (a confidential one authenticated)."""
 
     model_config = ConfigDict(extra="forbid", title="refresh_token grant")
 
     grant_type: Literal["refresh_token"]
     refresh_token: str = Field(min_length=1, max_length=MAX_REFRESH_TOKEN_LENGTH)
+    client_id: str | SkipJsonSchema[None] = _optional(CLIENT_ID_LENGTH, "A public client's id.")
+    client_secret: str | SkipJsonSchema[None] = _optional(SECRET_LENGTH, "client_secret_post")
 
 
 class ClientCredentialsGrant(BaseModel):
@@ -86,6 +104,14 @@ class RevocationRequest(BaseModel):
     token_type_hint: str | SkipJsonSchema[None] = _optional(
         MAX_PARAMETER_LENGTH, "`access_token` or `refresh_token`."
     )
+
+
+class OidcTokens(TokenPair):
+    """The answer to an `authorization_code` grant: a `TokenPair`, the ID token and the scope
+    granted."""
+
+    id_token: str
+    scope: str
 
 
 class ServiceToken(BaseModel):

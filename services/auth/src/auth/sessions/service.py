@@ -16,6 +16,8 @@ from redis.exceptions import RedisError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from auth.audit import audit
+from auth.clients import repository as clients_repository
+from auth.clients.schemas import OIDC_SCOPES
 from auth.clock import Clock, epoch
 from auth.mfa.crypto import SecretBox
 from auth.mfa.exceptions import MfaRequired, SecondFactorRefused
@@ -36,7 +38,7 @@ from auth.sessions.schemas import MAX_REFRESH_TOKEN_LENGTH, TokenPair
 from auth.sessions.tokens import hash_refresh_token, new_refresh_token
 from auth.settings import AuthSettings
 from auth.signing import FIRST_PARTY_CLIENT_ID, AccessTokenSigner, Authentication
-from auth.upstream.users import UnknownUser, UsersClient
+from auth.upstream.users import UnknownUser, UserAuthorization, UsersClient, VerifiedUser
 
 logger = logging.getLogger("gatehouse.auth.sessions")
 
@@ -44,6 +46,26 @@ logger = logging.getLogger("gatehouse.auth.sessions")
 # code or a recovery code: both are one-time passwords).
 PASSWORD_LOGIN_AMR = ("pwd",)
 SECOND_FACTOR_LOGIN_AMR = ("pwd", "otp")
+
+
+@dataclass(frozen=True, slots=True)
+class RefreshingClient:
+    """Who presents a refresh token at the token endpoint: a client id, authenticated (a
+    confidential client's secret checked) or only named (a public client)."""
+
+    client_id: str
+    authenticated: bool
+
+
+@dataclass(frozen=True, slots=True)
+class ClientGrant:
+    """What a redeemed authorization code grants (auth.oidc): to whom, since when, and how."""
+
+    client_id: str
+    scope: str
+    auth_time: datetime
+    amr: str
+    sso_session_id: str | None
 
 
 @dataclass
@@ -154,7 +176,10 @@ class SessionService:
             self.db, self.mfa_box, self.users, self.settings, self.clock, self.client_ip
         )
 
-    async def login(self, login: str, password: str) -> TokenPair:
+    async def authenticate(self, login: str, password: str) -> VerifiedUser:
+        """The active account of a username (or email) and password, else `Unauthorized`: the
+        one password check of the login endpoint and of the hosted sign-in page alike (which
+        then ask for the second factor the same way, `second_factors`)."""
         try:
             user = await self.users.verify_credentials(login, password)
         except Unauthorized:
@@ -165,6 +190,10 @@ class SessionService:
         if not user.is_active:
             audit("login.failed", user_id=user.user_id, client_ip=self.client_ip, reason="inactive")
             raise Unauthorized("Incorrect username or password.")
+        return user
+
+    async def login(self, login: str, password: str) -> TokenPair:
+        user = await self.authenticate(login, password)
         if await self.second_factors.is_enabled(user.user_id):
             mfa_token = await self.second_factors.open_ticket(user.user_id)
             audit("login.mfa_required", user_id=user.user_id, client_ip=self.client_ip)
@@ -228,7 +257,40 @@ class SessionService:
         )
         return pair
 
-    async def refresh(self, refresh_token: str) -> TokenPair:
+    async def open_client_session(
+        self, grant: ClientGrant, account: UserAuthorization
+    ) -> tuple[LoginSession, TokenPair]:
+        """A session for an OpenID Connect client, from a redeemed authorization code: the
+        sign-in's `auth_time` and `amr`, the granted scope, the sign-on session it belongs to."""
+        now = self.clock()
+        login_session = LoginSession(
+            id=str(uuid.uuid4()),
+            user_id=account.user_id,
+            client_id=grant.client_id,
+            created_at=now,
+            expires_at=now + timedelta(seconds=self.settings.refresh_token_ttl),
+            last_used_at=now,
+            client_ip=self.client_ip,
+            user_agent=self.user_agent,
+            auth_time=grant.auth_time,
+            amr=grant.amr,
+            scope=grant.scope,
+            sso_session_id=grant.sso_session_id,
+        )
+        await repository.add_session(self.db, login_session)
+        pair = await self._issue(login_session, account.roles, account.permissions, now)
+        audit(
+            "code.redeemed",
+            user_id=account.user_id,
+            session_id=login_session.id,
+            client_id=grant.client_id,
+            client_ip=self.client_ip,
+        )
+        return login_session, pair
+
+    async def refresh(
+        self, refresh_token: str, client: RefreshingClient | None = None
+    ) -> TokenPair:
         now = self.clock()
         if len(refresh_token) > MAX_REFRESH_TOKEN_LENGTH:
             raise RefreshRefused()
@@ -240,6 +302,11 @@ class SessionService:
         login_session = await repository.get_login_session(self.db, claimed.session_id)
         if login_session is None or login_session.revoked_at is not None:
             raise RefreshRefused()
+        if not await self._client_may_refresh(login_session, client):
+            await self.revoke_sessions(
+                [login_session.id], "refresh_wrong_client", user_id=login_session.user_id
+            )
+            raise RefreshRefused("The refresh token was not issued to this client.")
         if now >= claimed.idle_expires_at or now >= login_session.expires_at:
             await self.revoke_sessions([login_session.id], "expired", user_id=login_session.user_id)
             raise SessionExpired("The session has expired; log in again.")
@@ -274,6 +341,27 @@ class SessionService:
         )
         return pair
 
+    async def _client_may_refresh(
+        self, login_session: LoginSession, client: RefreshingClient | None
+    ) -> bool:
+        """RFC 6749 §6: a refresh token is bound to its client. A first-party session refreshes
+        with no client; an OpenID Connect client's session only by that client (a confidential
+        one authenticated), and never once the client is deleted."""
+        if login_session.client_id == FIRST_PARTY_CLIENT_ID:
+            return client is None
+        registered = await clients_repository.get_registered_client(
+            self.db, login_session.client_id
+        )
+        if registered is None:
+            return False
+        if registered.is_confidential:
+            return (
+                client is not None
+                and client.authenticated
+                and client.client_id == registered.client_id
+            )
+        return client is None or client.client_id == registered.client_id
+
     async def _refuse_unclaimable(self, token_hash: str) -> None:
         """A known token that was already used or revoked: revoke its whole session."""
         known = await repository.find_refresh_token(self.db, token_hash)
@@ -300,11 +388,17 @@ class SessionService:
         permissions: Sequence[str],
         now: datetime,
     ) -> TokenPair:
+        scope = permissions
+        if login_session.scope is not None:
+            # An OpenID Connect client's session: the OIDC scopes it was granted, and of the
+            # permissions it asked for those the account holds now.
+            granted = login_session.scope.split()
+            scope = [s for s in granted if s in OIDC_SCOPES or s in permissions]
         access = self.signer.user_token(
             login_session.user_id,
             login_session.id,
             roles,
-            permissions,
+            scope,
             login_session.client_id,
             authentication=Authentication.of(login_session),
         )

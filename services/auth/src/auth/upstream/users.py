@@ -56,6 +56,8 @@ class UserAuthorization:
     credentials_changed_at: datetime | None = None
     # None from a users that does not say yet.
     contact: Contact | None = None
+    # The OpenID Connect `email_verified` claim (API.md §13); the rest is the contact.
+    email_verified: bool = False
 
 
 def _moment(value: Any) -> datetime | None:
@@ -159,6 +161,7 @@ class UsersClient:
                 permissions=_strings(body["permissions"]),
                 credentials_changed_at=_moment(body.get("credentials_changed_at")),
                 contact=_contact(body),
+                email_verified=body.get("email_verified") is True,
             )
         except (httpx.HTTPStatusError, ValueError, KeyError, TypeError) as exc:
             logger.warning("unexpected answer from users: %s", response.status_code)

@@ -15,6 +15,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from users.accounts import repository, service
 from users.dependencies import Hasher
+from users.models import User
 
 router = APIRouter(prefix="/internal/v1", tags=["internal"], include_in_schema=False)
 Verifier = Annotated[AccessClaims, Depends(require_service_scope("credentials:verify"))]
@@ -40,6 +41,9 @@ class Authorization(BaseModel):
     # When the password last changed (null: never): auth refuses to refresh a session opened
     # before it, so the change ends sessions even when the event is late or the broker down.
     credentials_changed_at: datetime | None
+    # With username, email and full_name, the OpenID Connect claims auth puts in ID tokens and
+    # UserInfo (API.md §13).
+    email_verified: bool
 
 
 class VerifiedUser(Authorization):
@@ -52,16 +56,7 @@ async def verify_credentials(
 ) -> VerifiedUser:
     """The account for a login (username or email) and password; one identical 401 otherwise."""
     user = await service.verify_credentials(db, hasher, credentials.login, credentials.password)
-    return VerifiedUser(
-        user_id=user.id,
-        username=user.username,
-        email=user.email,
-        full_name=user.full_name,
-        is_active=user.is_active,
-        roles=user.role_names,
-        permissions=user.permission_names,
-        credentials_changed_at=user.credentials_changed_at,
-    )
+    return VerifiedUser.model_validate(_authorization(user).model_dump())
 
 
 @router.get("/users/{user_id}/authorization", response_model=Authorization)
@@ -70,6 +65,10 @@ async def authorization(user_id: uuid.UUID, _caller: Authorizer, db: DbDep) -> A
     user = await repository.by_id(db, user_id, permissions=True)
     if user is None:
         raise NotFound("No such user.")
+    return _authorization(user)
+
+
+def _authorization(user: User) -> Authorization:
     return Authorization(
         user_id=user.id,
         username=user.username,
@@ -79,4 +78,5 @@ async def authorization(user_id: uuid.UUID, _caller: Authorizer, db: DbDep) -> A
         roles=user.role_names,
         permissions=user.permission_names,
         credentials_changed_at=user.credentials_changed_at,
+        email_verified=user.email_verified,
     )

@@ -1,0 +1,26 @@
+"""Builds the per-request `OidcService` and the hosted pages' kit from `app.state`."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from common.db import DbDep
+from common.pages import PageKit
+from fastapi import Depends, Request
+
+from auth.oidc.service import OidcService
+from auth.sessions.dependencies import client_ip
+
+
+async def oidc_service(request: Request, db: DbDep) -> OidcService:
+    state = request.app.state
+    return OidcService(db, state.settings, state.clock, state.users, client_ip(request))
+
+
+def page_kit(request: Request) -> PageKit:
+    kit: PageKit = request.app.state.page_kit
+    return kit
+
+
+OidcServiceDep = Annotated[OidcService, Depends(oidc_service)]
+PageKitDep = Annotated[PageKit, Depends(page_kit)]
