@@ -5,10 +5,12 @@ from __future__ import annotations
 import asyncio
 import time
 import uuid
+from email.message import EmailMessage
 from typing import Any
 
 import httpx
 import pytest
+from common.testing import SmtpSink
 
 PASSWORD = "correct horse battery staple 42"
 # The platform's STEP_UP_MAX_AGE: short, so a test can outwait a login (test_step_up).
@@ -57,3 +59,14 @@ async def wait_until_refused(gateway: httpx.AsyncClient, access_token: str) -> f
         assert response.status_code == 200, response.text
         await asyncio.sleep(0.1)
     pytest.fail("the access token was still accepted 5 seconds after its session ended")
+
+
+async def email_to(smtp_sink: SmtpSink, address: str, subject_part: str) -> EmailMessage:
+    """The first email to `address` whose subject contains `subject_part` (within 15 s)."""
+    deadline = time.monotonic() + 15.0
+    while time.monotonic() < deadline:
+        for message in smtp_sink.handler.messages:
+            if address in str(message["To"]) and subject_part in str(message["Subject"]):
+                return message
+        await asyncio.sleep(0.05)
+    pytest.fail(f"no email '{subject_part}' to {address} within 15 seconds")
