@@ -13,11 +13,15 @@ from .support import (
     Browser,
     authorize_url,
     browser_of,
+    claims_of,
+    enrol,
     pkce_pair,
     query_of,
+    redeem,
     register_client,
     running_auth,
     sign_in_for_code,
+    totp_code,
 )
 from .users_double import Account
 
@@ -346,3 +350,62 @@ async def test_loopback_http_issuer_uses_the_development_cookie(database_url: st
         assert cookie.startswith("gatehouse-sso=")
         assert "secure" not in cookie.lower()
         assert "httponly" in cookie.lower()
+
+
+async def test_account_with_mfa_signs_in_with_password_then_code(
+    oidc: AuthHarness, browser: Browser, member: Account
+) -> None:
+    enrolled = await enrol(oidc, (await oidc.login(member))["access_token"])
+    client = await register_client(oidc, first_party=True)
+    verifier, challenge = pkce_pair()
+    url = authorize_url(client["client_id"], challenge)
+    page = await browser.open(url)
+    step = await browser.submit(page, {"username": member.username, "password": member.password})
+    assert step.status_code == 200
+    assert_page_headers(step)
+    assert "Enter your code" in step.text
+    assert not any("gatehouse-sso" in c for c in step.headers.get_list("set-cookie"))
+    # Not signed in yet: the sign-on session starts only after the second factor.
+    assert (await browser.open(url)).status_code == 200
+    wrong = await browser.submit(step, {"code": "000000"})
+    assert wrong.status_code == 401
+    assert "The code is wrong" in wrong.text
+    right = await browser.submit(wrong, {"code": totp_code(enrolled.secret, oidc.clock(), 1)})
+    assert right.status_code == 303, right.text
+    back = query_of(right.headers["location"])
+    tokens = (await redeem(oidc, client["client_id"], back["code"], verifier)).json()
+    assert claims_of(tokens["id_token"])["amr"] == ["pwd", "otp"]
+    assert claims_of(tokens["access_token"])["amr"] == ["pwd", "otp"]
+
+
+async def test_a_recovery_code_works_on_the_page_once(
+    oidc: AuthHarness, browser: Browser, member: Account
+) -> None:
+    enrolled = await enrol(oidc, (await oidc.login(member))["access_token"])
+    client = await register_client(oidc, first_party=True)
+    url = authorize_url(client["client_id"], pkce_pair()[1])
+    page = await browser.open(url)
+    step = await browser.submit(page, {"username": member.username, "password": member.password})
+    done = await browser.submit(step, {"code": enrolled.recovery_codes[0]})
+    assert done.status_code == 303
+    async with browser_of(oidc) as other:
+        page = await other.open(url)
+        step = await other.submit(page, {"username": member.username, "password": member.password})
+        again = await other.submit(step, {"code": enrolled.recovery_codes[0]})
+        assert again.status_code == 401
+
+
+async def test_second_factor_post_needs_its_csrf_token_and_a_real_ticket(
+    oidc: AuthHarness, browser: Browser, member: Account
+) -> None:
+    await enrol(oidc, (await oidc.login(member))["access_token"])
+    client = await register_client(oidc, first_party=True)
+    url = authorize_url(client["client_id"], pkce_pair()[1])
+    page = await browser.open(url)
+    step = await browser.submit(page, {"username": member.username, "password": member.password})
+    action = step.text.split('action="')[1].split('"')[0].replace("&amp;", "&")
+    assert (await browser.client.post(action, data={"code": "123456"})).status_code == 403
+    forged = await browser.submit(step, {"mfa_token": member.user_id + ".forged", "code": "1"})
+    assert forged.status_code == 401
+    empty = await browser.submit(step, {"code": ""})
+    assert empty.status_code == 422

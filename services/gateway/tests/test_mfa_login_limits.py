@@ -99,3 +99,39 @@ async def test_the_second_step_is_forwarded_as_sent(
     echoed = response.json()
     assert (echoed["service"], echoed["path"]) == ("auth", LOGIN_MFA)
     assert echoed["body_length"] == len(body)
+
+
+SIGN_IN_MFA = "/api/v1/auth/authorize/mfa?client_id=oc-x"
+
+
+async def test_the_sign_in_pages_second_step_shares_the_accounts_limit(
+    make_gateway: GatewayFactory,
+) -> None:
+    """The hosted page's second step (API.md §13) is a form: keyed on the same account as the
+    login endpoint's second step, so switching between them gains no guesses."""
+    gateway = await make_gateway(gateway_login_rate_limit="2/hour")
+    victim = str(uuid.uuid4())
+    page = {"mfa_token": mfa_token(victim), "code": "123456", "csrf_token": "1.x"}
+    assert (await gateway.post(SIGN_IN_MFA, data=page)).status_code == 200
+    assert (
+        await gateway.post(LOGIN_MFA, json={"mfa_token": mfa_token(victim), "code": "1"})
+    ).status_code == 200
+    assert (await gateway.post(SIGN_IN_MFA, data=page)).status_code == 429
+
+
+async def test_a_second_step_form_read_otherwise_is_refused(
+    make_gateway: GatewayFactory, upstreams: dict[str, Served]
+) -> None:
+    gateway = await make_gateway()
+    before = upstreams["auth"].app.state.calls
+    for body in (
+        "mfa_token=decoy.x&mfa_token=victim.y&code=1&csrf_token=1",
+        "mfa_token=victim.y&code=1&csrf_token=1&username=x",
+    ):
+        response = await gateway.post(
+            SIGN_IN_MFA,
+            content=body,
+            headers={"content-type": "application/x-www-form-urlencoded"},
+        )
+        assert response.status_code == 422, response.text
+    assert upstreams["auth"].app.state.calls == before

@@ -115,7 +115,14 @@ def merge(documents: dict[str, dict[str, Any]]) -> dict[str, Any]:
 # Routes whose body the gateway reads for a limit's key (gateway.logins): it refuses one it does
 # not read as the service does, 415 or 422.
 READ_BODIES = frozenset(
-    {Counted.FORM, Counted.SIGN_IN, Counted.TOKEN, Counted.RECOVERY, Counted.MFA}
+    {
+        Counted.FORM,
+        Counted.SIGN_IN,
+        Counted.SIGN_IN_MFA,
+        Counted.TOKEN,
+        Counted.RECOVERY,
+        Counted.MFA,
+    }
 )
 
 

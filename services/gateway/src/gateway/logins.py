@@ -24,6 +24,7 @@ from urllib.parse import unquote
 from common.forms import (
     LOGIN_FORM_BYTES,
     MFA_LOGIN_BYTES,
+    SECOND_FACTOR_FIELDS,
     SIGN_IN_FIELDS,
     FormRefused,
     parse_form,
@@ -65,6 +66,8 @@ def login_keys(
         return f"{address}:r:{recovery_address(body, content_type)}", None
     if counted is Counted.MFA:
         return f"{address}:m:{mfa_account(body, content_type)}", address
+    if counted is Counted.SIGN_IN_MFA:
+        return f"{address}:m:{sign_in_mfa_account(body, content_type)}", address
     try:
         if counted is Counted.FORM:
             form = parse_form(body, content_type)
@@ -127,6 +130,22 @@ def recovery_address(body: bytes, content_type: bytes | None) -> str:
     if not isinstance(email, str):
         raise _not_a_string("email")
     return canonical_name(email)[:MAX_NAME]
+
+
+def sign_in_mfa_account(body: bytes, content_type: bytes | None) -> str:
+    """The account of the hosted sign-in page's second step: as `mfa_account`, from its form
+    (read as auth reads it: `parse_form` with the page's field names)."""
+    try:
+        form = parse_form(
+            body,
+            content_type,
+            fields=SECOND_FACTOR_FIELDS,
+            max_fields=len(SECOND_FACTOR_FIELDS),
+            max_bytes=LOGIN_FORM_BYTES,
+        )
+    except FormRefused as refused:
+        raise refusal(refused) from None
+    return form.get("mfa_token", "").partition(".")[0][:MAX_NAME]
 
 
 def mfa_account(body: bytes, content_type: bytes | None) -> str:

@@ -24,6 +24,7 @@ class Counted(Enum):
     NONE = "none"
     FORM = "form"  # the login form: client IP + the canonical username, and client IP alone
     SIGN_IN = "sign_in"  # the hosted sign-in page's form (API.md §13): counted as FORM
+    SIGN_IN_MFA = "sign_in_mfa"  # its second-factor form: counted as MFA
     TOKEN = "token"  # the token endpoint: password grants as FORM, client_credentials by client_id
     SUBJECT = "subject"  # a bearer route that checks a password: client IP + the token's `sub`
     ADDRESS = "address"  # client IP alone (the account is not in the request)
@@ -53,6 +54,9 @@ _EXACT: dict[tuple[str, str], Route] = {
     # login form. UserInfo is a bearer route (a revoked token is refused here).
     ("POST", "/api/v1/auth/authorize"): Route(
         "auth.sign_in", "auth", Access.LOGIN, Counted.SIGN_IN
+    ),
+    ("POST", "/api/v1/auth/authorize/mfa"): Route(
+        "auth.sign_in_mfa", "auth", Access.LOGIN, Counted.SIGN_IN_MFA
     ),
     ("GET", "/api/v1/auth/userinfo"): Route("auth.userinfo", "auth", Access.BEARER),
     # The OpenID Connect client registry (API.md §13): a bearer route, so that a logged-out

@@ -11,11 +11,13 @@ from __future__ import annotations
 
 from common.db import DbDep
 from common.errors import ServiceUnavailable, Unauthorized
+from common.forms import SECOND_FACTOR_FIELDS as PAGE_SECOND_FACTOR_FIELDS
 from common.forms import SIGN_IN_FIELDS as PAGE_SIGN_IN_FIELDS
 from common.pages import PageError, PageKit
 from fastapi import APIRouter, Request
 from starlette.responses import HTMLResponse, Response
 
+from auth.mfa.exceptions import SecondFactorRefused
 from auth.oidc.dependencies import OidcServiceDep, PageKitDep
 from auth.oidc.models import SsoSession
 from auth.oidc.pages import (
@@ -34,7 +36,7 @@ from auth.oidc.requests import (
 from auth.oidc.service import OidcService
 from auth.sessions.dependencies import SessionServiceDep
 from auth.sessions.schemas import LOGIN_NAME_LENGTH, LOGIN_PASSWORD_LENGTH
-from auth.sessions.service import PASSWORD_LOGIN_AMR
+from auth.sessions.service import PASSWORD_LOGIN_AMR, SECOND_FACTOR_LOGIN_AMR
 
 router = APIRouter(prefix="/api/v1/auth", tags=["openid connect"])
 
@@ -46,6 +48,12 @@ CONSENT_FORM = "auth:consent"
 # token aside (the kit reads it).
 SIGN_IN_FIELDS = PAGE_SIGN_IN_FIELDS - {"csrf_token"}
 CONSENT_FIELDS = frozenset({"decision"})
+SECOND_FACTOR_PATH = "/api/v1/auth/authorize/mfa"
+SECOND_FACTOR_FORM = "auth:second-factor"
+SECOND_FACTOR_FIELDS = PAGE_SECOND_FACTOR_FIELDS - {"csrf_token"}
+MAX_CODE_LENGTH = 64
+MAX_TICKET_LENGTH = 256
+WRONG_CODE = "The code is wrong or has expired. Try the current code, or start again."
 WRONG_PASSWORD = "Incorrect username or password."
 SCOPE_TEXTS = {
     "openid": "know that it is you (your account id)",
@@ -92,6 +100,30 @@ class Flow:
                 "forgot_url": f"{self.account_url}/reset-password",
             },
             form=SIGN_IN_FORM,
+            status=status,
+        )
+
+    def second_factor_page(
+        self,
+        flow: AuthorizationRequest,
+        ticket: str,
+        *,
+        error: str | None = None,
+        status: int = 200,
+    ) -> HTMLResponse:
+        return flow_page(
+            self.kit,
+            self.request,
+            flow,
+            "oidc/second_factor.html",
+            {
+                "client_name": flow.client.name,
+                "action": f"{SECOND_FACTOR_PATH}?{flow.query}",
+                "mfa_token": ticket,
+                "error": error,
+                "restart_url": f"{AUTHORIZE_PATH}?{flow.query}",
+            },
+            form=SECOND_FACTOR_FORM,
             status=status,
         )
 
@@ -197,8 +229,43 @@ async def sign_in(
             username=username,
             status=503,
         )
-    # The second factor, once the account has one, is asked here, before the sign-on session.
+    if await sessions.second_factors.is_enabled(user.user_id):
+        # The second step's page: the ticket (committed with this answer) carries the
+        # password's success to it, as the login endpoint's mfa_token does.
+        ticket = await sessions.second_factors.open_ticket(user.user_id)
+        return steps.second_factor_page(flow, ticket)
     token, sso = await oidc.start_sso(user.user_id, PASSWORD_LOGIN_AMR)
+    response = await steps.after_sign_in(flow, sso, asked_consent="consent" in flow.prompt)
+    steps.cookie.set(response, token)
+    return response
+
+
+@router.post("/authorize/mfa", include_in_schema=False)
+async def second_factor(
+    request: Request,
+    db: DbDep,
+    oidc: OidcServiceDep,
+    kit: PageKitDep,
+    sessions: SessionServiceDep,
+) -> Response:
+    """The second-factor page's post: the ticket of the password step and a TOTP or recovery
+    code. A wrong code spends one of the ticket's attempts (committed with the page)."""
+    started = await _start(request, kit, oidc, db)
+    if isinstance(started, Response):
+        return started
+    steps, flow = started
+    try:
+        values = await kit.read_form(request, SECOND_FACTOR_FORM, SECOND_FACTOR_FIELDS)
+    except PageError as exc:
+        return kit.message(request, title="Not allowed", message=exc.message, status=exc.status)
+    ticket, code = values.get("mfa_token", ""), values.get("code", "").strip()
+    if not ticket or not code or len(code) > MAX_CODE_LENGTH or len(ticket) > MAX_TICKET_LENGTH:
+        return steps.second_factor_page(flow, ticket, error="Enter the code.", status=422)
+    try:
+        account = await sessions.second_step(ticket, code)
+    except SecondFactorRefused:
+        return steps.second_factor_page(flow, ticket, error=WRONG_CODE, status=401)
+    token, sso = await oidc.start_sso(account.user_id, SECOND_FACTOR_LOGIN_AMR)
     response = await steps.after_sign_in(flow, sso, asked_consent="consent" in flow.prompt)
     steps.cookie.set(response, token)
     return response

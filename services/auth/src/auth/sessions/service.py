@@ -205,6 +205,14 @@ class SessionService:
     async def login_second_step(self, mfa_token: str, code: str) -> TokenPair:
         """The login a ticket (`mfa_token`) stands for, once its code is right: a new session
         whose `auth_time` is now and whose `amr` holds the second factor."""
+        account = await self.second_step(mfa_token, code)
+        return await self._open_session(
+            account.user_id, account.roles, account.permissions, SECOND_FACTOR_LOGIN_AMR
+        )
+
+    async def second_step(self, mfa_token: str, code: str) -> UserAuthorization:
+        """The account a ticket stands for, once its code is right and the account still may
+        sign in: the second step of the login endpoint and of the hosted sign-in page alike."""
         ticket = await self.second_factors.redeem_ticket(mfa_token, code)
         try:
             account = await self.users.authorization(ticket.user_id)
@@ -222,9 +230,7 @@ class SessionService:
                 "login.failed", user_id=ticket.user_id, client_ip=self.client_ip, reason="account"
             )
             raise SecondFactorRefused()
-        return await self._open_session(
-            ticket.user_id, account.roles, account.permissions, SECOND_FACTOR_LOGIN_AMR
-        )
+        return account
 
     async def _open_session(
         self,
