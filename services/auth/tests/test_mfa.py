@@ -424,3 +424,28 @@ async def test_one_ticket_sent_twice_at_once_logs_in_once(
         second_step(auth, mfa_token, enrolled.recovery_codes[1]),
     )
     assert sorted(a.status_code for a in answers) == [200, 401]
+
+
+async def test_a_secret_that_does_not_open_is_a_503_and_recovery_codes_still_work(
+    auth: AuthHarness, account: Account, caplog: pytest.LogCaptureFixture
+) -> None:
+    enrolled = await enrol(auth, (await auth.login(account))["access_token"])
+    async with auth.app.state.db.sessionmaker() as db, db.begin():
+        credential = await db.get(TotpCredential, account.user_id)
+        assert credential is not None
+        assert credential.secret is not None
+        tampered = bytearray(credential.secret)
+        tampered[-1] ^= 1
+        credential.secret = bytes(tampered)
+    mfa_token = await password_step(auth.client, account)
+    with caplog.at_level(logging.ERROR, logger="gatehouse.auth.mfa"):
+        response = await second_step(
+            auth, mfa_token, totp_code(enrolled.secret, auth.clock(), steps_ahead=1)
+        )
+    assert response.status_code == 503, response.text
+    assert response.headers["content-type"] == "application/problem+json"
+    assert "does not open" in caplog.text
+    assert enrolled.secret not in caplog.text
+    # The attempt was not spent (rolled back), and a recovery code needs no secret.
+    recovered = await second_step(auth, mfa_token, enrolled.recovery_codes[0])
+    assert recovered.status_code == 200, recovered.text

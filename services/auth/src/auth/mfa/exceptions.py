@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from common.errors import Conflict, Unauthorized, ValidationFailed
+from common.errors import Conflict, ServiceUnavailable, Unauthorized, ValidationFailed
 
 MFA_REQUIRED_TYPE = "https://gatehouse.dev/problems/mfa-required"
 
@@ -46,3 +46,12 @@ class NoPendingEnrolment(Conflict):
 class MfaNotEnabled(Conflict):
     def __init__(self) -> None:
         super().__init__("MFA is not on for this account.")
+
+
+class SecondFactorUnreadable(ServiceUnavailable):
+    """A stored TOTP secret does not open with AUTH_MFA_ENCRYPTION_KEY (the key was changed
+    without re-enrolment, or the row was altered): an operator's problem, logged as such; the
+    client is told the check cannot be made now, and a recovery code still works."""
+
+    def __init__(self) -> None:
+        super().__init__("The second factor cannot be checked right now; a recovery code can.")

@@ -34,6 +34,7 @@ from auth.mfa import repository
 from auth.mfa.crypto import (
     RECOVERY_CODE_COUNT,
     SecretBox,
+    SecretUnreadable,
     canonical_recovery_code,
     new_recovery_code,
 )
@@ -41,6 +42,7 @@ from auth.mfa.exceptions import (
     MfaNotEnabled,
     NoPendingEnrolment,
     SecondFactorRefused,
+    SecondFactorUnreadable,
     WrongEnrolmentCode,
 )
 from auth.mfa.models import MfaTicket
@@ -129,7 +131,7 @@ class SecondFactors:
             raise NoPendingEnrolment()
         pending = credential.pending_secret
         now = self.clock()
-        step = matching_step(self.box.open(pending, user_id), code, now)
+        step = matching_step(self._open(pending, user_id), code, now)
         if step is None:
             audit("mfa.failed", user_id=user_id, client_ip=self.client_ip, stage="enrolment")
             raise WrongEnrolmentCode()
@@ -164,7 +166,7 @@ class SecondFactors:
         if credential is None or credential.secret is None:
             return None
         if len(code) == 6 and code.isascii() and code.isdigit():
-            step = matching_step(self.box.open(credential.secret, user_id), code, self.clock())
+            step = matching_step(self._open(credential.secret, user_id), code, self.clock())
             if step is not None and await repository.claim_time_step(
                 self.db, user_id, credential.secret, step
             ):
@@ -231,6 +233,15 @@ class SecondFactors:
             raise SecondFactorRefused()
         ticket = await repository.use_ticket(self.db, token_hash, now)
         return RedeemedTicket(attempt.user_id, method, ticket)
+
+    def _open(self, sealed: bytes, user_id: str) -> str:
+        try:
+            return self.box.open(sealed, user_id)
+        except SecretUnreadable:
+            logger.error(
+                "the TOTP secret of %s does not open with AUTH_MFA_ENCRYPTION_KEY", user_id
+            )
+            raise SecondFactorUnreadable() from None
 
     async def _new_recovery_codes(self, user_id: str, now: datetime) -> list[str]:
         codes = [new_recovery_code() for _ in range(RECOVERY_CODE_COUNT)]
