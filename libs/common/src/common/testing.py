@@ -29,6 +29,7 @@ from dataclasses import dataclass, field
 from email import message_from_bytes, policy
 from email.message import EmailMessage
 from html.parser import HTMLParser
+from math import comb
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -330,3 +331,29 @@ def html_forms(page: str) -> list[HtmlForm]:
     parser.feed(page)
     parser.close()
     return parser.forms
+
+
+def assert_no_timing_difference(pairs: list[tuple[float, float]], *, floor: float = 0.002) -> None:
+    """Fail when the first of each `(a, b)` pair of timings is systematically slower or faster.
+
+    The pairs are measured back to back, so a load spike on a shared machine lands on both of a
+    pair: a fixed tolerance on two medians fails whenever such noise outgrows it, and passes a real
+    difference that hides under it. This is a sign test: with no difference, which of a pair is
+    slower is a coin toss, so nearly every pair on one side (two-sided p < 0.001 for twenty pairs
+    or more) is a real difference — and it must also be more than `floor` seconds at the median,
+    so that a difference too small for anyone to measure over a network is not one either.
+    """
+    if len(pairs) < 20:
+        raise ValueError("a sign test needs twenty pairs or more to tell anything")
+    differences = sorted(a - b for a, b in pairs)
+    slower = sum(1 for difference in differences if difference > 0)
+    n = len(differences)
+    # P(X >= k) for X ~ Binomial(n, 1/2), both tails.
+    extreme = max(slower, n - slower)
+    p_value = min(1.0, 2 * sum(comb(n, k) for k in range(extreme, n + 1)) / 2**n)
+    median = differences[n // 2] if n % 2 else (differences[n // 2 - 1] + differences[n // 2]) / 2
+    assert p_value >= 0.001 or abs(median) <= floor, (
+        f"{slower} of {n} first timings were slower (p = {p_value:.5f}); "
+        f"median difference {median * 1000:.2f} ms",
+        pairs,
+    )
