@@ -38,7 +38,7 @@ from tests.integration.platform import ROOT
 # users.accounts.repository.profile, as SQL.
 PROFILE = """
 SELECT users.id, users.email, users.username, users.full_name, users.is_active,
-       users.email_verified, users.created_at, user_roles.role_name
+       users.email_verified, users.pending_email, users.created_at, user_roles.role_name
 FROM users LEFT OUTER JOIN user_roles ON user_roles.user_id = users.id
 WHERE users.id = $1
 ORDER BY user_roles.role_name
@@ -77,6 +77,7 @@ async def read_me(request: Request) -> Response:
         "full_name": first["full_name"],
         "is_active": first["is_active"],
         "email_verified": first["email_verified"],
+        "pending_email": first["pending_email"],
         "roles": [row["role_name"] for row in rows if row["role_name"] is not None],
         "created_at": _timestamp(first["created_at"]),
     }

@@ -140,6 +140,7 @@ def build_users_app(
             "user_id": account.user_id,
             "username": account.username,
             "email": account.email,
+            "email_verified": account.email_verified,
             "is_active": account.is_active,
             "roles": account.roles,
             "permissions": account.permissions(),

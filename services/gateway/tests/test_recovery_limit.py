@@ -1,11 +1,15 @@
 """The recovery limit (API.md §11): reset link requests per client IP + the canonical address read
-strictly from the JSON body; a body users could read otherwise is refused and never forwarded."""
+strictly from the JSON body; a body users could read otherwise is refused and never forwarded.
+Verification resends per client IP + the account (the token's `sub`)."""
 
 from __future__ import annotations
 
-import pytest
+import uuid
 
-from .support import GatewayFactory, unique_id
+import pytest
+from common.testing import TokenFactory
+
+from .support import GatewayFactory, bearer, unique_id
 from .upstream import Served
 
 FORGOT = "/api/v1/users/password/forgot"
@@ -85,3 +89,62 @@ async def test_bodies_users_could_read_otherwise_are_refused_and_never_forwarded
     assert response.status_code == status, response.text
     assert response.headers["content-type"].startswith("application/problem+json")
     assert upstreams["users"].app.state.calls == before
+
+
+RESEND = "/api/v1/users/me/email/verification"
+
+
+async def test_verification_resends_count_under_the_recovery_limit_per_account(
+    make_gateway: GatewayFactory, upstreams: dict[str, Served], tokens: TokenFactory
+) -> None:
+    gateway = await make_gateway()
+    subject = str(uuid.uuid4())
+    me = bearer(tokens, subject)
+    statuses = [(await gateway.post(RESEND, headers=me)).status_code for _ in range(6)]
+    assert statuses == [200] * 5 + [429]  # the double answers 200 for users' 202
+    refused = await gateway.post(RESEND, headers=me)
+    assert refused.headers["ratelimit-policy"] == '"recovery";q=5;w=3600'
+    # Another account has its own; a new token of the same account does not reset it.
+    other = await gateway.post(RESEND, headers=bearer(tokens, str(uuid.uuid4())))
+    assert other.status_code == 200
+    again = await gateway.post(RESEND, headers=bearer(tokens, subject))
+    assert again.status_code == 429
+
+
+async def test_a_resend_needs_a_token_at_the_gateway(
+    make_gateway: GatewayFactory, upstreams: dict[str, Served]
+) -> None:
+    gateway = await make_gateway()
+    before = upstreams["users"].app.state.calls
+    response = await gateway.post(RESEND)
+    assert response.status_code == 401
+    assert upstreams["users"].app.state.calls == before
+
+
+@pytest.mark.parametrize(
+    ("method", "path"),
+    [
+        ("POST", "/api/v1/users/email/verify"),
+        ("GET", "/account/reset-password?token=abc"),
+        ("POST", "/account/reset-password"),
+        ("GET", "/account/verify-email?token=abc"),
+        ("POST", "/account/verify-email"),
+        ("GET", "/account/static/pages.css"),
+    ],
+)
+async def test_the_verification_link_and_the_pages_are_public(
+    make_gateway: GatewayFactory, upstreams: dict[str, Served], method: str, path: str
+) -> None:
+    gateway = await make_gateway()
+    before = upstreams["users"].app.state.calls
+    response = await gateway.request(method, path)
+    assert response.status_code == 200, response.text  # the double echoes
+    assert upstreams["users"].app.state.calls == before + 1
+    echoed = response.json()
+    assert echoed["path"] == path.partition("?")[0]
+
+
+async def test_no_other_account_path_is_routed(make_gateway: GatewayFactory) -> None:
+    gateway = await make_gateway()
+    for path in ("/account/", "/account/other", "/account/static/other.css", "/account"):
+        assert (await gateway.get(path)).status_code == 404

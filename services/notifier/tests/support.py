@@ -34,6 +34,11 @@ def account_event(event_type: EventType, **overrides: object) -> Envelope:
     if event_type == "user.password_reset_requested":
         data["token"] = secrets.token_urlsafe(32)
         data["expires_at"] = (datetime.now(UTC) + timedelta(minutes=30)).isoformat()
+    if event_type == "user.email_verification_requested":
+        data["token"] = secrets.token_urlsafe(32)
+        data["expires_at"] = (datetime.now(UTC) + timedelta(hours=24)).isoformat()
+        data["reason"] = "resend"
+        data["previous_email"] = None
     data.update(overrides)
     return Envelope(type=event_type, data=data)
 

@@ -17,7 +17,7 @@ from users.main import create_app
 from users.models import OutboxEvent, User
 
 from .auth_double import AuthDouble
-from .support import MIGRATIONS, MovableClock, UsersHarness, users_settings
+from .support import MIGRATIONS, LinkEvents, MovableClock, UsersHarness, users_settings
 
 INTERNAL_SECRET = "test-internal-client-secret-0123456789"
 
@@ -57,3 +57,18 @@ async def users(users_database_url: str, tokens: TokenFactory) -> AsyncIterator[
     ):
         yield UsersHarness(app, client, database, tokens, broker, auth, clock)
     await database.dispose()
+
+
+@pytest.fixture
+async def links(users: UsersHarness) -> AsyncIterator[LinkEvents]:
+    """Every link event users publishes from now on (reset and verification links)."""
+    box = LinkEvents()
+    consumer = users.broker.client()
+    await consumer.start()
+    await consumer.consume(
+        "test.link-events",
+        ["user.email_verification_requested", "user.password_reset_requested"],
+        box.handle,
+    )
+    yield box
+    await consumer.close()

@@ -55,7 +55,9 @@ async def test_an_email_change_with_a_fresh_login_works(users: UsersHarness) -> 
         headers=users.bearer(user, logged_in_ago=30),
     )
     assert response.status_code == 200, response.text
-    assert response.json()["email"] == "fresh." + user["email"]
+    # The change waits for the link sent to the new address (API.md §8).
+    assert response.json()["email"] == user["email"]
+    assert response.json()["pending_email"] == "fresh." + user["email"]
 
 
 async def test_an_email_change_with_a_stale_login_is_challenged(users: UsersHarness) -> None:

@@ -20,6 +20,7 @@ async def test_registration_returns_the_user_without_secrets(users: UsersHarness
         "full_name",
         "is_active",
         "email_verified",
+        "pending_email",
         "roles",
         "created_at",
     }

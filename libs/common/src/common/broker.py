@@ -41,7 +41,13 @@ WELCOME_EMAILS = Subscription("notifier.user-registered", ("user.registered",))
 # (auth.events.handler).
 ACCOUNT_SESSIONS = Subscription(
     "auth.user-sessions",
-    ("user.password_changed", "user.deactivated", "user.roles_changed", "user.updated"),
+    (
+        "user.password_changed",
+        "user.deactivated",
+        "user.roles_changed",
+        "user.updated",
+        "user.email_verified",
+    ),
 )
 # The notifier sends the reset link, and the "your password was changed" notice after a reset.
 RECOVERY_EMAILS = Subscription(
@@ -53,11 +59,17 @@ MFA_NOTICES = Subscription(
     "notifier.mfa-notices",
     ("user.mfa_enabled", "user.mfa_disabled", "user.mfa_recovery_code_used"),
 )
+# The notifier sends verification links: the welcome email of a registration carries one, an
+# email change's goes to the new address with a notice to the old one.
+VERIFICATION_EMAILS = Subscription(
+    "notifier.email-verification", ("user.email_verification_requested",)
+)
 TOPOLOGY: tuple[Subscription, ...] = (
     WELCOME_EMAILS,
     ACCOUNT_SESSIONS,
     RECOVERY_EMAILS,
     MFA_NOTICES,
+    VERIFICATION_EMAILS,
 )
 # The same, as the brokers take it: queue → routing keys.
 CONSUMER_QUEUES: Mapping[str, tuple[str, ...]] = {

@@ -208,6 +208,18 @@ class Forbidden(AppError):
     status, title = 403, "Forbidden"
 
 
+# Problems a client acts on by kind carry a `type` of their own (RFC 9457 §3.1.1), under this.
+PROBLEM_TYPES = "https://gatehouse.dev/problems/"
+
+
+class EmailNotVerified(Forbidden):
+    """A password login of an account whose address is not verified, when
+    `REQUIRE_VERIFIED_EMAIL` is on (API.md §8). Only ever after the right password."""
+
+    title = "Email Not Verified"
+    type_ = PROBLEM_TYPES + "email-not-verified"
+
+
 class NotFound(AppError):
     status, title = 404, "Not Found"
 

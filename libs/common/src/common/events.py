@@ -29,10 +29,14 @@ EventType = Literal[
     "user.mfa_enabled",
     "user.mfa_disabled",
     "user.mfa_recovery_code_used",
+    "user.email_verification_requested",
+    "user.email_verified",
 ]
 # Events that carry a clear link token (API.md §12): their outbox row is deleted as soon as the
 # broker confirmed it, instead of being kept as sent until the retention prunes it.
-SECRET_EVENT_TYPES: frozenset[str] = frozenset({"user.password_reset_requested"})
+SECRET_EVENT_TYPES: frozenset[str] = frozenset(
+    {"user.password_reset_requested", "user.email_verification_requested"}
+)
 
 
 def utcnow() -> datetime:

@@ -46,6 +46,8 @@ class AuthSettings(ServiceSettings):
     # Where the sign-in page's "forgot password" leads: {ACCOUNT_URL}/reset-password (API.md §8);
     # unset, {ISSUER}/account.
     account_url: str | None = None
+    # Refuse password logins of accounts whose address is not verified (403, API.md §8).
+    require_verified_email: bool = False
 
     @model_validator(mode="after")
     def _check_key_encryption_key(self) -> Self:

@@ -27,6 +27,8 @@ from gateway.routes import Access, Counted
 if TYPE_CHECKING:
     from gateway.proxy import Exchange
 
+# What counts under the recovery limit (API.md §8): reset link requests and verification resends.
+RECOVERY_LIMITED = frozenset({Counted.RECOVERY, Counted.RECOVERY_SUBJECT})
 # Login bodies are read whole to find the account; they are small.
 LOGIN_BODY_LIMIT = 16 * 1024
 
@@ -81,7 +83,7 @@ async def admit(exchange: Exchange) -> Admitted:
         claims.subject if claims else None,
         claims.issued_at if claims else 0,
         login_address=login_address,
-        recovery=route.counted is Counted.RECOVERY,
+        recovery=route.counted in RECOVERY_LIMITED,
     )
     judge(exchange, verdict)
     return Admitted(raw_path, client_ip, address, body, length)

@@ -68,6 +68,8 @@ def login_keys(
         return f"{address}:m:{mfa_account(body, content_type)}", address
     if counted is Counted.SIGN_IN_MFA:
         return f"{address}:m:{sign_in_mfa_account(body, content_type)}", address
+    if counted is Counted.RECOVERY_SUBJECT:
+        return f"{address}:v:{subject}", None
     try:
         if counted is Counted.FORM:
             form = parse_form(body, content_type)

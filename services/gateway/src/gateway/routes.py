@@ -30,6 +30,9 @@ class Counted(Enum):
     ADDRESS = "address"  # client IP alone (the account is not in the request)
     RECOVERY = "recovery"  # the recovery limit: client IP + the JSON body's canonical `email`
     MFA = "mfa"  # the second login step: client IP + the account its `mfa_token` names
+    # The recovery limit on a bearer route that mails the account (a verification resend):
+    # client IP + the token's `sub`, the account whose address users sends to.
+    RECOVERY_SUBJECT = "recovery_subject"
 
 
 @dataclass(frozen=True, slots=True)
@@ -77,6 +80,17 @@ _EXACT: dict[tuple[str, str], Route] = {
     ("PUT", "/api/v1/users/me/password"): Route(
         "users.password", "users", Access.BEARER, Counted.SUBJECT
     ),
+    # Email verification (API.md §8): the link is public; a resend counts under the recovery limit.
+    ("POST", "/api/v1/users/email/verify"): Route("users.email_verify", "users", Access.PUBLIC),
+    ("POST", "/api/v1/users/me/email/verification"): Route(
+        "users.email_verification", "users", Access.BEARER, Counted.RECOVERY_SUBJECT
+    ),
+    # The pages the emails link to (API.md §8), served by users with common.pages.
+    ("GET", "/account/reset-password"): Route("users.page_reset", "users", Access.PUBLIC),
+    ("POST", "/account/reset-password"): Route("users.page_reset", "users", Access.PUBLIC),
+    ("GET", "/account/verify-email"): Route("users.page_verify", "users", Access.PUBLIC),
+    ("POST", "/account/verify-email"): Route("users.page_verify", "users", Access.PUBLIC),
+    ("GET", "/account/static/pages.css"): Route("users.page_style", "users", Access.PUBLIC),
 }
 _PREFIXES: tuple[tuple[str, Route], ...] = (
     ("/api/v1/users/", Route("users.other", "users", Access.BEARER)),

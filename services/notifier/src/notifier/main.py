@@ -8,7 +8,14 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from common.app import create_service_app
-from common.broker import MFA_NOTICES, RECOVERY_EMAILS, WELCOME_EMAILS, Broker, subscribe
+from common.broker import (
+    MFA_NOTICES,
+    RECOVERY_EMAILS,
+    VERIFICATION_EMAILS,
+    WELCOME_EMAILS,
+    Broker,
+    subscribe,
+)
 from common.db import Database
 from common.embedded import Embedded, make_broker
 from fastapi import FastAPI
@@ -67,6 +74,7 @@ def create_app(
             await subscribe(events, WELCOME_EMAILS, emails.handle)
             await subscribe(events, RECOVERY_EMAILS, emails.handle)
             await subscribe(events, MFA_NOTICES, emails.handle)
+            await subscribe(events, VERIFICATION_EMAILS, emails.handle)
             yield
         finally:
             await events.close()
@@ -77,5 +85,8 @@ def create_app(
         "notifier",
         settings,
         lifespan=lifespan,
-        description="Sends the platform's emails (welcome, password reset link, password changed).",
+        description=(
+            "Sends the platform's emails (welcome, password reset link, password changed, "
+            "email verification link, email change notice)."
+        ),
     )

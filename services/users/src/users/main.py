@@ -28,6 +28,8 @@ from users.recovery.service import ResetLinks
 from users.settings import UsersSettings
 from users.upstream.auth import TIMEOUT as AUTH_TIMEOUT
 from users.upstream.auth import AuthSessionsClient
+from users.verification.router import router as verification_router
+from users.verification.service import VerificationLinks
 
 logger = logging.getLogger("gatehouse.users")
 
@@ -76,6 +78,9 @@ def create_app(
             database, state.clock, timedelta(seconds=settings.password_reset_ttl_seconds)
         )
         state.reset_links = reset_links
+        state.verification_links = VerificationLinks(
+            state.clock, timedelta(seconds=settings.email_verification_ttl_seconds)
+        )
         state.auth_sessions = AuthSessionsClient(
             auth_http, settings.internal_client_secret.get_secret_value()
         )
@@ -111,6 +116,6 @@ def create_app(
         SERVICE_NAME,
         settings,
         lifespan=lifespan,
-        routers=[recovery_router, accounts_router, internal_router],
+        routers=[recovery_router, verification_router, accounts_router, internal_router],
         description="Accounts, profiles and role-based access control.",
     )

@@ -66,9 +66,12 @@ class User(Base):
     # When the password last changed (None: never since registration). auth refuses a refresh of
     # any session opened before it, whether or not the password-changed event has reached it.
     credentials_changed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
-    # The owner showed they read mail at this address (a password reset link used; verification
-    # links later). False for every account until then.
+    # The owner showed they read mail at this address (a verification or reset link used).
+    # False for every account until then.
     email_verified: Mapped[bool] = mapped_column(Boolean, default=False)
+    # An address change waiting for its verification link (API.md §8): `email` changes only when
+    # the link sent here is used. Not unique: whoever confirms first gets the address.
+    pending_email: Mapped[str | None] = mapped_column(String(320), default=None)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
     roles: Mapped[list[Role]] = relationship(secondary=user_roles, lazy="raise", order_by=Role.name)
@@ -92,6 +95,22 @@ class PasswordResetToken(Base):
     user_id: Mapped[uuid.UUID] = mapped_column(
         ForeignKey("users.id", ondelete="CASCADE"), index=True
     )
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    expires_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+
+class EmailVerificationToken(Base):
+    """An open verification link (API.md §8): the SHA-256 of its token and the address it was
+    sent to (the account's `email`, or its `pending_email` for a change). Rows are deleted when
+    used and when a newer link is issued for the account."""
+
+    __tablename__ = "email_verification_tokens"
+
+    token_hash: Mapped[str] = mapped_column(String(64), primary_key=True)
+    user_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("users.id", ondelete="CASCADE"), index=True
+    )
+    email: Mapped[str] = mapped_column(String(320))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime)
     expires_at: Mapped[datetime] = mapped_column(UTCDateTime)
 

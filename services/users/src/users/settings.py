@@ -29,6 +29,8 @@ class UsersSettings(ServiceSettings):
     verified_token_cache: int = Field(default=10_000, ge=0)
     # How long a password reset link lives (API.md §8: 30 minutes).
     password_reset_ttl_seconds: int = Field(default=1800, ge=60, le=86_400)
+    # How long an email verification link lives (API.md §8: 24 hours).
+    email_verification_ttl_seconds: int = Field(default=86_400, ge=60, le=7 * 86_400)
     bootstrap_admin_email: str | None = None
     bootstrap_admin_username: str | None = None
     bootstrap_admin_password: SecretStr | None = None

@@ -4,7 +4,7 @@
 and refuse the user's access tokens issued before it (the per-user Redis marker). Handling twice is
 harmless, so at-least-once delivery needs no extra bookkeeping. `user.roles_changed` needs no
 action: roles are read from users at every refresh (API.md §4), so it is only audited, and so is
-`user.updated` (a profile change ends nothing).
+`user.updated` (a profile change ends nothing) and `user.email_verified`.
 """
 
 from __future__ import annotations
@@ -28,7 +28,7 @@ logger = logging.getLogger("gatehouse.auth.events")
 # What auth does with each event of its subscription (common.broker.ACCOUNT_SESSIONS binds exactly
 # these): end the user's sessions, or only audit the change.
 ENDING_SESSIONS = {"user.password_changed": "password_changed", "user.deactivated": "deactivated"}
-AUDITED_ONLY = frozenset({"user.roles_changed", "user.updated"})
+AUDITED_ONLY = frozenset({"user.roles_changed", "user.updated", "user.email_verified"})
 
 
 async def handle_user_event(

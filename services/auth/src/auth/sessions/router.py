@@ -39,7 +39,7 @@ LOGIN_BODY: dict[str, Any] = {
 
 @router.post(
     "/login",
-    responses=problem_responses(401, 413, 415, 422, 503),
+    responses=problem_responses(401, 403, 413, 415, 422, 503),
     openapi_extra=LOGIN_BODY,
 )
 async def login(
@@ -48,7 +48,9 @@ async def login(
     response: Response,
 ) -> TokenPair:
     """Log in with a username **or** email and a password; starts a session and returns an
-    access token (15 minutes) and a refresh token (rotated at every use)."""
+    access token (15 minutes) and a refresh token (rotated at every use). With
+    REQUIRE_VERIFIED_EMAIL, the right password of an unverified address is a 403
+    (`type` ending in `/email-not-verified`)."""
     response.headers.update(NO_STORE)
     try:
         return await sessions.login(form.username, form.password)

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from functools import cached_property
 
-from common.errors import Unauthorized
+from common.errors import EmailNotVerified, Unauthorized
 from common.revocation import mark_session_revoked, mark_user_tokens_before
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
@@ -46,6 +46,10 @@ logger = logging.getLogger("gatehouse.auth.sessions")
 # code or a recovery code: both are one-time passwords).
 PASSWORD_LOGIN_AMR = ("pwd",)
 SECOND_FACTOR_LOGIN_AMR = ("pwd", "otp")
+EMAIL_NOT_VERIFIED = (
+    "This account's email address is not verified yet. Use the link in the email we sent, or "
+    "choose a new password with 'forgot password', which verifies the address too."
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -190,6 +194,16 @@ class SessionService:
         if not user.is_active:
             audit("login.failed", user_id=user.user_id, client_ip=self.client_ip, reason="inactive")
             raise Unauthorized("Incorrect username or password.")
+        # After the password was found right (users answers 401 otherwise): the refusal tells
+        # nothing to someone who does not know it.
+        if self.settings.require_verified_email and not user.email_verified:
+            audit(
+                "login.failed",
+                user_id=user.user_id,
+                client_ip=self.client_ip,
+                reason="email_not_verified",
+            )
+            raise EmailNotVerified(EMAIL_NOT_VERIFIED)
         return user
 
     async def login(self, login: str, password: str) -> TokenPair:

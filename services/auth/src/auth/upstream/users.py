@@ -34,6 +34,8 @@ class VerifiedUser:
     is_active: bool
     roles: tuple[str, ...]
     permissions: tuple[str, ...]
+    # False too when users does not say (an older users: REQUIRE_VERIFIED_EMAIL then refuses).
+    email_verified: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -143,6 +145,7 @@ class UsersClient:
                 is_active=bool(body["is_active"]),
                 roles=_strings(body["roles"]),
                 permissions=_strings(body["permissions"]),
+                email_verified=body.get("email_verified") is True,
             )
         except (httpx.HTTPStatusError, ValueError, KeyError, TypeError) as exc:
             logger.warning("unexpected answer from users: %s", response.status_code)

@@ -1,5 +1,9 @@
-"""The account emails (welcome, password reset link, password changed, the MFA notices),
-idempotent on the event id.
+"""The account emails (welcome, password reset link, password changed, the MFA notices, email
+verification link, "your email is being changed"), idempotent on the event id.
+
+An event makes at most two emails: an email change's verification event makes the link to the
+new address and the notice to the old one. Each has its own delivery record, the notice's keyed
+by an id derived from the event's (`uuid5`), so each is sent once whatever happens to the other.
 
 Crash safety (at most once): the delivery record is committed as "sending" *before* the SMTP
 send, and marked "sent" after it. A redelivery that finds "sent" does nothing; one that finds
@@ -38,12 +42,15 @@ from notifier.mail.messages import (
     MFA_NOTICES,
     MailSender,
     OutgoingEmail,
+    email_change_notice,
     mfa_notice_email,
     password_changed_email,
     password_reset_email,
+    verification_email,
     welcome_email,
 )
 from notifier.mail.schemas import (
+    EmailVerificationRequested,
     MfaNotice,
     PasswordReset,
     PasswordResetRequested,
@@ -56,6 +63,8 @@ logger = logging.getLogger("gatehouse.notifier")
 WELCOME = "welcome"
 PASSWORD_RESET = "password_reset"
 PASSWORD_CHANGED = "password_changed"
+EMAIL_VERIFICATION = "email_verification"
+EMAIL_CHANGE_NOTICE = "email_change_notice"
 # Under load, how long a batch of delivery records waits for more (see GroupCommit): 5 ms twice
 # per email is small beside SMTP and the broker, and lets one transaction carry tens of records.
 BATCH_LINGER_SECONDS = 0.005
@@ -93,56 +102,115 @@ class AccountEmailService:
         self.account_url = account_url.rstrip("/")
         self._claims = GroupCommit(self._claim_many, linger=BATCH_LINGER_SECONDS)
         self._outcomes = GroupCommit(self._record_outcomes, linger=BATCH_LINGER_SECONDS)
-        self._prepare: dict[str, Callable[[Envelope], Prepared]] = {
+        self._prepare: dict[str, Callable[[Envelope], list[Prepared]]] = {
             "user.registered": self._welcome,
             "user.password_reset_requested": self._reset_link,
             "user.password_reset": self._password_changed,
             **dict.fromkeys(MFA_NOTICES, self._mfa_notice),
+            "user.email_verification_requested": self._verification,
         }
 
-    def _welcome(self, envelope: Envelope) -> Prepared:
+    def _welcome(self, envelope: Envelope) -> list[Prepared]:
         event = UserRegistered.model_validate({**envelope.data, "event_id": envelope.id})
-        return Prepared(
-            event.event_id, WELCOME, event.email, lambda: welcome_email(event, self.sender)
-        )
+        if event.verification_follows:
+            return []  # the welcome comes with the registration's verification link
+        return [
+            Prepared(
+                event.event_id, WELCOME, event.email, lambda: welcome_email(event, self.sender)
+            )
+        ]
 
-    def _reset_link(self, envelope: Envelope) -> Prepared:
+    def _reset_link(self, envelope: Envelope) -> list[Prepared]:
         event = PasswordResetRequested.model_validate({**envelope.data, "event_id": envelope.id})
-        return Prepared(
-            event.event_id,
-            PASSWORD_RESET,
-            event.email,
-            lambda: password_reset_email(event, self.sender, self.account_url),
-        )
+        return [
+            Prepared(
+                event.event_id,
+                PASSWORD_RESET,
+                event.email,
+                lambda: password_reset_email(event, self.sender, self.account_url),
+            )
+        ]
 
-    def _password_changed(self, envelope: Envelope) -> Prepared:
+    def _password_changed(self, envelope: Envelope) -> list[Prepared]:
         event = PasswordReset.model_validate({**envelope.data, "event_id": envelope.id})
-        return Prepared(
-            event.event_id,
-            PASSWORD_CHANGED,
-            event.email,
-            lambda: password_changed_email(event, self.sender),
-        )
+        return [
+            Prepared(
+                event.event_id,
+                PASSWORD_CHANGED,
+                event.email,
+                lambda: password_changed_email(event, self.sender),
+            )
+        ]
 
-    def _mfa_notice(self, envelope: Envelope) -> Prepared:
+    def _verification(self, envelope: Envelope) -> list[Prepared]:
+        event = EmailVerificationRequested.model_validate(
+            {**envelope.data, "event_id": envelope.id}
+        )
+        if event.reason == "registration":
+            return [
+                Prepared(
+                    event.event_id,
+                    WELCOME,
+                    event.email,
+                    lambda: welcome_email(event, self.sender, self.account_url),
+                )
+            ]
+        emails = [
+            Prepared(
+                event.event_id,
+                EMAIL_VERIFICATION,
+                event.email,
+                lambda: verification_email(event, self.sender, self.account_url),
+            )
+        ]
+        if event.reason == "change" and event.previous_email is not None:
+            notice_id = uuid.uuid5(event.event_id, EMAIL_CHANGE_NOTICE)
+            emails.append(
+                Prepared(
+                    notice_id,
+                    EMAIL_CHANGE_NOTICE,
+                    event.previous_email,
+                    lambda: email_change_notice(event, self.sender, notice_id),
+                )
+            )
+        return emails
+
+    def _mfa_notice(self, envelope: Envelope) -> list[Prepared]:
         event = MfaNotice.model_validate({**envelope.data, "event_id": envelope.id})
         kind = MFA_NOTICES[envelope.type][0]
-        return Prepared(
-            event.event_id,
-            kind,
-            event.email,
-            lambda: mfa_notice_email(envelope.type, event, self.sender),
-        )
+        return [
+            Prepared(
+                event.event_id,
+                kind,
+                event.email,
+                lambda: mfa_notice_email(envelope.type, event, self.sender),
+            )
+        ]
 
     async def handle(self, envelope: Envelope) -> None:
-        """Broker handler for the event types in `_prepare` (others are ignored)."""
+        """Broker handler for the event types in `_prepare` (others are ignored). Each email of
+        the event is delivered in turn; a failure raises after the others were tried, so the
+        redelivery sends only what is not sent yet."""
         prepare = self._prepare.get(envelope.type)
         if prepare is None:
             return
         try:
-            prepared = prepare(envelope)
+            emails = prepare(envelope)
         except ValidationError as exc:
             raise invalid(envelope.type, exc) from exc
+        failures: list[Exception] = []
+        for prepared in emails:
+            try:
+                await self._deliver(prepared)
+            except Exception as exc:
+                failures.append(exc)
+        # A retryable failure wins over a rejection: the retry resends only the failed email (a
+        # rejected one's record says so, and is not sent again).
+        retryable = [exc for exc in failures if not isinstance(exc, PermanentFailure)]
+        if retryable or failures:
+            raise (retryable or failures)[0]
+
+    async def _deliver(self, prepared: Prepared) -> None:
         kind = prepared.kind
         claimed = await self._claims.submit(Claim(prepared.event_id, kind, prepared.recipient))
         if claimed is None:  # a record exists: a redelivery

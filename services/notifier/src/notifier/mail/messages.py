@@ -25,6 +25,7 @@ from urllib.parse import urlencode
 from jinja2 import Environment, PackageLoader, StrictUndefined, select_autoescape
 
 from notifier.mail.schemas import (
+    EmailVerificationRequested,
     MfaNotice,
     PasswordReset,
     PasswordResetRequested,
@@ -58,9 +59,16 @@ _MFA_TEMPLATES = {
     kind: (_templates.get_template(f"{kind}.txt.j2"), _templates.get_template(f"{kind}.html.j2"))
     for kind, _ in MFA_NOTICES.values()
 }
+_VERIFY_TEXT = _templates.get_template("email_verification.txt.j2")
+_VERIFY_HTML = _templates.get_template("email_verification.html.j2")
+_NOTICE_TEXT = _templates.get_template("email_change_notice.txt.j2")
+_NOTICE_HTML = _templates.get_template("email_change_notice.html.j2")
 WELCOME_SUBJECT = "Welcome to Gatehouse"
 RESET_SUBJECT = "Reset your Gatehouse password"
 CHANGED_SUBJECT = "Your Gatehouse password was changed"
+VERIFY_SUBJECT = "Confirm your email address for Gatehouse"
+NOTICE_SUBJECT = "Your Gatehouse email is being changed"
+VERIFICATION_HOURS = 24
 MESSAGE_ID_DOMAIN = "gatehouse.local"
 
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]+")
@@ -170,8 +178,25 @@ def compose(
     return OutgoingEmail(event_id, sender.address, (recipient,), content)
 
 
-def welcome_email(event: UserRegistered, sender: MailSender) -> OutgoingEmail:
-    context = {"full_name": event.full_name, "username": event.username, "email": event.email}
+def welcome_email(
+    event: UserRegistered | EmailVerificationRequested,
+    sender: MailSender,
+    account_url: str | None = None,
+) -> OutgoingEmail:
+    """The welcome; from a registration's verification event (with `account_url`), it carries
+    the link that confirms the address."""
+    link = (
+        verification_link(account_url, event.token)
+        if isinstance(event, EmailVerificationRequested) and account_url is not None
+        else None
+    )
+    context = {
+        "full_name": event.full_name,
+        "username": event.username,
+        "email": event.email,
+        "link": link,
+        "hours": VERIFICATION_HOURS,
+    }
     return compose(
         event_id=event.event_id,
         kind="welcome",
@@ -241,4 +266,52 @@ def mfa_notice_email(event_type: str, event: MfaNotice, sender: MailSender) -> O
         subject=subject,
         text=text.render(context),
         html=html.render(context),
+    )
+
+
+def verification_link(account_url: str, token: str) -> str:
+    return f"{account_url}/verify-email?{urlencode({'token': token})}"
+
+
+def verification_email(
+    event: EmailVerificationRequested, sender: MailSender, account_url: str
+) -> OutgoingEmail:
+    """The link that confirms an address (a resend, or the new address of a change). The token
+    appears in it and nowhere else in the message."""
+    context = {
+        "full_name": event.full_name,
+        "username": event.username,
+        "email": event.email,
+        "link": verification_link(account_url, event.token),
+        "hours": VERIFICATION_HOURS,
+        "change": event.reason == "change",
+    }
+    return compose(
+        event_id=event.event_id,
+        kind="email_verification",
+        sender=sender,
+        recipient_name=event.full_name,
+        recipient=event.email,
+        subject=VERIFY_SUBJECT,
+        text=_VERIFY_TEXT.render(context),
+        html=_VERIFY_HTML.render(context),
+    )
+
+
+def email_change_notice(
+    event: EmailVerificationRequested, sender: MailSender, notice_id: uuid.UUID
+) -> OutgoingEmail:
+    """ "Your email is being changed", to the old address (never with the link)."""
+    if event.previous_email is None:  # pragma: no cover - the caller sends it for changes only
+        raise ValueError("not an email change")
+    context = {"full_name": event.full_name, "username": event.username, "new_email": event.email}
+    return compose(
+        event_id=notice_id,
+        kind="email_change_notice",
+        sender=sender,
+        recipient_name=event.full_name,
+        recipient=event.previous_email,
+        subject=NOTICE_SUBJECT,
+        text=_NOTICE_TEXT.render(context),
+        html=_NOTICE_HTML.render(context),
     )

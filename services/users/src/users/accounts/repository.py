@@ -40,6 +40,7 @@ async def profile(db: AsyncSession, user_id: uuid.UUID) -> dict[str, Any] | None
             User.full_name,
             User.is_active,
             User.email_verified,
+            User.pending_email,
             User.created_at,
             user_roles.c.role_name,
         )
@@ -58,6 +59,7 @@ async def profile(db: AsyncSession, user_id: uuid.UUID) -> dict[str, Any] | None
         "full_name": first.full_name,
         "is_active": first.is_active,
         "email_verified": first.email_verified,
+        "pending_email": first.pending_email,
         "created_at": first.created_at,
         "roles": [row.role_name for row in rows if row.role_name is not None],
     }

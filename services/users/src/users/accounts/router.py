@@ -37,6 +37,8 @@ from users.dependencies import (
     Me,
     visible_user,
 )
+from users.verification import service as verification
+from users.verification.dependencies import Links
 
 router = APIRouter(prefix="/api/v1/users", tags=["users"])
 Reader = Annotated[Principal, Depends(require_permission(READ_PERMISSION))]
@@ -55,9 +57,12 @@ def to_user_read(user: object) -> UserRead:
     response_model=UserRead,
     responses=problem_responses(409),
 )
-async def register(data: UserCreate, db: DbDep, hasher: Hasher) -> UserRead:
-    """Create an account with the `user` role; a welcome email follows."""
-    return to_user_read(await service.register(db, hasher, data))
+async def register(data: UserCreate, db: DbDep, hasher: Hasher, links: Links) -> UserRead:
+    """Create an account with the `user` role; a welcome email follows, with a link that
+    verifies the address."""
+    user = await service.register(db, hasher, data, verification_follows=True)
+    await verification.issue_link(db, links, user, user.email, "registration")
+    return to_user_read(user)
 
 
 @router.get("/me", response_model=UserRead, responses=problem_responses(401))
@@ -71,13 +76,24 @@ async def read_me(principal: CurrentPrincipal, db: DbDep) -> UserRead:
 
 @router.patch("/me", response_model=UserRead, responses=problem_responses(401, 409))
 async def update_me(
-    changes: UserUpdate, me: Me, principal: CurrentPrincipal, request: Request, db: DbDep
+    changes: UserUpdate,
+    me: Me,
+    principal: CurrentPrincipal,
+    request: Request,
+    db: DbDep,
+    links: Links,
 ) -> UserRead:
     """Change your own `full_name`, `email` or `username`; nothing else can be set here. An
-    `email` needs a recent login (401 `insufficient_user_authentication` otherwise)."""
+    `email` needs a recent login (401 `insufficient_user_authentication` otherwise) and becomes
+    `pending_email`: a link goes to it, a notice to the current address, and `email` changes
+    only when the link is used."""
     if "email" in changes.model_fields_set:
         ensure_recent_authentication(request, principal)
-    return to_user_read(await service.update_profile(db, me, changes))
+    new_email = changes.email
+    user = await service.update_profile(db, me, changes.model_copy(update={"email": None}))
+    if new_email is not None:
+        await verification.change_email(db, links, user, new_email)
+    return to_user_read(user)
 
 
 @router.put(

@@ -166,6 +166,8 @@ class UserRead(BaseModel):
     full_name: str
     is_active: bool
     email_verified: bool
+    # An address change waiting for its verification link (API.md §8), else null.
+    pending_email: str | None
     roles: list[str] = Field(validation_alias="role_names")
     created_at: datetime
 

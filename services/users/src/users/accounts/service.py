@@ -58,8 +58,16 @@ async def _flush_unique(db: AsyncSession) -> None:
 
 
 async def register(
-    db: AsyncSession, hasher: PasswordHasher, data: UserCreate, roles: list[str] | None = None
+    db: AsyncSession,
+    hasher: PasswordHasher,
+    data: UserCreate,
+    roles: list[str] | None = None,
+    *,
+    verification_follows: bool = False,
 ) -> User:
+    """`verification_follows`: the caller writes the account's first verification link
+    (`users.verification`) in this transaction; the event says so, and the notifier's welcome
+    email is then the one that carries the link."""
     hasher.refuse_if_full("account")
     taken = await repository.taken(db, email=data.email, username=data.username, other_than=None)
     if taken:
@@ -77,16 +85,15 @@ async def register(
     user.roles = await repository.roles_named(db, roles or [DEFAULT_ROLE])
     db.add(user)
     await _flush_unique(db)
-    await emit(
-        db,
-        "user.registered",
-        {
-            "user_id": str(user.id),
-            "email": user.email,
-            "username": user.username,
-            "full_name": user.full_name,
-        },
-    )
+    registered: dict[str, Any] = {
+        "user_id": str(user.id),
+        "email": user.email,
+        "username": user.username,
+        "full_name": user.full_name,
+    }
+    if verification_follows:
+        registered["verification_follows"] = True
+    await emit(db, "user.registered", registered)
     return user
 
 
