@@ -49,7 +49,9 @@ async def test_an_email_change_needs_a_recent_login(gateway: httpx.AsyncClient) 
     assert refused.headers["content-type"] == "application/problem+json"
     assert refused.json()["status"] == 401
     me = await gateway.get("/api/v1/users/me", headers=bearer(stale_token))
-    assert me.json()["email"] == fresh_email
+    # The accepted change waits for its link (API.md §8); the refused one changed nothing.
+    assert me.json()["pending_email"] == fresh_email
+    assert me.json()["email"] == account["email"]
 
     # A name is no sensitive change: the stale login is enough.
     renamed = await gateway.patch(
@@ -65,4 +67,4 @@ async def test_an_email_change_needs_a_recent_login(gateway: httpx.AsyncClient) 
         headers=bearer(again["access_token"]),
     )
     assert final.status_code == 200, final.text
-    assert final.json()["email"] == "again." + account["email"]
+    assert final.json()["pending_email"] == "again." + account["email"]
