@@ -3,6 +3,7 @@ from auth.keys.models import SigningKey
 from auth.mfa.models import MfaTicket, RecoveryCode, TotpCredential
 from auth.models import Base, OutboxEvent
 from auth.oidc.models import AuthorizationCode, Consent, SsoSession
+from auth.passkeys.models import Passkey, PasskeyChallenge
 from auth.revocation.models import UserNotBefore
 from auth.sessions.models import LoginSession, RefreshToken
 from common.migrations import run_env
@@ -24,6 +25,8 @@ assert all(
         RecoveryCode,
         MfaTicket,
         OutboxEvent,
+        Passkey,
+        PasskeyChallenge,
     )
 )
 run_env(Base.metadata)

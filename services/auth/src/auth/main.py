@@ -40,6 +40,7 @@ from auth.oauth.token_status import TokenInspector
 from auth.oidc.logout import router as logout_router
 from auth.oidc.router import router as authorize_router
 from auth.oidc.userinfo import router as userinfo_router
+from auth.passkeys.router import router as passkeys_router
 from auth.revocation.service import MarkerRestorer, watch_markers
 from auth.sessions.router import router as sessions_router
 from auth.settings import AuthSettings
@@ -172,6 +173,7 @@ def create_app(
         routers=[
             sessions_router,
             mfa_router,
+            passkeys_router,
             oauth_router,
             clients_router,
             authorize_router,

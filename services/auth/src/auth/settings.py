@@ -37,6 +37,10 @@ class AuthSettings(ServiceSettings):
     auth_mfa_encryption_key: SecretStr = SecretStr(DEV_SECRET_PREFIX + "mfa-encryption-key")
     # The issuer an authenticator app shows beside the account (API.md §12).
     mfa_issuer: str = Field(default="Gatehouse", min_length=1, max_length=64, pattern=r"^[^:]+$")
+    # Passkeys (WebAuthn): the relying party id and the origin the browser signs for. Default:
+    # the host and origin of ISSUER, where the hosted pages are served.
+    webauthn_rp_id: str | None = Field(default=None, min_length=1, max_length=253)
+    webauthn_origin: str | None = Field(default=None, pattern=r"^https?://[^/]+$")
     # How often every replica checks that Redis still holds the revocation markers (one EXISTS of
     # the epoch key) and restores them from the database when it lost them.
     revocation_check_seconds: float = Field(default=1.0, gt=0, le=60)

@@ -1,0 +1,187 @@
+"""Passkeys (WebAuthn, with the `webauthn` library): registration and their list.
+
+A signed-in user registers a passkey in two steps: options (a challenge, stored as its SHA-256,
+bound to the user, one use, 5 minutes) and the browser's answer, verified by
+`webauthn.verify_registration_response` against the challenge, the relying party id and the
+origin. Only public material is stored (credential id, COSE public key, sign count), so there is
+nothing to encrypt. Signing in with a passkey (as a second factor, or without a password) is the
+hosted sign-in page's part and is not built yet; a passkey does not change the password login.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+import json
+import logging
+import secrets
+import uuid
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import Any
+from urllib.parse import urlsplit
+
+from sqlalchemy.ext.asyncio import AsyncSession
+from webauthn import generate_registration_options, options_to_json, verify_registration_response
+from webauthn.helpers.exceptions import WebAuthnException
+from webauthn.helpers.structs import (
+    AuthenticatorSelectionCriteria,
+    PublicKeyCredentialDescriptor,
+    ResidentKeyRequirement,
+    UserVerificationRequirement,
+)
+
+from auth.audit import audit
+from auth.clock import Clock
+from auth.passkeys import repository
+from auth.passkeys.exceptions import PasskeyAlreadyRegistered, PasskeyNotFound, PasskeyRefused
+from auth.passkeys.models import Passkey, PasskeyChallenge
+from auth.passkeys.schemas import PasskeyOptions, PasskeyRead
+from auth.settings import AuthSettings
+from auth.upstream.users import UsersClient
+
+logger = logging.getLogger("gatehouse.auth.passkeys")
+
+CHALLENGE_LIFETIME = timedelta(minutes=5)
+CHALLENGE_BYTES = 32
+REGISTRATION_TIMEOUT_MS = 300_000
+
+
+def relying_party(settings: AuthSettings) -> tuple[str, str]:
+    """The relying party id and origin: the settings', else the issuer's host and origin (the
+    hosted pages are served there)."""
+    issuer = urlsplit(settings.issuer)
+    rp_id = settings.webauthn_rp_id or issuer.hostname or "localhost"
+    origin = settings.webauthn_origin or f"{issuer.scheme}://{issuer.netloc}"
+    return rp_id, origin
+
+
+def challenge_hash(challenge: bytes) -> str:
+    return hashlib.sha256(challenge).hexdigest()
+
+
+def _b64url(value: str) -> bytes:
+    return base64.urlsafe_b64decode(value + "=" * (-len(value) % 4))
+
+
+def challenge_of(credential: dict[str, Any]) -> bytes:
+    """The challenge the browser signed over, read from its clientDataJSON (verified again,
+    properly, by the library)."""
+    try:
+        response = credential["response"]
+        client_data = json.loads(_b64url(response["clientDataJSON"]))
+        return _b64url(client_data["challenge"])
+    except (KeyError, TypeError, ValueError, binascii.Error, UnicodeDecodeError):
+        raise PasskeyRefused("The credential's clientDataJSON is not readable.") from None
+
+
+def to_read(passkey: Passkey) -> PasskeyRead:
+    return PasskeyRead(
+        id=passkey.id,
+        name=passkey.name,
+        created_at=passkey.created_at,
+        last_used_at=passkey.last_used_at,
+        backed_up=passkey.backed_up,
+    )
+
+
+@dataclass
+class Passkeys:
+    db: AsyncSession
+    users: UsersClient
+    settings: AuthSettings
+    clock: Clock
+    client_ip: str | None = None
+
+    async def registration_options(self, user_id: str) -> PasskeyOptions:
+        contact = (await self.users.authorization(user_id)).contact
+        username = contact.username if contact is not None else user_id
+        display = contact.full_name if contact is not None else username
+        rp_id, _ = relying_party(self.settings)
+        existing = await repository.passkeys_of(self.db, user_id)
+        challenge = secrets.token_bytes(CHALLENGE_BYTES)
+        options = generate_registration_options(
+            rp_id=rp_id,
+            rp_name=self.settings.mfa_issuer,
+            user_name=username,
+            # The user handle: the account id, no personal data (WebAuthn §14.6.1).
+            user_id=user_id.encode(),
+            user_display_name=display,
+            challenge=challenge,
+            timeout=REGISTRATION_TIMEOUT_MS,
+            authenticator_selection=AuthenticatorSelectionCriteria(
+                resident_key=ResidentKeyRequirement.PREFERRED,
+                user_verification=UserVerificationRequirement.PREFERRED,
+            ),
+            exclude_credentials=[
+                PublicKeyCredentialDescriptor(id=passkey.credential_id) for passkey in existing
+            ],
+        )
+        now = self.clock()
+        await repository.add_challenge(
+            self.db,
+            PasskeyChallenge(
+                challenge_hash=challenge_hash(challenge),
+                user_id=user_id,
+                expires_at=now + CHALLENGE_LIFETIME,
+            ),
+            now,
+        )
+        return PasskeyOptions(publicKey=json.loads(options_to_json(options)))
+
+    async def register(self, user_id: str, credential: dict[str, Any], name: str) -> PasskeyRead:
+        challenge = challenge_of(credential)
+        now = self.clock()
+        if not await repository.take_challenge(self.db, challenge_hash(challenge), user_id, now):
+            raise PasskeyRefused(
+                "The registration challenge is unknown, used or expired: ask for new options."
+            )
+        rp_id, origin = relying_party(self.settings)
+        try:
+            verified = verify_registration_response(
+                credential=credential,
+                expected_challenge=challenge,
+                expected_rp_id=rp_id,
+                expected_origin=origin,
+            )
+        except (WebAuthnException, KeyError, TypeError, ValueError) as exc:
+            audit(
+                "passkey.refused",
+                user_id=user_id,
+                client_ip=self.client_ip,
+                reason=type(exc).__name__,
+            )
+            raise PasskeyRefused(f"The credential does not verify: {exc}"[:300]) from None
+        if await repository.credential_taken(self.db, verified.credential_id):
+            raise PasskeyAlreadyRegistered()
+        transports = credential.get("response", {}).get("transports")
+        passkey = Passkey(
+            id=str(uuid.uuid4()),
+            user_id=user_id,
+            credential_id=verified.credential_id,
+            public_key=verified.credential_public_key,
+            sign_count=verified.sign_count,
+            name=name,
+            aaguid=verified.aaguid,
+            transports=(
+                " ".join(t for t in transports if isinstance(t, str))[:128]
+                if isinstance(transports, list)
+                else None
+            ),
+            backed_up=verified.credential_backed_up,
+            created_at=now,
+        )
+        await repository.add_passkey(self.db, passkey)
+        audit(
+            "passkey.registered", user_id=user_id, client_ip=self.client_ip, passkey_id=passkey.id
+        )
+        return to_read(passkey)
+
+    async def list_passkeys(self, user_id: str) -> list[PasskeyRead]:
+        return [to_read(passkey) for passkey in await repository.passkeys_of(self.db, user_id)]
+
+    async def remove(self, user_id: str, passkey_id: str) -> None:
+        if not await repository.delete_passkey(self.db, user_id, passkey_id):
+            raise PasskeyNotFound()
+        audit("passkey.removed", user_id=user_id, client_ip=self.client_ip, passkey_id=passkey_id)
