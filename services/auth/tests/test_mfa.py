@@ -5,7 +5,8 @@ from __future__ import annotations
 import asyncio
 import logging
 from typing import Any
-from urllib.parse import parse_qs, urlparse
+from urllib.parse import parse_qs, unquote, urlparse
+from xml.etree import ElementTree
 
 import pytest
 from auth.mfa.models import MfaTicket, RecoveryCode, TotpCredential
@@ -64,6 +65,11 @@ async def test_enrolment_changes_nothing_until_confirmed(
     assert query["issuer"] == ["Gatehouse"]
     assert account.username in uri.path
     assert len(body["secret"]) == 32  # 160 bits of base32
+    prefix = "data:image/svg+xml;charset=utf-8,"
+    assert body["qr_svg"].startswith(prefix)
+    svg = ElementTree.fromstring(unquote(body["qr_svg"].removeprefix(prefix)))
+    assert svg.tag == "{http://www.w3.org/2000/svg}svg"
+    assert body["secret"] not in body["qr_svg"]
     # Not on yet: the password alone still logs in, and the status says off.
     assert await status_of(auth, access) == {"totp": False, "recovery_codes_left": 0}
     await auth.login(account)

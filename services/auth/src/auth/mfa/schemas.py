@@ -22,10 +22,11 @@ class MfaStatus(BaseModel):
 
 class TotpEnrolment(BaseModel):
     """Shown once, at enrolment: the secret (base32) and the `otpauth://` URI an authenticator
-    app reads (typed in, or from a QR code of it)."""
+    app reads (typed in, or from the QR code of it, `qr_svg`)."""
 
     secret: str
     otpauth_uri: str
+    qr_svg: str = Field(description="The QR code of `otpauth_uri`: an SVG `data:` URI for `<img>`.")
 
 
 class TotpConfirmation(BaseModel):

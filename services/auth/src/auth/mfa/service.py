@@ -24,6 +24,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 import pyotp
+import segno
 from common.events import Envelope, EventType
 from common.outbox import add_outbox_event
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -81,6 +82,11 @@ def matching_step(secret: str, code: str, now: datetime) -> int | None:
     return None
 
 
+def qr_code(uri: str) -> str:
+    """The URI as a QR code (segno), an SVG data URI an enrolment page shows in an `<img>`."""
+    return str(segno.make(uri, error="m").svg_data_uri(scale=4))
+
+
 def ticket_hash(mfa_token: str) -> str:
     return hashlib.sha256(mfa_token.encode()).hexdigest()
 
@@ -121,7 +127,7 @@ class SecondFactors:
         await repository.save_pending_secret(self.db, user_id, self.box.seal(secret, user_id), now)
         uri = pyotp.TOTP(secret).provisioning_uri(name=label, issuer_name=self.settings.mfa_issuer)
         audit("mfa.enrolment_started", user_id=user_id, client_ip=self.client_ip)
-        return TotpEnrolment(secret=secret, otpauth_uri=uri)
+        return TotpEnrolment(secret=secret, otpauth_uri=uri, qr_svg=qr_code(uri))
 
     async def confirm_totp(self, user_id: str, code: str) -> list[str]:
         """The pending secret becomes the account's second factor, with a new set of recovery
