@@ -9,7 +9,7 @@ from pathlib import Path
 
 import httpx
 import pytest
-from common.pages import CONTENT_SECURITY_POLICY, CsrfRefused, PageError, PageKit
+from common.pages import CONTENT_SECURITY_POLICY, CsrfRefused, PageAnswer, PageError, PageKit
 from common.pages.kit import STYLESHEET
 from common.settings import ServiceSettings
 from pydantic import SecretStr
@@ -352,3 +352,21 @@ def test_a_service_kit_derives_its_key_and_cookie_from_the_settings() -> None:
     plain.csrf.check("p", nonce, plain.csrf.issue("p", nonce))
     with pytest.raises(CsrfRefused):
         tls.csrf.check("p", nonce, plain.csrf.issue("p", nonce))
+
+
+async def test_install_serves_the_stylesheet_and_answers_page_answers(templates: Path) -> None:
+    kit = PageKit(templates, stylesheet_path="/s/pages.css", secret=SECRET, secure=False)
+
+    async def failing(request: Request) -> Response:
+        raise PageAnswer(kit.message(request, title="No", message="Not done.", status=409))
+
+    app = Starlette(routes=[Route("/fail", failing, methods=["POST"])])
+    kit.install(app)
+    transport = httpx.ASGITransport(app=app)
+    async with httpx.AsyncClient(transport=transport, base_url=ORIGIN) as http:
+        answer = await http.post("/fail")
+        sheet = await http.get("/s/pages.css")
+    assert answer.status_code == 409
+    assert answer.headers["content-security-policy"] == CONTENT_SECURITY_POLICY
+    assert '<p class="notice notice-error" role="alert">Not done.</p>' in answer.text
+    assert sheet.content == STYLESHEET

@@ -13,6 +13,7 @@ from common.broker import Broker
 from common.db import Database
 from common.embedded import Embedded, make_broker
 from common.outbox import OutboxRelay
+from common.pages import PageKit
 from common.tokens import JwksCache, TokenVerifier, http_jwks_fetcher
 from fastapi import FastAPI
 
@@ -21,6 +22,8 @@ from users.bootstrap import bootstrap_admin
 from users.clock import Clock, system_clock
 from users.internal.router import router as internal_router
 from users.models import OutboxEvent
+from users.pages.router import STYLESHEET_PATH, TEMPLATES
+from users.pages.router import router as pages_router
 from users.passwords.hashing import PasswordHasher
 from users.passwords.policy import common_passwords
 from users.recovery.router import router as recovery_router
@@ -112,10 +115,20 @@ def create_app(
             await auth_http.aclose()
             hasher.close()
 
-    return create_service_app(
+    app = create_service_app(
         SERVICE_NAME,
         settings,
         lifespan=lifespan,
-        routers=[recovery_router, verification_router, accounts_router, internal_router],
+        routers=[
+            recovery_router,
+            verification_router,
+            accounts_router,
+            internal_router,
+            pages_router,
+        ],
         description="Accounts, profiles and role-based access control.",
     )
+    # The pages the emails link to (common.pages): templates, stylesheet, CSRF (users.pages).
+    app.state.pages = PageKit.for_service(settings, TEMPLATES, stylesheet_path=STYLESHEET_PATH)
+    app.state.pages.install(app)
+    return app

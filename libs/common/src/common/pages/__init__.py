@@ -7,13 +7,20 @@ forms whose posts carry a signed double-submit token (`common.pages.csrf` says w
 """
 
 from common.pages.csrf import CsrfRefused, CsrfTokens, derive_key
-from common.pages.kit import CONTENT_SECURITY_POLICY, PAGE_HEADERS, PageError, PageKit
+from common.pages.kit import (
+    CONTENT_SECURITY_POLICY,
+    PAGE_HEADERS,
+    PageAnswer,
+    PageError,
+    PageKit,
+)
 
 __all__ = [
     "CONTENT_SECURITY_POLICY",
     "PAGE_HEADERS",
     "CsrfRefused",
     "CsrfTokens",
+    "PageAnswer",
     "PageError",
     "PageKit",
     "derive_key",

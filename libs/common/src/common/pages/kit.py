@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from jinja2 import ChoiceLoader, Environment, FileSystemLoader, StrictUndefined, select_autoescape
+from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, Response
 from starlette.routing import Route
@@ -56,6 +57,17 @@ class PageError(Exception):
         super().__init__(message)
         self.status = status
         self.message = message
+
+
+class PageAnswer(Exception):
+    """Raised by a page's handler to answer with `response` after the request's transaction is
+    rolled back (`common.db.get_db` rolls back on any exception; `PageKit.install` registers the
+    handler that sends the response). A form post that fails renders its error page this way, so
+    nothing the service did before it failed is committed."""
+
+    def __init__(self, response: Response) -> None:
+        super().__init__(response.status_code)
+        self.response = response
 
 
 class PageKit:
@@ -188,6 +200,16 @@ class PageKit:
         except CsrfRefused:
             raise PageError(403, EXPIRED_FORM) from None
         return values
+
+    def install(self, app: Starlette) -> None:
+        """Serve the stylesheet and answer `PageAnswer` with its page."""
+
+        async def answer(request: Request, exc: Exception) -> Response:
+            assert isinstance(exc, PageAnswer)
+            return exc.response
+
+        app.router.routes.append(self.stylesheet_route())
+        app.add_exception_handler(PageAnswer, answer)
 
     def stylesheet_route(self) -> Route:
         """The route serving the stylesheet at `stylesheet_path` (add it to the app)."""

@@ -149,3 +149,15 @@ async def reset_password(
         },
     )
     return user.id
+
+
+async def link_is_open(db: AsyncSession, clock: Clock, token: str) -> bool:
+    """Whether `token` is an open, unexpired reset link (the page's first look; nothing used)."""
+    if not well_formed(token):
+        return False
+    expires_at = await db.scalar(
+        select(PasswordResetToken.expires_at).where(
+            PasswordResetToken.token_hash == token_hash(token)
+        )
+    )
+    return expires_at is not None and expires_at > clock()

@@ -21,7 +21,7 @@ from typing import Literal
 
 from common.errors import BadRequest, Conflict
 from common.identity import canonical_name
-from sqlalchemy import delete
+from sqlalchemy import delete, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -168,3 +168,16 @@ async def verify_email(db: AsyncSession, clock: Clock, token: str) -> uuid.UUID:
     if changed:
         await emit(db, "user.updated", {"user_id": str(user.id), "changed": ["email"]})
     return user.id
+
+
+async def link_is_open(db: AsyncSession, clock: Clock, token: str) -> bool:
+    """Whether `token` is an open, unexpired verification link (the page's first look: a GET
+    never verifies, as mail scanners fetch links)."""
+    if not well_formed(token):
+        return False
+    expires_at = await db.scalar(
+        select(EmailVerificationToken.expires_at).where(
+            EmailVerificationToken.token_hash == token_hash(token)
+        )
+    )
+    return expires_at is not None and expires_at > clock()
