@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import json
+import subprocess
+import sys
 import time
 import uuid
 from email.message import EmailMessage
@@ -11,6 +14,8 @@ from typing import Any
 import httpx
 import pytest
 from common.testing import SmtpSink
+
+from .platform import Platform
 
 PASSWORD = "correct horse battery staple 42"
 # The platform's STEP_UP_MAX_AGE: short, so a test can outwait a login (test_step_up).
@@ -70,3 +75,18 @@ async def email_to(smtp_sink: SmtpSink, address: str, subject_part: str) -> Emai
                 return message
         await asyncio.sleep(0.05)
     pytest.fail(f"no email '{subject_part}' to {address} within 15 seconds")
+
+
+def register_oidc_client(platform: Platform, name: str, *options: str) -> dict[str, Any]:
+    """Register an OpenID Connect client as an operator does: `python -m auth clients create`
+    against the platform's auth database; its JSON answer (the secret, once)."""
+    result = subprocess.run(
+        [sys.executable, "-m", "auth", "clients", "create", "--name", name, *options],
+        env=platform.env,
+        capture_output=True,
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr.decode()
+    created: dict[str, Any] = json.loads(result.stdout)
+    return created

@@ -27,7 +27,7 @@ from auth.settings import AuthSettings
 from common.broker import Broker
 from common.events import Envelope
 from common.revocation import EPOCH_KEY
-from common.testing import AUDIENCE, ISSUER, html_forms, redis_url
+from common.testing import AUDIENCE, ISSUER, FormBrowser, redis_url
 from fastapi import FastAPI
 from redis.asyncio import Redis
 
@@ -247,28 +247,7 @@ CALLBACK = "http://127.0.0.1:8765/callback"
 AUTHORIZE = "/api/v1/auth/authorize"
 
 
-@dataclass
-class Browser:
-    """A browser without JavaScript: its own cookie jar, follows no redirect by itself, submits
-    a page's form with its hidden fields."""
-
-    client: httpx.AsyncClient
-
-    async def open(self, url: str) -> httpx.Response:
-        return await self.client.get(url)
-
-    async def submit(
-        self, page: httpx.Response, fields: Mapping[str, str] | None = None, *, button: str = ""
-    ) -> httpx.Response:
-        forms = html_forms(page.text)
-        assert len(forms) == 1, page.text
-        form = forms[0]
-        assert form.method == "post"
-        data = {**form.hidden, **(fields or {})}
-        if button:
-            name, value = next(b for b in form.buttons if b[1] == button)
-            data[name] = value
-        return await self.client.post(form.action, data=data)
+Browser = FormBrowser
 
 
 @asynccontextmanager

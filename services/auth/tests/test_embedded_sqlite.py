@@ -12,10 +12,19 @@ from common.cli import migrate_database
 from common.embedded import Embedded
 from common.events import Envelope
 from common.revocation import EPOCH_KEY, session_key, user_key
-from common.testing import ISSUER
+from common.testing import ISSUER, FormBrowser
 from fastapi import FastAPI
 
-from .support import MIGRATIONS, auth_settings, claims_of
+from .support import (
+    CALLBACK,
+    MIGRATIONS,
+    auth_settings,
+    authorize_url,
+    bearer,
+    claims_of,
+    pkce_pair,
+    query_of,
+)
 from .users_double import UsersDouble, build_users_app
 
 
@@ -107,3 +116,73 @@ async def test_embedded_restart_restores_markers_from_sqlite(tmp_path: Path) -> 
                 )
             assert await redis.exists(session_key(str(claims["sid"])))
             assert await redis.exists(user_key(account.user_id))
+
+
+async def test_oidc_code_flow_on_sqlite(tmp_path: Path) -> None:
+    """`make run`'s OpenID Connect path: a loopback http ISSUER (the development cookie), codes
+    claimed with UPDATE … RETURNING on SQLite, a reused code revoking the first one's session."""
+    url = f"sqlite+aiosqlite:///{tmp_path / 'auth.db'}"
+    await migrate_database(url, MIGRATIONS)
+    issuer = "http://127.0.0.1:8000"
+    settings = auth_settings(url, redis_url=None, issuer=issuer)
+    users = UsersDouble()
+    holder: dict[str, FastAPI] = {}
+
+    async def jwks() -> dict[str, object]:
+        document: dict[str, object] = holder["app"].state.key_ring.jwks
+        return document
+
+    app = create_app(
+        settings,
+        embedded=Embedded(),
+        users_transport=httpx.ASGITransport(app=build_users_app(users, jwks, issuer)),
+    )
+    holder["app"] = app
+    admin, member = users.add(roles=("user", "admin")), users.add()
+    async with (
+        LifespanManager(app),
+        httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url=issuer) as client,
+    ):
+        login = await client.post(
+            "/api/v1/auth/login", data={"username": admin.username, "password": admin.password}
+        )
+        created = await client.post(
+            "/api/v1/auth/clients",
+            json={
+                "name": "App",
+                "redirect_uris": [CALLBACK],
+                "type": "public",
+                "first_party": True,
+            },
+            headers=bearer(login.json()["access_token"]),
+        )
+        assert created.status_code == 201, created.text
+        client_id = created.json()["client_id"]
+        verifier, challenge = pkce_pair()
+        browser = FormBrowser(client)
+        page = await browser.open(authorize_url(client_id, challenge))
+        answer = await browser.submit(
+            page, {"username": member.username, "password": member.password}
+        )
+        assert answer.status_code == 303, answer.text
+        assert any(c.startswith("gatehouse-sso=") for c in answer.headers.get_list("set-cookie"))
+        code = query_of(answer.headers["location"])["code"]
+        form = {
+            "grant_type": "authorization_code",
+            "code": code,
+            "redirect_uri": CALLBACK,
+            "code_verifier": verifier,
+            "client_id": client_id,
+        }
+        first = await client.post("/api/v1/auth/token", data=form)
+        assert first.status_code == 200, first.text
+        assert (await client.post("/api/v1/auth/token", data=form)).status_code == 400
+        refresh = await client.post(
+            "/api/v1/auth/token",
+            data={
+                "grant_type": "refresh_token",
+                "refresh_token": first.json()["refresh_token"],
+                "client_id": client_id,
+            },
+        )
+        assert refresh.status_code == 400  # the reuse revoked the session

@@ -33,6 +33,7 @@ from math import comb
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+import httpx
 import jwt
 import redis
 from cryptography.hazmat.primitives.asymmetric import rsa
@@ -357,3 +358,27 @@ def assert_no_timing_difference(pairs: list[tuple[float, float]], *, floor: floa
         f"median difference {median * 1000:.2f} ms",
         pairs,
     )
+
+
+@dataclass
+class FormBrowser:
+    """A browser without JavaScript over httpx: its own cookie jar, follows no redirect by
+    itself, submits a page's one form with its hidden fields (and the button named)."""
+
+    client: httpx.AsyncClient
+
+    async def open(self, url: str) -> httpx.Response:
+        return await self.client.get(url)
+
+    async def submit(
+        self, page: httpx.Response, fields: dict[str, str] | None = None, *, button: str = ""
+    ) -> httpx.Response:
+        forms = html_forms(page.text)
+        assert len(forms) == 1, page.text
+        form = forms[0]
+        assert form.method == "post"
+        data = {**form.hidden, **(fields or {})}
+        if button:
+            name, value = next(b for b in form.buttons if b[1] == button)
+            data[name] = value
+        return await self.client.post(form.action, data=data)
