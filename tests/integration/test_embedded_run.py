@@ -135,6 +135,29 @@ def test_embedded_platform_walks_the_skeleton(embedded: tuple[str, Path]) -> Non
         pytest.fail("no welcome .eml under var/mail/")
     assert len(mails) == 1
 
+    # Verify the address, as README's walk-through does: the link in the welcome .eml, through
+    # the page (GET shows a button, the POST with its CSRF token confirms; SQLite behind it).
+    welcome = email.message_from_bytes(mails[0].read_bytes(), policy=email.policy.default)
+    assert isinstance(welcome, EmailMessage)
+    welcome_text = welcome.get_body(("plain",))
+    assert welcome_text is not None
+    verify_link = re.search(r"/account/verify-email\?token=([\w-]+)", welcome_text.get_content())
+    assert verify_link is not None, welcome_text.get_content()
+    with httpx.Client(base_url=gateway, timeout=30.0) as client:
+        page = client.get("/account/verify-email", params={"token": verify_link[1]})
+        assert page.status_code == 200, page.text
+        assert "default-src 'none'" in page.headers["content-security-policy"]
+        csrf = re.search(r'name="csrf_token" value="([^"]+)"', page.text)
+        assert csrf is not None
+        confirmed = client.post(
+            "/account/verify-email", data={"csrf_token": csrf[1], "token": verify_link[1]}
+        )
+        assert confirmed.status_code == 200, confirmed.text
+        me = client.get("/api/v1/users/me", headers={"Authorization": f"Bearer {token}"})
+        assert me.json()["email_verified"] is True
+        again = client.post("/api/v1/users/email/verify", json={"token": verify_link[1]})
+        assert again.status_code == 400
+
     # Forgot my password, as README's walk-through does it: the link from the .eml file.
     with httpx.Client(base_url=gateway, timeout=30.0) as client:
         forgot = client.post("/api/v1/users/password/forgot", json={"email": account["email"]})
