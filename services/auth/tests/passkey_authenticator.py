@@ -13,10 +13,13 @@ import os
 from typing import Any
 
 import cbor2
+from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec
 
 FLAG_USER_PRESENT = 0x01
 FLAG_USER_VERIFIED = 0x04
+FLAG_BACKUP_ELIGIBLE = 0x08
+FLAG_BACKED_UP = 0x10
 FLAG_ATTESTED_DATA = 0x40
 
 
@@ -25,9 +28,12 @@ def b64url(raw: bytes) -> str:
 
 
 class SoftAuthenticator:
-    def __init__(self) -> None:
+    def __init__(self, *, backed_up: bool = False) -> None:
         self.key = ec.generate_private_key(ec.SECP256R1())
         self.credential_id = os.urandom(16)
+        self.sign_count = 0
+        # A synced passkey (iCloud Keychain, Google Password Manager) is backed up.
+        self.backup_flags = FLAG_BACKUP_ELIGIBLE | FLAG_BACKED_UP if backed_up else 0
 
     def cose_public_key(self) -> bytes:
         numbers = self.key.public_key().public_numbers()
@@ -60,7 +66,7 @@ class SoftAuthenticator:
             }
         ).encode()
         rp_id_hash = hashlib.sha256((rp_id or public_key["rp"]["id"]).encode()).digest()
-        flags = FLAG_USER_PRESENT | FLAG_USER_VERIFIED | FLAG_ATTESTED_DATA
+        flags = FLAG_USER_PRESENT | FLAG_USER_VERIFIED | FLAG_ATTESTED_DATA | self.backup_flags
         authenticator_data = (
             rp_id_hash
             + bytes([flags])
@@ -79,6 +85,47 @@ class SoftAuthenticator:
                 "clientDataJSON": b64url(client_data),
                 "attestationObject": b64url(attestation),
                 "transports": ["internal"],
+            },
+            "clientExtensionResults": {},
+            "authenticatorAttachment": "platform",
+        }
+
+    def get(
+        self,
+        options: dict[str, Any],
+        origin: str,
+        user_handle: str,
+        *,
+        rp_id: str = "gatehouse.test",
+        sign_count: int | None = None,
+    ) -> dict[str, Any]:
+        """The assertion (`navigator.credentials.get()`, as `toJSON()` gives it) for request
+        `options`, signed over authenticator data and the client data's hash (WebAuthn §6.3.3)."""
+        self.sign_count = self.sign_count + 1 if sign_count is None else sign_count
+        client_data = json.dumps(
+            {
+                "type": "webauthn.get",
+                "challenge": options["publicKey"]["challenge"],
+                "origin": origin,
+                "crossOrigin": False,
+            }
+        ).encode()
+        authenticator_data = (
+            hashlib.sha256(rp_id.encode()).digest()
+            + bytes([FLAG_USER_PRESENT | FLAG_USER_VERIFIED | self.backup_flags])
+            + self.sign_count.to_bytes(4, "big")
+        )
+        signed = authenticator_data + hashlib.sha256(client_data).digest()
+        signature = self.key.sign(signed, ec.ECDSA(hashes.SHA256()))
+        return {
+            "id": b64url(self.credential_id),
+            "rawId": b64url(self.credential_id),
+            "type": "public-key",
+            "response": {
+                "clientDataJSON": b64url(client_data),
+                "authenticatorData": b64url(authenticator_data),
+                "signature": b64url(signature),
+                "userHandle": b64url(user_handle.encode()),
             },
             "clientExtensionResults": {},
             "authenticatorAttachment": "platform",

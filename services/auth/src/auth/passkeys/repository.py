@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from datetime import datetime
 
-from sqlalchemy import delete, select
+from sqlalchemy import delete, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from auth.passkeys.models import Passkey, PasskeyChallenge
@@ -57,3 +57,16 @@ async def delete_passkey(db: AsyncSession, user_id: str, passkey_id: str) -> boo
         .returning(Passkey.id)
     )
     return result.one_or_none() is not None
+
+
+async def passkey_by_credential(db: AsyncSession, credential_id: bytes) -> Passkey | None:
+    result = await db.scalars(select(Passkey).where(Passkey.credential_id == credential_id))
+    return result.one_or_none()
+
+
+async def record_use(db: AsyncSession, passkey_id: str, sign_count: int, now: datetime) -> None:
+    await db.execute(
+        update(Passkey)
+        .where(Passkey.id == passkey_id)
+        .values(sign_count=sign_count, last_used_at=now)
+    )

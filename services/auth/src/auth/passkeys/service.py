@@ -1,11 +1,19 @@
-"""Passkeys (WebAuthn, with the `webauthn` library): registration and their list.
+"""Passkeys (WebAuthn, with the `webauthn` library): registration, the list, and signing in.
 
 A signed-in user registers a passkey in two steps: options (a challenge, stored as its SHA-256,
 bound to the user, one use, 5 minutes) and the browser's answer, verified by
 `webauthn.verify_registration_response` against the challenge, the relying party id and the
 origin. Only public material is stored (credential id, COSE public key, sign count), so there is
-nothing to encrypt. Signing in with a passkey (as a second factor, or without a password) is the
-hosted sign-in page's part and is not built yet; a passkey does not change the password login.
+nothing to encrypt.
+
+Signing in with a passkey is `authentication_options` then `verify_assertion`, for the hosted
+sign-in page: as a second factor (the account known, its passkeys allowed) or without a password
+(any discoverable passkey; the user handle names the account). A device-bound passkey proves
+`hwk`, a synced one (backed up) `swk` (RFC 8176). The stored challenges of the two ceremonies are
+kept apart (`challenge_hash`): a registration's challenge signs nobody in (the library's check of
+the ceremony, `webauthn.create` against `webauthn.get`, is about what the browser signed, and an
+authenticator signs a sign-in over any challenge). A passkey does not change the password login
+of the API.
 """
 
 from __future__ import annotations
@@ -23,7 +31,13 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from sqlalchemy.ext.asyncio import AsyncSession
-from webauthn import generate_registration_options, options_to_json, verify_registration_response
+from webauthn import (
+    generate_authentication_options,
+    generate_registration_options,
+    options_to_json,
+    verify_authentication_response,
+    verify_registration_response,
+)
 from webauthn.helpers.exceptions import WebAuthnException
 from webauthn.helpers.structs import (
     AuthenticatorSelectionCriteria,
@@ -44,6 +58,8 @@ from auth.upstream.users import UsersClient
 logger = logging.getLogger("gatehouse.auth.passkeys")
 
 CHALLENGE_LIFETIME = timedelta(minutes=5)
+# The challenge of a sign-in without a password belongs to no account yet.
+ANY_ACCOUNT = ""
 CHALLENGE_BYTES = 32
 REGISTRATION_TIMEOUT_MS = 300_000
 
@@ -57,8 +73,14 @@ def relying_party(settings: AuthSettings) -> tuple[str, str]:
     return rp_id, origin
 
 
-def challenge_hash(challenge: bytes) -> str:
-    return hashlib.sha256(challenge).hexdigest()
+REGISTRATION = "register"
+SIGN_IN = "sign-in"
+
+
+def challenge_hash(purpose: str, challenge: bytes) -> str:
+    """What is stored of a challenge: its SHA-256 under its purpose, so that a registration's
+    challenge is unknown to a sign-in and the other way round."""
+    return hashlib.sha256(purpose.encode() + b":" + challenge).hexdigest()
 
 
 def _b64url(value: str) -> bytes:
@@ -74,6 +96,25 @@ def challenge_of(credential: dict[str, Any]) -> bytes:
         return _b64url(client_data["challenge"])
     except (KeyError, TypeError, ValueError, binascii.Error, UnicodeDecodeError):
         raise PasskeyRefused("The credential's clientDataJSON is not readable.") from None
+
+
+@dataclass(frozen=True, slots=True)
+class PasskeySignIn:
+    """Who a verified assertion signs in, and how (RFC 8176)."""
+
+    user_id: str
+    passkey_id: str
+    amr: tuple[str, ...]
+
+
+def _user_handle(credential: dict[str, Any]) -> str | None:
+    handle = credential.get("response", {}).get("userHandle")
+    if not isinstance(handle, str) or not handle:
+        return None
+    try:
+        return _b64url(handle).decode()
+    except (ValueError, binascii.Error, UnicodeDecodeError):
+        return None
 
 
 def to_read(passkey: Passkey) -> PasskeyRead:
@@ -122,7 +163,7 @@ class Passkeys:
         await repository.add_challenge(
             self.db,
             PasskeyChallenge(
-                challenge_hash=challenge_hash(challenge),
+                challenge_hash=challenge_hash(REGISTRATION, challenge),
                 user_id=user_id,
                 expires_at=now + CHALLENGE_LIFETIME,
             ),
@@ -133,7 +174,9 @@ class Passkeys:
     async def register(self, user_id: str, credential: dict[str, Any], name: str) -> PasskeyRead:
         challenge = challenge_of(credential)
         now = self.clock()
-        if not await repository.take_challenge(self.db, challenge_hash(challenge), user_id, now):
+        if not await repository.take_challenge(
+            self.db, challenge_hash(REGISTRATION, challenge), user_id, now
+        ):
             raise PasskeyRefused(
                 "The registration challenge is unknown, used or expired: ask for new options."
             )
@@ -177,6 +220,83 @@ class Passkeys:
             "passkey.registered", user_id=user_id, client_ip=self.client_ip, passkey_id=passkey.id
         )
         return to_read(passkey)
+
+    async def authentication_options(self, user_id: str | None = None) -> PasskeyOptions:
+        """Options for `navigator.credentials.get()`: for `user_id`'s passkeys (a second
+        factor), or, with None, for any discoverable passkey (a sign-in without a password)."""
+        rp_id, _ = relying_party(self.settings)
+        allowed = await repository.passkeys_of(self.db, user_id) if user_id is not None else []
+        challenge = secrets.token_bytes(CHALLENGE_BYTES)
+        options = generate_authentication_options(
+            rp_id=rp_id,
+            challenge=challenge,
+            timeout=REGISTRATION_TIMEOUT_MS,
+            allow_credentials=[
+                PublicKeyCredentialDescriptor(id=passkey.credential_id) for passkey in allowed
+            ],
+            user_verification=UserVerificationRequirement.PREFERRED,
+        )
+        now = self.clock()
+        await repository.add_challenge(
+            self.db,
+            PasskeyChallenge(
+                challenge_hash=challenge_hash(SIGN_IN, challenge),
+                user_id=user_id if user_id is not None else ANY_ACCOUNT,
+                expires_at=now + CHALLENGE_LIFETIME,
+            ),
+            now,
+        )
+        return PasskeyOptions(publicKey=json.loads(options_to_json(options)))
+
+    async def verify_assertion(
+        self, credential: dict[str, Any], user_id: str | None = None
+    ) -> PasskeySignIn:
+        """Check and spend a `navigator.credentials.get()` answer to `authentication_options`
+        (the same `user_id`): the challenge works once, the passkey must be registered (to
+        `user_id`, or, without one, to the account its user handle names) and sign the
+        challenge, and its sign count moves on. Raises `PasskeyRefused`."""
+        challenge = challenge_of(credential)
+        now = self.clock()
+        owner = user_id if user_id is not None else ANY_ACCOUNT
+        if not await repository.take_challenge(
+            self.db, challenge_hash(SIGN_IN, challenge), owner, now
+        ):
+            raise PasskeyRefused("The sign-in challenge is unknown, used or expired.")
+        try:
+            raw_id = _b64url(str(credential["rawId"]))
+        except (KeyError, ValueError, binascii.Error):
+            raise PasskeyRefused("The credential has no readable rawId.") from None
+        passkey = await repository.passkey_by_credential(self.db, raw_id)
+        handle = _user_handle(credential)
+        if (
+            passkey is None
+            or (user_id is not None and passkey.user_id != user_id)
+            or (user_id is None and handle != passkey.user_id)
+        ):
+            audit("passkey.refused", user_id=user_id, client_ip=self.client_ip, reason="unknown")
+            raise PasskeyRefused("This passkey is not registered for the account.")
+        rp_id, origin = relying_party(self.settings)
+        try:
+            verified = verify_authentication_response(
+                credential=credential,
+                expected_challenge=challenge,
+                expected_rp_id=rp_id,
+                expected_origin=origin,
+                credential_public_key=passkey.public_key,
+                credential_current_sign_count=passkey.sign_count,
+            )
+        except (WebAuthnException, KeyError, TypeError, ValueError) as exc:
+            audit(
+                "passkey.refused",
+                user_id=passkey.user_id,
+                client_ip=self.client_ip,
+                reason=type(exc).__name__,
+            )
+            raise PasskeyRefused("The passkey's signature does not verify.") from None
+        await repository.record_use(self.db, passkey.id, verified.new_sign_count, now)
+        method = "swk" if verified.credential_backed_up else "hwk"
+        audit("passkey.used", user_id=passkey.user_id, client_ip=self.client_ip, amr=method)
+        return PasskeySignIn(passkey.user_id, passkey.id, (method,))
 
     async def list_passkeys(self, user_id: str) -> list[PasskeyRead]:
         return [to_read(passkey) for passkey in await repository.passkeys_of(self.db, user_id)]
