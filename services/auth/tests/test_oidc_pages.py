@@ -12,6 +12,7 @@ from .support import (
     AuthHarness,
     Browser,
     authorize_url,
+    bearer,
     browser_of,
     claims_of,
     enrol,
@@ -409,3 +410,72 @@ async def test_second_factor_post_needs_its_csrf_token_and_a_real_ticket(
     assert forged.status_code == 401
     empty = await browser.submit(step, {"code": ""})
     assert empty.status_code == 422
+
+
+async def test_signing_in_again_renews_the_sign_on_session_end_session_still_ends_all(
+    oidc: AuthHarness, browser: Browser, member: Account
+) -> None:
+    """prompt=login in the same browser: one sign-on session, a fresh auth_time, a new cookie
+    value; logging out from the second app still ends the first app's session."""
+    first = await register_client(oidc, first_party=True)
+    second = await register_client(
+        oidc, first_party=True, post_logout_redirect_uris=["http://127.0.0.1:8765/bye"]
+    )
+    verifier, challenge = pkce_pair()
+    back = await sign_in_for_code(
+        oidc, browser, member, authorize_url(first["client_id"], challenge)
+    )
+    tokens = (await redeem(oidc, first["client_id"], back["code"], verifier)).json()
+    old_cookie = browser.client.cookies.get("__Host-gatehouse-sso")
+    oidc.clock.advance(5)
+    again = await sign_in_for_code(
+        oidc, browser, member, authorize_url(second["client_id"], challenge, prompt="login")
+    )
+    assert browser.client.cookies.get("__Host-gatehouse-sso") != old_cookie
+    later = (await redeem(oidc, second["client_id"], again["code"], verifier)).json()
+    assert claims_of(later["id_token"])["sid"] == claims_of(tokens["id_token"])["sid"]
+    assert claims_of(later["id_token"])["auth_time"] > claims_of(tokens["id_token"])["auth_time"]
+    async with browser_of(oidc) as thief:  # the cookie value from before the sign-in is dead
+        thief.client.cookies.set("__Host-gatehouse-sso", old_cookie or "", domain="gatehouse.test")
+        page = await thief.open(authorize_url(first["client_id"], challenge))
+        assert page.status_code == 200
+    query = httpx.QueryParams(
+        {
+            "id_token_hint": later["id_token"],
+            "post_logout_redirect_uri": "http://127.0.0.1:8765/bye",
+        }
+    )
+    ended = await browser.open(f"/api/v1/auth/end-session?{query}")
+    assert ended.status_code == 302, ended.text
+    info = await oidc.client.get("/api/v1/auth/userinfo", headers=bearer(tokens["access_token"]))
+    assert info.status_code == 401
+
+
+async def test_sign_in_while_users_is_down_is_a_503_page(
+    oidc: AuthHarness, browser: Browser, member: Account
+) -> None:
+    client = await register_client(oidc)
+    page = await browser.open(authorize_url(client["client_id"], pkce_pair()[1]))
+    oidc.users.down = True
+    answer = await browser.submit(page, {"username": member.username, "password": member.password})
+    assert answer.status_code == 503
+    assert_page_headers(answer)
+    assert "try again" in answer.text
+
+
+async def test_sign_in_post_of_another_type_is_a_page_not_a_500(
+    oidc: AuthHarness, browser: Browser
+) -> None:
+    client = await register_client(oidc)
+    url = authorize_url(client["client_id"], pkce_pair()[1])
+    await browser.open(url)
+    for content, content_type in (
+        (b'{"username": "x"}', "application/json"),
+        (b"username=%ZZ&password=x", "application/x-www-form-urlencoded"),
+        (b"x" * 20000, "application/x-www-form-urlencoded"),
+    ):
+        answer = await browser.client.post(
+            url, content=content, headers={"content-type": content_type}
+        )
+        assert 400 <= answer.status_code < 500, answer.text
+        assert answer.headers["content-type"].startswith("text/html")

@@ -74,6 +74,7 @@ async def _verified_hint(request: Request, token: str) -> dict[str, Any]:
             key,
             algorithms=["RS256"],
             issuer=request.app.state.settings.issuer,
+            leeway=request.app.state.settings.token_leeway_seconds,  # replicas' clocks differ
             options={"verify_aud": False, "verify_exp": False, "require": ["sub", "aud"]},
         )
     except LogoutRefused:

@@ -62,6 +62,16 @@ async def get_sso_session(db: AsyncSession, sso_id: str) -> SsoSession | None:
     return await db.get(SsoSession, sso_id, populate_existing=True)
 
 
+async def renew_sso_session(
+    db: AsyncSession, sso_id: str, token_hash: str, now: datetime, amr: str
+) -> None:
+    await db.execute(
+        update(SsoSession)
+        .where(SsoSession.id == sso_id)
+        .values(token_hash=token_hash, auth_time=now, amr=amr)
+    )
+
+
 async def revoke_sso_session(db: AsyncSession, sso_id: str, now: datetime) -> None:
     await db.execute(
         update(SsoSession)

@@ -234,7 +234,8 @@ async def sign_in(
         # password's success to it, as the login endpoint's mfa_token does.
         ticket = await sessions.second_factors.open_ticket(user.user_id)
         return steps.second_factor_page(flow, ticket)
-    token, sso = await oidc.start_sso(user.user_id, PASSWORD_LOGIN_AMR)
+    current = await oidc.live_sso(steps.cookie.read(request))
+    token, sso = await oidc.start_sso(user.user_id, PASSWORD_LOGIN_AMR, current)
     response = await steps.after_sign_in(flow, sso, asked_consent="consent" in flow.prompt)
     steps.cookie.set(response, token)
     return response
@@ -265,7 +266,8 @@ async def second_factor(
         account = await sessions.second_step(ticket, code)
     except SecondFactorRefused:
         return steps.second_factor_page(flow, ticket, error=WRONG_CODE, status=401)
-    token, sso = await oidc.start_sso(account.user_id, SECOND_FACTOR_LOGIN_AMR)
+    current = await oidc.live_sso(steps.cookie.read(request))
+    token, sso = await oidc.start_sso(account.user_id, SECOND_FACTOR_LOGIN_AMR, current)
     response = await steps.after_sign_in(flow, sso, asked_consent="consent" in flow.prompt)
     steps.cookie.set(response, token)
     return response

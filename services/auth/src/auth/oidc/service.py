@@ -99,10 +99,24 @@ class OidcService:
             return None
         return sso
 
-    async def start_sso(self, user_id: str, amr: tuple[str, ...]) -> tuple[str, SsoSession]:
-        """A new sign-on session; returns the cookie's value (kept only as a hash) and it."""
+    async def start_sso(
+        self, user_id: str, amr: tuple[str, ...], current: SsoSession | None = None
+    ) -> tuple[str, SsoSession]:
+        """A sign-on session for a sign-in that just succeeded; returns the cookie's new value
+        (kept only as a hash) and it. The browser's live session of the same user is renewed
+        rather than replaced (`prompt=login`, `max_age`: the same browser signing in again), so
+        end-session still ends every app it signed in; its cookie value changes all the same,
+        so a value known before the sign-in is worth nothing after it."""
         now = self.clock()
         token = secrets.token_urlsafe(32)
+        if current is not None and current.user_id == user_id:
+            await repository.renew_sso_session(
+                self.db, current.id, hash_secret(token), now, " ".join(amr)
+            )
+            renewed = await repository.get_sso_session(self.db, current.id)
+            assert renewed is not None
+            audit("sso.renewed", user_id=user_id, client_ip=self.client_ip, reason=renewed.amr)
+            return token, renewed
         sso = SsoSession(
             id=str(uuid.uuid4()),
             token_hash=hash_secret(token),
