@@ -93,3 +93,32 @@ async def test_spans_reach_the_collector_when_an_endpoint_is_set(collector: Coll
         for span in scope.spans
     }
     assert trace_ids == {"0af7651916cd43dd8448eb211c80319c"}  # the caller's trace continued
+
+
+def span_attributes(collector: Collector) -> list[dict[str, str]]:
+    return [
+        {kv.key: kv.value.string_value for kv in span.attributes}
+        for request in collector.requests
+        for resource in request.resource_spans
+        for scope in resource.scope_spans
+        for span in scope.spans
+    ]
+
+
+async def test_spans_never_carry_the_query_string(collector: Collector) -> None:
+    """The account pages' links carry a token in the query (API.md §8)."""
+    settings = ServiceSettings(otel_exporter_otlp_endpoint=collector.url)
+    app = create_service_app("traced", settings, routers=[router])
+    secret = "a-link-token-that-must-not-be-traced"
+    transport = httpx.ASGITransport(app=app)
+    async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
+        response = await client.get("/hello", params={"token": secret})
+    assert response.status_code == 200
+    provider = app.state.tracer_provider
+    await asyncio.to_thread(provider.force_flush)
+    await asyncio.to_thread(provider.shutdown)
+    spans = span_attributes(collector)
+    assert spans
+    assert all(secret not in str(span) for span in spans), spans
+    assert any(span.get("http.target") == "/hello" for span in spans), spans
+    assert all(secret not in str(request) for request in collector.requests)

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import logging
 from typing import Any
 
 import pytest
@@ -405,3 +406,23 @@ async def test_auth_is_told_whether_the_address_is_verified(
     assert await verified() is False
     assert await verify(users, await links.token_for(user["email"])) == 204
     assert await verified() is True
+
+
+async def test_a_link_token_is_in_no_log_line_and_no_metric(
+    users: UsersHarness, links: LinkEvents, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.DEBUG)
+    user = await users.register()
+    token = await links.token_for(user["email"])
+    await users.client.get("/account/verify-email", params={"token": token})
+    assert await verify(users, token) == 204
+    assert await verify(users, token) == 400  # the refusal does not quote it either
+    await users.client.get("/account/verify-email", params={"token": token})
+    metrics = await users.client.get("/metrics")
+    assert token not in metrics.text
+    # The test's own HTTP client logs the URLs it requests; the service logs none of them.
+    served = [
+        r for r in caplog.records if not (r.name == "httpx" and "//users.test/" in str(r.args))
+    ]
+    assert [vars(record) for record in served if token in str(vars(record))] == []
+    assert all(token not in str(row.payload) for row in await users.outbox(with_links=True))
