@@ -6,7 +6,7 @@ import uuid
 from datetime import UTC, datetime, timedelta
 from typing import Annotated
 
-from common.db import DbDep
+from common.db import DbDep, ReadDbDep
 from common.errors import Unauthorized, problem_responses
 from common.security import (
     CurrentPrincipal,
@@ -66,7 +66,7 @@ async def register(data: UserCreate, db: DbDep, hasher: Hasher, links: Links) ->
 
 
 @router.get("/me", response_model=UserRead, responses=problem_responses(401))
-async def read_me(principal: CurrentPrincipal, db: DbDep) -> UserRead:
+async def read_me(principal: CurrentPrincipal, db: ReadDbDep) -> UserRead:
     """Your own account (the hottest route: one indexed query, no ORM objects)."""
     fields = await repository.profile(db, principal.user_id)
     if fields is None or not fields["is_active"]:
@@ -175,7 +175,7 @@ async def export_users(_reader: Reader, request: Request) -> StreamingResponse:
 # `{user_id:uuid}`: only a UUID names a user, so `/me` and `/export.csv` never reach these routes
 # (a DELETE of `/me` is a 405 of that path, not a 422 about a malformed id).
 @router.get("/{user_id:uuid}", response_model=UserRead, responses=problem_responses(401, 404))
-async def read_user(user_id: uuid.UUID, principal: CurrentPrincipal, db: DbDep) -> UserRead:
+async def read_user(user_id: uuid.UUID, principal: CurrentPrincipal, db: ReadDbDep) -> UserRead:
     """Yourself, or anyone with `users:read`; any other id is a 404. A deactivated account is
     still readable (`is_active: false`): DELETE deactivates, it does not erase."""
     return to_user_read(await visible_user(db, principal, user_id))

@@ -6,7 +6,7 @@ import uuid
 from datetime import datetime
 from typing import Annotated
 
-from common.db import DbDep
+from common.db import DbDep, ReadDbDep
 from common.errors import NotFound
 from common.security import require_service_scope
 from common.tokens import AccessClaims
@@ -60,7 +60,7 @@ async def verify_credentials(
 
 
 @router.get("/users/{user_id}/authorization", response_model=Authorization)
-async def authorization(user_id: uuid.UUID, _caller: Authorizer, db: DbDep) -> Authorization:
+async def authorization(user_id: uuid.UUID, _caller: Authorizer, db: ReadDbDep) -> Authorization:
     """Current roles and permissions (auth reads them at every refresh)."""
     user = await repository.by_id(db, user_id, permissions=True)
     if user is None:
