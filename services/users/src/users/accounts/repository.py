@@ -8,7 +8,7 @@ from datetime import datetime
 from typing import Any
 
 from common.identity import canonical_name
-from sqlalchemy import Select, and_, func, or_, select
+from sqlalchemy import Select, and_, bindparam, func, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import joinedload, selectinload
 
@@ -29,26 +29,31 @@ async def by_id(
     return (await db.scalars(statement)).unique().one_or_none()
 
 
+# Built once: a statement object caches its own cache key, so executing this one skips both
+# building a SELECT and computing its key on every `GET /users/me` (measured: most of the ORM's
+# share of that request's CPU).
+PROFILE = (
+    select(
+        User.id,
+        User.email,
+        User.username,
+        User.full_name,
+        User.is_active,
+        User.email_verified,
+        User.pending_email,
+        User.created_at,
+        user_roles.c.role_name,
+    )
+    .outerjoin(user_roles, user_roles.c.user_id == User.id)
+    .where(User.id == bindparam("user_id"))
+    .order_by(user_roles.c.role_name)
+)
+
+
 async def profile(db: AsyncSession, user_id: uuid.UUID) -> dict[str, Any] | None:
     """The `UserRead` fields of one user in one indexed query, without the ORM (the hot
     `GET /users/me`): the primary key lookup joined with the user's role names."""
-    statement = (
-        select(
-            User.id,
-            User.email,
-            User.username,
-            User.full_name,
-            User.is_active,
-            User.email_verified,
-            User.pending_email,
-            User.created_at,
-            user_roles.c.role_name,
-        )
-        .outerjoin(user_roles, user_roles.c.user_id == User.id)
-        .where(User.id == user_id)
-        .order_by(user_roles.c.role_name)
-    )
-    rows = (await db.execute(statement)).all()
+    rows = (await db.execute(PROFILE, {"user_id": user_id})).all()
     if not rows:
         return None
     first = rows[0]
