@@ -77,6 +77,12 @@ class ServiceSettings(BaseSettings):
     step_up_max_age: int = Field(default=300, ge=1)
     # When true, the `users:*` permissions count only in tokens whose `amr` holds a second factor.
     admin_requires_mfa: bool = False
+    # Connections to the service's database: the pool keeps up to DATABASE_POOL_SIZE open once
+    # opened, and opens up to DATABASE_MAX_OVERFLOW more, each closed as soon as it is returned
+    # (under load an overflow connection is opened for a share of requests: keep it 0 in
+    # production; the test suites use 5 + 15 so that many of them can share one server).
+    database_pool_size: int = Field(default=20, ge=1, le=500)
+    database_max_overflow: int = Field(default=0, ge=0, le=500)
     # OTLP/HTTP collector (e.g. http://otel-collector:4318); unset: no tracing, at no cost.
     otel_exporter_otlp_endpoint: str | None = None
 

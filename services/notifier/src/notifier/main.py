@@ -52,7 +52,11 @@ def create_app(
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        database = Database(settings.notifier_database_url)
+        database = Database(
+            settings.notifier_database_url,
+            pool_size=settings.database_pool_size,
+            max_overflow=settings.database_max_overflow,
+        )
         events = broker or make_broker(
             settings.amqp_url,
             embedded.broker if embedded else None,
