@@ -138,6 +138,25 @@ async def test_malformed_jwks_entries_are_skipped(token_factory: TokenFactory) -
     assert (await verifier.verify(token_factory.access_token("u"))).subject == "u"
 
 
+async def test_a_remembered_token_is_refused_once_its_key_is_unpublished(
+    token_factory: TokenFactory,
+) -> None:
+    """The cache spares the RSA check, never the key set: when the signing key leaves the JWKS
+    (refetched once the cache is stale), the remembered token is checked afresh and refused."""
+    fetcher = CountingFetcher(token_factory)
+    clock = Clock()
+    jwks = JwksCache(fetcher, max_age=300, refetch_cooldown=10, clock=clock)
+    verifier = TokenVerifier(jwks, issuer=ISSUER, audience=AUDIENCE, cache_size=10)
+    token = token_factory.access_token("user-1")
+    await verifier.verify(token)
+    other = TokenFactory(ISSUER, AUDIENCE, kid="test-key-2")
+    fetcher.factories = [other]  # the key set no longer holds the token's key
+    clock.now += 301
+    with pytest.raises(InvalidToken):
+        await verifier.verify(token)
+    assert fetcher.calls == 2
+
+
 async def test_verified_tokens_are_remembered_until_they_expire(
     token_factory: TokenFactory, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -241,11 +241,12 @@ class TokenVerifier:
         self.token_types = token_types
         # Defence in depth: a token living longer than auth ever signs is refused (API.md §2).
         self.max_lifetime = max_lifetime + leeway
-        # Verified tokens remembered (oldest forgotten first) until they expire, so a client
-        # repeating its token costs a lookup instead of an RSA verification. Revocation is a
-        # separate, per-request check and is never cached.
+        # Verified tokens remembered (oldest forgotten first) until they expire, and only while
+        # the key that signed them is still in the key set (a key unpublished ends its tokens at
+        # once, remembered or not), so a client repeating its token costs a lookup instead of
+        # an RSA verification. Revocation is a separate, per-request check, never cached.
         self.cache_size = cache_size
-        self._verified: dict[str, AccessClaims] = {}
+        self._verified: dict[str, tuple[AccessClaims, str]] = {}
         self._jws = jwt.PyJWS(algorithms=list(ALLOWED_ALGORITHMS))
         self._jwt = jwt.PyJWT()
 
@@ -286,17 +287,21 @@ class TokenVerifier:
         return _claims(payload, self.max_lifetime, self.leeway)
 
     async def verify(self, token: str) -> AccessClaims:
-        claims = self._verified.get(token)
-        if claims is not None:
-            if claims.expires_at + self.leeway > time.time():
+        remembered = self._verified.get(token)
+        if remembered is not None:
+            claims, kid = remembered
+            if claims.expires_at + self.leeway <= time.time():
+                del self._verified[token]
+                raise InvalidToken("expired")
+            if self.jwks.cached(kid) is not None:
                 return claims
+            # The key is gone or the key set is due a refresh: verify afresh below.
             del self._verified[token]
-            raise InvalidToken("expired")
         kid = self._header(token)
         key = self.jwks.cached(kid) or await self.jwks.key_for(kid)
         claims = self._decode(token, key)
         if self.cache_size:
             if len(self._verified) >= self.cache_size:
                 del self._verified[next(iter(self._verified))]
-            self._verified[token] = claims
+            self._verified[token] = (claims, kid)
         return claims
