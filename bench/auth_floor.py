@@ -5,7 +5,7 @@ and httptools like the services, on auth's database and Redis, doing what auth d
 
 - `POST /internal/v1/introspect` (HTTP Basic client, `token_type_hint=access_token`): the
   client's row and its secret's SHA-256, the access token verified with `common.tokens.
-  TokenVerifier` (no verified-token cache, as auth's `TokenInspector`), the session's row,
+  TokenVerifier` (with the verified-token cache, as auth's `TokenInspector`), the session's row,
   `common.revocation.is_revoked` (one Redis MGET), the RFC 7662 answer;
 - `POST /api/v1/auth/refresh`: in one transaction, the refresh token claimed (UPDATE ...
   RETURNING), its session read, the account's roles and permissions asked of users (its internal
@@ -248,10 +248,11 @@ def create_app(settings: AuthSettings) -> Starlette:
                 issuer=settings.issuer,
                 audience=audience,
                 leeway=settings.token_leeway_seconds,
+                cache_size=settings.verified_token_cache,
             )
             for audience in audiences
         }
-        # auth's pool: SQLAlchemy's 10 + 10 overflow.
+        # auth's pool: common.db's 20 connections.
         dsn = settings.auth_database_url.replace("postgresql+asyncpg://", "postgresql://", 1)
         state.pool = await asyncpg.create_pool(dsn, min_size=1, max_size=20)
         state.redis = make_redis(settings.redis_url)

@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 from auth.revocation.repository import raise_user_not_before
 
-from .support import INTERNAL_SECRET, AuthHarness, claims_of, introspect_as_gateway
+from .support import INTERNAL_SECRET, AuthHarness, bearer, claims_of, introspect_as_gateway
 from .users_double import Account
 
 URL = "/internal/v1/introspect"
@@ -145,6 +145,30 @@ async def test_expired_access_token_is_inactive(auth: AuthHarness, account: Acco
 
 async def test_access_token_of_ended_user_is_inactive(auth: AuthHarness, account: Account) -> None:
     pair = await auth.login(account)
+    claims = claims_of(pair["access_token"])
+    async with auth.app.state.db.sessionmaker() as db, db.begin():
+        moment = datetime.fromtimestamp(claims["iat"] + 1, UTC)
+        await raise_user_not_before(db, account.user_id, moment)
+    assert await introspect_as_gateway(auth, pair["access_token"]) == {"active": False}
+
+
+async def test_a_remembered_token_goes_inactive_when_its_session_ends(
+    auth: AuthHarness, account: Account
+) -> None:
+    """The verified-token cache spares the signature check only: a logout after an active answer
+    makes the next answer inactive."""
+    pair = await auth.login(account)
+    assert (await introspect_as_gateway(auth, pair["access_token"]))["active"] is True
+    response = await auth.client.post("/api/v1/auth/logout", headers=bearer(pair["access_token"]))
+    assert response.status_code == 204
+    assert await introspect_as_gateway(auth, pair["access_token"]) == {"active": False}
+
+
+async def test_a_remembered_token_goes_inactive_when_its_user_is_ended(
+    auth: AuthHarness, account: Account
+) -> None:
+    pair = await auth.login(account)
+    assert (await introspect_as_gateway(auth, pair["access_token"]))["active"] is True
     claims = claims_of(pair["access_token"])
     async with auth.app.state.db.sessionmaker() as db, db.begin():
         moment = datetime.fromtimestamp(claims["iat"] + 1, UTC)

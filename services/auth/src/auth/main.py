@@ -122,11 +122,16 @@ def create_app(
             state.mfa_box = SecretBox(settings.mfa_encryption_key_bytes())
             state.token_inspector = TokenInspector(ring, settings, token_audiences(settings))
             leeway = settings.token_leeway_seconds
+            cache = settings.verified_token_cache
             state.token_verifier = TokenVerifier(
-                jwks, issuer=settings.issuer, audience=settings.audience, leeway=leeway
+                jwks,
+                issuer=settings.issuer,
+                audience=settings.audience,
+                leeway=leeway,
+                cache_size=cache,
             )
             state.internal_token_verifier = TokenVerifier(
-                jwks, issuer=settings.issuer, audience=SERVICE_NAME, leeway=leeway
+                jwks, issuer=settings.issuer, audience=SERVICE_NAME, leeway=leeway, cache_size=cache
             )
             state.readiness_checks = {"database": database.ping}
             # Redis down: logins and refreshes go on; ending sessions (logout, revocation, a

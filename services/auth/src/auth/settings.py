@@ -41,6 +41,10 @@ class AuthSettings(ServiceSettings):
     # the host and origin of ISSUER, where the hosted pages are served.
     webauthn_rp_id: str | None = Field(default=None, min_length=1, max_length=253)
     webauthn_origin: str | None = Field(default=None, pattern=r"^https?://[^/]+$")
+    # Tokens auth verified (introspection, its own routes, service tokens), remembered until they
+    # expire (0: verify every time); an introspected token's session and user are still read
+    # from the database at every introspection.
+    verified_token_cache: int = Field(default=10_000, ge=0)
     # How often every replica checks that Redis still holds the revocation markers (one EXISTS of
     # the epoch key) and restores them from the database when it lost them.
     revocation_check_seconds: float = Field(default=1.0, gt=0, le=60)

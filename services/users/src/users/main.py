@@ -98,8 +98,13 @@ def create_app(
             leeway=leeway,
             cache_size=settings.verified_token_cache,
         )
+        # Service tokens too (auth's, at every refresh): a cached verification, not an RSA one.
         state.internal_token_verifier = TokenVerifier(
-            keys, issuer=settings.issuer, audience=SERVICE_NAME, leeway=leeway
+            keys,
+            issuer=settings.issuer,
+            audience=SERVICE_NAME,
+            leeway=leeway,
+            cache_size=settings.verified_token_cache,
         )
         state.readiness_checks = {"database": database.ping}
         # RabbitMQ down: registrations go on into the outbox (reported, not a reason to leave).

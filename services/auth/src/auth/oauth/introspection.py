@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from common.db import DbDep
+from common.db import ReadDbDep
 from common.errors import BadRequest, Forbidden, Unauthorized
 from common.security import verify_bearer
 from fastapi import APIRouter, Request
@@ -20,7 +20,7 @@ router = APIRouter(prefix="/internal/v1", tags=["internal"])
 INTROSPECT_SCOPE = "tokens:introspect"
 
 
-async def _authenticate_caller(request: Request, form: OAuthForm, db: DbDep) -> None:
+async def _authenticate_caller(request: Request, form: OAuthForm, db: ReadDbDep) -> None:
     """A service client (HTTP Basic) or a service token for audience "auth", either with the
     `tokens:introspect` scope."""
     header = request.headers.get("authorization", "")
@@ -46,9 +46,10 @@ async def _authenticate_caller(request: Request, form: OAuthForm, db: DbDep) -> 
     "/introspect",
     responses={401: {"description": "caller not authenticated"}, 403: {"description": "scope"}},
 )
-async def introspect(request: Request, db: DbDep) -> JSONResponse:
+async def introspect(request: Request, db: ReadDbDep) -> JSONResponse:
     """Is this token active? Form `token`, optional `token_type_hint`. Bad, expired, revoked
-    or unknown tokens all answer `{"active": false}` and nothing else."""
+    or unknown tokens all answer `{"active": false}` and nothing else. Reads only (no
+    transaction: each row as committed when read)."""
     try:
         form = await read_form(request)
     except OAuthError:

@@ -36,6 +36,7 @@ class TokenInspector:
                 issuer=settings.issuer,
                 audience=audience,
                 leeway=settings.token_leeway_seconds,
+                cache_size=settings.verified_token_cache,
             )
             for audience in audiences
         }
