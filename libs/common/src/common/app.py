@@ -28,6 +28,7 @@ from common.settings import ServiceSettings
 from common.tracing import add_tracing
 
 FASTAPI_VALIDATION_SCHEMAS = ("HTTPValidationError", "ValidationError")
+NO_FRAMEWORK_TELEMETRY: TelemetryConfig = {"tracing": False, "metrics": False, "logs": False}
 
 
 def declare_problems(document: dict[str, Any]) -> dict[str, Any]:
@@ -69,8 +70,10 @@ def create_service_app(
     description: str = "",
     telemetry: TelemetryConfig | None = None,
 ) -> FastAPI:
-    """`telemetry` configures FastAPI's own OpenTelemetry instrumentation (which acts only when
-    global OpenTelemetry providers are set; the platform's tracing is `add_tracing`'s)."""
+    """`telemetry` configures FastAPI's own OpenTelemetry instrumentation; off unless given. It
+    acts only when process-global OpenTelemetry providers are set, which the platform never does
+    (its tracing is `add_tracing`'s), yet it looks those providers up, environment variables
+    included, on every request (measured in the gateway first, then in users and auth)."""
     docs = not settings.is_production
     app = ServiceApp(
         title=f"Gatehouse {name}",
@@ -80,7 +83,7 @@ def create_service_app(
         docs_url="/docs" if docs else None,
         redoc_url=None,
         openapi_url="/openapi.json" if docs else None,
-        telemetry=telemetry,
+        telemetry=telemetry or NO_FRAMEWORK_TELEMETRY,
     )
     app.state.settings = settings
     app.state.draining = False

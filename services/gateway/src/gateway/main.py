@@ -136,10 +136,6 @@ def create_app(
         lifespan=lifespan,
         routers=[] if settings.is_production else [docs_router],
         description="The public edge.",
-        # FastAPI's own instrumentation is off: it would look up three OpenTelemetry providers
-        # (environment variables included) on every request before the proxy even starts, and
-        # proxied requests are meant to skip FastAPI's layers (below).
-        telemetry={"tracing": False, "metrics": False, "logs": False},
     )
     # The gateway's own FastAPI document would describe nothing public (only /health and the
     # like): the platform's document is /api/openapi.json, its Swagger UI /api/docs.
