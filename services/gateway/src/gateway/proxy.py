@@ -4,14 +4,12 @@ docs) goes to the FastAPI app beside it."""
 
 from __future__ import annotations
 
-import itertools
 import logging
-import secrets
 import time
 from collections.abc import Callable
 from typing import Any
 
-from common.logs import accept_request_id, request_id_var
+from common.logs import accept_request_id, new_request_id, request_id_var
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from gateway import routes
@@ -25,19 +23,9 @@ from gateway.replies import Reply
 from gateway.routes import Route
 from gateway.state import Edge
 
-__all__ = ["Edge", "Exchange", "Gateway", "next_request_id"]
+__all__ = ["Edge", "Exchange", "Gateway"]
 
 logger = logging.getLogger("gatehouse.gateway")
-
-
-# Request ids as uuid4().hex looks (32 hex digits) without a urandom call per request: a random
-# per-process half and a counter. They correlate log lines; they are not secrets.
-_ID_PREFIX = secrets.token_hex(8)
-_ID_COUNTER = itertools.count(int.from_bytes(secrets.token_bytes(4)))
-
-
-def next_request_id() -> str:
-    return f"{_ID_PREFIX}{next(_ID_COUNTER) & 0xFFFFFFFFFFFFFFFF:016x}"
 
 
 # The labelled request counter and latency histogram per (route, status), looked up once: a
@@ -135,7 +123,7 @@ class Exchange:
         self.named = named
         self.https = https
         inbound = named.get(b"x-request-id")
-        self.request_id = accept_request_id(inbound) if inbound else next_request_id()
+        self.request_id = accept_request_id(inbound) if inbound else new_request_id()
         self.body = BodyReader(receive, edge.body_timeout, edge.max_body)
         self.reply = Reply(send, https, cors, self.request_id.encode())
 
