@@ -7,7 +7,15 @@ from collections.abc import AsyncIterator
 
 import pytest
 
-from .support import AuthHarness, running_auth
+from .support import (
+    OIDC_ISSUER,
+    AuthHarness,
+    authorize_url,
+    browser_of,
+    pkce_pair,
+    register_client,
+    running_auth,
+)
 
 LOGIN = "/api/v1/auth/login"
 
@@ -60,3 +68,39 @@ async def test_by_default_an_unverified_address_logs_in(auth: AuthHarness) -> No
     account = auth.users.add()
     assert account.email_verified is False
     assert (await auth.login(account))["access_token"]
+
+
+async def test_the_hosted_sign_in_page_refuses_an_unverified_address_with_a_page(
+    database_url: str,
+) -> None:
+    """The OpenID Connect sign-in page checks the password the same way (`authenticate`)."""
+    async with (
+        running_auth(
+            database_url,
+            issuer=OIDC_ISSUER,
+            base_url=OIDC_ISSUER,
+            require_verified_email=True,
+        ) as harness,
+        browser_of(harness) as browser,
+    ):
+        harness.users.verified_by_default = True  # the admin registering the client
+        client = await register_client(harness)
+        harness.users.verified_by_default = False
+        account = harness.users.add()
+        page = await browser.open(authorize_url(client["client_id"], pkce_pair()[1]))
+        wrong = await browser.submit(page, {"username": account.username, "password": "nope"})
+        assert wrong.status_code == 401
+        assert "not verified" not in wrong.text
+        refused = await browser.submit(
+            wrong, {"username": account.username, "password": account.password}
+        )
+        assert refused.status_code == 403
+        assert refused.headers["content-type"].startswith("text/html")
+        assert "not verified" in refused.text
+        assert 'role="alert"' in refused.text
+        assert not any("gatehouse-sso" in c for c in refused.headers.get_list("set-cookie"))
+        account.email_verified = True
+        signed_in = await browser.submit(
+            refused, {"username": account.username, "password": account.password}
+        )
+        assert signed_in.status_code == 200  # on to the consent page

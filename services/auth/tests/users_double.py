@@ -50,12 +50,15 @@ class UsersDouble:
     scopes_seen: list[frozenset[str]] = field(default_factory=list)
     # Tests that move auth's clock sign tokens "in the future": check all but the times then.
     ignore_token_times: bool = False
+    # Whether new accounts' addresses count as verified (REQUIRE_VERIFIED_EMAIL harnesses).
+    verified_by_default: bool = False
 
     def add(
         self, *, roles: tuple[str, ...] = ("user",), password: str = "correct horse 1"
     ) -> Account:
         name = "u" + uuid.uuid4().hex[:12]
         account = Account(str(uuid.uuid4()), name, f"{name}@example.com", password, list(roles))
+        account.email_verified = self.verified_by_default
         self.accounts[account.user_id] = account
         return account
 

@@ -10,7 +10,7 @@ checks the request again, and its CSRF token (`common.pages`).
 from __future__ import annotations
 
 from common.db import DbDep
-from common.errors import ServiceUnavailable, Unauthorized
+from common.errors import EmailNotVerified, ServiceUnavailable, Unauthorized
 from common.forms import SECOND_FACTOR_FIELDS as PAGE_SECOND_FACTOR_FIELDS
 from common.forms import SIGN_IN_FIELDS as PAGE_SIGN_IN_FIELDS
 from common.pages import PageError, PageKit
@@ -222,6 +222,8 @@ async def sign_in(
         user = await sessions.authenticate(username, password)
     except Unauthorized:
         return steps.sign_in_page(flow, error=WRONG_PASSWORD, username=username, status=401)
+    except EmailNotVerified as exc:  # REQUIRE_VERIFIED_EMAIL, after the right password
+        return steps.sign_in_page(flow, error=str(exc.detail), username=username, status=403)
     except ServiceUnavailable:
         return steps.sign_in_page(
             flow,
