@@ -31,7 +31,7 @@ def account_event(event_type: EventType, **overrides: object) -> Envelope:
         "username": "ann_smith",
         "full_name": "Ann <Smith>",
     }
-    if event_type == "user.password_reset_requested":
+    if event_type in ("user.password_reset_requested", "user.locked_out"):
         data["token"] = secrets.token_urlsafe(32)
         data["expires_at"] = (datetime.now(UTC) + timedelta(minutes=30)).isoformat()
     if event_type == "user.email_verification_requested":
@@ -39,6 +39,8 @@ def account_event(event_type: EventType, **overrides: object) -> Envelope:
         data["expires_at"] = (datetime.now(UTC) + timedelta(hours=24)).isoformat()
         data["reason"] = "resend"
         data["previous_email"] = None
+    if event_type == "user.locked_out":
+        data["locked_until"] = datetime(2026, 12, 2, 8, 31, 5, tzinfo=UTC).isoformat()
     data.update(overrides)
     return Envelope(type=event_type, data=data)
 

@@ -38,6 +38,7 @@ def test_the_notifier_subscribes_to_the_recovery_events() -> None:
     assert set(CONSUMER_QUEUES[RECOVERY_EMAILS.queue]) == {
         "user.password_reset_requested",
         "user.password_reset",
+        "user.locked_out",
     }
 
 
@@ -118,4 +119,54 @@ async def test_a_malformed_reset_event_is_dead_lettered_without_its_token(
     assert re.search(r"token: string_pattern_mismatch", dead.reason)
     assert secret not in dead.reason
     assert all(secret not in str(vars(r)) for r in caplog.records)
+    assert smtp.handler.messages == []
+
+
+@pytest.mark.usefixtures("app")
+async def test_the_lockout_notice_says_until_when_and_carries_a_reset_link(
+    database: Database, smtp: SmtpSink, broker: InProcessBroker, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.DEBUG)
+    event = account_event("user.locked_out")
+    token = str(event.data["token"])
+    await broker.publish(event)
+    await broker.publish(event)  # redelivered: one email
+    await wait_until(lambda: smtp.handler.messages)
+    await asyncio.sleep(0.2)
+    [message] = smtp.handler.messages
+    assert message["To"].addresses[0].addr_spec == event.data["email"]
+    assert message["Subject"] == "Sign-in to your Gatehouse account is locked"
+    text, html = parts(message)
+    link = f"https://id.example.org/account/reset-password?token={token}"
+    assert link in text
+    assert f'href="{link}"' in html
+    assert text.count(token) == 1
+    assert html.count(token) == 1
+    assert all(token not in str(value) for value in message.values())
+    for body in (text, html):
+        assert "2026-12-02 08:31 (UTC)" in body
+        assert "ann_smith" in body
+        assert "If it was not you" in body
+        assert "ends the lock" in body
+    assert "Ann &lt;Smith&gt;" in html
+    async with database.sessionmaker() as db:
+        record = await db.scalar(select(Delivery).where(Delivery.event_id == event.id))
+    assert record is not None
+    assert record.kind == "locked_out"
+    assert all(token not in str(vars(r)) for r in caplog.records)
+
+
+@pytest.mark.usefixtures("app")
+@pytest.mark.parametrize(
+    "override",
+    [{"token": "short"}, {"locked_until": "tomorrow"}, {"email": "not an address"}],
+)
+async def test_a_malformed_lockout_event_is_dead_lettered(
+    smtp: SmtpSink, broker: InProcessBroker, override: dict[str, str]
+) -> None:
+    await broker.publish(account_event("user.locked_out", **override))
+    await wait_until(lambda: broker.dead_letters(RECOVERY_EMAILS.queue))
+    [dead] = broker.dead_letters(RECOVERY_EMAILS.queue)
+    assert next(iter(override)) in dead.reason
+    assert "short" not in dead.reason
     assert smtp.handler.messages == []

@@ -49,9 +49,11 @@ ACCOUNT_SESSIONS = Subscription(
         "user.email_verified",
     ),
 )
-# The notifier sends the reset link, and the "your password was changed" notice after a reset.
+# The notifier sends the reset link, the "your password was changed" notice after a reset, and
+# the lockout notice (with a reset link).
 RECOVERY_EMAILS = Subscription(
-    "notifier.account-recovery", ("user.password_reset_requested", "user.password_reset")
+    "notifier.account-recovery",
+    ("user.password_reset_requested", "user.password_reset", "user.locked_out"),
 )
 # The notifier tells the owner their second factor changed or a recovery code was used; auth
 # publishes these through its own outbox.

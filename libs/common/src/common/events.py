@@ -31,11 +31,13 @@ EventType = Literal[
     "user.mfa_recovery_code_used",
     "user.email_verification_requested",
     "user.email_verified",
+    # users': a lockout (its notice carries a reset link).
+    "user.locked_out",
 ]
 # Events that carry a clear link token (API.md §12): their outbox row is deleted as soon as the
 # broker confirmed it, instead of being kept as sent until the retention prunes it.
 SECRET_EVENT_TYPES: frozenset[str] = frozenset(
-    {"user.password_reset_requested", "user.email_verification_requested"}
+    {"user.password_reset_requested", "user.email_verification_requested", "user.locked_out"}
 )
 
 

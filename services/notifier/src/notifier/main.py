@@ -91,6 +91,6 @@ def create_app(
         lifespan=lifespan,
         description=(
             "Sends the platform's emails (welcome, password reset link, password changed, "
-            "email verification link, email change notice)."
+            "email verification link, email change notice, lockout notice)."
         ),
     )

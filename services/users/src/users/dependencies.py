@@ -11,6 +11,7 @@ from common.security import CurrentPrincipal, Principal
 from fastapi import Depends, Request
 
 from users.accounts import repository
+from users.credentials.lockout import LockoutPolicy
 from users.models import User
 from users.passwords.hashing import PasswordHasher
 from users.upstream.auth import AuthSessionsClient
@@ -25,6 +26,14 @@ def get_hasher(request: Request) -> PasswordHasher:
 
 
 Hasher = Annotated[PasswordHasher, Depends(get_hasher)]
+
+
+def get_lockout(request: Request) -> LockoutPolicy:
+    policy: LockoutPolicy = request.app.state.lockout
+    return policy
+
+
+Lockout = Annotated[LockoutPolicy, Depends(get_lockout)]
 
 
 def get_auth_sessions(request: Request) -> AuthSessionsClient:

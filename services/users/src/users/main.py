@@ -20,6 +20,7 @@ from fastapi import FastAPI
 from users.accounts.router import router as accounts_router
 from users.bootstrap import bootstrap_admin
 from users.clock import Clock, system_clock
+from users.credentials.lockout import LockoutPolicy
 from users.internal.router import router as internal_router
 from users.models import OutboxEvent
 from users.pages.router import STYLESHEET_PATH, TEMPLATES
@@ -87,6 +88,11 @@ def create_app(
         state.reset_links = reset_links
         state.verification_links = VerificationLinks(
             state.clock, timedelta(seconds=settings.email_verification_ttl_seconds)
+        )
+        state.lockout = LockoutPolicy(
+            settings.lockout_threshold,
+            state.clock,
+            timedelta(seconds=settings.password_reset_ttl_seconds),
         )
         state.auth_sessions = AuthSessionsClient(
             auth_http, settings.internal_client_secret.get_secret_value()

@@ -7,7 +7,7 @@ from datetime import datetime
 
 from common.db import UTCDateTime, new_metadata
 from common.events import OutboxMixin, utcnow
-from sqlalchemy import Boolean, Column, ForeignKey, Index, String, Table, Uuid
+from sqlalchemy import JSON, Boolean, Column, ForeignKey, Index, Integer, String, Table, Uuid
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
 
@@ -117,3 +117,24 @@ class EmailVerificationToken(Base):
 
 class OutboxEvent(OutboxMixin, Base):
     pass
+
+
+class LoginLockout(Base):
+    """An account's failed passwords and lockouts (API.md §10), kept where the password is
+    checked so every replica of users counts the same failures: one row per account that has
+    failed recently, read and changed under its row lock (`users.credentials.repository`)."""
+
+    __tablename__ = "login_lockouts"
+
+    user_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("users.id", ondelete="CASCADE"), primary_key=True
+    )
+    # When the failed passwords of the last 15 minutes happened (epoch seconds, oldest first;
+    # at most LOCKOUT_THRESHOLD of them): the window slides, nothing resets it at a boundary.
+    recent_failures: Mapped[list[float]] = mapped_column(JSON, default=list)
+    # Password logins are refused until then (None: not locked).
+    locked_until: Mapped[datetime | None] = mapped_column(UTCDateTime, default=None)
+    # Lockouts since the last successful login or password change: the next one lasts
+    # 2 ** lockouts minutes, at most an hour.
+    lockouts: Mapped[int] = mapped_column(Integer, default=0)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)

@@ -31,6 +31,9 @@ class UsersSettings(ServiceSettings):
     password_reset_ttl_seconds: int = Field(default=1800, ge=60, le=86_400)
     # How long an email verification link lives (API.md §8: 24 hours).
     email_verification_ttl_seconds: int = Field(default=86_400, ge=60, le=7 * 86_400)
+    # Failed passwords of one account within 15 minutes that lock its password logins
+    # (API.md §10; users.credentials.lockout).
+    lockout_threshold: int = Field(default=10, ge=1, le=1000)
     bootstrap_admin_email: str | None = None
     bootstrap_admin_username: str | None = None
     bootstrap_admin_password: SecretStr | None = None

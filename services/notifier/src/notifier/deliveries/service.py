@@ -1,5 +1,5 @@
 """The account emails (welcome, password reset link, password changed, the MFA notices, email
-verification link, "your email is being changed"), idempotent on the event id.
+verification link, "your email is being changed", the lockout notice), idempotent on the event id.
 
 An event makes at most two emails: an email change's verification event makes the link to the
 new address and the notice to the old one. Each has its own delivery record, the notice's keyed
@@ -43,6 +43,7 @@ from notifier.mail.messages import (
     MailSender,
     OutgoingEmail,
     email_change_notice,
+    locked_out_email,
     mfa_notice_email,
     password_changed_email,
     password_reset_email,
@@ -50,6 +51,7 @@ from notifier.mail.messages import (
     welcome_email,
 )
 from notifier.mail.schemas import (
+    AccountLockedOut,
     EmailVerificationRequested,
     MfaNotice,
     PasswordReset,
@@ -65,6 +67,7 @@ PASSWORD_RESET = "password_reset"
 PASSWORD_CHANGED = "password_changed"
 EMAIL_VERIFICATION = "email_verification"
 EMAIL_CHANGE_NOTICE = "email_change_notice"
+LOCKED_OUT = "locked_out"
 # Under load, how long a batch of delivery records waits for more (see GroupCommit): 5 ms twice
 # per email is small beside SMTP and the broker, and lets one transaction carry tens of records.
 BATCH_LINGER_SECONDS = 0.005
@@ -108,6 +111,7 @@ class AccountEmailService:
             "user.password_reset": self._password_changed,
             **dict.fromkeys(MFA_NOTICES, self._mfa_notice),
             "user.email_verification_requested": self._verification,
+            "user.locked_out": self._locked_out,
         }
 
     def _welcome(self, envelope: Envelope) -> list[Prepared]:
@@ -184,6 +188,17 @@ class AccountEmailService:
                 kind,
                 event.email,
                 lambda: mfa_notice_email(envelope.type, event, self.sender),
+            )
+        ]
+
+    def _locked_out(self, envelope: Envelope) -> list[Prepared]:
+        event = AccountLockedOut.model_validate({**envelope.data, "event_id": envelope.id})
+        return [
+            Prepared(
+                event.event_id,
+                LOCKED_OUT,
+                event.email,
+                lambda: locked_out_email(event, self.sender, self.account_url),
             )
         ]
 

@@ -25,6 +25,7 @@ from urllib.parse import urlencode
 from jinja2 import Environment, PackageLoader, StrictUndefined, select_autoescape
 
 from notifier.mail.schemas import (
+    AccountLockedOut,
     EmailVerificationRequested,
     MfaNotice,
     PasswordReset,
@@ -55,6 +56,8 @@ MFA_NOTICES = {
         "A recovery code was used to sign in to your Gatehouse account",
     ),
 }
+_LOCKED_TEXT = _templates.get_template("locked_out.txt.j2")
+_LOCKED_HTML = _templates.get_template("locked_out.html.j2")
 _MFA_TEMPLATES = {
     kind: (_templates.get_template(f"{kind}.txt.j2"), _templates.get_template(f"{kind}.html.j2"))
     for kind, _ in MFA_NOTICES.values()
@@ -69,6 +72,7 @@ CHANGED_SUBJECT = "Your Gatehouse password was changed"
 VERIFY_SUBJECT = "Confirm your email address for Gatehouse"
 NOTICE_SUBJECT = "Your Gatehouse email is being changed"
 VERIFICATION_HOURS = 24
+LOCKED_SUBJECT = "Sign-in to your Gatehouse account is locked"
 MESSAGE_ID_DOMAIN = "gatehouse.local"
 
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]+")
@@ -314,4 +318,28 @@ def email_change_notice(
         subject=NOTICE_SUBJECT,
         text=_NOTICE_TEXT.render(context),
         html=_NOTICE_HTML.render(context),
+    )
+
+
+def locked_out_email(
+    event: AccountLockedOut, sender: MailSender, account_url: str
+) -> OutgoingEmail:
+    """The lockout notice, with a reset link (a reset ends the lock). The token appears in the
+    link and nowhere else in the message."""
+    context = {
+        "full_name": event.full_name,
+        "username": event.username,
+        "until": event.locked_until.astimezone(UTC).strftime("%Y-%m-%d %H:%M"),
+        "link": reset_link(account_url, event.token),
+        "minutes": 30,
+    }
+    return compose(
+        event_id=event.event_id,
+        kind="locked_out",
+        sender=sender,
+        recipient_name=event.full_name,
+        recipient=event.email,
+        subject=LOCKED_SUBJECT,
+        text=_LOCKED_TEXT.render(context),
+        html=_LOCKED_HTML.render(context),
     )

@@ -81,3 +81,18 @@ class EmailVerificationRequested(BaseModel):
     expires_at: datetime
     reason: Literal["registration", "change", "resend"]
     previous_email: EmailStr | None = None
+
+
+class AccountLockedOut(BaseModel):
+    """`user.locked_out` data (API.md §10, §12): the notice carries a reset link's clear token."""
+
+    model_config = ConfigDict(extra="ignore", frozen=True)
+
+    event_id: uuid.UUID
+    user_id: uuid.UUID
+    email: EmailStr
+    username: str = Field(min_length=1, max_length=50)
+    full_name: str = Field(min_length=1, max_length=100)
+    locked_until: datetime
+    token: str = Field(pattern=r"^[A-Za-z0-9_-]{43}$")
+    expires_at: datetime

@@ -11,7 +11,7 @@ from datetime import datetime
 from typing import Any
 
 from common.db import Database, after_commit
-from common.errors import Conflict, Unauthorized, ValidationFailed
+from common.errors import Conflict, ValidationFailed
 from common.events import Envelope, EventType, utcnow
 from common.identity import canonical_name
 from common.outbox import add_outbox_event
@@ -20,6 +20,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from users.accounts import repository
 from users.accounts.schemas import UserCreate, UserUpdate
+from users.credentials.lockout import end_lockout
 from users.models import OutboxEvent, User
 from users.passwords.hashing import PasswordHasher
 from users.upstream.auth import AuthSessionsClient, EndReason
@@ -31,7 +32,6 @@ ADMIN_ROLE = "admin"
 EXPORT_COLUMNS = ("id", "email", "username", "full_name", "is_active", "created_at")
 # Cells a spreadsheet would read as a formula (OWASP CSV injection).
 FORMULA_PREFIXES = ("=", "+", "-", "@", "\t", "\r", "\n", "|", "%")
-INCORRECT_CREDENTIALS = "Incorrect username or password."
 
 
 async def emit(
@@ -138,12 +138,14 @@ async def set_password(
 ) -> None:
     """What every password change does, whoever asked (the owner, or a reset link): the new hash,
     `credentials_changed_at` (auth refuses refreshes of sessions opened before it), the event on
-    which auth ends every session of the user, and — once committed — auth told at once."""
+    which auth ends every session of the user, and — once committed — auth told at once. A
+    lockout ends with it (`users.credentials.lockout`)."""
     user.password_hash = await hasher.hash(new, kind="account")
     # One instant for the column auth checks at refresh and for the event: both end the sessions
     # opened before it, whichever reaches auth first.
     user.credentials_changed_at = utcnow()
     await db.flush()
+    await end_lockout(db, user.id, user.credentials_changed_at)
     await emit(
         db,
         "user.password_changed",
@@ -210,22 +212,6 @@ async def _keep_an_admin(db: AsyncSession, losing: User) -> None:
     admins = await repository.active_holders_of(db, ADMIN_ROLE)
     if not admins - {losing.id}:
         raise Conflict("This is the last active admin; make another admin first.")
-
-
-async def verify_credentials(
-    db: AsyncSession, hasher: PasswordHasher, login: str, password: str
-) -> User:
-    """The account for `login` + `password`, or one identical 401 for every failure (unknown
-    account, wrong password, deactivated), each costing one bcrypt check."""
-    hasher.refuse_if_full("login")
-    user = await repository.by_login(db, login)
-    valid = await hasher.verify(password, user.password_hash if user else None, kind="login")
-    if user is None or not valid or not user.is_active:
-        raise Unauthorized(INCORRECT_CREDENTIALS)
-    if hasher.needs_rehash(user.password_hash):
-        user.password_hash = await hasher.hash(password, kind="login")
-        logger.info("password rehashed at cost %s", hasher.rounds, extra={"user_id": str(user.id)})
-    return user
 
 
 def safe_cell(value: object) -> str:

@@ -6,15 +6,17 @@ import uuid
 from datetime import datetime
 from typing import Annotated
 
-from common.db import DbDep, ReadDbDep
+from common.db import CommitThenAnswer, DbDep, ReadDbDep
 from common.errors import NotFound
 from common.security import require_service_scope
 from common.tokens import AccessClaims
 from fastapi import APIRouter, Depends
 from pydantic import BaseModel, ConfigDict, Field
 
-from users.accounts import repository, service
-from users.dependencies import Hasher
+from users.accounts import repository
+from users.credentials.service import WrongPassword
+from users.credentials.service import verify_credentials as verify
+from users.dependencies import Hasher, Lockout
 from users.models import User
 
 router = APIRouter(prefix="/internal/v1", tags=["internal"], include_in_schema=False)
@@ -52,10 +54,13 @@ class VerifiedUser(Authorization):
 
 @router.post("/credentials/verify", response_model=VerifiedUser)
 async def verify_credentials(
-    credentials: Credentials, _caller: Verifier, db: DbDep, hasher: Hasher
+    credentials: Credentials, _caller: Verifier, db: DbDep, hasher: Hasher, lockout: Lockout
 ) -> VerifiedUser:
     """The account for a login (username or email) and password; one identical 401 otherwise."""
-    user = await service.verify_credentials(db, hasher, credentials.login, credentials.password)
+    try:
+        user = await verify(db, hasher, lockout, credentials.login, credentials.password)
+    except WrongPassword as refused:
+        raise CommitThenAnswer(refused) from None  # the failure counts towards a lockout
     return VerifiedUser.model_validate(_authorization(user).model_dump())
 
 

@@ -25,7 +25,7 @@ from users.accounts.service import emit, set_password
 from users.clock import Clock
 from users.models import PasswordResetToken, User
 from users.passwords.hashing import PasswordHasher
-from users.recovery.tokens import new_token, token_hash, well_formed
+from users.recovery.tokens import open_link, token_hash, well_formed
 from users.upstream.auth import AuthSessionsClient
 
 logger = logging.getLogger("gatehouse.users")
@@ -81,14 +81,7 @@ async def issue_link(db: AsyncSession, email: str, clock: Clock, ttl: timedelta)
     if user is None or not user.is_active:
         return False
     now = clock()
-    token = new_token()
-    await db.execute(delete(PasswordResetToken).where(PasswordResetToken.user_id == user.id))
-    db.add(
-        PasswordResetToken(
-            token_hash=token_hash(token), user_id=user.id, created_at=now, expires_at=now + ttl
-        )
-    )
-    await db.flush()
+    token = await open_link(db, user, now, ttl)
     await emit(
         db,
         "user.password_reset_requested",

@@ -11,6 +11,12 @@ from __future__ import annotations
 import hashlib
 import re
 import secrets
+from datetime import datetime, timedelta
+
+from sqlalchemy import delete
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from users.models import PasswordResetToken, User
 
 TOKEN_BYTES = 32
 # token_urlsafe(32): 43 characters of the URL-safe base64 alphabet, no padding.
@@ -28,3 +34,17 @@ def well_formed(token: str) -> bool:
 
 def token_hash(token: str) -> str:
     return hashlib.sha256(token.encode("ascii")).hexdigest()
+
+
+async def open_link(db: AsyncSession, user: User, now: datetime, ttl: timedelta) -> str:
+    """A new reset link token for `user` (its hash stored), voiding the account's older links:
+    the forgot-password link, and the link of the lockout notice (`users.credentials`)."""
+    token = new_token()
+    await db.execute(delete(PasswordResetToken).where(PasswordResetToken.user_id == user.id))
+    db.add(
+        PasswordResetToken(
+            token_hash=token_hash(token), user_id=user.id, created_at=now, expires_at=now + ttl
+        )
+    )
+    await db.flush()
+    return token

@@ -1,0 +1,44 @@
+"""The credential check auth calls for every password login (`POST /internal/v1/credentials/
+verify`), with the account lockout (`users.credentials.lockout`) where the password is checked."""
+
+from __future__ import annotations
+
+import logging
+
+from common.errors import Unauthorized
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from users.accounts import repository
+from users.credentials.lockout import LockoutPolicy
+from users.models import User
+from users.passwords.hashing import PasswordHasher
+
+logger = logging.getLogger("gatehouse.users")
+
+INCORRECT_CREDENTIALS = "Incorrect username or password."
+
+
+class WrongPassword(Unauthorized):
+    """A wrong password, or any password of a locked account: the same 401 as every other
+    refusal, but what it counted must be committed (the router answers it through
+    `CommitThenAnswer`)."""
+
+
+async def verify_credentials(
+    db: AsyncSession, hasher: PasswordHasher, lockout: LockoutPolicy, login: str, password: str
+) -> User:
+    """The account for `login` + `password`, or one identical 401 for every failure (unknown
+    account, wrong password, deactivated, locked out), each costing one bcrypt check: the hash
+    is computed before anything else is decided, so a locked account's refusal takes as long as
+    a wrong password's."""
+    hasher.refuse_if_full("login")
+    user = await repository.by_login(db, login)
+    valid = await hasher.verify(password, user.password_hash if user else None, kind="login")
+    if user is None or not user.is_active:
+        raise Unauthorized(INCORRECT_CREDENTIALS)
+    if not await lockout.admit(db, user, valid):
+        raise WrongPassword(INCORRECT_CREDENTIALS)
+    if hasher.needs_rehash(user.password_hash):
+        user.password_hash = await hasher.hash(password, kind="login")
+        logger.info("password rehashed at cost %s", hasher.rounds, extra={"user_id": str(user.id)})
+    return user
