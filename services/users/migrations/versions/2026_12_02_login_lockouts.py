@@ -2,14 +2,14 @@
 (API.md §10), in users' database because users checks the password
 
 Revision ID: 2026_12_02_login_lockouts
-Revises: 2026_12_02_clients_manage
+Revises: 2026_12_02_email_verification
 """
 
 import sqlalchemy as sa
 from alembic import op
 
 revision = "2026_12_02_login_lockouts"
-down_revision = "2026_12_02_clients_manage"
+down_revision = "2026_12_02_email_verification"
 branch_labels = None
 depends_on = None
 
