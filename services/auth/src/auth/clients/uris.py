@@ -9,9 +9,11 @@ fragment, no user information, printable ASCII only; plain `http` only to a loop
 from __future__ import annotations
 
 import ipaddress
+import re
 from urllib.parse import urlsplit
 
 MAX_URI_LENGTH = 2000
+HOST = re.compile(r"[A-Za-z0-9](?:[A-Za-z0-9.-]{0,251}[A-Za-z0-9])?")
 LOOPBACK_NAMES = frozenset({"localhost"})
 
 
@@ -22,6 +24,15 @@ def is_loopback_host(host: str) -> bool:
         return ipaddress.ip_address(host.strip("[]")).is_loopback
     except ValueError:
         return False
+
+
+def _well_formed_host(host: str, *, bracketed: bool) -> bool:
+    if bracketed:
+        try:
+            return ipaddress.ip_address(host).version == 6
+        except ValueError:
+            return False
+    return HOST.fullmatch(host) is not None
 
 
 def redirect_uri_problem(uri: str) -> str | None:
@@ -41,6 +52,9 @@ def redirect_uri_problem(uri: str) -> str | None:
         return "must be an absolute https URI (http only to a loopback host)"
     if not parts.hostname:
         return "must name a host"
+    if not _well_formed_host(parts.hostname, bracketed="[" in parts.netloc):
+        # Only DNS names and IP literals: the origin goes into the pages' CSP form-action.
+        return "must name a host of letters, digits, dots and dashes, or an IP literal"
     if "@" in parts.netloc:
         return "must not carry user information"
     if parts.scheme == "http" and not is_loopback_host(parts.hostname):
