@@ -1,0 +1,118 @@
+"""REQUIRE_VERIFIED_EMAIL=true through the gateway (API.md §8): the right password of an
+unverified address is a 403 problem whose type ends in `/email-not-verified`, a wrong one the
+usual 401 (the refusal tells nothing to who does not know the password); the welcome email's
+link, or a password reset, lets the account in. A platform of its own (auth's setting differs)."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import AsyncIterator, Iterator
+from email.message import EmailMessage
+
+import httpx
+import pytest
+from common.testing import SmtpSink, ThrowawayRedis, free_port, fresh_database
+
+from .platform import ROOT, SERVICES, Platform, platform_env, throwaway_vhost
+from .support import PASSWORD, email_to, login, new_account, register
+
+NEW = "a verified new passphrase 2026"
+
+
+@pytest.fixture(scope="module")
+def redis_node(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ThrowawayRedis]:
+    node = ThrowawayRedis(tmp_path_factory.mktemp("redis"))
+    node.start()
+    yield node
+    node.stop()
+
+
+@pytest.fixture(scope="module")
+async def strict_gateway(
+    redis_node: ThrowawayRedis, smtp_sink: SmtpSink, tmp_path_factory: pytest.TempPathFactory
+) -> AsyncIterator[httpx.AsyncClient]:
+    async with (
+        fresh_database("it_auth", ROOT / "services/auth/migrations") as auth_db,
+        fresh_database("it_users", ROOT / "services/users/migrations") as users_db,
+        fresh_database("it_notifier", ROOT / "services/notifier/migrations") as notifier_db,
+    ):
+        with throwaway_vhost() as amqp_url:
+            ports = {service: free_port() for service in SERVICES}
+            env = platform_env(
+                {"auth": auth_db, "users": users_db, "notifier": notifier_db},
+                ports,
+                redis_url=redis_node.url(),
+                amqp_url=amqp_url,
+                smtp_port=smtp_sink.port,
+                extra={
+                    "REQUIRE_VERIFIED_EMAIL": "true",
+                    "GATEWAY_RATE_LIMIT": "1000/second",
+                    "GATEWAY_LOGIN_RATE_LIMIT": "50/minute",
+                    "GATEWAY_LOGIN_IP_RATE_LIMIT": "1000/minute",
+                    "BCRYPT_ROUNDS": "4",  # not what this module is about
+                },
+            )
+            running = Platform(env, ports, tmp_path_factory.mktemp("platform-verified"))
+            try:
+                running.start()
+                async with httpx.AsyncClient(
+                    base_url=running.url("gateway"), timeout=30.0
+                ) as client:
+                    yield client
+            finally:
+                running.stop_all()
+
+
+def token_in(text: str, page: str) -> str:
+    found = re.search(rf"/account/{page}\?token=([A-Za-z0-9_-]{{43}})", text)
+    assert found is not None, text
+    return found.group(1)
+
+
+def plain(message: EmailMessage) -> str:
+    part = message.get_body(("plain",))
+    assert part is not None
+    content: str = part.get_content()
+    return content
+
+
+async def test_an_unverified_address_is_refused_only_after_the_right_password(
+    strict_gateway: httpx.AsyncClient, smtp_sink: SmtpSink
+) -> None:
+    gateway = strict_gateway
+    account = new_account()
+    await register(gateway, account)
+    wrong = await login(gateway, account["username"], "not the password at all")
+    unknown = await login(gateway, "nobody-" + account["username"], PASSWORD)
+    assert wrong.status_code == unknown.status_code == 401
+    assert wrong.json()["detail"] == unknown.json()["detail"]
+    refused = await login(gateway, account["username"], PASSWORD)
+    assert refused.status_code == 403, refused.text
+    assert refused.headers["content-type"].startswith("application/problem+json")
+    assert refused.json()["type"].endswith("/email-not-verified")
+    assert "access_token" not in refused.text
+
+    welcome = await email_to(smtp_sink, account["email"], "Welcome")
+    token = token_in(plain(welcome), "verify-email")
+    assert (
+        await gateway.post("/api/v1/users/email/verify", json={"token": token})
+    ).status_code == 204
+    assert (await login(gateway, account["username"], PASSWORD)).status_code == 200
+
+
+async def test_a_password_reset_lets_an_unverified_account_in(
+    strict_gateway: httpx.AsyncClient, smtp_sink: SmtpSink
+) -> None:
+    """The way in when the welcome email is lost: resending needs a login, a reset does not."""
+    gateway = strict_gateway
+    account = new_account()
+    await register(gateway, account)
+    assert (await login(gateway, account["username"], PASSWORD)).status_code == 403
+    forgot = await gateway.post("/api/v1/users/password/forgot", json={"email": account["email"]})
+    assert forgot.status_code == 202
+    token = token_in(plain(await email_to(smtp_sink, account["email"], "Reset")), "reset-password")
+    reset = await gateway.post(
+        "/api/v1/users/password/reset", json={"token": token, "new_password": NEW}
+    )
+    assert reset.status_code == 204, reset.text
+    assert (await login(gateway, account["username"], NEW)).status_code == 200
