@@ -141,10 +141,7 @@ async def verify_email(db: AsyncSession, clock: Clock, token: str) -> uuid.UUID:
     ).one_or_none()
     if used is None:
         raise BadRequest(INVALID_LINK)
-    expires_at = used.expires_at
-    if expires_at.tzinfo is None:  # SQLite
-        expires_at = expires_at.replace(tzinfo=clock().tzinfo)
-    if expires_at <= clock():
+    if used.expires_at <= clock():  # a UTCDateTime column: aware on SQLite too
         raise BadRequest(INVALID_LINK)
     user = await repository.by_id(db, used.user_id, lock=True)
     if user is None or not user.is_active:
