@@ -3,12 +3,15 @@ from __future__ import annotations
 from collections.abc import AsyncIterator, Iterator
 
 import pytest
+from asgi_lifespan import LifespanManager
 from common.db import Database
+from common.inprocess_broker import InProcessBroker
 from common.testing import SmtpSink, fresh_database
+from fastapi import FastAPI
 from notifier.deliveries.models import Delivery
 from sqlalchemy import delete
 
-from .support import MIGRATIONS
+from .support import FAST, MIGRATIONS, make_app
 
 
 @pytest.fixture(scope="session")
@@ -39,3 +42,19 @@ def smtp_server() -> Iterator[SmtpSink]:
 def smtp(smtp_server: SmtpSink) -> SmtpSink:
     smtp_server.reset()
     return smtp_server
+
+
+@pytest.fixture
+def broker() -> InProcessBroker:
+    """One consumer: events are handled in the order they are published."""
+    return InProcessBroker(retry=FAST, concurrency=1)
+
+
+@pytest.fixture
+async def app(
+    database: Database, smtp: SmtpSink, broker: InProcessBroker
+) -> AsyncIterator[FastAPI]:
+    """The notifier, running, consuming `broker` and sending to `smtp`."""
+    app = make_app(database, smtp, broker)
+    async with LifespanManager(app):
+        yield app

@@ -16,8 +16,10 @@ from common.events import Envelope, EventType
 from common.inprocess_broker import InProcessBroker
 from common.testing import SmtpSink
 from fastapi import FastAPI
+from notifier.deliveries.models import Delivery
 from notifier.main import create_app
 from notifier.settings import NotifierSettings
+from sqlalchemy import select
 
 MIGRATIONS = Path(__file__).resolve().parents[1] / "migrations"
 
@@ -71,3 +73,28 @@ def parts(message: EmailMessage) -> tuple[str, str]:
     assert text_part is not None
     assert html_part is not None
     return text_part.get_content(), html_part.get_content()
+
+
+def link_only(message: EmailMessage, link: str, token: str) -> tuple[str, str]:
+    """The email's text and HTML, once checked that both carry `link` and that its token stands
+    nowhere else: not in a header, once per part."""
+    text, html = parts(message)
+    assert link in text
+    assert f'href="{link}"' in html
+    assert text.count(token) == 1
+    assert html.count(token) == 1
+    assert all(token not in str(value) for value in message.values())
+    return text, html
+
+
+def only_email(smtp: SmtpSink, to: object, subject: str) -> EmailMessage:
+    """The one email the sink holds, once checked that it went to `to` with `subject`."""
+    [message] = smtp.handler.messages
+    assert message["To"].addresses[0].addr_spec == to
+    assert message["Subject"] == subject
+    return message
+
+
+async def delivery(database: Database, event_id: uuid.UUID) -> Delivery | None:
+    async with database.sessionmaker() as db:
+        return await db.scalar(select(Delivery).where(Delivery.event_id == event_id))

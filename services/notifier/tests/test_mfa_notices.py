@@ -4,32 +4,14 @@ account's address, once per event."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
 
 import pytest
-from asgi_lifespan import LifespanManager
 from common.broker import CONSUMER_QUEUES, MFA_NOTICES
-from common.db import Database
 from common.events import EventType
 from common.inprocess_broker import InProcessBroker
 from common.testing import SmtpSink
-from fastapi import FastAPI
 
-from .support import FAST, account_event, make_app, parts, wait_until
-
-
-@pytest.fixture
-def broker() -> InProcessBroker:
-    return InProcessBroker(retry=FAST, concurrency=1)
-
-
-@pytest.fixture
-async def app(
-    database: Database, smtp: SmtpSink, broker: InProcessBroker
-) -> AsyncIterator[FastAPI]:
-    app = make_app(database, smtp, broker)
-    async with LifespanManager(app):
-        yield app
+from .support import account_event, only_email, parts, wait_until
 
 
 def test_the_notifier_subscribes_to_the_mfa_events() -> None:
@@ -62,9 +44,7 @@ async def test_each_mfa_change_sends_one_notice(
     await broker.publish(event)  # redelivered: still one email
     await wait_until(lambda: smtp.handler.messages)
     await asyncio.sleep(0.2)
-    [message] = smtp.handler.messages
-    assert message["To"].addresses[0].addr_spec == event.data["email"]
-    assert message["Subject"] == subject
+    message = only_email(smtp, event.data["email"], subject)
     text, html = parts(message)
     for body in (text, html):
         assert says in body

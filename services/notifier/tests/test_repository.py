@@ -9,8 +9,9 @@ from pathlib import Path
 import pytest
 from common.cli import migrate_database
 from common.db import Database
+from notifier.deliveries import repository
 from notifier.deliveries.models import Delivery, DeliveryStatus
-from notifier.deliveries.repository import ERROR_LENGTH, Claim, DeliveryRepository, Outcome
+from notifier.deliveries.repository import ERROR_LENGTH, Claim, Outcome
 from sqlalchemy import delete, select
 
 from .support import MIGRATIONS
@@ -40,9 +41,7 @@ async def records(database: Database) -> dict[uuid.UUID, Delivery]:
 async def test_claim_many_inserts_new_events_once(store: Database) -> None:
     old, new, twice = uuid.uuid4(), uuid.uuid4(), uuid.uuid4()
     async with store.sessionmaker() as db, db.begin():
-        claimed = await DeliveryRepository(db).claim_many(
-            [Claim(old, "welcome", "old@example.com")]
-        )
+        claimed = await repository.claim_many(db, [Claim(old, "welcome", "old@example.com")])
         assert claimed == {old}
     claims = [
         Claim(old, "welcome", "other@example.com"),
@@ -51,7 +50,7 @@ async def test_claim_many_inserts_new_events_once(store: Database) -> None:
         Claim(twice, "welcome", "twice@example.com"),
     ]
     async with store.sessionmaker() as db, db.begin():
-        inserted = await DeliveryRepository(db).claim_many(claims)
+        inserted = await repository.claim_many(db, claims)
     assert inserted == {new, twice}
     rows = await records(store)
     assert set(rows) == {old, new, twice}
@@ -62,16 +61,18 @@ async def test_claim_many_inserts_new_events_once(store: Database) -> None:
 async def test_record_outcomes_sets_status_error_and_sent_time(store: Database) -> None:
     sent, failed, rejected = uuid.uuid4(), uuid.uuid4(), uuid.uuid4()
     async with store.sessionmaker() as db, db.begin():
-        await DeliveryRepository(db).claim_many(
-            [Claim(event_id, "welcome", "a@example.com") for event_id in (sent, failed, rejected)]
+        await repository.claim_many(
+            db,
+            [Claim(event_id, "welcome", "a@example.com") for event_id in (sent, failed, rejected)],
         )
     async with store.sessionmaker() as db, db.begin():
-        await DeliveryRepository(db).record_outcomes(
+        await repository.record_outcomes(
+            db,
             [
                 Outcome(sent, DeliveryStatus.SENT),
                 Outcome(failed, DeliveryStatus.FAILED, "451 try later"),
                 Outcome(rejected, DeliveryStatus.REJECTED, "x" * (ERROR_LENGTH + 100)),
-            ]
+            ],
         )
     rows = await records(store)
     assert rows[sent].status == DeliveryStatus.SENT

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import httpx
@@ -23,17 +23,11 @@ from notifier.mail.transports import SmtpTransport
 from notifier.main import create_app
 from notifier.settings import NotifierSettings
 from prometheus_client import REGISTRY
-from sqlalchemy import select
+
+from .support import delivery, wait_until
 
 QUEUE = WELCOME_EMAILS.queue
 FAST = RetryPolicy(delays=(0.02, 0.05, 0.1), max_attempts=5)
-
-
-async def wait_until(condition: Callable[[], object], limit: float = 10.0) -> None:
-    """Wait for a condition that background consumers make true (bounded, not a speed test)."""
-    async with asyncio.timeout(limit):
-        while not condition():  # noqa: ASYNC110 - polling state owned by other tasks
-            await asyncio.sleep(0.01)
 
 
 def registration(**overrides: object) -> Envelope:
@@ -66,11 +60,6 @@ async def app(
     app = create_app(settings_for(database.url, smtp), broker=broker.client())
     async with LifespanManager(app):
         yield app
-
-
-async def delivery(database: Database, event_id: uuid.UUID) -> Delivery | None:
-    async with database.sessionmaker() as db:
-        return await db.scalar(select(Delivery).where(Delivery.event_id == event_id))
 
 
 async def settled(database: Database, event_id: uuid.UUID, status: DeliveryStatus) -> Delivery:

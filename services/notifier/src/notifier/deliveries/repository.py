@@ -52,73 +52,71 @@ class Outcome:
     error: str | None = None
 
 
-class DeliveryRepository:
-    def __init__(self, db: AsyncSession) -> None:
-        self.db = db
+def _postgres(db: AsyncSession) -> bool:
+    return db.get_bind().dialect.name == "postgresql"
 
-    @property
-    def _postgres(self) -> bool:
-        return self.db.get_bind().dialect.name == "postgresql"
 
-    async def claim_many(self, claims: Sequence[Claim]) -> set[uuid.UUID]:
-        """Insert "sending" records in one statement; returns the event ids inserted. An event
-        that already has a record is left alone (`ON CONFLICT DO NOTHING`; a concurrent duplicate
-        waits for the first transaction and then loses)."""
-        now = utcnow()
-        if self._postgres:
-            parameters = {
-                "now": now,
-                "event_ids": [claim.event_id for claim in claims],
-                "kinds": [claim.kind for claim in claims],
-                "recipients": [claim.recipient for claim in claims],
+async def claim_many(db: AsyncSession, claims: Sequence[Claim]) -> set[uuid.UUID]:
+    """Insert "sending" records in one statement; returns the event ids inserted. An event that
+    already has a record is left alone (`ON CONFLICT DO NOTHING`; a concurrent duplicate
+    waits for the first transaction and then loses)."""
+    now = utcnow()
+    if _postgres(db):
+        parameters = {
+            "now": now,
+            "event_ids": [claim.event_id for claim in claims],
+            "kinds": [claim.kind for claim in claims],
+            "recipients": [claim.recipient for claim in claims],
+        }
+        return set((await db.scalars(_CLAIM_MANY_POSTGRES, parameters)).all())
+    rows = [
+        {
+            "event_id": claim.event_id,
+            "kind": claim.kind,
+            "recipient": claim.recipient,
+            "status": DeliveryStatus.SENDING.value,
+            "attempts": 1,
+            "created_at": now,
+        }
+        for claim in claims
+    ]
+    statement = (
+        sqlite.insert(deliveries)
+        .values(rows)
+        .on_conflict_do_nothing(index_elements=["event_id"])
+        .returning(deliveries.c.event_id)
+    )
+    return set((await db.scalars(statement)).all())
+
+
+async def get_for_update(db: AsyncSession, event_id: uuid.UUID) -> Delivery | None:
+    statement = select(Delivery).where(Delivery.event_id == event_id).with_for_update()
+    return await db.scalar(statement)
+
+
+async def record_outcomes(db: AsyncSession, outcomes: Sequence[Outcome]) -> None:
+    """Set each event's final status: one UPDATE per distinct (status, error)."""
+    groups: dict[tuple[DeliveryStatus, str | None], list[uuid.UUID]] = {}
+    for outcome in outcomes:
+        error = outcome.error[:ERROR_LENGTH] if outcome.error is not None else None
+        groups.setdefault((outcome.status, error), []).append(outcome.event_id)
+    now = utcnow()
+    for (status, error), event_ids in groups.items():
+        sent = status is DeliveryStatus.SENT
+        if _postgres(db):
+            parameters: dict[str, Any] = {
+                "status": status.value,
+                "error": error,
+                "event_ids": event_ids,
             }
-            return set((await self.db.scalars(_CLAIM_MANY_POSTGRES, parameters)).all())
-        rows = [
-            {
-                "event_id": claim.event_id,
-                "kind": claim.kind,
-                "recipient": claim.recipient,
-                "status": DeliveryStatus.SENDING.value,
-                "attempts": 1,
-                "created_at": now,
-            }
-            for claim in claims
-        ]
-        statement = (
-            sqlite.insert(deliveries)
-            .values(rows)
-            .on_conflict_do_nothing(index_elements=["event_id"])
-            .returning(deliveries.c.event_id)
-        )
-        return set((await self.db.scalars(statement)).all())
-
-    async def get_for_update(self, event_id: uuid.UUID) -> Delivery | None:
-        statement = select(Delivery).where(Delivery.event_id == event_id).with_for_update()
-        return await self.db.scalar(statement)
-
-    async def record_outcomes(self, outcomes: Sequence[Outcome]) -> None:
-        """Set each event's final status: one UPDATE per distinct (status, error)."""
-        groups: dict[tuple[DeliveryStatus, str | None], list[uuid.UUID]] = {}
-        for outcome in outcomes:
-            error = outcome.error[:ERROR_LENGTH] if outcome.error is not None else None
-            groups.setdefault((outcome.status, error), []).append(outcome.event_id)
-        now = utcnow()
-        for (status, error), event_ids in groups.items():
-            sent = status is DeliveryStatus.SENT
-            if self._postgres:
-                parameters: dict[str, Any] = {
-                    "status": status.value,
-                    "error": error,
-                    "event_ids": event_ids,
-                }
-                if sent:
-                    parameters["sent_at"] = now
-                statement = _SET_SENT_POSTGRES if sent else _SET_STATUS_POSTGRES
-                await self.db.execute(statement, parameters)
-                continue
-            values: dict[str, Any] = {"status": status.value, "last_error": error}
             if sent:
-                values["sent_at"] = now
-            await self.db.execute(
-                update(deliveries).where(deliveries.c.event_id.in_(event_ids)).values(**values)
-            )
+                parameters["sent_at"] = now
+            statement = _SET_SENT_POSTGRES if sent else _SET_STATUS_POSTGRES
+            await db.execute(statement, parameters)
+            continue
+        values: dict[str, Any] = {"status": status.value, "last_error": error}
+        if sent:
+            values["sent_at"] = now
+        await db.execute(
+            update(deliveries).where(deliveries.c.event_id.in_(event_ids)).values(**values)
+        )

@@ -28,6 +28,8 @@ import logging
 import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from functools import partial
+from typing import TypeVar
 
 from common.broker import PermanentFailure
 from common.events import Envelope
@@ -35,11 +37,19 @@ from common.logs import describe
 from pydantic import ValidationError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from notifier.deliveries import repository
 from notifier.deliveries.batching import GroupCommit
 from notifier.deliveries.models import DeliveryStatus
-from notifier.deliveries.repository import Claim, DeliveryRepository, Outcome
+from notifier.deliveries.repository import Claim, Outcome
+from notifier.mail import schemas
 from notifier.mail.messages import (
+    EMAIL_CHANGE_NOTICE,
+    EMAIL_VERIFICATION,
+    LOCKED_OUT,
     MFA_NOTICES,
+    PASSWORD_CHANGED,
+    PASSWORD_RESET,
+    WELCOME,
     MailSender,
     OutgoingEmail,
     email_change_notice,
@@ -50,27 +60,14 @@ from notifier.mail.messages import (
     verification_email,
     welcome_email,
 )
-from notifier.mail.schemas import (
-    AccountLockedOut,
-    EmailVerificationRequested,
-    MfaNotice,
-    PasswordReset,
-    PasswordResetRequested,
-    UserRegistered,
-)
 from notifier.mail.transports import MailTransport
 from notifier.metrics import EMAILS_FAILED, EMAILS_SENT
 
 logger = logging.getLogger("gatehouse.notifier")
-WELCOME = "welcome"
-PASSWORD_RESET = "password_reset"
-PASSWORD_CHANGED = "password_changed"
-EMAIL_VERIFICATION = "email_verification"
-EMAIL_CHANGE_NOTICE = "email_change_notice"
-LOCKED_OUT = "locked_out"
 # Under load, how long a batch of delivery records waits for more (see GroupCommit): 5 ms twice
 # per email is small beside SMTP and the broker, and lets one transaction carry tens of records.
 BATCH_LINGER_SECONDS = 0.005
+Event = TypeVar("Event", bound=schemas.AccountEvent)
 
 
 @dataclass(frozen=True, slots=True)
@@ -91,7 +88,28 @@ def invalid(event_type: str, exc: ValidationError) -> PermanentFailure:
     return PermanentFailure(f"invalid {event_type} data ({fields})")
 
 
+def parse(schema: type[Event], envelope: Envelope) -> Event:
+    return schema.model_validate({**envelope.data, "event_id": envelope.id})
+
+
+def one_email(
+    schema: type[Event], kind: str, build: Callable[[Event], OutgoingEmail]
+) -> Callable[[Envelope], list[Prepared]]:
+    """The preparer of an event that makes one email, of `kind`, to the account's address."""
+
+    def prepare(envelope: Envelope) -> list[Prepared]:
+        event = parse(schema, envelope)
+        return [Prepared(event.event_id, kind, event.email, partial(build, event))]
+
+    return prepare
+
+
 class AccountEmailService:
+    """The broker consumer of the account events. Long-lived, unlike the request services (see
+    docs/ARCHITECTURE.md §7): it is built once in `lifespan`, and its group commits gather the
+    delivery records of every event in flight, so it owns a sessionmaker rather than one request's
+    database session."""
+
     def __init__(
         self,
         sessionmaker: async_sessionmaker[AsyncSession],
@@ -107,100 +125,63 @@ class AccountEmailService:
         self._outcomes = GroupCommit(self._record_outcomes, linger=BATCH_LINGER_SECONDS)
         self._prepare: dict[str, Callable[[Envelope], list[Prepared]]] = {
             "user.registered": self._welcome,
-            "user.password_reset_requested": self._reset_link,
-            "user.password_reset": self._password_changed,
-            **dict.fromkeys(MFA_NOTICES, self._mfa_notice),
+            "user.password_reset_requested": one_email(
+                schemas.PasswordResetRequested,
+                PASSWORD_RESET.kind,
+                lambda event: password_reset_email(event, self.sender, self.account_url),
+            ),
+            "user.password_reset": one_email(
+                schemas.PasswordReset,
+                PASSWORD_CHANGED.kind,
+                lambda event: password_changed_email(event, self.sender),
+            ),
+            **{event_type: self._mfa_notice(event_type) for event_type in MFA_NOTICES},
             "user.email_verification_requested": self._verification,
-            "user.locked_out": self._locked_out,
+            "user.locked_out": one_email(
+                schemas.AccountLockedOut,
+                LOCKED_OUT.kind,
+                lambda event: locked_out_email(event, self.sender, self.account_url),
+            ),
         }
 
+    def _mfa_notice(self, event_type: str) -> Callable[[Envelope], list[Prepared]]:
+        return one_email(
+            schemas.MfaNotice,
+            MFA_NOTICES[event_type].kind,
+            lambda event: mfa_notice_email(event_type, event, self.sender),
+        )
+
     def _welcome(self, envelope: Envelope) -> list[Prepared]:
-        event = UserRegistered.model_validate({**envelope.data, "event_id": envelope.id})
+        event = parse(schemas.UserRegistered, envelope)
         if event.verification_follows:
             return []  # the welcome comes with the registration's verification link
-        return [
-            Prepared(
-                event.event_id, WELCOME, event.email, lambda: welcome_email(event, self.sender)
-            )
-        ]
-
-    def _reset_link(self, envelope: Envelope) -> list[Prepared]:
-        event = PasswordResetRequested.model_validate({**envelope.data, "event_id": envelope.id})
-        return [
-            Prepared(
-                event.event_id,
-                PASSWORD_RESET,
-                event.email,
-                lambda: password_reset_email(event, self.sender, self.account_url),
-            )
-        ]
-
-    def _password_changed(self, envelope: Envelope) -> list[Prepared]:
-        event = PasswordReset.model_validate({**envelope.data, "event_id": envelope.id})
-        return [
-            Prepared(
-                event.event_id,
-                PASSWORD_CHANGED,
-                event.email,
-                lambda: password_changed_email(event, self.sender),
-            )
-        ]
+        compose = partial(welcome_email, event, self.sender)
+        return [Prepared(event.event_id, WELCOME.kind, event.email, compose)]
 
     def _verification(self, envelope: Envelope) -> list[Prepared]:
-        event = EmailVerificationRequested.model_validate(
-            {**envelope.data, "event_id": envelope.id}
-        )
+        event = parse(schemas.EmailVerificationRequested, envelope)
         if event.reason == "registration":
-            return [
-                Prepared(
-                    event.event_id,
-                    WELCOME,
-                    event.email,
-                    lambda: welcome_email(event, self.sender, self.account_url),
-                )
-            ]
+            compose = partial(welcome_email, event, self.sender, self.account_url)
+            return [Prepared(event.event_id, WELCOME.kind, event.email, compose)]
         emails = [
             Prepared(
                 event.event_id,
-                EMAIL_VERIFICATION,
+                EMAIL_VERIFICATION.kind,
                 event.email,
                 lambda: verification_email(event, self.sender, self.account_url),
             )
         ]
         if event.reason == "change" and event.previous_email is not None:
-            notice_id = uuid.uuid5(event.event_id, EMAIL_CHANGE_NOTICE)
+            notice_id = uuid.uuid5(event.event_id, EMAIL_CHANGE_NOTICE.kind)
             emails.append(
                 Prepared(
                     notice_id,
-                    EMAIL_CHANGE_NOTICE,
+                    EMAIL_CHANGE_NOTICE.kind,
                     event.previous_email,
                     lambda: email_change_notice(event, self.sender, notice_id),
                 )
             )
         return emails
-
-    def _mfa_notice(self, envelope: Envelope) -> list[Prepared]:
-        event = MfaNotice.model_validate({**envelope.data, "event_id": envelope.id})
-        kind = MFA_NOTICES[envelope.type][0]
-        return [
-            Prepared(
-                event.event_id,
-                kind,
-                event.email,
-                lambda: mfa_notice_email(envelope.type, event, self.sender),
-            )
-        ]
-
-    def _locked_out(self, envelope: Envelope) -> list[Prepared]:
-        event = AccountLockedOut.model_validate({**envelope.data, "event_id": envelope.id})
-        return [
-            Prepared(
-                event.event_id,
-                LOCKED_OUT,
-                event.email,
-                lambda: locked_out_email(event, self.sender, self.account_url),
-            )
-        ]
 
     async def handle(self, envelope: Envelope) -> None:
         """Broker handler for the event types in `_prepare` (others are ignored). Each email of
@@ -250,7 +231,7 @@ class AccountEmailService:
         """Commit "sending" records: True for each claimed, None where a record already
         existed, False for a second copy of an event in the same batch (the first copy sends)."""
         async with self.sessionmaker() as db, db.begin():
-            inserted = await DeliveryRepository(db).claim_many(claims)
+            inserted = await repository.claim_many(db, claims)
         results: list[bool | None] = []
         first_copies = set(inserted)
         for claim in claims:
@@ -264,8 +245,7 @@ class AccountEmailService:
     async def _claim_existing(self, event_id: uuid.UUID) -> bool:
         """The event has a record: True when it should be (re)sent, i.e. the last attempt failed."""
         async with self.sessionmaker() as db, db.begin():
-            repository = DeliveryRepository(db)
-            delivery = await repository.get_for_update(event_id)
+            delivery = await repository.get_for_update(db, event_id)
             if delivery is None:  # pragma: no cover - the unique key said it exists
                 raise RuntimeError("delivery record vanished")
             if delivery.status == DeliveryStatus.FAILED:
@@ -287,5 +267,5 @@ class AccountEmailService:
 
     async def _record_outcomes(self, outcomes: Sequence[Outcome]) -> list[None]:
         async with self.sessionmaker() as db, db.begin():
-            await DeliveryRepository(db).record_outcomes(outcomes)
+            await repository.record_outcomes(db, outcomes)
         return [None] * len(outcomes)

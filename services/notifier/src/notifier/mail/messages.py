@@ -22,9 +22,10 @@ from email.header import Header
 from email.utils import format_datetime, formataddr, parseaddr
 from urllib.parse import urlencode
 
-from jinja2 import Environment, PackageLoader, StrictUndefined, select_autoescape
+from jinja2 import Environment, PackageLoader, StrictUndefined, Template, select_autoescape
 
 from notifier.mail.schemas import (
+    AccountEvent,
     AccountLockedOut,
     EmailVerificationRequested,
     MfaNotice,
@@ -41,38 +42,8 @@ _templates = Environment(
     auto_reload=False,
     enable_async=False,
 )
-_WELCOME_TEXT = _templates.get_template("welcome.txt.j2")
-_WELCOME_HTML = _templates.get_template("welcome.html.j2")
-_RESET_TEXT = _templates.get_template("password_reset.txt.j2")
-_RESET_HTML = _templates.get_template("password_reset.html.j2")
-_CHANGED_TEXT = _templates.get_template("password_changed.txt.j2")
-_CHANGED_HTML = _templates.get_template("password_changed.html.j2")
-# The MFA notices: the template's name (= the email's kind) and its subject, by event type.
-MFA_NOTICES = {
-    "user.mfa_enabled": ("mfa_enabled", "Two-step sign-in is on for your Gatehouse account"),
-    "user.mfa_disabled": ("mfa_disabled", "Two-step sign-in is off for your Gatehouse account"),
-    "user.mfa_recovery_code_used": (
-        "mfa_recovery_code_used",
-        "A recovery code was used to sign in to your Gatehouse account",
-    ),
-}
-_LOCKED_TEXT = _templates.get_template("locked_out.txt.j2")
-_LOCKED_HTML = _templates.get_template("locked_out.html.j2")
-_MFA_TEMPLATES = {
-    kind: (_templates.get_template(f"{kind}.txt.j2"), _templates.get_template(f"{kind}.html.j2"))
-    for kind, _ in MFA_NOTICES.values()
-}
-_VERIFY_TEXT = _templates.get_template("email_verification.txt.j2")
-_VERIFY_HTML = _templates.get_template("email_verification.html.j2")
-_NOTICE_TEXT = _templates.get_template("email_change_notice.txt.j2")
-_NOTICE_HTML = _templates.get_template("email_change_notice.html.j2")
-WELCOME_SUBJECT = "Welcome to Gatehouse"
-RESET_SUBJECT = "Reset your Gatehouse password"
-CHANGED_SUBJECT = "Your Gatehouse password was changed"
-VERIFY_SUBJECT = "Confirm your email address for Gatehouse"
-NOTICE_SUBJECT = "Your Gatehouse email is being changed"
 VERIFICATION_HOURS = 24
-LOCKED_SUBJECT = "Sign-in to your Gatehouse account is locked"
+RESET_MINUTES = 30
 MESSAGE_ID_DOMAIN = "gatehouse.local"
 
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]+")
@@ -182,6 +153,82 @@ def compose(
     return OutgoingEmail(event_id, sender.address, (recipient,), content)
 
 
+@dataclass(frozen=True, slots=True)
+class EmailTemplate:
+    """One kind of email: its kind (the templates' name, part of the Message-ID, the metric's
+    label), subject, and the plain text and HTML templates, compiled once."""
+
+    kind: str
+    subject: str
+    text: Template
+    html: Template
+
+    @classmethod
+    def load(cls, kind: str, subject: str) -> EmailTemplate:
+        text = _templates.get_template(f"{kind}.txt.j2")
+        return cls(kind, subject, text, _templates.get_template(f"{kind}.html.j2"))
+
+    def render(
+        self,
+        event: AccountEvent,
+        sender: MailSender,
+        *,
+        event_id: uuid.UUID | None = None,
+        recipient: str | None = None,
+        **context: object,
+    ) -> OutgoingEmail:
+        """The email to the account's address (or `recipient`), greeting its owner by name; the
+        templates see `full_name`, `username`, `email` and `context`."""
+        values = {
+            "full_name": event.full_name,
+            "username": event.username,
+            "email": event.email,
+            **context,
+        }
+        return compose(
+            event_id=event.event_id if event_id is None else event_id,
+            kind=self.kind,
+            sender=sender,
+            recipient_name=event.full_name,
+            recipient=event.email if recipient is None else recipient,
+            subject=self.subject,
+            text=self.text.render(values),
+            html=self.html.render(values),
+        )
+
+
+WELCOME = EmailTemplate.load("welcome", "Welcome to Gatehouse")
+PASSWORD_RESET = EmailTemplate.load("password_reset", "Reset your Gatehouse password")
+PASSWORD_CHANGED = EmailTemplate.load("password_changed", "Your Gatehouse password was changed")
+EMAIL_VERIFICATION = EmailTemplate.load(
+    "email_verification", "Confirm your email address for Gatehouse"
+)
+EMAIL_CHANGE_NOTICE = EmailTemplate.load(
+    "email_change_notice", "Your Gatehouse email is being changed"
+)
+LOCKED_OUT = EmailTemplate.load("locked_out", "Sign-in to your Gatehouse account is locked")
+# The MFA notices, by event type.
+MFA_NOTICES = {
+    "user.mfa_enabled": EmailTemplate.load(
+        "mfa_enabled", "Two-step sign-in is on for your Gatehouse account"
+    ),
+    "user.mfa_disabled": EmailTemplate.load(
+        "mfa_disabled", "Two-step sign-in is off for your Gatehouse account"
+    ),
+    "user.mfa_recovery_code_used": EmailTemplate.load(
+        "mfa_recovery_code_used", "A recovery code was used to sign in to your Gatehouse account"
+    ),
+}
+
+
+def reset_link(account_url: str, token: str) -> str:
+    return f"{account_url}/reset-password?{urlencode({'token': token})}"
+
+
+def verification_link(account_url: str, token: str) -> str:
+    return f"{account_url}/verify-email?{urlencode({'token': token})}"
+
+
 def welcome_email(
     event: UserRegistered | EmailVerificationRequested,
     sender: MailSender,
@@ -194,87 +241,25 @@ def welcome_email(
         if isinstance(event, EmailVerificationRequested) and account_url is not None
         else None
     )
-    context = {
-        "full_name": event.full_name,
-        "username": event.username,
-        "email": event.email,
-        "link": link,
-        "hours": VERIFICATION_HOURS,
-    }
-    return compose(
-        event_id=event.event_id,
-        kind="welcome",
-        sender=sender,
-        recipient_name=event.full_name,
-        recipient=event.email,
-        subject=WELCOME_SUBJECT,
-        text=_WELCOME_TEXT.render(context),
-        html=_WELCOME_HTML.render(context),
-    )
-
-
-def reset_link(account_url: str, token: str) -> str:
-    return f"{account_url}/reset-password?{urlencode({'token': token})}"
+    return WELCOME.render(event, sender, link=link, hours=VERIFICATION_HOURS)
 
 
 def password_reset_email(
     event: PasswordResetRequested, sender: MailSender, account_url: str
 ) -> OutgoingEmail:
     """The reset link. The token appears in it and nowhere else in the message."""
-    context = {
-        "full_name": event.full_name,
-        "username": event.username,
-        "link": reset_link(account_url, event.token),
-        "minutes": 30,
-    }
-    return compose(
-        event_id=event.event_id,
-        kind="password_reset",
-        sender=sender,
-        recipient_name=event.full_name,
-        recipient=event.email,
-        subject=RESET_SUBJECT,
-        text=_RESET_TEXT.render(context),
-        html=_RESET_HTML.render(context),
-    )
+    link = reset_link(account_url, event.token)
+    return PASSWORD_RESET.render(event, sender, link=link, minutes=RESET_MINUTES)
 
 
 def password_changed_email(event: PasswordReset, sender: MailSender) -> OutgoingEmail:
-    context = {"full_name": event.full_name, "username": event.username}
-    return compose(
-        event_id=event.event_id,
-        kind="password_changed",
-        sender=sender,
-        recipient_name=event.full_name,
-        recipient=event.email,
-        subject=CHANGED_SUBJECT,
-        text=_CHANGED_TEXT.render(context),
-        html=_CHANGED_HTML.render(context),
-    )
+    return PASSWORD_CHANGED.render(event, sender)
 
 
 def mfa_notice_email(event_type: str, event: MfaNotice, sender: MailSender) -> OutgoingEmail:
-    kind, subject = MFA_NOTICES[event_type]
-    text, html = _MFA_TEMPLATES[kind]
-    context = {
-        "full_name": event.full_name,
-        "username": event.username,
-        "recovery_codes_left": event.recovery_codes_left,
-    }
-    return compose(
-        event_id=event.event_id,
-        kind=kind,
-        sender=sender,
-        recipient_name=event.full_name,
-        recipient=event.email,
-        subject=subject,
-        text=text.render(context),
-        html=html.render(context),
+    return MFA_NOTICES[event_type].render(
+        event, sender, recovery_codes_left=event.recovery_codes_left
     )
-
-
-def verification_link(account_url: str, token: str) -> str:
-    return f"{account_url}/verify-email?{urlencode({'token': token})}"
 
 
 def verification_email(
@@ -282,23 +267,12 @@ def verification_email(
 ) -> OutgoingEmail:
     """The link that confirms an address (a resend, or the new address of a change). The token
     appears in it and nowhere else in the message."""
-    context = {
-        "full_name": event.full_name,
-        "username": event.username,
-        "email": event.email,
-        "link": verification_link(account_url, event.token),
-        "hours": VERIFICATION_HOURS,
-        "change": event.reason == "change",
-    }
-    return compose(
-        event_id=event.event_id,
-        kind="email_verification",
-        sender=sender,
-        recipient_name=event.full_name,
-        recipient=event.email,
-        subject=VERIFY_SUBJECT,
-        text=_VERIFY_TEXT.render(context),
-        html=_VERIFY_HTML.render(context),
+    return EMAIL_VERIFICATION.render(
+        event,
+        sender,
+        link=verification_link(account_url, event.token),
+        hours=VERIFICATION_HOURS,
+        change=event.reason == "change",
     )
 
 
@@ -308,16 +282,8 @@ def email_change_notice(
     """ "Your email is being changed", to the old address (never with the link)."""
     if event.previous_email is None:  # pragma: no cover - the caller sends it for changes only
         raise ValueError("not an email change")
-    context = {"full_name": event.full_name, "username": event.username, "new_email": event.email}
-    return compose(
-        event_id=notice_id,
-        kind="email_change_notice",
-        sender=sender,
-        recipient_name=event.full_name,
-        recipient=event.previous_email,
-        subject=NOTICE_SUBJECT,
-        text=_NOTICE_TEXT.render(context),
-        html=_NOTICE_HTML.render(context),
+    return EMAIL_CHANGE_NOTICE.render(
+        event, sender, event_id=notice_id, recipient=event.previous_email, new_email=event.email
     )
 
 
@@ -326,20 +292,10 @@ def locked_out_email(
 ) -> OutgoingEmail:
     """The lockout notice, with a reset link (a reset ends the lock). The token appears in the
     link and nowhere else in the message."""
-    context = {
-        "full_name": event.full_name,
-        "username": event.username,
-        "until": event.locked_until.astimezone(UTC).strftime("%Y-%m-%d %H:%M"),
-        "link": reset_link(account_url, event.token),
-        "minutes": 30,
-    }
-    return compose(
-        event_id=event.event_id,
-        kind="locked_out",
-        sender=sender,
-        recipient_name=event.full_name,
-        recipient=event.email,
-        subject=LOCKED_SUBJECT,
-        text=_LOCKED_TEXT.render(context),
-        html=_LOCKED_HTML.render(context),
+    return LOCKED_OUT.render(
+        event,
+        sender,
+        until=event.locked_until.astimezone(UTC).strftime("%Y-%m-%d %H:%M"),
+        link=reset_link(account_url, event.token),
+        minutes=RESET_MINUTES,
     )
