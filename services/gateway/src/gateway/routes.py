@@ -46,6 +46,7 @@ class Route:
 # (method or None for any, exact path or prefix ending in "/", route)
 _EXACT: dict[tuple[str, str], Route] = {
     ("POST", "/api/v1/users/"): Route("users.register", "users", Access.PUBLIC),
+    ("GET", "/api/v1/users/"): Route("users.list", "users", Access.BEARER),
     ("POST", "/api/v1/auth/login"): Route("auth.login", "auth", Access.LOGIN, Counted.FORM),
     # The second factor: its mfa_token names the account (`<user id>.<random>`, gateway.logins).
     ("POST", "/api/v1/auth/login/mfa"): Route("auth.login_mfa", "auth", Access.LOGIN, Counted.MFA),
@@ -55,6 +56,7 @@ _EXACT: dict[tuple[str, str], Route] = {
     ("POST", "/api/v1/auth/logout"): Route("auth.logout", "auth", Access.BEARER),
     # The hosted sign-in page posts a password (API.md §13): the login limits count it as the
     # login form. UserInfo is a bearer route (a revoked token is refused here).
+    ("GET", "/api/v1/auth/authorize"): Route("auth.authorize", "auth", Access.PUBLIC),
     ("POST", "/api/v1/auth/authorize"): Route(
         "auth.sign_in", "auth", Access.LOGIN, Counted.SIGN_IN
     ),
@@ -72,6 +74,7 @@ _EXACT: dict[tuple[str, str], Route] = {
     ("GET", "/.well-known/jwks.json"): Route("auth.jwks", "auth", Access.PUBLIC),
     ("GET", "/.well-known/openid-configuration"): Route("auth.discovery", "auth", Access.PUBLIC),
     ("GET", "/api/v1/users/me"): Route("users.me", "users", Access.BEARER),
+    ("PATCH", "/api/v1/users/me"): Route("users.me_update", "users", Access.BEARER),
     # Password recovery (API.md §8): public; a reset link request counts under the recovery limit.
     ("POST", "/api/v1/users/password/forgot"): Route(
         "users.password_forgot", "users", Access.LOGIN, Counted.RECOVERY
@@ -104,10 +107,13 @@ SERVED_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OP
 _UNSERVED_PREFIXES = tuple(
     (prefix, replace(route, access=Access.PUBLIC)) for prefix, route in _PREFIXES
 )
-# The well-known documents are served for GET only, but any other method on them goes to auth too,
-# which answers it as for any of its paths (405 with `Allow`; common.errors), not the gateway's 404.
-_ANY_METHOD: dict[str, Route] = {
-    path: route for (_, path), route in _EXACT.items() if path.startswith("/.well-known/")
+# The table lists every method of each of its paths (HEAD goes with GET). Any other method of such
+# a path goes to the service as a public request, so that it answers 405 with the path's `Allow`
+# (OPTIONS: 204) before a token is asked for (API.md §3); a token presented with it is still
+# verified and checked for revocation (admission.py), and the service checks it again.
+_OTHER_METHODS: dict[str, Route] = {
+    path: Route(f"{route.upstream}.other_method", route.upstream, Access.PUBLIC)
+    for (_, path), route in _EXACT.items()
 }
 _UNSAFE = re.compile(r"%(2[eEfF]|5[cC]|00)|\\|//|/\.\.?(/|$)")
 
@@ -124,9 +130,12 @@ def match(method: str, path: str) -> Route | None:
     route = _EXACT.get((method, path))
     if route is not None:
         return route
+    other = _OTHER_METHODS.get(path)
+    if other is not None:
+        return _EXACT.get(("GET", path), other) if method == "HEAD" else other
     if method == "OPTIONS":  # CORS preflights are answered by the gateway itself
         method = "GET"
     for prefix, candidate in _PREFIXES if method in SERVED_METHODS else _UNSERVED_PREFIXES:
         if path.startswith(prefix):
             return candidate
-    return _ANY_METHOD.get(path)
+    return None
