@@ -4,11 +4,13 @@ client's secret shown once and kept hashed; and the operators' CLI."""
 from __future__ import annotations
 
 import json
+import re
 from typing import Any
 
 import pytest
 from auth.__main__ import cli
 from auth.clients.models import RegisteredClient
+from auth.clients.schemas import ClientCreate
 from auth.clients.service import hash_client_secret
 from typer.testing import CliRunner
 
@@ -100,48 +102,62 @@ async def test_registry_needs_clients_manage(auth: AuthHarness, account: Account
     assert (await auth.client.get(url, headers=await admin_headers(auth))).status_code == 200
 
 
-@pytest.mark.parametrize(
-    "uri",
-    [
-        "https://app.example.com/callback",
-        "https://app.example.com:8443/cb?tenant=a",
-        "http://127.0.0.1:8765/callback",
-        "http://[::1]:8765/callback",
-        "http://localhost:3000/callback",
-    ],
-)
+REGISTRABLE = [
+    "https://app.example.com/callback",
+    "https://app.example.com:8443/cb?tenant=a",
+    "http://127.0.0.1:8765/callback",
+    "http://[::1]:8765/callback",
+    "http://localhost:3000/callback",
+]
+UNSAFE = [
+    "/callback",
+    "app.example.com/callback",
+    "http://app.example.com/callback",
+    "http://10.0.0.1/callback",
+    "https://app.example.com/callback#done",
+    "https://app.example.com/callback#",
+    "https://user:pw@app.example.com/callback",
+    "https://@app.example.com/callback",
+    "https:///callback",
+    "https://app.example.com:99999/cb",
+    "https://app.example.com:0/cb",
+    # Found by schemathesis against the declared pattern: what it refuses, registration refuses.
+    "https://app.example.com:0443/cb",
+    "https://app.example.com:/cb",
+    "HTTPS://app.example.com/cb",
+    "https://[2001:db8::1]/cb",
+    "javascript:alert(1)",
+    "ftp://app.example.com/callback",
+    "com.example.app:/callback",
+    "https://app.example.com/call back",
+    "https://app.exämple.com/callback",
+    "https://app.example.com;default-src/cb",
+    "https://app_example.com/cb",
+    "https://[zz]/cb",
+    "https://app.example.com/\x00",
+    "",
+    "https://app.example.com/" + "a" * 2000,
+]
+
+
+def test_the_declared_pattern_is_the_registration_rule() -> None:
+    """The API document's pattern for a redirect URI admits exactly what registers (found by
+    schemathesis: the pattern was not declared, so a schema-valid `"0"` was a 422)."""
+    pattern = ClientCreate.model_json_schema()["properties"]["redirect_uris"]["items"]["pattern"]
+    assert [uri for uri in REGISTRABLE if re.fullmatch(pattern, uri)] == REGISTRABLE
+    assert [uri for uri in UNSAFE if re.fullmatch(pattern, uri) and len(uri) <= 2000] == []
+    # And `openid` among the scopes is declared, as it is required.
+    scopes = ClientCreate.model_json_schema()["properties"]["scopes"]
+    assert scopes["contains"] == {"const": "openid"}
+
+
+@pytest.mark.parametrize("uri", REGISTRABLE)
 async def test_registrable_redirect_uris(auth: AuthHarness, uri: str) -> None:
     created = await register_client(auth, redirect_uris=[uri])
     assert created["redirect_uris"] == [uri]
 
 
-@pytest.mark.parametrize(
-    "uri",
-    [
-        "/callback",
-        "app.example.com/callback",
-        "http://app.example.com/callback",
-        "http://10.0.0.1/callback",
-        "https://app.example.com/callback#done",
-        "https://app.example.com/callback#",
-        "https://user:pw@app.example.com/callback",
-        "https://@app.example.com/callback",
-        "https:///callback",
-        "https://app.example.com:99999/cb",
-        "https://app.example.com:0/cb",
-        "javascript:alert(1)",
-        "ftp://app.example.com/callback",
-        "com.example.app:/callback",
-        "https://app.example.com/call back",
-        "https://app.exämple.com/callback",
-        "https://app.example.com;default-src/cb",
-        "https://app_example.com/cb",
-        "https://[zz]/cb",
-        "https://app.example.com/\x00",
-        "",
-        "https://app.example.com/" + "a" * 2000,
-    ],
-)
+@pytest.mark.parametrize("uri", UNSAFE)
 async def test_unsafe_redirect_uri_is_refused_naming_it(auth: AuthHarness, uri: str) -> None:
     response = await auth.client.post(
         CLIENTS,
@@ -166,6 +182,10 @@ async def test_unsafe_redirect_uri_is_refused_naming_it(auth: AuthHarness, uri: 
         ({"name": "a\nb"}, "name"),
         ({"name": "n" * 101}, "name"),
         ({"first_party": "maybe"}, "first_party"),
+        # Found by schemathesis: the document's boolean refuses these, so registration does.
+        ({"first_party": "yes"}, "first_party"),
+        ({"first_party": 1}, "first_party"),
+        ({"first_party": "true"}, "first_party"),
         ({"client_secret": "mine"}, "client_secret"),
     ],
 )

@@ -7,7 +7,7 @@ from typing import Annotated, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
-from auth.clients.uris import MAX_URI_LENGTH, redirect_uri_problem
+from auth.clients.uris import MAX_URI_LENGTH, REDIRECT_URI_PATTERN, redirect_uri_problem
 
 # What a client may ask for: the OpenID Connect scopes, and permissions (`area:action`), which its
 # tokens carry only when the user holds them.
@@ -35,7 +35,14 @@ def _distinct(uris: list[str]) -> list[str]:
 
 RedirectUri = Annotated[
     str,
-    Field(min_length=1, max_length=MAX_URI_LENGTH, examples=["https://app.example.com/callback"]),
+    # The pattern is declared, and checked by _registrable (redirect_uri_problem), whose refusals
+    # say what is wrong rather than quote the pattern.
+    Field(
+        min_length=1,
+        max_length=MAX_URI_LENGTH,
+        examples=["https://app.example.com/callback"],
+        json_schema_extra={"pattern": REDIRECT_URI_PATTERN},
+    ),
     AfterValidator(_registrable),
 ]
 Scope = Annotated[str, Field(pattern=SCOPE_PATTERN)]
@@ -55,11 +62,14 @@ class ClientCreate(BaseModel):
         description="`public` (browser and native apps: no secret) or `confidential` (a server "
         "that keeps a secret; it authenticates with HTTP Basic at the token endpoint)."
     )
+    # Strict: `"yes"` or `1` is refused as the document's boolean refuses it.
     first_party: bool = Field(
-        default=False, description="First-party clients skip the consent page."
+        default=False, strict=True, description="First-party clients skip the consent page."
     )
     scopes: Annotated[
-        list[Scope], Field(min_length=1, max_length=32), AfterValidator(_with_openid)
+        list[Scope],
+        Field(min_length=1, max_length=32, json_schema_extra={"contains": {"const": "openid"}}),
+        AfterValidator(_with_openid),
     ] = Field(default_factory=lambda: list(OIDC_SCOPES))
 
 

@@ -15,6 +15,21 @@ from urllib.parse import urlsplit
 MAX_URI_LENGTH = 2000
 HOST = re.compile(r"[A-Za-z0-9](?:[A-Za-z0-9.-]{0,251}[A-Za-z0-9])?")
 LOOPBACK_NAMES = frozenset({"localhost"})
+# The whole rule as the API document declares it (API.md §13), checked as well as the reasons
+# below, so that the document admits exactly what registers: `https://` and a DNS name (or an
+# IPv4 literal, or `[::1]`), or `http://` and a loopback host; an optional port 1-65535 without
+# leading zeros; then a path or query of printable ASCII without `#`.
+_PORT = (
+    r"(?::(?:[1-9][0-9]{0,3}|[1-5][0-9]{4}|6[0-4][0-9]{3}|65[0-4][0-9]{2}|655[0-2][0-9]"
+    r"|6553[0-5]))?"
+)
+_OCTET = r"(?:25[0-5]|2[0-4][0-9]|1[0-9]{2}|[1-9]?[0-9])"
+REDIRECT_URI_PATTERN = (
+    r"^(?:https://(?:[A-Za-z0-9](?:[A-Za-z0-9.-]{0,251}[A-Za-z0-9])?|\[::1\])"
+    rf"|http://(?:localhost|127(?:\.{_OCTET}){{3}}|\[::1\])){_PORT}"
+    r'(?:[/?][!-"$-~]*)?$'  # printable ASCII but `#`
+)
+_REDIRECT_URI = re.compile(REDIRECT_URI_PATTERN)
 
 
 def is_loopback_host(host: str) -> bool:
@@ -61,4 +76,6 @@ def redirect_uri_problem(uri: str) -> str | None:
         return "must be https unless the host is loopback (127.0.0.1, [::1], localhost)"
     if port == 0:
         return "must not name port 0"
+    if _REDIRECT_URI.fullmatch(uri) is None:
+        return "must be scheme://host[:port] and a path or query (ports 1-65535; IPv6 only [::1])"
     return None
