@@ -14,7 +14,8 @@ from typing import Any
 import pytest
 from common.errors import Conflict
 from sqlalchemy import insert, text
-from users.accounts import repository, service
+from users.accounts import repository
+from users.accounts.service import Accounts
 from users.models import User, user_roles
 
 from .support import UsersHarness
@@ -241,10 +242,12 @@ async def test_two_admins_removing_each_other_at_once_leave_one(users: UsersHarn
                     user = await repository.by_id(db, uuid.UUID(target["id"]), lock=True)
                     assert user is not None
                     await both_locked.wait()
+                    state = users.app.state
+                    accounts = Accounts(db, state.hasher, state.auth_sessions)
                     if how == "roles":
-                        await service.set_roles(db, user, ["user"])
+                        await accounts.set_roles(user, ["user"])
                     else:
-                        await service.deactivate(db, users.app.state.auth_sessions, user)
+                        await accounts.deactivate(user)
             except Conflict:
                 return "refused"
         return "done"

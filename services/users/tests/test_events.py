@@ -10,8 +10,8 @@ from common.errors import Conflict
 from common.events import SECRET_EVENT_TYPES, Envelope
 from common.logs import request_id_var
 from sqlalchemy import func, select
-from users.accounts import service
 from users.accounts.schemas import UserCreate
+from users.accounts.service import Accounts
 from users.models import OutboxEvent, User
 
 from .support import PASSWORD, UsersHarness
@@ -43,12 +43,12 @@ async def test_a_failed_transaction_leaves_no_event(users: UsersHarness) -> None
         full_name="Rolled Back",
     )
     async with users.database.sessionmaker() as db, db.begin():
-        await service.register(db, hasher, data)
+        await Accounts(db, hasher).register(data)
         await db.rollback()
     duplicate = data.model_copy(update={"username": existing["username"]})
     async with users.database.sessionmaker() as db, db.begin():
         with pytest.raises(Conflict):
-            await service.register(db, hasher, duplicate)
+            await Accounts(db, hasher).register(duplicate)
     async with users.database.sessionmaker() as db:
         assert (
             await db.scalar(

@@ -16,6 +16,7 @@ from common.settings import ServiceSettings
 from pydantic import ValidationError
 
 from users.accounts.schemas import UserCreate
+from users.accounts.service import Accounts
 from users.bootstrap import AdminNotCreated, ensure_admin, promote_existing
 from users.main import create_app
 from users.passwords.hashing import PasswordHasher
@@ -51,7 +52,7 @@ async def create_admin(settings: UsersSettings, email: str, username: str, passw
     hasher = PasswordHasher(settings.bcrypt_rounds, settings.bcrypt_concurrency)
     try:
         async with database.sessionmaker() as db, db.begin():
-            user, outcome = await ensure_admin(db, hasher, data, promote_matching=True)
+            user, outcome = await ensure_admin(Accounts(db, hasher), data, promote_matching=True)
         return f"{outcome}: admin {user.username} ({user.id})"
     finally:
         await database.dispose()
@@ -59,9 +60,10 @@ async def create_admin(settings: UsersSettings, email: str, username: str, passw
 
 async def promote(settings: UsersSettings, user_id: uuid.UUID) -> str:
     database = Database(settings.users_database_url)
+    hasher = PasswordHasher(settings.bcrypt_rounds, settings.bcrypt_concurrency)
     try:
         async with database.sessionmaker() as db, db.begin():
-            user, changed = await promote_existing(db, user_id)
+            user, changed = await promote_existing(Accounts(db, hasher), user_id)
         return f"{'promoted' if changed else 'unchanged'}: admin {user.username} ({user.id})"
     finally:
         await database.dispose()

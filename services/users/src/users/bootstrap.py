@@ -14,10 +14,10 @@ import uuid
 from common.db import Database
 from common.errors import Conflict
 from common.identity import canonical_name
-from sqlalchemy.ext.asyncio import AsyncSession
 
 from users.accounts import repository, service
 from users.accounts.schemas import UserCreate
+from users.accounts.service import Accounts
 from users.models import User
 from users.passwords.hashing import PasswordHasher
 
@@ -39,23 +39,18 @@ def _not_promoted(holder: User, name: str) -> AdminNotCreated:
 
 
 async def ensure_admin(
-    db: AsyncSession,
-    hasher: PasswordHasher,
-    data: UserCreate,
-    *,
-    promote_matching: bool,
+    accounts: Accounts, data: UserCreate, *, promote_matching: bool
 ) -> tuple[User, str]:
     """The admin account `data.username`, created if missing; idempotent. An existing account
     that is already an admin is left as it is; one that is not is promoted only with
     `promote_matching` and only when `data`'s email and password are its own. Returns the
     account and what was done: "created", "promoted" or "unchanged"."""
+    db, hasher = accounts.db, accounts.hasher
     existing = await repository.by_login(db, data.username)
     if existing is None:
         if await repository.taken(db, email=data.email, username=None, other_than=None):
             raise AdminNotCreated(f"another account already uses {data.email}")
-        user = await service.register(
-            db, hasher, data, roles=[service.DEFAULT_ROLE, service.ADMIN_ROLE]
-        )
+        user = await accounts.register(data, roles=[service.DEFAULT_ROLE, service.ADMIN_ROLE])
         return user, "created"
     if service.ADMIN_ROLE in existing.role_names:
         return existing, "unchanged"
@@ -66,20 +61,20 @@ async def ensure_admin(
         or not existing.is_active
     ):
         raise _not_promoted(existing, data.username)
-    await service.set_roles(db, existing, [*existing.role_names, service.ADMIN_ROLE])
+    await accounts.set_roles(existing, [*existing.role_names, service.ADMIN_ROLE])
     return existing, "promoted"
 
 
-async def promote_existing(db: AsyncSession, user_id: uuid.UUID) -> tuple[User, bool]:
+async def promote_existing(accounts: Accounts, user_id: uuid.UUID) -> tuple[User, bool]:
     """Give the account `user_id` the admin role: the operator's explicit, checked choice."""
-    user = await repository.by_id(db, user_id, lock=True)
+    user = await repository.by_id(accounts.db, user_id, lock=True)
     if user is None:
         raise AdminNotCreated(f"there is no account {user_id}")
     if not user.is_active:
         raise AdminNotCreated(f"account {user_id} is deactivated")
     if service.ADMIN_ROLE in user.role_names:
         return user, False
-    await service.set_roles(db, user, [*user.role_names, service.ADMIN_ROLE])
+    await accounts.set_roles(user, [*user.role_names, service.ADMIN_ROLE])
     return user, True
 
 
@@ -91,7 +86,7 @@ async def bootstrap_admin(database: Database, hasher: PasswordHasher, data: User
     every replica down)."""
     try:
         async with database.sessionmaker() as db, db.begin():
-            user, outcome = await ensure_admin(db, hasher, data, promote_matching=False)
+            user, outcome = await ensure_admin(Accounts(db, hasher), data, promote_matching=False)
     except AdminNotCreated as exc:
         logger.error("bootstrap admin not created: %s", exc)
         return

@@ -20,6 +20,7 @@ from fastapi import APIRouter, Depends, Query, Request, Response, status
 from fastapi.responses import StreamingResponse
 
 from users.accounts import repository, service
+from users.accounts.dependencies import AccountsDep
 from users.accounts.schemas import (
     ROLE_NAME_PATTERN,
     PasswordChange,
@@ -29,16 +30,8 @@ from users.accounts.schemas import (
     UserRead,
     UserUpdate,
 )
-from users.dependencies import (
-    MANAGE_PERMISSION,
-    READ_PERMISSION,
-    AuthSessions,
-    Hasher,
-    Me,
-    visible_user,
-)
-from users.verification import service as verification
-from users.verification.dependencies import Links
+from users.dependencies import MANAGE_PERMISSION, READ_PERMISSION, Me, visible_user
+from users.verification.dependencies import VerificationDep
 
 router = APIRouter(prefix="/api/v1/users", tags=["users"])
 Reader = Annotated[Principal, Depends(require_permission(READ_PERMISSION))]
@@ -57,11 +50,13 @@ def to_user_read(user: object) -> UserRead:
     response_model=UserRead,
     responses=problem_responses(409),
 )
-async def register(data: UserCreate, db: DbDep, hasher: Hasher, links: Links) -> UserRead:
+async def register(
+    data: UserCreate, accounts: AccountsDep, verification: VerificationDep
+) -> UserRead:
     """Create an account with the `user` role; a welcome email follows, with a link that
     verifies the address."""
-    user = await service.register(db, hasher, data, verification_follows=True)
-    await verification.issue_link(db, links, user, user.email, "registration")
+    user = await accounts.register(data, verification_follows=True)
+    await verification.issue_link(user, user.email, "registration")
     return to_user_read(user)
 
 
@@ -80,8 +75,8 @@ async def update_me(
     me: Me,
     principal: CurrentPrincipal,
     request: Request,
-    db: DbDep,
-    links: Links,
+    accounts: AccountsDep,
+    verification: VerificationDep,
 ) -> UserRead:
     """Change your own `full_name`, `email` or `username`; nothing else can be set here. An
     `email` needs a recent login (401 `insufficient_user_authentication` otherwise) and becomes
@@ -90,9 +85,9 @@ async def update_me(
     if "email" in changes.model_fields_set:
         ensure_recent_authentication(request, principal)
     new_email = changes.email
-    user = await service.update_profile(db, me, changes.model_copy(update={"email": None}))
+    user = await accounts.update_profile(me, changes.model_copy(update={"email": None}))
     if new_email is not None:
-        await verification.change_email(db, links, user, new_email)
+        await verification.change_email(user, new_email)
     return to_user_read(user)
 
 
@@ -101,13 +96,9 @@ async def update_me(
     status_code=status.HTTP_204_NO_CONTENT,
     responses=problem_responses(401),
 )
-async def change_password(
-    change: PasswordChange, me: Me, db: DbDep, hasher: Hasher, auth: AuthSessions
-) -> Response:
+async def change_password(change: PasswordChange, me: Me, accounts: AccountsDep) -> Response:
     """Change your password; every session of yours ends (at once, through auth)."""
-    await service.change_password(
-        db, hasher, auth, me, change.current_password, change.new_password
-    )
+    await accounts.change_password(me, change.current_password, change.new_password)
     return Response(status_code=status.HTTP_204_NO_CONTENT)
 
 
@@ -187,11 +178,11 @@ async def read_user(user_id: uuid.UUID, principal: CurrentPrincipal, db: ReadDbD
     responses=problem_responses(401, 403, 404, 409),
 )
 async def set_roles(
-    user_id: uuid.UUID, update: RolesUpdate, principal: RecentManager, db: DbDep
+    user_id: uuid.UUID, update: RolesUpdate, principal: RecentManager, accounts: AccountsDep
 ) -> UserRead:
     """Replace the user's roles (needs a recent login); takes effect at their next refresh."""
-    user = await visible_user(db, principal, user_id, manage=True)
-    return to_user_read(await service.set_roles(db, user, update.roles))
+    user = await visible_user(accounts.db, principal, user_id, manage=True)
+    return to_user_read(await accounts.set_roles(user, update.roles))
 
 
 @router.delete(
@@ -200,10 +191,10 @@ async def set_roles(
     responses=problem_responses(401, 404, 409),
 )
 async def deactivate_user(
-    user_id: uuid.UUID, principal: RecentPrincipal, db: DbDep, auth: AuthSessions
+    user_id: uuid.UUID, principal: RecentPrincipal, accounts: AccountsDep
 ) -> Response:
     """Deactivate yourself, or anyone with `users:manage` (either needs a recent login):
     sessions end, login is refused."""
-    user = await visible_user(db, principal, user_id, manage=True)
-    await service.deactivate(db, auth, user)
+    user = await visible_user(accounts.db, principal, user_id, manage=True)
+    await accounts.deactivate(user)
     return Response(status_code=status.HTTP_204_NO_CONTENT)

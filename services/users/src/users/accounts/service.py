@@ -7,6 +7,7 @@ import io
 import logging
 import uuid
 from collections.abc import AsyncIterator, Sequence
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
@@ -57,161 +58,163 @@ async def _flush_unique(db: AsyncSession) -> None:
         raise Conflict("That email or username is already taken.") from exc
 
 
-async def register(
-    db: AsyncSession,
-    hasher: PasswordHasher,
-    data: UserCreate,
-    roles: list[str] | None = None,
-    *,
-    verification_follows: bool = False,
-) -> User:
-    """`verification_follows`: the caller writes the account's first verification link
-    (`users.verification`) in this transaction; the event says so, and the notifier's welcome
-    email is then the one that carries the link."""
-    hasher.refuse_if_full("account")
-    taken = await repository.taken(db, email=data.email, username=data.username, other_than=None)
-    if taken:
-        raise _taken(taken)
-    user = User(
-        id=uuid.uuid4(),
-        email=data.email,
-        email_canonical=canonical_name(data.email),
-        username=data.username,
-        username_canonical=canonical_name(data.username),
-        full_name=data.full_name,
-        password_hash=await hasher.hash(data.password, kind="account"),
-        is_active=True,
-    )
-    user.roles = await repository.roles_named(db, roles or [DEFAULT_ROLE])
-    db.add(user)
-    await _flush_unique(db)
-    registered: dict[str, Any] = {
-        "user_id": str(user.id),
-        "email": user.email,
-        "username": user.username,
-        "full_name": user.full_name,
-    }
-    if verification_follows:
-        registered["verification_follows"] = True
-    await emit(db, "user.registered", registered)
-    return user
+@dataclass
+class Accounts:
+    """The account changes of one request (built by `users.accounts.dependencies`), each with
+    its event in the request's transaction. `auth` is None outside a request (the admin
+    bootstrap): the event written with a change then tells auth alone."""
 
+    db: AsyncSession
+    hasher: PasswordHasher
+    auth: AuthSessionsClient | None = None
 
-async def update_profile(db: AsyncSession, user: User, changes: UserUpdate) -> User:
-    values = changes.model_dump(exclude_unset=True, exclude_none=True)
-    if not values:
-        return user
-    taken = await repository.taken(
-        db, email=values.get("email"), username=values.get("username"), other_than=user.id
-    )
-    if taken:
-        raise _taken(taken)
-    if "email" in values:
-        user.email, user.email_canonical = values["email"], canonical_name(values["email"])
-    if "username" in values:
-        user.username = values["username"]
-        user.username_canonical = canonical_name(values["username"])
-    if "full_name" in values:
-        user.full_name = values["full_name"]
-    await _flush_unique(db)
-    await emit(db, "user.updated", {"user_id": str(user.id), "changed": sorted(values)})
-    return user
-
-
-async def change_password(
-    db: AsyncSession,
-    hasher: PasswordHasher,
-    auth: AuthSessionsClient,
-    user: User,
-    current: str,
-    new: str,
-) -> None:
-    if not await hasher.verify(current, user.password_hash, kind="account"):
-        raise ValidationFailed(
-            [{"field": "current_password", "message": "is not the current password"}]
+    async def register(
+        self,
+        data: UserCreate,
+        roles: list[str] | None = None,
+        *,
+        verification_follows: bool = False,
+    ) -> User:
+        """`verification_follows`: the caller writes the account's first verification link
+        (`users.verification`) in this transaction; the event says so, and the notifier's welcome
+        email is then the one that carries the link."""
+        db, hasher = self.db, self.hasher
+        hasher.refuse_if_full("account")
+        taken = await repository.taken(
+            db, email=data.email, username=data.username, other_than=None
         )
-    await set_password(db, hasher, auth, user, new)
-
-
-async def set_password(
-    db: AsyncSession, hasher: PasswordHasher, auth: AuthSessionsClient, user: User, new: str
-) -> None:
-    """What every password change does, whoever asked (the owner, or a reset link): the new hash,
-    `credentials_changed_at` (auth refuses refreshes of sessions opened before it), the event on
-    which auth ends every session of the user, and — once committed — auth told at once. A
-    lockout ends with it (`users.credentials.lockout`)."""
-    user.password_hash = await hasher.hash(new, kind="account")
-    # One instant for the column auth checks at refresh and for the event: both end the sessions
-    # opened before it, whichever reaches auth first.
-    user.credentials_changed_at = utcnow()
-    await db.flush()
-    await end_lockout(db, user.id, user.credentials_changed_at)
-    await emit(
-        db,
-        "user.password_changed",
-        {"user_id": str(user.id)},
-        occurred_at=user.credentials_changed_at,
-    )
-    end_sessions_after_commit(db, auth, user.id, "password_changed", user.credentials_changed_at)
-
-
-async def set_roles(db: AsyncSession, user: User, names: Sequence[str]) -> User:
-    wanted = sorted(set(names))
-    roles = await repository.roles_named(db, wanted)
-    unknown = sorted(set(wanted) - {role.name for role in roles})
-    if unknown:
-        raise ValidationFailed(
-            [{"field": "roles", "message": f"unknown role(s): {', '.join(unknown)}"}]
+        if taken:
+            raise _taken(taken)
+        user = User(
+            id=uuid.uuid4(),
+            email=data.email,
+            email_canonical=canonical_name(data.email),
+            username=data.username,
+            username_canonical=canonical_name(data.username),
+            full_name=data.full_name,
+            password_hash=await hasher.hash(data.password, kind="account"),
+            is_active=True,
         )
-    before = user.role_names
-    if ADMIN_ROLE in before and ADMIN_ROLE not in wanted:
-        await _keep_an_admin(db, user)
-    if before == wanted:
+        user.roles = await repository.roles_named(db, roles or [DEFAULT_ROLE])
+        db.add(user)
+        await _flush_unique(db)
+        registered: dict[str, Any] = {
+            "user_id": str(user.id),
+            "email": user.email,
+            "username": user.username,
+            "full_name": user.full_name,
+        }
+        if verification_follows:
+            registered["verification_follows"] = True
+        await emit(db, "user.registered", registered)
         return user
-    user.roles = sorted(roles, key=lambda role: role.name)
-    await db.flush()
-    await emit(
-        db,
-        "user.roles_changed",
-        {"user_id": str(user.id), "roles": wanted, "previous_roles": before},
-    )
-    return user
 
+    async def update_profile(self, user: User, changes: UserUpdate) -> User:
+        values = changes.model_dump(exclude_unset=True, exclude_none=True)
+        if not values:
+            return user
+        taken = await repository.taken(
+            self.db,
+            email=values.get("email"),
+            username=values.get("username"),
+            other_than=user.id,
+        )
+        if taken:
+            raise _taken(taken)
+        if "email" in values:
+            user.email, user.email_canonical = values["email"], canonical_name(values["email"])
+        if "username" in values:
+            user.username = values["username"]
+            user.username_canonical = canonical_name(values["username"])
+        if "full_name" in values:
+            user.full_name = values["full_name"]
+        await _flush_unique(self.db)
+        await emit(self.db, "user.updated", {"user_id": str(user.id), "changed": sorted(values)})
+        return user
 
-async def deactivate(db: AsyncSession, auth: AuthSessionsClient, user: User) -> None:
-    if not user.is_active:
-        return  # already done: nothing changes, no second event
-    if ADMIN_ROLE in user.role_names:
-        await _keep_an_admin(db, user)
-    user.is_active = False
-    deactivated_at = utcnow()
-    await db.flush()
-    await emit(db, "user.deactivated", {"user_id": str(user.id)}, occurred_at=deactivated_at)
-    end_sessions_after_commit(db, auth, user.id, "deactivated", deactivated_at)
+    async def change_password(self, user: User, current: str, new: str) -> None:
+        if not await self.hasher.verify(current, user.password_hash, kind="account"):
+            raise ValidationFailed(
+                [{"field": "current_password", "message": "is not the current password"}]
+            )
+        await self.set_password(user, new)
 
+    async def set_password(self, user: User, new: str) -> None:
+        """What every password change does, whoever asked (the owner, or a reset link): the new
+        hash, `credentials_changed_at` (auth refuses refreshes of sessions opened before it), the
+        event on which auth ends every session of the user, and — once committed — auth told at
+        once. A lockout ends with it (`users.credentials.lockout`)."""
+        db = self.db
+        user.password_hash = await self.hasher.hash(new, kind="account")
+        # One instant for the column auth checks at refresh and for the event: both end the
+        # sessions opened before it, whichever reaches auth first.
+        user.credentials_changed_at = utcnow()
+        await db.flush()
+        await end_lockout(db, user.id, user.credentials_changed_at)
+        await emit(
+            db,
+            "user.password_changed",
+            {"user_id": str(user.id)},
+            occurred_at=user.credentials_changed_at,
+        )
+        self._end_sessions_after_commit(user.id, "password_changed", user.credentials_changed_at)
 
-def end_sessions_after_commit(
-    db: AsyncSession,
-    auth: AuthSessionsClient,
-    user_id: uuid.UUID,
-    reason: EndReason,
-    changed_at: datetime,
-) -> None:
-    """Once the change is committed, and before the client is answered, auth ends the user's
-    sessions (users.upstream.auth says why); the event written with the change is the backup.
-    After the commit, not before: sessions must not end for a change that then rolls back, and
-    auth must not be told of a change another replica cannot see yet."""
+    async def set_roles(self, user: User, names: Sequence[str]) -> User:
+        db = self.db
+        wanted = sorted(set(names))
+        roles = await repository.roles_named(db, wanted)
+        unknown = sorted(set(wanted) - {role.name for role in roles})
+        if unknown:
+            raise ValidationFailed(
+                [{"field": "roles", "message": f"unknown role(s): {', '.join(unknown)}"}]
+            )
+        before = user.role_names
+        if ADMIN_ROLE in before and ADMIN_ROLE not in wanted:
+            await self._keep_an_admin(user)
+        if before == wanted:
+            return user
+        user.roles = sorted(roles, key=lambda role: role.name)
+        await db.flush()
+        await emit(
+            db,
+            "user.roles_changed",
+            {"user_id": str(user.id), "roles": wanted, "previous_roles": before},
+        )
+        return user
 
-    async def end() -> None:
-        await auth.end_user_sessions(user_id, reason, changed_at)
+    async def deactivate(self, user: User) -> None:
+        if not user.is_active:
+            return  # already done: nothing changes, no second event
+        if ADMIN_ROLE in user.role_names:
+            await self._keep_an_admin(user)
+        user.is_active = False
+        deactivated_at = utcnow()
+        await self.db.flush()
+        await emit(
+            self.db, "user.deactivated", {"user_id": str(user.id)}, occurred_at=deactivated_at
+        )
+        self._end_sessions_after_commit(user.id, "deactivated", deactivated_at)
 
-    after_commit(db, end)
+    def _end_sessions_after_commit(
+        self, user_id: uuid.UUID, reason: EndReason, changed_at: datetime
+    ) -> None:
+        """Once the change is committed, and before the client is answered, auth ends the
+        user's sessions (users.upstream.auth says why); the event written with the change is the
+        backup. After the commit, not before: sessions must not end for a change that then rolls
+        back, and auth must not be told of a change another replica cannot see yet."""
+        auth = self.auth
+        if auth is None:
+            return
 
+        async def end() -> None:
+            await auth.end_user_sessions(user_id, reason, changed_at)
 
-async def _keep_an_admin(db: AsyncSession, losing: User) -> None:
-    admins = await repository.active_holders_of(db, ADMIN_ROLE)
-    if not admins - {losing.id}:
-        raise Conflict("This is the last active admin; make another admin first.")
+        after_commit(self.db, end)
+
+    async def _keep_an_admin(self, losing: User) -> None:
+        admins = await repository.active_holders_of(self.db, ADMIN_ROLE)
+        if not admins - {losing.id}:
+            raise Conflict("This is the last active admin; make another admin first.")
 
 
 def safe_cell(value: object) -> str:

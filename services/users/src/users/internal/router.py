@@ -6,7 +6,7 @@ import uuid
 from datetime import datetime
 from typing import Annotated
 
-from common.db import CommitThenAnswer, DbDep, ReadDbDep
+from common.db import CommitThenAnswer, ReadDbDep
 from common.errors import NotFound
 from common.security import require_service_scope
 from common.tokens import AccessClaims
@@ -14,9 +14,8 @@ from fastapi import APIRouter, Depends
 from pydantic import BaseModel, ConfigDict, Field
 
 from users.accounts import repository
+from users.credentials.dependencies import CredentialCheckDep
 from users.credentials.service import WrongPassword
-from users.credentials.service import verify_credentials as verify
-from users.dependencies import Hasher, Lockout
 from users.models import User
 
 router = APIRouter(prefix="/internal/v1", tags=["internal"], include_in_schema=False)
@@ -54,11 +53,11 @@ class VerifiedUser(Authorization):
 
 @router.post("/credentials/verify", response_model=VerifiedUser)
 async def verify_credentials(
-    credentials: Credentials, _caller: Verifier, db: DbDep, hasher: Hasher, lockout: Lockout
+    credentials: Credentials, _caller: Verifier, check: CredentialCheckDep
 ) -> VerifiedUser:
     """The account for a login (username or email) and password; one identical 401 otherwise."""
     try:
-        user = await verify(db, hasher, lockout, credentials.login, credentials.password)
+        user = await check.verify(credentials.login, credentials.password)
     except WrongPassword as refused:
         raise CommitThenAnswer(refused) from None  # the failure counts towards a lockout
     return VerifiedUser.model_validate(_authorization(user).model_dump())

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from common.db import DbDep, ReadDbDep
+from common.db import ReadDbDep
 from common.errors import BadRequest, Conflict
 from common.pages import PageAnswer, PageError, PageKit
 from fastapi import APIRouter, Request
@@ -19,10 +19,10 @@ from fastapi.responses import HTMLResponse
 from pydantic import TypeAdapter, ValidationError
 
 from users.accounts.schemas import NewPassword
-from users.dependencies import AuthSessions, Hasher
-from users.recovery import service as recovery
-from users.verification import service as verification
-from users.verification.dependencies import Links
+from users.models import EmailVerificationToken, PasswordResetToken
+from users.recovery.dependencies import PasswordResetsDep
+from users.recovery.tokens import link_is_open
+from users.verification.dependencies import Links, VerificationDep
 
 TEMPLATES = Path(__file__).parent / "templates"
 STYLESHEET_PATH = "/account/static/pages.css"
@@ -74,16 +74,14 @@ def password_problem(password: str) -> str | None:
 async def reset_password_page(
     request: Request, db: ReadDbDep, links: Links, token: str = ""
 ) -> HTMLResponse:
-    if not await recovery.link_is_open(db, links.clock, token):
+    if not await link_is_open(db, PasswordResetToken, token, links.clock()):
         return dead_link(request)
     context = {"token": token, "errors": {}}
     return get_kit(request).render(request, "reset_password.html", context, form=RESET_FORM)
 
 
 @router.post("/reset-password", response_class=HTMLResponse)
-async def reset_password_form(
-    request: Request, db: DbDep, hasher: Hasher, auth: AuthSessions, links: Links
-) -> HTMLResponse:
+async def reset_password_form(request: Request, resets: PasswordResetsDep) -> HTMLResponse:
     values = await read(request, RESET_FORM, RESET_FIELDS)
     token = values.get("token", "")
     password = values.get("new_password", "")
@@ -100,7 +98,7 @@ async def reset_password_form(
             kit.render(request, "reset_password.html", context, status=422, form=RESET_FORM)
         )
     try:
-        await recovery.reset_password(db, hasher, auth, links.clock, token, password)
+        await resets.reset_password(token, password)
     except BadRequest:
         raise PageAnswer(dead_link(request)) from None
     return kit.message(
@@ -115,17 +113,17 @@ async def reset_password_form(
 async def verify_email_page(
     request: Request, db: ReadDbDep, links: Links, token: str = ""
 ) -> HTMLResponse:
-    if not await verification.link_is_open(db, links.clock, token):
+    if not await link_is_open(db, EmailVerificationToken, token, links.clock()):
         return dead_link(request)
     return get_kit(request).render(request, "verify_email.html", {"token": token}, form=VERIFY_FORM)
 
 
 @router.post("/verify-email", response_class=HTMLResponse)
-async def verify_email_form(request: Request, db: DbDep, links: Links) -> HTMLResponse:
+async def verify_email_form(request: Request, verification: VerificationDep) -> HTMLResponse:
     values = await read(request, VERIFY_FORM, VERIFY_FIELDS)
     kit = get_kit(request)
     try:
-        await verification.verify_email(db, links.clock, values.get("token", ""))
+        await verification.verify_email(values.get("token", ""))
     except BadRequest:
         raise PageAnswer(dead_link(request)) from None
     except Conflict:

@@ -2,19 +2,15 @@
 
 from __future__ import annotations
 
-from typing import Annotated
-
-from common.db import DbDep
 from common.errors import problem_responses
-from fastapi import APIRouter, Depends, Request, Response, status
+from fastapi import APIRouter, Response, status
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel
 from starlette.background import BackgroundTask
 
-from users.clock import Clock
-from users.dependencies import AuthSessions, Hasher
-from users.recovery import service
+from users.recovery.dependencies import Links, PasswordResetsDep
 from users.recovery.schemas import ForgotPassword, ResetPassword
+from users.recovery.service import ResetLinks
 
 router = APIRouter(prefix="/api/v1/users/password", tags=["password recovery"])
 
@@ -25,25 +21,13 @@ class Accepted(BaseModel):
     detail: str
 
 
-def get_links(request: Request) -> service.ResetLinks:
-    links: service.ResetLinks = request.app.state.reset_links
-    return links
-
-
-def get_clock(request: Request) -> Clock:
-    clock: Clock = request.app.state.clock
-    return clock
-
-
-async def request_link(links: service.ResetLinks, email: str) -> None:
+async def request_link(links: ResetLinks, email: str) -> None:
     """Run after the answer is sent (a coroutine, so on the event loop, not a thread)."""
     links.request(email)
 
 
 @router.post("/forgot", status_code=status.HTTP_202_ACCEPTED, response_model=Accepted)
-async def forgot_password(
-    body: ForgotPassword, links: Annotated[service.ResetLinks, Depends(get_links)]
-) -> Response:
+async def forgot_password(body: ForgotPassword, links: Links) -> Response:
     """Email a reset link to the address, if an active account has it. The answer is the same,
     and comes as fast, either way: the account is looked up once it has been sent."""
     return JSONResponse(
@@ -54,14 +38,8 @@ async def forgot_password(
 
 
 @router.post("/reset", status_code=status.HTTP_204_NO_CONTENT, responses=problem_responses(400))
-async def reset_password(
-    body: ResetPassword,
-    db: DbDep,
-    hasher: Hasher,
-    auth: AuthSessions,
-    clock: Annotated[Clock, Depends(get_clock)],
-) -> Response:
+async def reset_password(body: ResetPassword, resets: PasswordResetsDep) -> Response:
     """Choose a new password with the token of a reset link: the link is used up, every other
     open link dies, every session of the account ends and the address counts as verified."""
-    await service.reset_password(db, hasher, auth, clock, body.token, body.new_password)
+    await resets.reset_password(body.token, body.new_password)
     return Response(status_code=status.HTTP_204_NO_CONTENT)

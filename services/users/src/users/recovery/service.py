@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import uuid
+from dataclasses import dataclass
 from datetime import timedelta
 
 from common.db import Database
@@ -20,13 +21,10 @@ from common.identity import canonical_name
 from sqlalchemy import delete, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from users.accounts import repository
-from users.accounts.service import emit, set_password
+from users.accounts.service import Accounts, emit
 from users.clock import Clock
 from users.models import PasswordResetToken, User
-from users.passwords.hashing import PasswordHasher
-from users.recovery.tokens import open_link, token_hash, well_formed
-from users.upstream.auth import AuthSessionsClient
+from users.recovery.tokens import open_link, take_link
 
 logger = logging.getLogger("gatehouse.users")
 
@@ -39,7 +37,9 @@ INVALID_LINK = "This reset link is invalid, used or expired; ask for a new one."
 
 class ResetLinks:
     """Issues reset links off the request path, `max_pending` at most at once (beyond that a
-    request is dropped with a warning: the gateway's recovery limit keeps honest use far below)."""
+    request is dropped with a warning: the gateway's recovery limit keeps honest use far below).
+    Long-lived, not a request service (docs/ARCHITECTURE.md §7): built in `lifespan`, its work
+    runs after the request's answer, in transactions of its own."""
 
     def __init__(
         self, database: Database, clock: Clock, ttl: timedelta, max_pending: int = 256
@@ -67,87 +67,64 @@ class ResetLinks:
         await asyncio.sleep(AFTER_THE_ANSWER_SECONDS)
         try:
             async with self.database.sessionmaker() as db, db.begin():
-                await issue_link(db, email, self.clock, self.ttl)
+                await self.issue_link(db, email)
         except Exception as exc:
             # The type only: a database error's text quotes its parameters (the token).
             logger.error("reset link not issued: %s", type(exc).__name__)
 
-
-async def issue_link(db: AsyncSession, email: str, clock: Clock, ttl: timedelta) -> bool:
-    """A new link for the active account with address `email`, voiding its older links; False
-    (and nothing written) when no active account has it."""
-    key = canonical_name(email)
-    user = await db.scalar(select(User).where(User.email_canonical == key).with_for_update(of=User))
-    if user is None or not user.is_active:
-        return False
-    now = clock()
-    token = await open_link(db, user, now, ttl)
-    await emit(
-        db,
-        "user.password_reset_requested",
-        {
-            "user_id": str(user.id),
-            "email": user.email,
-            "username": user.username,
-            "full_name": user.full_name,
-            "token": token,
-            "expires_at": (now + ttl).isoformat(),
-        },
-    )
-    return True
-
-
-async def reset_password(
-    db: AsyncSession,
-    hasher: PasswordHasher,
-    auth: AuthSessionsClient,
-    clock: Clock,
-    token: str,
-    new_password: str,
-) -> uuid.UUID:
-    """Use the link `token`: the password becomes `new_password` as in a password change (every
-    session ends), every open link of the account dies, the address counts as verified. Any
-    token that is not an open link of an active account is one 400."""
-    if not well_formed(token):
-        raise BadRequest(INVALID_LINK)
-    # Deleting the row takes it: of two requests with one token, only one finds it.
-    used = (
-        await db.execute(
-            delete(PasswordResetToken)
-            .where(PasswordResetToken.token_hash == token_hash(token))
-            .returning(PasswordResetToken.user_id, PasswordResetToken.expires_at)
+    async def issue_link(self, db: AsyncSession, email: str) -> bool:
+        """A new link for the active account with address `email`, voiding its older links;
+        False (and nothing written) when no active account has it."""
+        key = canonical_name(email)
+        user = await db.scalar(
+            select(User).where(User.email_canonical == key).with_for_update(of=User)
         )
-    ).one_or_none()
-    if used is None:
-        raise BadRequest(INVALID_LINK)
-    if used.expires_at <= clock():  # a UTCDateTime column: aware on SQLite too
-        raise BadRequest(INVALID_LINK)
-    user = await repository.by_id(db, used.user_id, lock=True)
-    if user is None or not user.is_active:
-        raise BadRequest(INVALID_LINK)
-    await db.execute(delete(PasswordResetToken).where(PasswordResetToken.user_id == user.id))
-    user.email_verified = True
-    await set_password(db, hasher, auth, user, new_password)
-    await emit(
-        db,
-        "user.password_reset",
-        {
-            "user_id": str(user.id),
-            "email": user.email,
-            "username": user.username,
-            "full_name": user.full_name,
-        },
-    )
-    return user.id
-
-
-async def link_is_open(db: AsyncSession, clock: Clock, token: str) -> bool:
-    """Whether `token` is an open, unexpired reset link (the page's first look; nothing used)."""
-    if not well_formed(token):
-        return False
-    expires_at = await db.scalar(
-        select(PasswordResetToken.expires_at).where(
-            PasswordResetToken.token_hash == token_hash(token)
+        if user is None or not user.is_active:
+            return False
+        now = self.clock()
+        token = await open_link(db, user, now, self.ttl)
+        await emit(
+            db,
+            "user.password_reset_requested",
+            {
+                "user_id": str(user.id),
+                "email": user.email,
+                "username": user.username,
+                "full_name": user.full_name,
+                "token": token,
+                "expires_at": (now + self.ttl).isoformat(),
+            },
         )
-    )
-    return expires_at is not None and expires_at > clock()
+        return True
+
+
+@dataclass
+class PasswordResets:
+    """The reset of one request (built by `users.recovery.dependencies`)."""
+
+    accounts: Accounts
+    clock: Clock
+
+    async def reset_password(self, token: str, new_password: str) -> uuid.UUID:
+        """Use the link `token`: the password becomes `new_password` as in a password change
+        (every session ends), every open link of the account dies, the address counts as
+        verified. Any token that is not an open link of an active account is one 400."""
+        db = self.accounts.db
+        used = await take_link(db, PasswordResetToken, token, self.clock())
+        if used is None:
+            raise BadRequest(INVALID_LINK)
+        user, _ = used
+        await db.execute(delete(PasswordResetToken).where(PasswordResetToken.user_id == user.id))
+        user.email_verified = True
+        await self.accounts.set_password(user, new_password)
+        await emit(
+            db,
+            "user.password_reset",
+            {
+                "user_id": str(user.id),
+                "email": user.email,
+                "username": user.username,
+                "full_name": user.full_name,
+            },
+        )
+        return user.id

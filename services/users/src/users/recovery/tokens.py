@@ -1,4 +1,4 @@
-"""Reset link tokens: 256 random bits, kept only as their SHA-256.
+"""Link tokens (reset and verification links): 256 random bits, kept only as their SHA-256.
 
 A slow, salted hash (bcrypt) guards low-entropy secrets such as passwords against guessing from a
 stolen table. A token of 256 random bits cannot be guessed, hash or no hash, so one SHA-256 is
@@ -12,15 +12,18 @@ import hashlib
 import re
 import secrets
 from datetime import datetime, timedelta
+from typing import TypeVar
 
-from sqlalchemy import delete
+from sqlalchemy import delete, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from users.models import PasswordResetToken, User
+from users.accounts import repository
+from users.models import EmailVerificationToken, PasswordResetToken, User
 
 TOKEN_BYTES = 32
 # token_urlsafe(32): 43 characters of the URL-safe base64 alphabet, no padding.
 _TOKEN_SHAPE = re.compile(r"[A-Za-z0-9_-]{43}")
+Link = TypeVar("Link", PasswordResetToken, EmailVerificationToken)
 
 
 def new_token() -> str:
@@ -48,3 +51,39 @@ async def open_link(db: AsyncSession, user: User, now: datetime, ttl: timedelta)
     )
     await db.flush()
     return token
+
+
+async def take_link(
+    db: AsyncSession, table: type[Link], token: str, now: datetime
+) -> tuple[User, Link] | None:
+    """Use the link `token` of `table`: its row is deleted and returned with its account (row
+    locked), or None when the token is malformed, unknown or expired, or its account is gone or
+    deactivated (the caller answers each of these with one 400)."""
+    if not well_formed(token):
+        return None
+    # Deleting the row takes it: of two requests with one token, only one finds it.
+    link = await db.scalar(
+        delete(table).where(table.token_hash == token_hash(token)).returning(table)
+    )
+    if link is None or link.expires_at <= now:  # a UTCDateTime column: aware on SQLite too
+        return None
+    user = await repository.by_id(db, link.user_id, lock=True)
+    if user is None or not user.is_active:
+        return None
+    return user, link
+
+
+async def link_is_open(
+    db: AsyncSession,
+    table: type[PasswordResetToken] | type[EmailVerificationToken],
+    token: str,
+    now: datetime,
+) -> bool:
+    """Whether `token` is an open, unexpired link of `table` (a page's first look: nothing is
+    used, as mail scanners fetch links)."""
+    if not well_formed(token):
+        return False
+    expires_at = await db.scalar(
+        select(table.expires_at).where(table.token_hash == token_hash(token))
+    )
+    return expires_at is not None and expires_at > now

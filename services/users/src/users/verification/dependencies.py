@@ -1,12 +1,14 @@
-"""What the verification routes (JSON and pages) take from the app."""
+"""What the verification routes (JSON and pages) take from the app, and the per-request
+`Verification`."""
 
 from __future__ import annotations
 
 from typing import Annotated
 
+from common.db import DbDep
 from fastapi import Depends, Request
 
-from users.verification.service import VerificationLinks
+from users.verification.service import Verification, VerificationLinks
 
 
 def get_links(request: Request) -> VerificationLinks:
@@ -15,3 +17,10 @@ def get_links(request: Request) -> VerificationLinks:
 
 
 Links = Annotated[VerificationLinks, Depends(get_links)]
+
+
+async def verification(db: DbDep, links: Links) -> Verification:
+    return Verification(db, links)
+
+
+VerificationDep = Annotated[Verification, Depends(verification)]

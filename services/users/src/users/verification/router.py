@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-from common.db import DbDep
 from common.errors import problem_responses
 from fastapi import APIRouter, Response, status
 
 from users.dependencies import Me
-from users.verification import service
-from users.verification.dependencies import Links
+from users.verification.dependencies import VerificationDep
 from users.verification.schemas import Accepted, VerifyEmail
 
 router = APIRouter(prefix="/api/v1/users", tags=["email verification"])
@@ -21,10 +19,10 @@ RESENT = "If this account has an address to confirm, a new link is on its way to
     status_code=status.HTTP_204_NO_CONTENT,
     responses=problem_responses(400, 409),
 )
-async def verify_email(body: VerifyEmail, db: DbDep, links: Links) -> Response:
+async def verify_email(body: VerifyEmail, verification: VerificationDep) -> Response:
     """Use the token of a verification link: the address it was sent to counts as verified; for
     a pending change it becomes the account's `email` (409 if another account has it now)."""
-    await service.verify_email(db, links.clock, body.token)
+    await verification.verify_email(body.token)
     return Response(status_code=status.HTTP_204_NO_CONTENT)
 
 
@@ -34,8 +32,8 @@ async def verify_email(body: VerifyEmail, db: DbDep, links: Links) -> Response:
     response_model=Accepted,
     responses=problem_responses(401),
 )
-async def resend_verification(me: Me, db: DbDep, links: Links) -> Accepted:
+async def resend_verification(me: Me, verification: VerificationDep) -> Accepted:
     """Send the verification link again: to the pending address when a change waits, else to
     an unverified `email` (nothing is sent when there is nothing to confirm). Older links die."""
-    await service.resend(db, links, me)
+    await verification.resend(me)
     return Accepted(detail=RESENT)
