@@ -9,9 +9,9 @@ from pathlib import Path
 import httpx
 import pytest
 import redis
-from common.testing import SmtpSink, free_port, fresh_database, redis_url
+from common.testing import SmtpSink, ThrowawayRedis, redis_url
 
-from .platform import ROOT, SERVICES, Platform, platform_env, throwaway_vhost
+from .platform import Platform, running_platform
 from .support import STEP_UP_MAX_AGE
 
 REDIS_URL = redis_url(3)
@@ -38,38 +38,28 @@ async def platform(
     # Empty, as a fresh Redis is: auth restores the markers and writes the revocation epoch at
     # start (the gateway refuses tokens until then).
     redis.Redis.from_url(REDIS_URL).flushdb()
-    async with (
-        fresh_database("it_auth", ROOT / "services/auth/migrations") as auth_db,
-        fresh_database("it_users", ROOT / "services/users/migrations") as users_db,
-        fresh_database("it_notifier", ROOT / "services/notifier/migrations") as notifier_db,
-    ):
-        with throwaway_vhost() as amqp_url:
-            ports = {service: free_port() for service in SERVICES}
-            databases = {"auth": auth_db, "users": users_db, "notifier": notifier_db}
-            env = platform_env(
-                databases,
-                ports,
-                redis_url=REDIS_URL,
-                amqp_url=amqp_url,
-                smtp_port=smtp_sink.port,
-                extra={
-                    "GATEWAY_RATE_LIMIT": "1000/second",
-                    "GATEWAY_LOGIN_RATE_LIMIT": "50/minute",
-                    "GATEWAY_LOGIN_IP_RATE_LIMIT": "1000/minute",  # every test is 127.0.0.1
-                    # Short, so test_step_up can outwait a login; a guarded change (email,
-                    # deactivation, roles) needs a login at most this many seconds old.
-                    "STEP_UP_MAX_AGE": str(STEP_UP_MAX_AGE),
-                },
-            )
-            running = Platform(env, ports, tmp_path_factory.mktemp("platform"))
-            try:
-                running.start()
-                yield running
-            finally:
-                running.stop_all()
+    async with running_platform(
+        tmp_path_factory.mktemp("platform"),
+        redis_url=REDIS_URL,
+        smtp_port=smtp_sink.port,
+        # Short, so test_step_up can outwait a login; a guarded change (email, deactivation,
+        # roles) needs a login at most this many seconds old.
+        extra={"STEP_UP_MAX_AGE": str(STEP_UP_MAX_AGE)},
+    ) as running:
+        yield running
+
+
+@pytest.fixture(scope="module")
+def redis_node(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ThrowawayRedis]:
+    """A redis-server of the module's own, for a platform that stops it or must not share the
+    session platform's keys."""
+    node = ThrowawayRedis(tmp_path_factory.mktemp("redis"))
+    node.start()
+    yield node
+    node.stop()
 
 
 @pytest.fixture
 async def gateway(platform: Platform) -> AsyncIterator[httpx.AsyncClient]:
-    async with httpx.AsyncClient(base_url=platform.url("gateway"), timeout=30.0) as client:
+    async with platform.gateway_client() as client:
         yield client

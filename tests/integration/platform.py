@@ -10,15 +10,23 @@ import subprocess
 import sys
 import time
 import uuid
-from collections.abc import Iterator, Mapping
+from collections.abc import AsyncIterator, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import httpx
+from common.testing import free_port, fresh_database
 
 SERVICES = ("auth", "users", "notifier", "gateway")
 ROOT = Path(__file__).resolve().parents[2]
 AMQP_BASE = "amqp://guest:guest@127.0.0.1:5672"
+# The tests' limits: high enough that no test meets one by accident (every test is 127.0.0.1);
+# the login limit stays low enough for a test to reach it on purpose.
+TEST_LIMITS = {
+    "GATEWAY_RATE_LIMIT": "1000/second",
+    "GATEWAY_LOGIN_RATE_LIMIT": "50/minute",
+    "GATEWAY_LOGIN_IP_RATE_LIMIT": "1000/minute",
+}
 
 
 @dataclass
@@ -74,6 +82,9 @@ class Platform:
     def stop_all(self) -> None:
         for service in reversed(list(self.processes)):
             self.stop(service)
+
+    def gateway_client(self) -> httpx.AsyncClient:
+        return httpx.AsyncClient(base_url=self.url("gateway"), timeout=30.0)
 
     def log(self, service: str) -> str:
         path = self.log_dir / f"{service}.log"
@@ -138,3 +149,42 @@ def throwaway_vhost() -> Iterator[str]:
             ctl("delete_vhost", name)
     else:
         yield f"{AMQP_BASE}/"
+
+
+@contextlib.asynccontextmanager
+async def running_platform(
+    log_dir: Path,
+    *,
+    redis_url: str,
+    smtp_port: int,
+    services: tuple[str, ...] = SERVICES,
+    amqp_url: str | None = None,
+    extra: Mapping[str, str] | None = None,
+) -> AsyncIterator[Platform]:
+    """`services` started as real processes on fresh databases (`notifier`'s only when it runs)
+    and a throwaway vhost unless `amqp_url` says where the broker is, with `TEST_LIMITS` and then
+    `extra` in their environment; all stopped afterwards."""
+    async with contextlib.AsyncExitStack() as stack:
+        databases = {"notifier": "unused"}
+        for service in services:
+            if service != "gateway":
+                databases[service] = await stack.enter_async_context(
+                    fresh_database(f"it_{service}", ROOT / "services" / service / "migrations")
+                )
+        if amqp_url is None:
+            amqp_url = stack.enter_context(throwaway_vhost())
+        ports = {service: free_port() for service in SERVICES}
+        env = platform_env(
+            databases,
+            ports,
+            redis_url=redis_url,
+            amqp_url=amqp_url,
+            smtp_port=smtp_port,
+            extra={**TEST_LIMITS, **(extra or {})},
+        )
+        running = Platform(env, ports, log_dir)
+        try:
+            running.start(*services)
+            yield running
+        finally:
+            running.stop_all()

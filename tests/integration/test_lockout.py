@@ -3,7 +3,7 @@ account from ten client addresses lock it; the refusal looks exactly like a wron
 owner's notice email carries a reset link, and the reset ends the lock.
 
 The clients bind their sockets to 127.0.0.2 … 127.0.0.12, so the gateway (no trusted proxies)
-sees ten addresses and tells auth each one. The platform's login limits (conftest: 50/minute per
+sees ten addresses and tells auth each one. The platform's login limits (TEST_LIMITS: 50/minute per
 address + account name, 1000/minute per address) are far above what these tests send, so only
 the lockout refuses anything here."""
 
@@ -11,17 +11,14 @@ from __future__ import annotations
 
 import asyncio
 import re
-import time
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager
-from email.message import EmailMessage
 
 import httpx
-import pytest
 from common.testing import SmtpSink
 
 from .platform import Platform
-from .support import PASSWORD, login, new_account, register
+from .support import PASSWORD, email_to, login, new_account, register
 
 WRONG = "definitely not the password"
 NEW = "the passphrase after the lockout 7"
@@ -43,16 +40,6 @@ async def client_from(platform: Platform, source: str) -> AsyncIterator[httpx.As
 def comparable(response: httpx.Response) -> tuple[int, bytes, list[tuple[str, str]]]:
     headers = sorted((k, v) for k, v in response.headers.items() if k not in PER_REQUEST)
     return response.status_code, response.content, headers
-
-
-async def lockout_email(smtp_sink: SmtpSink, address: str) -> EmailMessage:
-    deadline = time.monotonic() + 15.0
-    while time.monotonic() < deadline:
-        for message in smtp_sink.handler.messages:
-            if address in str(message["To"]) and "locked" in str(message["Subject"]):
-                return message
-        await asyncio.sleep(0.05)
-    pytest.fail("no lockout email within 15 seconds")
 
 
 async def test_failures_from_ten_addresses_lock_the_account(
@@ -86,7 +73,7 @@ async def test_failures_from_ten_addresses_lock_the_account(
     assert (await login(gateway, bystander["username"], PASSWORD)).status_code == 200
 
     # The owner is told, with a reset link; the reset ends the lock.
-    message = await lockout_email(smtp_sink, target["email"])
+    message = await email_to(smtp_sink, target["email"], "locked")
     text = message.get_body(("plain",))
     assert text is not None
     content = text.get_content()
@@ -118,7 +105,7 @@ async def test_failures_past_the_threshold_send_one_notice(
     for _ in range(LOCKOUT_THRESHOLD + 5):
         assert (await login(gateway, account["email"], WRONG)).status_code == 401
     assert (await login(gateway, account["email"], account["password"])).status_code == 401
-    await lockout_email(smtp_sink, account["email"])
+    await email_to(smtp_sink, account["email"], "locked")
     await asyncio.sleep(1.0)
     notices = [
         m

@@ -7,16 +7,15 @@ import asyncio
 import re
 import time
 import uuid
-from email.message import EmailMessage
 
 import httpx
-import pytest
 from common.testing import SmtpSink, assert_no_timing_difference
 
 from .platform import Platform
 from .support import (
     PASSWORD,
     bearer,
+    email_to,
     login,
     new_account,
     register,
@@ -27,16 +26,6 @@ from .support import (
 FORGOT = "/api/v1/users/password/forgot"
 RESET = "/api/v1/users/password/reset"
 NEW = "a brand new passphrase 2026"
-
-
-async def reset_email(smtp_sink: SmtpSink, address: str) -> EmailMessage:
-    deadline = time.monotonic() + 15.0
-    while time.monotonic() < deadline:
-        for message in smtp_sink.handler.messages:
-            if address in str(message["To"]) and "Reset" in str(message["Subject"]):
-                return message
-        await asyncio.sleep(0.05)
-    pytest.fail("no reset email within 15 seconds")
 
 
 async def test_forgot_my_password(
@@ -52,7 +41,7 @@ async def test_forgot_my_password(
     assert known.status_code == unknown.status_code == 202
     assert known.content == unknown.content
 
-    message = await reset_email(smtp_sink, account["email"])
+    message = await email_to(smtp_sink, account["email"], "Reset")
     text = message.get_body(("plain",))
     assert text is not None
     issuer = platform.env["ISSUER"]

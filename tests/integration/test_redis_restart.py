@@ -7,13 +7,13 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 
 import httpx
 import pytest
-from common.testing import SmtpSink, ThrowawayRedis, free_port, fresh_database
+from common.testing import SmtpSink, ThrowawayRedis
 
-from .platform import ROOT, Platform, platform_env, throwaway_vhost
+from .platform import running_platform
 from .support import PASSWORD, bearer, login, new_account, register, tokens_for
 
 pytestmark = pytest.mark.fault
@@ -23,44 +23,19 @@ SERVICES = ("auth", "users", "gateway")
 
 
 @pytest.fixture(scope="module")
-def redis_node(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ThrowawayRedis]:
-    node = ThrowawayRedis(tmp_path_factory.mktemp("redis"))
-    node.start()
-    yield node
-    node.stop()
-
-
-@pytest.fixture(scope="module")
 async def gateway_on_node(
     redis_node: ThrowawayRedis, smtp_sink: SmtpSink, tmp_path_factory: pytest.TempPathFactory
 ) -> AsyncIterator[httpx.AsyncClient]:
     async with (
-        fresh_database("it_auth", ROOT / "services/auth/migrations") as auth_db,
-        fresh_database("it_users", ROOT / "services/users/migrations") as users_db,
+        running_platform(
+            tmp_path_factory.mktemp("platform-redis"),
+            services=SERVICES,
+            redis_url=redis_node.url(),
+            smtp_port=smtp_sink.port,
+        ) as running,
+        running.gateway_client() as client,
     ):
-        with throwaway_vhost() as amqp_url:
-            ports = {service: free_port() for service in (*SERVICES, "notifier")}
-            env = platform_env(
-                {"auth": auth_db, "users": users_db, "notifier": "unused"},
-                ports,
-                redis_url=redis_node.url(),
-                amqp_url=amqp_url,
-                smtp_port=smtp_sink.port,
-                extra={
-                    "GATEWAY_RATE_LIMIT": "1000/second",
-                    "GATEWAY_LOGIN_RATE_LIMIT": "50/minute",
-                    "GATEWAY_LOGIN_IP_RATE_LIMIT": "1000/minute",  # every test is 127.0.0.1
-                },
-            )
-            running = Platform(env, ports, tmp_path_factory.mktemp("platform-redis"))
-            try:
-                running.start(*SERVICES)
-                async with httpx.AsyncClient(
-                    base_url=running.url("gateway"), timeout=30.0
-                ) as client:
-                    yield client
-            finally:
-                running.stop_all()
+        yield client
 
 
 async def me(gateway: httpx.AsyncClient, access_token: str) -> int:

@@ -6,25 +6,17 @@ link, or a password reset, lets the account in. A platform of its own (auth's se
 from __future__ import annotations
 
 import re
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from email.message import EmailMessage
 
 import httpx
 import pytest
-from common.testing import SmtpSink, ThrowawayRedis, free_port, fresh_database
+from common.testing import SmtpSink, ThrowawayRedis
 
-from .platform import ROOT, SERVICES, Platform, platform_env, throwaway_vhost
+from .platform import running_platform
 from .support import PASSWORD, email_to, login, new_account, register
 
 NEW = "a verified new passphrase 2026"
-
-
-@pytest.fixture(scope="module")
-def redis_node(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ThrowawayRedis]:
-    node = ThrowawayRedis(tmp_path_factory.mktemp("redis"))
-    node.start()
-    yield node
-    node.stop()
 
 
 @pytest.fixture(scope="module")
@@ -32,35 +24,18 @@ async def strict_gateway(
     redis_node: ThrowawayRedis, smtp_sink: SmtpSink, tmp_path_factory: pytest.TempPathFactory
 ) -> AsyncIterator[httpx.AsyncClient]:
     async with (
-        fresh_database("it_auth", ROOT / "services/auth/migrations") as auth_db,
-        fresh_database("it_users", ROOT / "services/users/migrations") as users_db,
-        fresh_database("it_notifier", ROOT / "services/notifier/migrations") as notifier_db,
+        running_platform(
+            tmp_path_factory.mktemp("platform-verified"),
+            redis_url=redis_node.url(),
+            smtp_port=smtp_sink.port,
+            extra={
+                "REQUIRE_VERIFIED_EMAIL": "true",
+                "BCRYPT_ROUNDS": "4",  # not what this module is about
+            },
+        ) as running,
+        running.gateway_client() as client,
     ):
-        with throwaway_vhost() as amqp_url:
-            ports = {service: free_port() for service in SERVICES}
-            env = platform_env(
-                {"auth": auth_db, "users": users_db, "notifier": notifier_db},
-                ports,
-                redis_url=redis_node.url(),
-                amqp_url=amqp_url,
-                smtp_port=smtp_sink.port,
-                extra={
-                    "REQUIRE_VERIFIED_EMAIL": "true",
-                    "GATEWAY_RATE_LIMIT": "1000/second",
-                    "GATEWAY_LOGIN_RATE_LIMIT": "50/minute",
-                    "GATEWAY_LOGIN_IP_RATE_LIMIT": "1000/minute",
-                    "BCRYPT_ROUNDS": "4",  # not what this module is about
-                },
-            )
-            running = Platform(env, ports, tmp_path_factory.mktemp("platform-verified"))
-            try:
-                running.start()
-                async with httpx.AsyncClient(
-                    base_url=running.url("gateway"), timeout=30.0
-                ) as client:
-                    yield client
-            finally:
-                running.stop_all()
+        yield client
 
 
 def token_in(text: str, page: str) -> str:

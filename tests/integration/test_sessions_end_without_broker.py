@@ -5,14 +5,14 @@ here has AMQP_URL pointing at a port where no broker listens, so no account even
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from typing import Any
 
 import httpx
 import pytest
-from common.testing import SmtpSink, ThrowawayRedis, free_port, fresh_database
+from common.testing import SmtpSink, ThrowawayRedis, free_port
 
-from .platform import ROOT, Platform, platform_env
+from .platform import running_platform
 from .support import PASSWORD, bearer, new_account, register, tokens_for
 
 pytestmark = pytest.mark.fault
@@ -22,41 +22,20 @@ NEW_PASSWORD = "an entirely new passphrase 7"
 
 
 @pytest.fixture(scope="module")
-def redis_node(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ThrowawayRedis]:
-    node = ThrowawayRedis(tmp_path_factory.mktemp("redis"))
-    node.start()
-    yield node
-    node.stop()
-
-
-@pytest.fixture(scope="module")
 async def gateway_without_broker(
     redis_node: ThrowawayRedis, smtp_sink: SmtpSink, tmp_path_factory: pytest.TempPathFactory
 ) -> AsyncIterator[httpx.AsyncClient]:
     async with (
-        fresh_database("it_auth", ROOT / "services/auth/migrations") as auth_db,
-        fresh_database("it_users", ROOT / "services/users/migrations") as users_db,
-    ):
-        ports = {service: free_port() for service in (*SERVICES, "notifier")}
-        env = platform_env(
-            {"auth": auth_db, "users": users_db, "notifier": "unused"},
-            ports,
+        running_platform(
+            tmp_path_factory.mktemp("platform-no-broker"),
+            services=SERVICES,
             redis_url=redis_node.url(),
             amqp_url=f"amqp://guest:guest@127.0.0.1:{free_port()}/",  # nothing listens there
             smtp_port=smtp_sink.port,
-            extra={
-                "GATEWAY_RATE_LIMIT": "1000/second",
-                "GATEWAY_LOGIN_RATE_LIMIT": "50/minute",
-                "GATEWAY_LOGIN_IP_RATE_LIMIT": "1000/minute",  # every test is 127.0.0.1
-            },
-        )
-        running = Platform(env, ports, tmp_path_factory.mktemp("platform-no-broker"))
-        try:
-            running.start(*SERVICES)
-            async with httpx.AsyncClient(base_url=running.url("gateway"), timeout=30.0) as client:
-                yield client
-        finally:
-            running.stop_all()
+        ) as running,
+        running.gateway_client() as client,
+    ):
+        yield client
 
 
 async def me(gateway: httpx.AsyncClient, pair: dict[str, Any]) -> int:
