@@ -10,23 +10,12 @@ from email.message import EmailMessage
 
 import httpx
 import pytest
-from common.testing import SmtpSink
-from playwright.async_api import Browser, ConsoleMessage, Page, async_playwright
+from common.testing import SmtpSink, headless_chromium
+from playwright.async_api import Browser, ConsoleMessage, Page
 
 from .platform import Platform
 from .support import bearer, email_to, login, new_account, register, tokens_for
 
-CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
-FLAGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
 NEW = "a browser-chosen passphrase 2026"
 # What Chromium logs for a page answered with an error status (the 422 and 400 pages here).
 ERROR_STATUS = "Failed to load resource: the server responded with a status of "
@@ -75,34 +64,30 @@ async def test_reset_a_password_from_the_email_in_a_browser(
     assert forgot.status_code == 202
     link = link_in(await email_to(smtp_sink, account["email"], "Reset"), "reset-password")
     problems: list[str] = []
-    async with async_playwright() as playwright:
-        browser = await playwright.chromium.launch(executable_path=CHROMIUM, args=FLAGS)
-        try:
-            page = await new_page(browser, javascript, problems)
-            response = await page.goto(link)
-            assert response is not None
-            assert response.status == 200
-            await page.get_by_label("New password", exact=True).fill(NEW)
-            await page.get_by_label("The new password again").fill(NEW + " typo")
-            await page.get_by_role("button", name="Set the new password").click()
-            alert = page.locator("#confirm_password-error[role=alert]")
-            await alert.wait_for(timeout=15_000)
-            assert "not the same" in await alert.inner_text()
-            assert (
-                await page.get_by_label("The new password again").get_attribute("aria-invalid")
-                == "true"
-            )
-            await page.get_by_label("New password", exact=True).fill(NEW)
-            await page.get_by_label("The new password again").fill(NEW)
-            await page.get_by_role("button", name="Set the new password").click()
-            heading = page.get_by_role("heading", name="Your password was changed")
-            await heading.wait_for(timeout=15_000)
-            assert await page.get_by_role("status").count() == 1
-            if javascript:  # the stylesheet applied (read with the page's own script engine)
-                display = await page.evaluate("getComputedStyle(document.body).display")
-                assert display == "grid"
-        finally:
-            await browser.close()
+    async with headless_chromium() as browser:
+        page = await new_page(browser, javascript, problems)
+        response = await page.goto(link)
+        assert response is not None
+        assert response.status == 200
+        await page.get_by_label("New password", exact=True).fill(NEW)
+        await page.get_by_label("The new password again").fill(NEW + " typo")
+        await page.get_by_role("button", name="Set the new password").click()
+        alert = page.locator("#confirm_password-error[role=alert]")
+        await alert.wait_for(timeout=15_000)
+        assert "not the same" in await alert.inner_text()
+        assert (
+            await page.get_by_label("The new password again").get_attribute("aria-invalid")
+            == "true"
+        )
+        await page.get_by_label("New password", exact=True).fill(NEW)
+        await page.get_by_label("The new password again").fill(NEW)
+        await page.get_by_role("button", name="Set the new password").click()
+        heading = page.get_by_role("heading", name="Your password was changed")
+        await heading.wait_for(timeout=15_000)
+        assert await page.get_by_role("status").count() == 1
+        if javascript:  # the stylesheet applied (read with the page's own script engine)
+            display = await page.evaluate("getComputedStyle(document.body).display")
+            assert display == "grid"
     assert unexpected(problems) == []  # no CSP violation, no script error
     assert any("422" in problem for problem in problems)  # the mismatch's page was seen
     assert (await login(gateway, account["username"], NEW)).status_code == 200
@@ -117,24 +102,20 @@ async def test_confirm_an_address_from_the_email_in_a_browser(
     await register(gateway, account)
     link = link_in(await email_to(smtp_sink, account["email"], "Welcome"), "verify-email")
     problems: list[str] = []
-    async with async_playwright() as playwright:
-        browser = await playwright.chromium.launch(executable_path=CHROMIUM, args=FLAGS)
-        try:
-            page = await new_page(browser, javascript, problems)
-            response = await page.goto(link)
-            assert response is not None
-            assert response.status == 200
-            pair = await tokens_for(gateway, account)
-            me = await gateway.get("/api/v1/users/me", headers=bearer(pair["access_token"]))
-            assert me.json()["email_verified"] is False  # opening the link verified nothing
-            await page.get_by_role("button", name="Confirm my email address").click()
-            heading = page.get_by_role("heading", name="Your email address is confirmed")
-            await heading.wait_for(timeout=15_000)
-            # The back button and a second click: the link is used up.
-            await page.goto(link)
-            await page.get_by_role("heading", name="This link does not work").wait_for()
-        finally:
-            await browser.close()
+    async with headless_chromium() as browser:
+        page = await new_page(browser, javascript, problems)
+        response = await page.goto(link)
+        assert response is not None
+        assert response.status == 200
+        pair = await tokens_for(gateway, account)
+        me = await gateway.get("/api/v1/users/me", headers=bearer(pair["access_token"]))
+        assert me.json()["email_verified"] is False  # opening the link verified nothing
+        await page.get_by_role("button", name="Confirm my email address").click()
+        heading = page.get_by_role("heading", name="Your email address is confirmed")
+        await heading.wait_for(timeout=15_000)
+        # The back button and a second click: the link is used up.
+        await page.goto(link)
+        await page.get_by_role("heading", name="This link does not work").wait_for()
     assert unexpected(problems) == []  # no CSP violation, no script error
     me = await gateway.get("/api/v1/users/me", headers=bearer(pair["access_token"]))
     assert me.json()["email_verified"] is True

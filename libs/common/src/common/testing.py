@@ -6,7 +6,9 @@
 - the Redis each suite uses (`TEST_REDIS_SERVER`), spare loopback ports;
 - test access tokens signed by a throwaway key (`TokenFactory`, with the suites' `ISSUER` and
   `AUDIENCE`);
-- an in-test SMTP server (`SmtpSink`, aiosmtpd from the dev dependencies, imported when started).
+- an in-test SMTP server (`SmtpSink`, aiosmtpd from the dev dependencies, imported when started);
+- a headless Chromium for the browser tests (Debian's `chromium`, driven by Playwright from the
+  dev dependencies, imported when launched).
 
 Nothing here runs in production; a suite keeps what only it uses in its own `support.py`.
 """
@@ -48,6 +50,7 @@ from common.tokens import JwksFetcher
 
 if TYPE_CHECKING:
     from aiosmtpd.controller import Controller
+    from playwright.async_api import Browser
 
 # The issuer and audience the suites' tokens carry.
 ISSUER = "http://gatehouse.test"
@@ -382,3 +385,63 @@ class FormBrowser:
             name, value = next(b for b in form.buttons if b[1] == button)
             data[name] = value
         return await self.client.post(form.action, data=data)
+
+
+# Debian's chromium (scripts/ensure-system-deps.sh), not a browser Playwright downloads.
+CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+CHROMIUM_FLAGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+
+
+@asynccontextmanager
+async def headless_chromium() -> AsyncIterator[Browser]:
+    """A headless Chromium that asks nothing of the network but what a page loads, closed after."""
+    from playwright.async_api import async_playwright  # a dev dependency: imported only here
+
+    async with async_playwright() as playwright:
+        browser = await playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_FLAGS)
+        try:
+            yield browser
+        finally:
+            await browser.close()
+
+
+async def read_me_in_swagger_ui(
+    docs_url: str, username: str, password: str
+) -> tuple[str, list[str]]:
+    """Swagger UI at `docs_url` as a person uses it, in a headless Chromium: Authorize with the
+    password flow, then "Try it out" on `GET /api/v1/users/me`, which must answer 200. The body
+    the page shows, and every response the page received ("METHOD url status")."""
+    seen: list[str] = []
+    async with headless_chromium() as browser:
+        page = await browser.new_page()
+        page.on("response", lambda r: seen.append(f"{r.request.method} {r.url} {r.status}"))
+        await page.goto(docs_url)
+        await page.click("button.authorize")
+        await page.fill("#oauth_username", username)
+        await page.fill("#oauth_password", password)
+        await page.click(".auth-btn-wrapper button.authorize")
+        # Authorized: the modal offers "Logout" once the login answered with a token.
+        modal = page.locator(".modal-ux")
+        try:
+            await modal.get_by_text("Authorized", exact=True).wait_for(timeout=15_000)
+        except Exception as exc:  # say what the browser saw
+            raise AssertionError(f"not authorized: {await modal.inner_text()!r} {seen}") from exc
+        await page.click(".auth-btn-wrapper button.btn-done")
+        operation = page.locator('[id^="operations-"][id$="read_me_api_v1_users_me_get"]')
+        await operation.locator(".opblock-summary").click()
+        await operation.locator("button.try-out__btn").click()
+        await operation.locator("button.execute").click()
+        status = operation.locator(".live-responses-table tr.response td.response-col_status")
+        await status.first.wait_for(timeout=15_000)
+        assert (await status.first.inner_text()).strip().startswith("200"), seen
+        body = await operation.locator(".live-responses-table .microlight").first.inner_text()
+    return body, seen
