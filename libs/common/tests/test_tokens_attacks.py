@@ -7,28 +7,17 @@ raise anything else (which would surface as a 500).
 from __future__ import annotations
 
 import base64
-import hashlib
-import hmac
 import json
 import time
-import uuid
 from collections.abc import Mapping
 from typing import Any
 
 import jwt
 import pytest
-from common.testing import AUDIENCE, ISSUER, TokenFactory
+from common.testing import AUDIENCE, ISSUER, TokenFactory, b64json, b64url, sign_hs256
 from common.tokens import MAX_KID_LENGTH, MAX_TOKEN_BYTES, InvalidToken, JwksCache, TokenVerifier
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
-
-
-def b64url(raw: bytes) -> str:
-    return base64.urlsafe_b64encode(raw).rstrip(b"=").decode()
-
-
-def b64json(value: Any) -> str:
-    return b64url(json.dumps(value, separators=(",", ":")).encode())
 
 
 class Fetcher:
@@ -52,45 +41,6 @@ def verifier(token_factory: TokenFactory) -> TokenVerifier:
     return make_verifier(token_factory)[0]
 
 
-def good_claims(**overrides: Any) -> dict[str, Any]:
-    now = int(time.time())
-    claims: dict[str, Any] = {
-        "iss": ISSUER,
-        "sub": "user-1",
-        "aud": AUDIENCE,
-        "client_id": "gatehouse",
-        "iat": now,
-        "nbf": now,
-        "exp": now + 900,
-        "jti": uuid.uuid4().hex,
-        "sid": "session-1",
-        "scope": "",
-        "roles": ["user"],
-    }
-    claims.update(overrides)
-    return claims
-
-
-def good_header(factory: TokenFactory, **overrides: Any) -> dict[str, Any]:
-    return {"alg": "RS256", "typ": "at+jwt", "kid": factory.kid, **overrides}
-
-
-def sign_rs256(factory: TokenFactory, header: Mapping[str, Any], claims: Mapping[str, Any]) -> str:
-    """Sign exactly this header and payload with the factory's real key."""
-    from cryptography.hazmat.primitives import hashes
-    from cryptography.hazmat.primitives.asymmetric import padding
-
-    signing_input = f"{b64json(header)}.{b64json(claims)}".encode()
-    signature = factory.private_key.sign(signing_input, padding.PKCS1v15(), hashes.SHA256())
-    return f"{signing_input.decode()}.{b64url(signature)}"
-
-
-def sign_hs256(key: bytes, header: Mapping[str, Any], claims: Mapping[str, Any]) -> str:
-    signing_input = f"{b64json(header)}.{b64json(claims)}".encode()
-    signature = hmac.new(key, signing_input, hashlib.sha256).digest()
-    return f"{signing_input.decode()}.{b64url(signature)}"
-
-
 async def assert_refused(verifier: TokenVerifier, token: str) -> None:
     with pytest.raises(InvalidToken):
         await verifier.verify(token)
@@ -99,7 +49,7 @@ async def assert_refused(verifier: TokenVerifier, token: str) -> None:
 async def test_the_baseline_token_verifies(
     verifier: TokenVerifier, token_factory: TokenFactory
 ) -> None:
-    token = sign_rs256(token_factory, good_header(token_factory), good_claims())
+    token = token_factory.sign_exactly(token_factory.header(), token_factory.claims())
     assert (await verifier.verify(token)).subject == "user-1"
 
 
@@ -111,16 +61,14 @@ async def test_the_baseline_token_verifies(
 async def test_alg_none_in_any_case_is_refused(
     verifier: TokenVerifier, token_factory: TokenFactory, alg: str | None, signature: str
 ) -> None:
-    header = good_header(token_factory, alg=alg)
-    token = f"{b64json(header)}.{b64json(good_claims())}.{signature}"
+    header = token_factory.header(alg=alg)
+    token = f"{b64json(header)}.{b64json(token_factory.claims())}.{signature}"
     await assert_refused(verifier, token)
 
 
 def public_key_forms(factory: TokenFactory) -> dict[str, bytes]:
     public = factory.private_key.public_key()
-    pem = public.public_bytes(
-        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
-    )
+    pem = factory.public_pem()
     pkcs1_pem = public.public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.PKCS1)
     der = public.public_bytes(
         serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
@@ -145,7 +93,7 @@ async def test_hmac_keyed_with_the_rsa_public_key_is_refused(
     verifier: TokenVerifier, token_factory: TokenFactory, form: str, alg: str
 ) -> None:
     key = public_key_forms(token_factory)[form]
-    token = sign_hs256(key, good_header(token_factory, alg=alg), good_claims())
+    token = sign_hs256(key, token_factory.header(alg=alg), token_factory.claims())
     await assert_refused(verifier, token)
 
 
@@ -154,7 +102,7 @@ async def test_other_algorithms_are_refused(
     verifier: TokenVerifier, token_factory: TokenFactory, alg: str
 ) -> None:
     # Signed with the real key so only the alg name is wrong.
-    token = sign_rs256(token_factory, good_header(token_factory, alg=alg), good_claims())
+    token = token_factory.sign_exactly(token_factory.header(alg=alg), token_factory.claims())
     await assert_refused(verifier, token)
 
 
@@ -162,7 +110,7 @@ async def test_other_algorithms_are_refused(
 async def test_non_string_alg_is_refused(
     verifier: TokenVerifier, token_factory: TokenFactory, alg: Any
 ) -> None:
-    token = sign_rs256(token_factory, good_header(token_factory, alg=alg), good_claims())
+    token = token_factory.sign_exactly(token_factory.header(alg=alg), token_factory.claims())
     await assert_refused(verifier, token)
 
 
@@ -174,8 +122,8 @@ async def test_unknown_kid_is_refused_and_refetches_are_bounded(
 ) -> None:
     verifier, fetcher = make_verifier(token_factory)
     for index in range(20):
-        token = sign_rs256(
-            token_factory, good_header(token_factory, kid=f"k{index}"), good_claims()
+        token = token_factory.sign_exactly(
+            token_factory.header(kid=f"k{index}"), token_factory.claims()
         )
         await assert_refused(verifier, token)
     assert fetcher.calls == 1  # an unknown kid refetches at most once per cooldown
@@ -198,7 +146,7 @@ async def test_unknown_kid_is_refused_and_refetches_are_bounded(
 async def test_injected_or_oversized_kid_is_refused(
     verifier: TokenVerifier, token_factory: TokenFactory, kid: str
 ) -> None:
-    token = sign_rs256(token_factory, good_header(token_factory, kid=kid), good_claims())
+    token = token_factory.sign_exactly(token_factory.header(kid=kid), token_factory.claims())
     await assert_refused(verifier, token)
 
 
@@ -206,14 +154,14 @@ async def test_injected_or_oversized_kid_is_refused(
 async def test_non_string_kid_is_refused(
     verifier: TokenVerifier, token_factory: TokenFactory, kid: Any
 ) -> None:
-    token = sign_rs256(token_factory, good_header(token_factory, kid=kid), good_claims())
+    token = token_factory.sign_exactly(token_factory.header(kid=kid), token_factory.claims())
     await assert_refused(verifier, token)
 
 
 async def test_missing_kid_is_refused(verifier: TokenVerifier, token_factory: TokenFactory) -> None:
-    header = good_header(token_factory)
+    header = token_factory.header()
     del header["kid"]
-    await assert_refused(verifier, sign_rs256(token_factory, header, good_claims()))
+    await assert_refused(verifier, token_factory.sign_exactly(header, token_factory.claims()))
 
 
 async def test_real_kid_with_another_key_is_refused(
@@ -250,7 +198,7 @@ async def test_key_carrying_headers_are_refused(
     if extra.get("jwk") == "ATTACKER_JWK":
         extra = {"jwk": attacker_jwk()}
     # Even correctly signed by the real key: these headers are never acceptable.
-    token = sign_rs256(token_factory, good_header(token_factory, **extra), good_claims())
+    token = token_factory.sign_exactly(token_factory.header(**extra), token_factory.claims())
     await assert_refused(verifier, token)
 
 
@@ -270,9 +218,9 @@ async def test_token_signed_by_an_embedded_jwk_is_refused(
 async def test_missing_required_claim_is_refused(
     verifier: TokenVerifier, token_factory: TokenFactory, claim: str
 ) -> None:
-    claims = good_claims()
+    claims = token_factory.claims()
     del claims[claim]
-    await assert_refused(verifier, sign_rs256(token_factory, good_header(token_factory), claims))
+    await assert_refused(verifier, token_factory.sign_exactly(token_factory.header(), claims))
 
 
 @pytest.mark.parametrize(
@@ -298,7 +246,7 @@ async def test_missing_required_claim_is_refused(
 async def test_malformed_claims_are_refused(
     verifier: TokenVerifier, token_factory: TokenFactory, claims: dict[str, Any]
 ) -> None:
-    token = sign_rs256(token_factory, good_header(token_factory), good_claims(**claims))
+    token = token_factory.sign_exactly(token_factory.header(), token_factory.claims(**claims))
     await assert_refused(verifier, token)
 
 
@@ -306,14 +254,14 @@ async def test_malformed_claims_are_refused(
 async def test_wrong_typ_is_refused(
     verifier: TokenVerifier, token_factory: TokenFactory, typ: Any
 ) -> None:
-    token = sign_rs256(token_factory, good_header(token_factory, typ=typ), good_claims())
+    token = token_factory.sign_exactly(token_factory.header(typ=typ), token_factory.claims())
     await assert_refused(verifier, token)
 
 
 async def test_missing_typ_is_refused(verifier: TokenVerifier, token_factory: TokenFactory) -> None:
-    header = good_header(token_factory)
+    header = token_factory.header()
     del header["typ"]
-    await assert_refused(verifier, sign_rs256(token_factory, header, good_claims()))
+    await assert_refused(verifier, token_factory.sign_exactly(header, token_factory.claims()))
 
 
 @pytest.mark.parametrize(
@@ -322,7 +270,7 @@ async def test_missing_typ_is_refused(verifier: TokenVerifier, token_factory: To
 async def test_wrong_issuer_is_refused(
     verifier: TokenVerifier, token_factory: TokenFactory, iss: Any
 ) -> None:
-    token = sign_rs256(token_factory, good_header(token_factory), good_claims(iss=iss))
+    token = token_factory.sign_exactly(token_factory.header(), token_factory.claims(iss=iss))
     await assert_refused(verifier, token)
 
 
@@ -330,7 +278,7 @@ async def test_wrong_issuer_is_refused(
 async def test_wrong_audience_is_refused(
     verifier: TokenVerifier, token_factory: TokenFactory, aud: Any
 ) -> None:
-    token = sign_rs256(token_factory, good_header(token_factory), good_claims(aud=aud))
+    token = token_factory.sign_exactly(token_factory.header(), token_factory.claims(aud=aud))
     await assert_refused(verifier, token)
 
 
@@ -338,15 +286,17 @@ async def test_expired_token_is_refused(
     verifier: TokenVerifier, token_factory: TokenFactory
 ) -> None:
     now = int(time.time())
-    claims = good_claims(iat=now - 3600, nbf=now - 3600, exp=now - 31)  # past the 30 s leeway
-    await assert_refused(verifier, sign_rs256(token_factory, good_header(token_factory), claims))
+    claims = token_factory.claims(
+        iat=now - 3600, nbf=now - 3600, exp=now - 31
+    )  # past the 30 s leeway
+    await assert_refused(verifier, token_factory.sign_exactly(token_factory.header(), claims))
 
 
 @pytest.mark.parametrize("exp", [10**12, 1.5e300])
 async def test_lifetime_beyond_the_maximum_is_refused(
     verifier: TokenVerifier, token_factory: TokenFactory, exp: float
 ) -> None:
-    token = sign_rs256(token_factory, good_header(token_factory), good_claims(exp=exp))
+    token = token_factory.sign_exactly(token_factory.header(), token_factory.claims(exp=exp))
     await assert_refused(verifier, token)
 
 
@@ -354,16 +304,16 @@ async def test_token_not_yet_valid_is_refused(
     verifier: TokenVerifier, token_factory: TokenFactory
 ) -> None:
     now = int(time.time())
-    claims = good_claims(nbf=now + 120, exp=now + 1000)
-    await assert_refused(verifier, sign_rs256(token_factory, good_header(token_factory), claims))
+    claims = token_factory.claims(nbf=now + 120, exp=now + 1000)
+    await assert_refused(verifier, token_factory.sign_exactly(token_factory.header(), claims))
 
 
 async def test_token_issued_in_the_future_is_refused(
     verifier: TokenVerifier, token_factory: TokenFactory
 ) -> None:
     now = int(time.time())
-    claims = good_claims(iat=now + 3600, nbf=now, exp=now + 7200)
-    await assert_refused(verifier, sign_rs256(token_factory, good_header(token_factory), claims))
+    claims = token_factory.claims(iat=now + 3600, nbf=now, exp=now + 7200)
+    await assert_refused(verifier, token_factory.sign_exactly(token_factory.header(), claims))
 
 
 # --- wrong kinds of token, tampering, and shapes ------------------------------------------------
@@ -387,7 +337,7 @@ async def test_tampered_payload_is_refused(
 ) -> None:
     token = token_factory.access_token("user-1", scope="")
     header, _payload, signature = token.split(".")
-    forged = b64json(good_claims(scope="users:read users:manage", roles=["admin"]))
+    forged = b64json(token_factory.claims(scope="users:read users:manage", roles=["admin"]))
     await assert_refused(verifier, f"{header}.{forged}.{signature}")
 
 

@@ -4,19 +4,14 @@ the gateway): a 401 with `error="invalid_token"`, and the service never sees the
 from __future__ import annotations
 
 import base64
-import hashlib
-import hmac
-import json
 import time
 import uuid
-from collections.abc import AsyncIterator, Callable, Mapping
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import httpx
 import pytest
-from common.testing import AUDIENCE, ISSUER, TokenFactory
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import padding
+from common.testing import AUDIENCE, ISSUER, TokenFactory, b64json, b64url, sign_hs256
 from gateway.main import create_app
 
 from .support import gateway_settings, serving_doubles
@@ -25,59 +20,17 @@ from .upstream import Served
 ME = "/api/v1/users/me"
 
 
-def b64url(raw: bytes) -> str:
-    return base64.urlsafe_b64encode(raw).rstrip(b"=").decode()
+ADMIN_ID = "0b6f7c4e-4c1e-4f53-9a38-6f0c5d0f0a11"
 
 
-def b64json(value: Any) -> str:
-    return b64url(json.dumps(value, separators=(",", ":")).encode())
+def claims(tokens: TokenFactory, **overrides: Any) -> dict[str, Any]:
+    """An admin's claims, what a forger would want; `overrides` replace any."""
+    wanted = {"scope": "users:read users:manage", "roles": ["admin"], **overrides}
+    return tokens.claims(ADMIN_ID, session_id="session-1", **wanted)
 
 
-def claims(**overrides: Any) -> dict[str, Any]:
-    now = int(time.time())
-    values: dict[str, Any] = {
-        "iss": ISSUER,
-        "sub": "0b6f7c4e-4c1e-4f53-9a38-6f0c5d0f0a11",
-        "aud": AUDIENCE,
-        "client_id": "gatehouse",
-        "iat": now,
-        "nbf": now,
-        "exp": now + 900,
-        "jti": uuid.uuid4().hex,
-        "sid": "session-1",
-        "scope": "users:read users:manage",
-        "roles": ["admin"],
-    }
-    values.update(overrides)
-    return values
-
-
-def header(tokens: TokenFactory, **overrides: Any) -> dict[str, Any]:
-    return {"alg": "RS256", "typ": "at+jwt", "kid": tokens.kid, **overrides}
-
-
-def sign_rs256(tokens: TokenFactory, head: Mapping[str, Any], body: Mapping[str, Any]) -> str:
-    """Exactly this header and payload, signed with the real key."""
-    signing_input = f"{b64json(head)}.{b64json(body)}".encode()
-    signature = tokens.private_key.sign(signing_input, padding.PKCS1v15(), hashes.SHA256())
-    return f"{signing_input.decode()}.{b64url(signature)}"
-
-
-def sign_hs256(key: bytes, head: Mapping[str, Any], body: Mapping[str, Any]) -> str:
-    signing_input = f"{b64json(head)}.{b64json(body)}".encode()
-    return (
-        f"{signing_input.decode()}.{b64url(hmac.new(key, signing_input, hashlib.sha256).digest())}"
-    )
-
-
-def public_pem(tokens: TokenFactory) -> bytes:
-    return tokens.private_key.public_key().public_bytes(
-        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
-    )
-
-
-def without(name: str) -> dict[str, Any]:
-    values = claims()
+def without(tokens: TokenFactory, name: str) -> dict[str, Any]:
+    values = claims(tokens)
     del values[name]
     return values
 
@@ -91,46 +44,48 @@ def flip_last_signature_bit(token: str) -> str:
 
 Forgery = Callable[[TokenFactory], str]
 FORGERIES: dict[str, Forgery] = {
-    "alg none": lambda t: f"{b64json(header(t, alg='none'))}.{b64json(claims())}.",
-    "alg None": lambda t: f"{b64json(header(t, alg='None'))}.{b64json(claims())}.",
+    "alg none": lambda t: f"{b64json(t.header(alg='none'))}.{b64json(claims(t))}.",
+    "alg None": lambda t: f"{b64json(t.header(alg='None'))}.{b64json(claims(t))}.",
     "HS256 keyed with the public key": lambda t: sign_hs256(
-        public_pem(t), header(t, alg="HS256"), claims()
+        t.public_pem(), t.header(alg="HS256"), claims(t)
     ),
-    "RS512 named, real key": lambda t: sign_rs256(t, header(t, alg="RS512"), claims()),
-    "PS256 named, real key": lambda t: sign_rs256(t, header(t, alg="PS256"), claims()),
+    "RS512 named, real key": lambda t: t.sign_exactly(t.header(alg="RS512"), claims(t)),
+    "PS256 named, real key": lambda t: t.sign_exactly(t.header(alg="PS256"), claims(t)),
     "tampered payload": lambda t: (
         t.access_token("u").split(".")[0]
         + "."
-        + b64json(claims())
+        + b64json(claims(t))
         + "."
         + t.access_token("u").split(".")[2]
     ),
     "flipped signature bit": lambda t: flip_last_signature_bit(t.access_token("u")),
     "signature stripped": lambda t: t.access_token("u").rsplit(".", 1)[0] + ".",
     "another key, same kid": lambda t: TokenFactory(ISSUER, AUDIENCE, kid=t.kid).access_token("u"),
-    "unknown kid": lambda t: sign_rs256(t, header(t, kid="k-unknown"), claims()),
-    "kid path injection": lambda t: sign_rs256(t, header(t, kid="../../etc/passwd"), claims()),
-    "missing kid": lambda t: sign_rs256(t, {"alg": "RS256", "typ": "at+jwt"}, claims()),
-    "jku header": lambda t: sign_rs256(
-        t, header(t, jku="https://attacker.example/jwks.json"), claims()
+    "unknown kid": lambda t: t.sign_exactly(t.header(kid="k-unknown"), claims(t)),
+    "kid path injection": lambda t: t.sign_exactly(t.header(kid="../../etc/passwd"), claims(t)),
+    "missing kid": lambda t: t.sign_exactly({"alg": "RS256", "typ": "at+jwt"}, claims(t)),
+    "jku header": lambda t: t.sign_exactly(
+        t.header(jku="https://attacker.example/jwks.json"), claims(t)
     ),
     "embedded jwk": lambda t: TokenFactory(ISSUER, AUDIENCE, kid=t.kid).access_token(
         "admin", headers={"jwk": t.jwks()["keys"][0]}
     ),
-    "crit header": lambda t: sign_rs256(t, header(t, crit=["exp"]), claims()),
+    "crit header": lambda t: t.sign_exactly(t.header(crit=["exp"]), claims(t)),
     "wrong typ": lambda t: t.access_token("u", headers={"typ": "JWT"}),
-    "missing typ": lambda t: sign_rs256(t, {"alg": "RS256", "kid": t.kid}, claims()),
+    "missing typ": lambda t: t.sign_exactly({"alg": "RS256", "kid": t.kid}, claims(t)),
     "expired": lambda t: t.access_token("u", lifetime=-120),
     "wrong audience": lambda t: t.access_token("u", audience="someone-else"),
     "wrong issuer": lambda t: t.access_token("u", iss="http://evil.example"),
     "future nbf": lambda t: t.access_token("u", nbf=int(time.time()) + 3600),
-    "issued in the future": lambda t: sign_rs256(t, header(t), claims(iat=int(time.time()) + 3600)),
+    "issued in the future": lambda t: t.sign_exactly(
+        t.header(), claims(t, iat=int(time.time()) + 3600)
+    ),
     "lifetime beyond the maximum": lambda t: t.access_token("u", lifetime=24 * 3600),
-    "missing exp": lambda t: sign_rs256(t, header(t), without("exp")),
-    "missing sub": lambda t: sign_rs256(t, header(t), without("sub")),
-    "numeric sub": lambda t: sign_rs256(t, header(t), claims(sub=12345)),
-    "string exp": lambda t: sign_rs256(t, header(t), claims(exp="9999999999")),
-    "roles as a string": lambda t: sign_rs256(t, header(t), claims(roles="admin")),
+    "missing exp": lambda t: t.sign_exactly(t.header(), without(t, "exp")),
+    "missing sub": lambda t: t.sign_exactly(t.header(), without(t, "sub")),
+    "numeric sub": lambda t: t.sign_exactly(t.header(), claims(t, sub=12345)),
+    "string exp": lambda t: t.sign_exactly(t.header(), claims(t, exp="9999999999")),
+    "roles as a string": lambda t: t.sign_exactly(t.header(), claims(t, roles="admin")),
     "opaque refresh token": lambda _t: b64url(uuid.uuid4().bytes * 2),
     "garbage": lambda _t: "not-a-token",
     "two parts": lambda _t: "a.b",
@@ -169,7 +124,7 @@ async def test_unknown_kids_refetch_the_jwks_at_most_once_per_cooldown(
     gateway: httpx.AsyncClient, tokens: TokenFactory, upstreams: dict[str, Served]
 ) -> None:
     for index in range(10):
-        token = sign_rs256(tokens, header(tokens, kid=f"k{index}"), claims())
+        token = tokens.sign_exactly(tokens.header(kid=f"k{index}"), claims(tokens))
         response = await gateway.get(ME, headers={"Authorization": f"Bearer {token}"})
         assert response.status_code == 401
     # The first fetch plus at most one refetch for an unknown kid within the cooldown.

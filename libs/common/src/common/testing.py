@@ -5,7 +5,7 @@
   only release savepoints);
 - the Redis each suite uses (`TEST_REDIS_SERVER`), spare loopback ports;
 - test access tokens signed by a throwaway key (`TokenFactory`, with the suites' `ISSUER` and
-  `AUDIENCE`);
+  `AUDIENCE`), and the pieces of forged ones (any header and payload, signed exactly as given);
 - an in-test SMTP server (`SmtpSink`, aiosmtpd from the dev dependencies, imported when started);
 - a headless Chromium for the browser tests (Debian's `chromium`, driven by Playwright from the
   dev dependencies, imported when launched).
@@ -16,6 +16,9 @@ Nothing here runs in production; a suite keeps what only it uses in its own `sup
 from __future__ import annotations
 
 import asyncio
+import base64
+import hashlib
+import hmac
 import json
 import os
 import shutil
@@ -25,7 +28,7 @@ import subprocess
 import threading
 import time
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from email import message_from_bytes, policy
@@ -38,7 +41,8 @@ from typing import TYPE_CHECKING, Any
 import httpx
 import jwt
 import redis
-from cryptography.hazmat.primitives.asymmetric import rsa
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import padding, rsa
 from jwt.algorithms import RSAAlgorithm
 from sqlalchemy import text
 from sqlalchemy.engine import make_url
@@ -203,17 +207,26 @@ class TokenFactory:
         return fetch
 
     def access_token(
+        self, subject: str, *, headers: dict[str, Any] | None = None, **claims: Any
+    ) -> str:
+        """A valid access token for `subject` (`claims` as `claims()` takes them), or one whose
+        header `headers` change."""
+        header = {"typ": "at+jwt", "kid": self.kid, **(headers or {})}
+        return jwt.encode(
+            self.claims(subject, **claims), self.private_key, algorithm="RS256", headers=header
+        )
+
+    def claims(
         self,
-        subject: str,
+        subject: str = "user-1",
         *,
         session_id: str | None = "test-session",
-        scope: str = "",
-        roles: tuple[str, ...] = ("user",),
         audience: str | None = None,
         lifetime: int = 900,
-        headers: dict[str, Any] | None = None,
         **claims: Any,
-    ) -> str:
+    ) -> dict[str, Any]:
+        """The payload of a valid access token (scope empty, the role `user`); `claims` replace
+        or add any claim with any value, as a forgery needs (`sub=12345`, `roles="admin"`)."""
         now = int(time.time())
         payload: dict[str, Any] = {
             "iss": self.issuer,
@@ -224,14 +237,47 @@ class TokenFactory:
             "nbf": now,
             "exp": now + lifetime,
             "jti": uuid.uuid4().hex,
-            "scope": scope,
-            "roles": list(roles),
+            "scope": "",
+            "roles": ["user"],
         }
         if session_id is not None:
             payload["sid"] = session_id
         payload.update(claims)
-        header = {"typ": "at+jwt", "kid": self.kid, **(headers or {})}
-        return jwt.encode(payload, self.private_key, algorithm="RS256", headers=header)
+        return payload
+
+    # -- forging: exactly the bytes an attacker would send ---------------------------------------
+
+    def header(self, **overrides: Any) -> dict[str, Any]:
+        """A valid access token's JOSE header, `overrides` replacing or adding any member."""
+        return {"alg": "RS256", "typ": "at+jwt", "kid": self.kid, **overrides}
+
+    def sign_exactly(self, header: Mapping[str, Any], claims: Mapping[str, Any]) -> str:
+        """Exactly this header and payload, signed RS256 with the real key whatever `alg` says
+        (PyJWT would refuse or rewrite what a forgery needs)."""
+        signing_input = f"{b64json(header)}.{b64json(claims)}".encode()
+        signature = self.private_key.sign(signing_input, padding.PKCS1v15(), hashes.SHA256())
+        return f"{signing_input.decode()}.{b64url(signature)}"
+
+    def public_pem(self) -> bytes:
+        """The public key as PEM, the secret of an HS256 key-confusion forgery."""
+        return self.private_key.public_key().public_bytes(
+            serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+        )
+
+
+def b64url(raw: bytes) -> str:
+    return base64.urlsafe_b64encode(raw).rstrip(b"=").decode()
+
+
+def b64json(value: Any) -> str:
+    return b64url(json.dumps(value, separators=(",", ":")).encode())
+
+
+def sign_hs256(key: bytes, header: Mapping[str, Any], claims: Mapping[str, Any]) -> str:
+    """Exactly this header and payload, signed HS256 with `key`."""
+    signing_input = f"{b64json(header)}.{b64json(claims)}".encode()
+    signature = hmac.new(key, signing_input, hashlib.sha256).digest()
+    return f"{signing_input.decode()}.{b64url(signature)}"
 
 
 @dataclass
