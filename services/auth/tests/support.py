@@ -12,7 +12,7 @@ import time
 from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qsl, urlencode, urlsplit
@@ -27,7 +27,7 @@ from auth.settings import AuthSettings
 from common.broker import Broker
 from common.events import Envelope
 from common.revocation import EPOCH_KEY
-from common.testing import AUDIENCE, ISSUER, FormBrowser, redis_url
+from common.testing import AUDIENCE, ISSUER, FormBrowser, MovableClock, redis_url
 from fastapi import FastAPI
 from redis.asyncio import Redis
 
@@ -36,19 +36,6 @@ from .users_double import Account, UsersDouble, build_users_app
 MIGRATIONS = Path(__file__).resolve().parents[1] / "migrations"
 REDIS_URL = redis_url(1)
 INTERNAL_SECRET = "test-internal-client-secret-0123456789"
-
-
-class MovableClock:
-    """Real time plus an offset the test controls."""
-
-    def __init__(self) -> None:
-        self.offset = timedelta()
-
-    def __call__(self) -> datetime:
-        return datetime.now(UTC) + self.offset
-
-    def advance(self, seconds: float) -> None:
-        self.offset += timedelta(seconds=seconds)
 
 
 def auth_settings(database_url: str, **overrides: Any) -> AuthSettings:

@@ -10,14 +10,14 @@ import pytest
 from asgi_lifespan import LifespanManager
 from common.db import Database
 from common.inprocess_broker import InProcessBroker
-from common.testing import AUDIENCE, ISSUER, TokenFactory, fresh_database
+from common.testing import AUDIENCE, ISSUER, MovableClock, TokenFactory, fresh_database
 from common.tokens import JwksCache
 from sqlalchemy import delete
 from users.main import create_app
 from users.models import OutboxEvent, User
 
 from .auth_double import AuthDouble
-from .support import MIGRATIONS, LinkEvents, MovableClock, UsersHarness, users_settings
+from .support import MIGRATIONS, LinkEvents, UsersHarness, users_settings
 
 INTERNAL_SECRET = "test-internal-client-secret-0123456789"
 

@@ -7,7 +7,6 @@ import asyncio
 import time
 import uuid
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -15,7 +14,7 @@ import httpx
 from common.db import Database
 from common.events import SECRET_EVENT_TYPES, Envelope
 from common.inprocess_broker import InProcessBroker
-from common.testing import AUDIENCE, ISSUER, TokenFactory
+from common.testing import AUDIENCE, ISSUER, MovableClock, TokenFactory
 from fastapi import FastAPI
 from sqlalchemy import select, text
 from users.models import OutboxEvent
@@ -44,19 +43,6 @@ def users_settings(database_url: str, **overrides: Any) -> UsersSettings:
         **overrides,
     }
     return UsersSettings(**values)
-
-
-class MovableClock:
-    """Real time plus an offset the test controls."""
-
-    def __init__(self) -> None:
-        self.offset = timedelta()
-
-    def __call__(self) -> datetime:
-        return datetime.now(UTC) + self.offset
-
-    def advance(self, seconds: float) -> None:
-        self.offset += timedelta(seconds=seconds)
 
 
 @dataclass

@@ -3,7 +3,7 @@
 - a fresh PostgreSQL database per test session, migrated with the service's own Alembic history,
   and a session per test inside a transaction that is rolled back afterwards (the app's commits
   only release savepoints);
-- the Redis each suite uses (`TEST_REDIS_SERVER`), spare loopback ports;
+- the Redis each suite uses (`TEST_REDIS_SERVER`), spare loopback ports, a clock a test moves;
 - test access tokens signed by a throwaway key (`TokenFactory`, with the suites' `ISSUER` and
   `AUDIENCE`), and the pieces of forged ones (any header and payload, signed exactly as given);
 - an in-test SMTP server (`SmtpSink`, aiosmtpd from the dev dependencies, imported when started);
@@ -31,6 +31,7 @@ import uuid
 from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
 from email import message_from_bytes, policy
 from email.message import EmailMessage
 from html.parser import HTMLParser
@@ -147,6 +148,20 @@ class ThrowawayRedis:
         """Stop and start again on the same port: every key is gone, as after a crash."""
         self.stop()
         self.start()
+
+
+class MovableClock:
+    """Real time plus an offset the test controls (for code that takes a `clock` returning an
+    aware datetime)."""
+
+    def __init__(self) -> None:
+        self.offset = timedelta()
+
+    def __call__(self) -> datetime:
+        return datetime.now(UTC) + self.offset
+
+    def advance(self, seconds: float) -> None:
+        self.offset += timedelta(seconds=seconds)
 
 
 @asynccontextmanager
