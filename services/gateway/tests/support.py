@@ -72,3 +72,21 @@ def bearer(
     tokens: TokenFactory, subject: str = "0b6f7c4e-4c1e-4f53-9a38-6f0c5d0f0a11", **kw: Any
 ) -> dict[str, str]:
     return {"Authorization": f"Bearer {tokens.access_token(subject, **kw)}"}
+
+
+async def assert_refused_unforwarded(
+    gateway: httpx.AsyncClient,
+    upstream: Served,
+    path: str,
+    content: bytes,
+    content_type: str | None,
+    status: int,
+) -> None:
+    """`content` posted to `path` as `content_type` (no header when None) is answered `status`
+    with a problem by the gateway itself: `upstream` never sees it."""
+    before = upstream.app.state.calls
+    headers = {"content-type": content_type} if content_type else {}
+    response = await gateway.post(path, content=content, headers=headers)
+    assert response.status_code == status, response.text
+    assert response.headers["content-type"].startswith("application/problem+json")
+    assert upstream.app.state.calls == before
