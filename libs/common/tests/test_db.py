@@ -4,6 +4,7 @@ come back as aware UTC."""
 from __future__ import annotations
 
 import asyncio
+from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 
@@ -76,8 +77,10 @@ async def count(engine: AsyncEngine, name: str) -> int:
 
 
 @pytest.fixture
-async def database(sample_database_url: str) -> Database:
-    return Database(sample_database_url)
+async def database(sample_database_url: str) -> AsyncIterator[Database]:
+    database = Database(sample_database_url)
+    yield database
+    await database.dispose()
 
 
 async def test_success_is_committed_before_the_response(
@@ -86,7 +89,6 @@ async def test_success_is_committed_before_the_response(
     async with build_app(database) as client:
         assert (await client.post("/items/kept")).status_code == 201
     assert await count(sample_engine, "kept") == 1
-    await database.dispose()
 
 
 async def test_error_rolls_the_whole_request_back(
@@ -95,7 +97,6 @@ async def test_error_rolls_the_whole_request_back(
     async with build_app(database) as client:
         assert (await client.post("/items/fail-1")).status_code == 409
     assert await count(sample_engine, "fail-1") == 0
-    await database.dispose()
 
 
 async def test_commit_then_answer_keeps_the_change_and_answers_the_error(
@@ -107,7 +108,6 @@ async def test_commit_then_answer_keeps_the_change_and_answers_the_error(
     assert answer.headers["content-type"] == "application/problem+json"
     assert answer.json()["detail"] == "kept, and refused"
     assert await count(sample_engine, "refused-1") == 1
-    await database.dispose()
 
 
 async def test_migrations_created_the_schema(sample_engine: AsyncEngine) -> None:
@@ -118,7 +118,6 @@ async def test_migrations_created_the_schema(sample_engine: AsyncEngine) -> None
 
 async def test_ping_answers(database: Database) -> None:
     await database.ping()
-    await database.dispose()
 
 
 STAMPS = Table(
@@ -164,11 +163,20 @@ async def test_after_commit_calls_run_after_the_commit_and_never_after_a_rollbac
         # A failing call is logged; the change is committed and the client told so.
         assert (await client.post("/announced/broken-1")).status_code == 201
     assert announced == [("told", 1), ("broken-1", 1)]
-    await database.dispose()
 
 
 async def backend_pid(db: AsyncSession) -> int:
     return int((await db.execute(text("SELECT pg_backend_pid()"))).scalar_one())
+
+
+async def connection_state(engine: AsyncEngine, db: AsyncSession) -> str:
+    """What PostgreSQL says `db`'s connection is doing, asked over another connection."""
+    pid = await backend_pid(db)
+    async with engine.connect() as other:
+        state = await other.execute(
+            text("SELECT state FROM pg_stat_activity WHERE pid = :pid"), {"pid": pid}
+        )
+        return str(state.scalar_one())
 
 
 async def terminate(engine: AsyncEngine, pid: int) -> None:
@@ -257,23 +265,10 @@ async def test_a_read_db_holds_no_transaction(
     database: Database, sample_engine: AsyncEngine
 ) -> None:
     """After a read, its connection is idle, not idle in a transaction: no BEGIN was sent."""
-    try:
-        async with database.read_sessionmaker() as db:
-            pid = await backend_pid(db)
-            async with sample_engine.connect() as other:
-                state = await other.execute(
-                    text("SELECT state FROM pg_stat_activity WHERE pid = :pid"), {"pid": pid}
-                )
-                assert state.scalar_one() == "idle"
-        async with database.sessionmaker() as db:
-            pid = await backend_pid(db)
-            async with sample_engine.connect() as other:
-                state = await other.execute(
-                    text("SELECT state FROM pg_stat_activity WHERE pid = :pid"), {"pid": pid}
-                )
-                assert state.scalar_one() == "idle in transaction"
-    finally:
-        await database.dispose()
+    async with database.read_sessionmaker() as db:
+        assert await connection_state(sample_engine, db) == "idle"
+    async with database.sessionmaker() as db:
+        assert await connection_state(sample_engine, db) == "idle in transaction"
 
 
 async def test_read_route_answers_after_the_database_ended_its_connections(
