@@ -3,13 +3,23 @@ that work once per cookie, purpose and hour only."""
 
 from __future__ import annotations
 
+import base64
+import hashlib
 import re
 from collections.abc import AsyncIterator
 from pathlib import Path
 
 import httpx
 import pytest
-from common.pages import CONTENT_SECURITY_POLICY, CsrfRefused, PageAnswer, PageError, PageKit
+from common.pages import (
+    CONTENT_SECURITY_POLICY,
+    SCRIPT_CONTENT_SECURITY_POLICY,
+    CsrfRefused,
+    PageAnswer,
+    PageError,
+    PageKit,
+    PageScript,
+)
 from common.pages.kit import STYLESHEET
 from common.settings import ServiceSettings
 from pydantic import SecretStr
@@ -370,3 +380,42 @@ async def test_install_serves_the_stylesheet_and_answers_page_answers(templates:
     assert answer.headers["content-security-policy"] == CONTENT_SECURITY_POLICY
     assert '<p class="notice notice-error" role="alert">Not done.</p>' in answer.text
     assert sheet.content == STYLESHEET
+
+
+async def test_only_a_page_that_asks_gets_the_kits_one_script(
+    templates: Path, clock: Clock
+) -> None:
+    script = PageScript("/pages.js", b'"use strict";\n')
+    kit = PageKit(
+        templates, stylesheet_path="/pages.css", secret=SECRET, secure=False, script=script
+    )
+
+    async def show(request: Request) -> Response:
+        offer = request.query_params.get("script") == "1"
+        return kit.render(request, "demo.html", {"name": "ada", "error": None}, script=offer)
+
+    app = Starlette(routes=[Route("/form", show, methods=["GET"]), script.route()])
+    transport = httpx.ASGITransport(app=app)
+    async with httpx.AsyncClient(transport=transport, base_url=ORIGIN) as http:
+        plain = await http.get("/form")
+        assert plain.headers["content-security-policy"] == CONTENT_SECURITY_POLICY
+        assert "<script" not in plain.text
+        scripted = await http.get("/form?script=1")
+        assert scripted.headers["content-security-policy"] == SCRIPT_CONTENT_SECURITY_POLICY
+        policy = dict(
+            part.strip().split(" ", 1) for part in SCRIPT_CONTENT_SECURITY_POLICY.split(";")
+        )
+        assert policy["script-src"] == "'self'"
+        assert policy["connect-src"] == "'self'"
+        assert policy["default-src"] == "'none'"
+        digest = hashlib.sha256(script.source)
+        integrity = "sha256-" + base64.b64encode(digest.digest()).decode()
+        tag = f'<script src="/pages.js?v={digest.hexdigest()[:12]}" integrity="{integrity}" defer>'
+        assert f"{tag}</script>" in scripted.text
+        served = await http.get(script.url)
+        assert served.content == script.source
+        assert served.headers["content-type"].startswith("text/javascript")
+        assert served.headers["x-content-type-options"] == "nosniff"
+    without = PageKit(templates, stylesheet_path="/p.css", secret=SECRET, secure=False)
+    with pytest.raises(ValueError, match="no script"):
+        without.render(Request({"type": "http", "headers": []}), "demo.html", script=True)

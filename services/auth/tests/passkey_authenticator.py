@@ -98,6 +98,7 @@ class SoftAuthenticator:
         *,
         rp_id: str = "gatehouse.test",
         sign_count: int | None = None,
+        user_verified: bool = True,
     ) -> dict[str, Any]:
         """The assertion (`navigator.credentials.get()`, as `toJSON()` gives it) for request
         `options`, signed over authenticator data and the client data's hash (WebAuthn §6.3.3)."""
@@ -112,7 +113,13 @@ class SoftAuthenticator:
         ).encode()
         authenticator_data = (
             hashlib.sha256(rp_id.encode()).digest()
-            + bytes([FLAG_USER_PRESENT | FLAG_USER_VERIFIED | self.backup_flags])
+            + bytes(
+                [
+                    FLAG_USER_PRESENT
+                    | (FLAG_USER_VERIFIED if user_verified else 0)
+                    | self.backup_flags
+                ]
+            )
             + self.sign_count.to_bytes(4, "big")
         )
         signed = authenticator_data + hashlib.sha256(client_data).digest()

@@ -31,6 +31,7 @@ from common.testing import AUDIENCE, ISSUER, FormBrowser, MovableClock, redis_ur
 from fastapi import FastAPI
 from redis.asyncio import Redis
 
+from .passkey_authenticator import SoftAuthenticator
 from .users_double import Account, UsersDouble, build_users_app
 
 MIGRATIONS = Path(__file__).resolve().parents[1] / "migrations"
@@ -299,3 +300,21 @@ async def redeem(
         **extra,
     }
     return await auth.client.post("/api/v1/auth/token", data={k: v for k, v in data.items() if v})
+
+
+async def register_passkey(
+    auth: AuthHarness, account: Account, origin: str, *, backed_up: bool = False
+) -> SoftAuthenticator:
+    """A passkey of `account`, registered through the API from a browser at `origin`."""
+    access = (await auth.login(account))["access_token"]
+    options = await auth.client.post(
+        "/api/v1/auth/mfa/webauthn/register/options", headers=bearer(access)
+    )
+    authenticator = SoftAuthenticator(backed_up=backed_up)
+    created = await auth.client.post(
+        "/api/v1/auth/mfa/webauthn/register",
+        json={"credential": authenticator.create(options.json(), origin)},
+        headers=bearer(access),
+    )
+    assert created.status_code == 201, created.text
+    return authenticator

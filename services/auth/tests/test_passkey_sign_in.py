@@ -15,7 +15,7 @@ from auth.passkeys.service import Passkeys, PasskeySignIn
 from common.testing import ISSUER
 
 from .passkey_authenticator import SoftAuthenticator
-from .support import AuthHarness, bearer
+from .support import AuthHarness, bearer, register_passkey
 from .users_double import Account
 
 BASE = "/api/v1/auth/mfa/webauthn"
@@ -30,16 +30,7 @@ async def passkeys(auth: AuthHarness) -> AsyncIterator[Passkeys]:
 
 
 async def registered(auth: AuthHarness, account: Account, *, backed_up: bool = False) -> Any:
-    access = (await auth.login(account))["access_token"]
-    options = await auth.client.post(f"{BASE}/register/options", headers=bearer(access))
-    authenticator = SoftAuthenticator(backed_up=backed_up)
-    created = await auth.client.post(
-        f"{BASE}/register",
-        json={"credential": authenticator.create(options.json(), ISSUER)},
-        headers=bearer(access),
-    )
-    assert created.status_code == 201, created.text
-    return authenticator
+    return await register_passkey(auth, account, ISSUER, backed_up=backed_up)
 
 
 async def sign_in(

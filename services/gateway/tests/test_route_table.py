@@ -104,3 +104,18 @@ def test_userinfo_is_a_bearer_route_and_the_sign_in_post_is_counted() -> None:
     page = routes.match("GET", "/api/v1/auth/authorize")
     assert page is not None
     assert page.access is Access.PUBLIC
+
+
+@pytest.mark.parametrize(
+    "path",
+    [
+        "/api/v1/auth/authorize/passkey",
+        "/api/v1/auth/authorize/passkey/options",
+        "/api/v1/auth/authorize/mfa/options",
+    ],
+)
+def test_the_sign_in_pages_passkey_posts_are_counted_by_address(path: str) -> None:
+    route = routes.match("POST", path)
+    assert route is not None
+    assert (route.upstream, route.access) == ("auth", Access.PUBLIC)
+    assert route.counted is routes.Counted.ADDRESS

@@ -31,8 +31,9 @@ LOGIN_FIELDS = frozenset(
 # The hosted sign-in page's form (auth, API.md §13): read by the gateway for the login limits as
 # auth reads it (common.pages' reader, with these names), so both count the same account.
 SIGN_IN_FIELDS = frozenset({"username", "password", "csrf_token"})
-# ... and its second-factor step (the `mfa_token` of the password step and a code).
-SECOND_FACTOR_FIELDS = frozenset({"mfa_token", "code", "csrf_token"})
+# ... and its second-factor step (the `mfa_token` of the password step and a code, or the
+# `credential` a passkey signed).
+SECOND_FACTOR_FIELDS = frozenset({"mfa_token", "code", "credential", "csrf_token"})
 # A login form is a name, a password and a few short fields.
 LOGIN_FORM_BYTES = 16 * 1024
 # The second login step's JSON body is a ticket and a code: far less than this.

@@ -372,6 +372,9 @@ class HtmlForm:
     method: str
     hidden: dict[str, str]
     buttons: list[tuple[str, str]]
+    # A form with the `hidden` attribute is not shown: only a page's script may reveal it (the
+    # sign-in page's passkey form), so a browser without JavaScript never submits it.
+    shown: bool = True
 
 
 class _FormParser(HTMLParser):
@@ -383,7 +386,9 @@ class _FormParser(HTMLParser):
         values = {name: value or "" for name, value in attrs}
         if tag == "form":
             method = values.get("method", "get").lower()
-            self.forms.append(HtmlForm(values.get("action", ""), method, {}, []))
+            self.forms.append(
+                HtmlForm(values.get("action", ""), method, {}, [], shown="hidden" not in values)
+            )
         elif self.forms and tag == "input" and values.get("type") == "hidden":
             self.forms[-1].hidden[values.get("name", "")] = values.get("value", "")
         elif self.forms and tag == "button" and "name" in values:
@@ -427,7 +432,7 @@ def assert_no_timing_difference(pairs: list[tuple[float, float]], *, floor: floa
 @dataclass
 class FormBrowser:
     """A browser without JavaScript over httpx: its own cookie jar, follows no redirect by
-    itself, submits a page's one form with its hidden fields (and the button named)."""
+    itself, submits a page's one shown form with its hidden fields (and the button named)."""
 
     client: httpx.AsyncClient
 
@@ -437,7 +442,7 @@ class FormBrowser:
     async def submit(
         self, page: httpx.Response, fields: dict[str, str] | None = None, *, button: str = ""
     ) -> httpx.Response:
-        forms = html_forms(page.text)
+        forms = [form for form in html_forms(page.text) if form.shown]
         assert len(forms) == 1, page.text
         form = forms[0]
         assert form.method == "post"

@@ -16,7 +16,7 @@ from common.broker import Broker
 from common.db import Database
 from common.embedded import Embedded, make_broker
 from common.outbox import OutboxRelay
-from common.pages import PageKit
+from common.pages import PageKit, PageScript
 from common.redis import make_redis
 from common.tokens import TokenVerifier
 from fastapi import FastAPI
@@ -52,6 +52,10 @@ logger = logging.getLogger("gatehouse.auth")
 SERVICE_NAME = "auth"
 PAGE_TEMPLATES = Path(__file__).parent / "oidc" / "templates"
 STYLESHEET_PATH = "/api/v1/auth/static/pages.css"
+# The one script of the pages that offer passkeys (the others have none).
+PAGE_SCRIPT = PageScript.of(
+    "/api/v1/auth/static/passkeys.js", Path(__file__).parent / "oidc" / "static" / "passkeys.js"
+)
 USERS_TIMEOUT = httpx.Timeout(5.0, connect=2.0)
 
 
@@ -197,8 +201,12 @@ def create_app(
     )
     app.add_exception_handler(OAuthError, oauth_error_handler)
     # The hosted sign-in, consent and sign-out pages (API.md §13), on the kit the account pages
-    # use; the stylesheet under the /api/v1/auth/ prefix the gateway routes here.
-    kit = PageKit.for_service(settings, PAGE_TEMPLATES, stylesheet_path=STYLESHEET_PATH)
+    # use; the stylesheet and the passkey script under the /api/v1/auth/ prefix the gateway
+    # routes here.
+    kit = PageKit.for_service(
+        settings, PAGE_TEMPLATES, stylesheet_path=STYLESHEET_PATH, script=PAGE_SCRIPT
+    )
     app.state.page_kit = kit
     app.router.routes.append(kit.stylesheet_route())
+    app.router.routes.append(PAGE_SCRIPT.route())
     return app

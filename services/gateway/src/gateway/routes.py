@@ -63,6 +63,19 @@ _EXACT: dict[tuple[str, str], Route] = {
     ("POST", "/api/v1/auth/authorize/mfa"): Route(
         "auth.sign_in_mfa", "auth", Access.LOGIN, Counted.SIGN_IN_MFA
     ),
+    # Its passkeys: a challenge stored per request (options) and a signature checked per
+    # answer, so one address may not make them without end. A passkey answer is a signature over
+    # a fresh challenge, nothing to guess, so the address alone is counted; the second factor's
+    # passkey answer is a post of /authorize/mfa, counted with its ticket's account as a code.
+    ("POST", "/api/v1/auth/authorize/passkey"): Route(
+        "auth.sign_in_passkey", "auth", Access.PUBLIC, Counted.ADDRESS
+    ),
+    ("POST", "/api/v1/auth/authorize/passkey/options"): Route(
+        "auth.sign_in_passkey", "auth", Access.PUBLIC, Counted.ADDRESS
+    ),
+    ("POST", "/api/v1/auth/authorize/mfa/options"): Route(
+        "auth.sign_in_passkey", "auth", Access.PUBLIC, Counted.ADDRESS
+    ),
     ("GET", "/api/v1/auth/userinfo"): Route("auth.userinfo", "auth", Access.BEARER),
     # The OpenID Connect client registry (API.md §13): a bearer route, so that a logged-out
     # admin's token is refused here from the next request on, as for every bearer route.

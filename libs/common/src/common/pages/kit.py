@@ -8,9 +8,11 @@ reader that checks the CSRF token (`common.pages.csrf`) before the service sees 
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import time
 from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -34,6 +36,12 @@ CONTENT_SECURITY_POLICY = (
     "default-src 'none'; style-src 'self'; form-action 'self'; "
     "frame-ancestors 'none'; base-uri 'none'"
 )
+# A page that offers what only a script can do (WebAuthn has no form of its own): the service's
+# one script file and its fetches to the same origin, nothing inline, no eval. Only such pages
+# get it; every other page stays without script.
+SCRIPT_CONTENT_SECURITY_POLICY = CONTENT_SECURITY_POLICY.replace(
+    "default-src 'none';", "default-src 'none'; script-src 'self'; connect-src 'self';"
+)
 PAGE_HEADERS: Mapping[str, str] = {
     "Content-Security-Policy": CONTENT_SECURITY_POLICY,
     "Referrer-Policy": "no-referrer",
@@ -47,6 +55,42 @@ FORM_BYTES = 16 * 1024
 EXPIRED_FORM = (
     "This form has expired or did not come from this site. Open the link again and retry."
 )
+
+
+@dataclass(frozen=True, slots=True)
+class PageScript:
+    """The one script a service's pages may load, served by the service itself at `path` (a
+    path the gateway routes to it, so `script-src 'self'` holds) and linked with its content
+    hash: in the URL (`?v=`, a new file is a new URL past any cache) and as the tag's
+    `integrity` (a file changed on the way is not run)."""
+
+    path: str
+    source: bytes
+
+    @classmethod
+    def of(cls, path: str, file: Path) -> PageScript:
+        return cls(path, file.read_bytes())
+
+    @property
+    def url(self) -> str:
+        return f"{self.path}?v={hashlib.sha256(self.source).hexdigest()[:12]}"
+
+    @property
+    def integrity(self) -> str:
+        return "sha256-" + base64.b64encode(hashlib.sha256(self.source).digest()).decode("ascii")
+
+    def route(self) -> Route:
+        async def script(request: Request) -> Response:
+            return Response(
+                self.source,
+                media_type="text/javascript",
+                headers={
+                    "Cache-Control": "public, max-age=86400",
+                    "X-Content-Type-Options": "nosniff",
+                },
+            )
+
+        return Route(self.path, script, methods=["GET"], include_in_schema=False)
 
 
 class PageError(Exception):
@@ -86,6 +130,7 @@ class PageKit:
         product: str = "Gatehouse",
         csrf_max_age: int = 3600,
         clock: Callable[[], float] = time.time,
+        script: PageScript | None = None,
     ) -> None:
         loaders: list[FileSystemLoader] = [FileSystemLoader(HERE / "templates")]
         if templates is not None:
@@ -100,6 +145,7 @@ class PageKit:
         self.stylesheet_path = stylesheet_path
         self.stylesheet_url = f"{stylesheet_path}?v={STYLESHEET_VERSION}"
         self.product = product
+        self.script = script
         self.secure = secure
         self.cookie_name = "__Host-gatehouse-csrf" if secure else "gatehouse-csrf"
         self.csrf = CsrfTokens(derive_key(secret), max_age=csrf_max_age, clock=clock)
@@ -112,6 +158,7 @@ class PageKit:
         *,
         stylesheet_path: str,
         clock: Callable[[], float] = time.time,
+        script: PageScript | None = None,
     ) -> PageKit:
         """The kit as every service builds it: the CSRF key derived from INTERNAL_CLIENT_SECRET
         (architecture §1 says why), secure cookies when the public origin (ISSUER) is HTTPS."""
@@ -121,6 +168,7 @@ class PageKit:
             secret=settings.internal_client_secret.get_secret_value(),
             secure=settings.issuer.lower().startswith("https://"),
             clock=clock,
+            script=script,
         )
 
     def render(
@@ -131,20 +179,29 @@ class PageKit:
         *,
         status: int = 200,
         form: str | None = None,
+        script: bool = False,
     ) -> HTMLResponse:
         """The page `template` with `context`; with `form` (the form's purpose, e.g.
-        "users:reset-password"), `csrf_token` in the context and the CSRF cookie set."""
+        "users:reset-password"), `csrf_token` in the context and the CSRF cookie set; with
+        `script`, the kit's script linked and allowed by the page's CSP (this page only)."""
+        if script and self.script is None:
+            raise ValueError("this kit has no script")
         values: dict[str, Any] = {
             "product": self.product,
             "stylesheet_url": self.stylesheet_url,
             "csrf_token": None,
+            "script_url": self.script.url if script and self.script else None,
+            "script_integrity": self.script.integrity if script and self.script else None,
             **(context or {}),
         }
         nonce = self._nonce(request) if form is not None else None
         if form is not None and nonce is not None:
             values["csrf_token"] = self.csrf.issue(form, nonce)
         html = self.environment.get_template(template).render(values)
-        response = HTMLResponse(html, status_code=status, headers=dict(PAGE_HEADERS))
+        headers = dict(PAGE_HEADERS)
+        if script:
+            headers["Content-Security-Policy"] = SCRIPT_CONTENT_SECURITY_POLICY
+        response = HTMLResponse(html, status_code=status, headers=headers)
         if nonce is not None:
             response.set_cookie(
                 self.cookie_name,
@@ -209,6 +266,8 @@ class PageKit:
             return exc.response
 
         app.router.routes.append(self.stylesheet_route())
+        if self.script is not None:
+            app.router.routes.append(self.script.route())
         app.add_exception_handler(PageAnswer, answer)
 
     def stylesheet_route(self) -> Route:
@@ -225,6 +284,12 @@ class PageKit:
             )
 
         return Route(self.stylesheet_path, stylesheet, methods=["GET"], include_in_schema=False)
+
+    def csrf_nonce(self, request: Request) -> str | None:
+        """The browser's CSRF cookie nonce (what its form tokens are bound to), if well formed:
+        state a page keeps server-side for this browser can be bound to it too."""
+        current = request.cookies.get(self.cookie_name)
+        return current if well_formed_nonce(current) else None
 
     def _nonce(self, request: Request) -> str:
         """The cookie's nonce when it has one (shared with the origin's other pages), else new."""

@@ -137,6 +137,20 @@ async def spend_ticket_attempt(
     return None if row is None else TicketAttempt(row[0], row[1])
 
 
+async def live_ticket_user(
+    db: AsyncSession, token_hash: str, now: datetime, max_attempts: int
+) -> str | None:
+    """The user of a ticket that is neither used, expired nor spent."""
+    return await db.scalar(
+        select(MfaTicket.user_id).where(
+            MfaTicket.token_hash == token_hash,
+            MfaTicket.used_at.is_(None),
+            MfaTicket.expires_at > now,
+            MfaTicket.attempts < max_attempts,
+        )
+    )
+
+
 async def use_ticket(db: AsyncSession, token_hash: str, now: datetime) -> datetime:
     """Mark the ticket used (its row is locked by this transaction's attempt); when it was
     opened, i.e. when the password was checked."""

@@ -19,6 +19,7 @@ import hashlib
 import hmac
 import logging
 import secrets
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
@@ -94,7 +95,7 @@ def ticket_hash(mfa_token: str) -> str:
 @dataclass(frozen=True, slots=True)
 class RedeemedTicket:
     user_id: str
-    method: SecondFactorMethod
+    method: str  # a SecondFactorMethod, or "passkey" on the hosted sign-in page
     password_checked_at: datetime
 
 
@@ -215,16 +216,34 @@ class SecondFactors:
         )
         return token
 
+    async def ticket_user(self, mfa_token: str) -> str | None:
+        """The user of a ticket that may still be redeemed (nothing spent): whose passkeys the
+        second step may offer."""
+        return await repository.live_ticket_user(
+            self.db, ticket_hash(mfa_token), self.clock(), TICKET_ATTEMPTS
+        )
+
     async def redeem_ticket(self, mfa_token: str, code: str) -> RedeemedTicket:
         """The ticket's user, once its code is right; the ticket is then used. Anything else is
         one `SecondFactorRefused` (the attempt it spent is committed)."""
+
+        async def code_of(user_id: str) -> SecondFactorMethod | None:
+            return await self.verify_second_factor(user_id, code)
+
+        return await self.redeem_ticket_with(mfa_token, code_of)
+
+    async def redeem_ticket_with(
+        self, mfa_token: str, check: Callable[[str], Awaitable[str | None]]
+    ) -> RedeemedTicket:
+        """`redeem_ticket` with any second factor: `check(user_id)` is the method it proved, or
+        None. A passkey's refusal spends an attempt as a wrong code does."""
         now = self.clock()
         token_hash = ticket_hash(mfa_token)
         attempt = await repository.spend_ticket_attempt(self.db, token_hash, now, TICKET_ATTEMPTS)
         if attempt is None:
             audit("mfa.failed", client_ip=self.client_ip, reason="ticket", level=logging.WARNING)
             raise SecondFactorRefused()
-        method = await self.verify_second_factor(attempt.user_id, code)
+        method = await check(attempt.user_id)
         if method is None:
             audit(
                 "mfa.failed",

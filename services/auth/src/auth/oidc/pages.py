@@ -85,8 +85,9 @@ def flow_page(
     *,
     form: str,
     status: int = 200,
+    script: bool = False,
 ) -> HTMLResponse:
-    response = kit.render(request, template, context, status=status, form=form)
+    response = kit.render(request, template, context, status=status, form=form, script=script)
     return allow_form_target(response, flow.redirect_uri)
 
 

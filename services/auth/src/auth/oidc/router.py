@@ -9,13 +9,15 @@ checks the request again, and its CSRF token (`common.pages`).
 
 from __future__ import annotations
 
+from http import HTTPStatus
+
 from common.db import DbDep
-from common.errors import EmailNotVerified, ServiceUnavailable, Unauthorized
+from common.errors import EmailNotVerified, ServiceUnavailable, Unauthorized, problem
 from common.forms import SECOND_FACTOR_FIELDS as PAGE_SECOND_FACTOR_FIELDS
 from common.forms import SIGN_IN_FIELDS as PAGE_SIGN_IN_FIELDS
 from common.pages import PageError, PageKit
 from fastapi import APIRouter, Request
-from starlette.responses import HTMLResponse, Response
+from starlette.responses import HTMLResponse, JSONResponse, Response
 
 from auth.mfa.exceptions import SecondFactorRefused
 from auth.oidc.dependencies import OidcServiceDep, PageKitDep
@@ -34,6 +36,15 @@ from auth.oidc.requests import (
     read_authorization_request,
 )
 from auth.oidc.service import OidcService
+from auth.passkeys.dependencies import PasskeysDep
+from auth.passkeys.exceptions import PasskeyRefused
+from auth.passkeys.service import (
+    Passkeys,
+    PasskeySignIn,
+    offered,
+    read_credential,
+    sign_in_amr,
+)
 from auth.sessions.dependencies import SessionServiceDep
 from auth.sessions.schemas import LOGIN_NAME_LENGTH, LOGIN_PASSWORD_LENGTH
 from auth.sessions.service import PASSWORD_LOGIN_AMR, SECOND_FACTOR_LOGIN_AMR
@@ -53,8 +64,17 @@ SECOND_FACTOR_FORM = "auth:second-factor"
 SECOND_FACTOR_FIELDS = PAGE_SECOND_FACTOR_FIELDS - {"csrf_token"}
 MAX_CODE_LENGTH = 64
 MAX_TICKET_LENGTH = 256
+# Passkeys (API.md §13): the options (a challenge) are fetched by passkeys.js, the answer is a
+# form post, on the sign-in page (no password) and on the second-factor page.
+PASSKEY_PATH = "/api/v1/auth/authorize/passkey"
+PASSKEY_OPTIONS_PATH = "/api/v1/auth/authorize/passkey/options"
+SECOND_FACTOR_OPTIONS_PATH = "/api/v1/auth/authorize/mfa/options"
+PASSKEY_FIELDS = frozenset({"credential"})
 WRONG_CODE = "The code is wrong or has expired. Try the current code, or start again."
+WRONG_PASSKEY = "That passkey was not accepted. Try again, or use your code."
+PASSKEY_REFUSED = "That passkey was not accepted. Try again, or sign in with your password."
 WRONG_PASSWORD = "Incorrect username or password."
+NO_STORE = {"Cache-Control": "no-store", "Pragma": "no-cache"}
 SCOPE_TEXTS = {
     "openid": "know that it is you (your account id)",
     "profile": "see your username and name",
@@ -87,6 +107,14 @@ class Flow:
         username: str = "",
         status: int = 200,
     ) -> HTMLResponse:
+        passkey = None
+        if offered(self.request.app.state.settings):
+            passkey = {
+                "action": f"{PASSKEY_PATH}?{flow.query}",
+                "options_url": f"{PASSKEY_OPTIONS_PATH}?{flow.query}",
+                "mfa_token": None,
+                "label": "Sign in with a passkey",
+            }
         return flow_page(
             self.kit,
             self.request,
@@ -98,9 +126,11 @@ class Flow:
                 "error": error,
                 "username": username,
                 "forgot_url": f"{self.account_url}/reset-password",
+                "passkey": passkey,
             },
             form=SIGN_IN_FORM,
             status=status,
+            script=passkey is not None,
         )
 
     def second_factor_page(
@@ -108,9 +138,19 @@ class Flow:
         flow: AuthorizationRequest,
         ticket: str,
         *,
+        passkey: bool,
         error: str | None = None,
         status: int = 200,
     ) -> HTMLResponse:
+        """The code form, and with `passkey` (the account has one) the passkey's beside it."""
+        offer = None
+        if passkey:
+            offer = {
+                "action": f"{SECOND_FACTOR_PATH}?{flow.query}",
+                "options_url": f"{SECOND_FACTOR_OPTIONS_PATH}?{flow.query}",
+                "mfa_token": ticket,
+                "label": "Use a passkey instead",
+            }
         return flow_page(
             self.kit,
             self.request,
@@ -122,10 +162,27 @@ class Flow:
                 "mfa_token": ticket,
                 "error": error,
                 "restart_url": f"{AUTHORIZE_PATH}?{flow.query}",
+                "passkey": offer,
             },
             form=SECOND_FACTOR_FORM,
             status=status,
+            script=passkey,
         )
+
+    def binding(self, flow: AuthorizationRequest) -> str:
+        """What a passkey challenge of this page is bound to: the browser (its CSRF cookie's
+        nonce, checked by the form reader before this is asked) and the authorization request."""
+        return f"{self.kit.csrf_nonce(self.request) or ''}\n{flow.query}"
+
+    async def signed_in(
+        self, flow: AuthorizationRequest, user_id: str, amr: tuple[str, ...]
+    ) -> Response:
+        """A sign-in that just succeeded: its sign-on session (the cookie set), then on."""
+        current = await self.oidc.live_sso(self.cookie.read(self.request))
+        token, sso = await self.oidc.start_sso(user_id, amr, current)
+        response = await self.after_sign_in(flow, sso, asked_consent="consent" in flow.prompt)
+        self.cookie.set(response, token)
+        return response
 
     async def after_sign_in(
         self, flow: AuthorizationRequest, sso: SsoSession, *, asked_consent: bool
@@ -203,6 +260,7 @@ async def sign_in(
     oidc: OidcServiceDep,
     kit: PageKitDep,
     sessions: SessionServiceDep,
+    passkeys: PasskeysDep,
 ) -> Response:
     """The sign-in page's post: username (or email) and password, then the flow goes on."""
     started = await _start(request, kit, oidc, db)
@@ -235,12 +293,16 @@ async def sign_in(
         # The second step's page: the ticket (committed with this answer) carries the
         # password's success to it, as the login endpoint's mfa_token does.
         ticket = await sessions.second_factors.open_ticket(user.user_id)
-        return steps.second_factor_page(flow, ticket)
-    current = await oidc.live_sso(steps.cookie.read(request))
-    token, sso = await oidc.start_sso(user.user_id, PASSWORD_LOGIN_AMR, current)
-    response = await steps.after_sign_in(flow, sso, asked_consent="consent" in flow.prompt)
-    steps.cookie.set(response, token)
-    return response
+        return steps.second_factor_page(
+            flow, ticket, passkey=await _offers_passkey(request, passkeys, user.user_id)
+        )
+    return await steps.signed_in(flow, user.user_id, PASSWORD_LOGIN_AMR)
+
+
+async def _offers_passkey(request: Request, passkeys: Passkeys, user_id: str | None) -> bool:
+    if user_id is None or not offered(request.app.state.settings):
+        return False
+    return await passkeys.has_passkeys(user_id)
 
 
 @router.post("/authorize/mfa", include_in_schema=False)
@@ -250,9 +312,11 @@ async def second_factor(
     oidc: OidcServiceDep,
     kit: PageKitDep,
     sessions: SessionServiceDep,
+    passkeys: PasskeysDep,
 ) -> Response:
     """The second-factor page's post: the ticket of the password step and a TOTP or recovery
-    code. A wrong code spends one of the ticket's attempts (committed with the page)."""
+    code, or the answer of one of the account's passkeys. A wrong code or passkey spends one
+    of the ticket's attempts (committed with the page)."""
     started = await _start(request, kit, oidc, db)
     if isinstance(started, Response):
         return started
@@ -262,17 +326,141 @@ async def second_factor(
     except PageError as exc:
         return kit.message(request, title="Not allowed", message=exc.message, status=exc.status)
     ticket, code = values.get("mfa_token", ""), values.get("code", "").strip()
+    credential = values.get("credential")
+
+    async def page(error: str, status: int) -> HTMLResponse:
+        user_id = await sessions.second_factors.ticket_user(ticket) if ticket else None
+        offer = await _offers_passkey(request, passkeys, user_id)
+        return steps.second_factor_page(flow, ticket, passkey=offer, error=error, status=status)
+
+    if credential is not None and not code and ticket and len(ticket) <= MAX_TICKET_LENGTH:
+        signed: list[PasskeySignIn] = []
+
+        async def passkey_of(user_id: str) -> str | None:
+            try:
+                answer = read_credential(credential)
+                signed.append(
+                    await passkeys.verify_assertion(answer, user_id, binding=steps.binding(flow))
+                )
+            except PasskeyRefused:
+                return None
+            return "passkey"
+
+        try:
+            account = await sessions.second_step_with(ticket, passkey_of)
+        except SecondFactorRefused:
+            return await page(WRONG_PASSKEY, 401)
+        amr = sign_in_amr(signed[0], after_password=True)
+        return await steps.signed_in(flow, account.user_id, amr)
     if not ticket or not code or len(code) > MAX_CODE_LENGTH or len(ticket) > MAX_TICKET_LENGTH:
-        return steps.second_factor_page(flow, ticket, error="Enter the code.", status=422)
+        return await page("Enter the code.", 422)
     try:
         account = await sessions.second_step(ticket, code)
     except SecondFactorRefused:
-        return steps.second_factor_page(flow, ticket, error=WRONG_CODE, status=401)
-    current = await oidc.live_sso(steps.cookie.read(request))
-    token, sso = await oidc.start_sso(account.user_id, SECOND_FACTOR_LOGIN_AMR, current)
-    response = await steps.after_sign_in(flow, sso, asked_consent="consent" in flow.prompt)
-    steps.cookie.set(response, token)
-    return response
+        return await page(WRONG_CODE, 401)
+    return await steps.signed_in(flow, account.user_id, SECOND_FACTOR_LOGIN_AMR)
+
+
+def _options_refused(status: int, detail: str) -> Response:
+    return problem(status, HTTPStatus(status).phrase, detail, headers=NO_STORE)
+
+
+async def _options_form(
+    request: Request, kit: PageKit, oidc: OidcService, db: DbDep, form: str, fields: frozenset[str]
+) -> tuple[Flow, AuthorizationRequest, dict[str, str]] | Response:
+    """The checked request and form of a passkey options post, or its problem+json refusal
+    (passkeys.js reads the answer: no page, and never a redirect to the client)."""
+    started = await _start(request, kit, oidc, db)
+    if isinstance(started, Response) or not offered(request.app.state.settings):
+        return _options_refused(400, "No passkey sign-in for this request.")
+    steps, flow = started
+    try:
+        values = await kit.read_form(request, form, fields)
+    except PageError as exc:
+        return _options_refused(exc.status, exc.message)
+    return steps, flow, values
+
+
+@router.post("/authorize/passkey/options", include_in_schema=False)
+async def passkey_options(
+    request: Request, db: DbDep, oidc: OidcServiceDep, kit: PageKitDep, passkeys: PasskeysDep
+) -> Response:
+    """passkeys.js on the sign-in page: options for `navigator.credentials.get()` with any
+    discoverable passkey, user verification required (the passkey is the whole sign-in), the
+    challenge bound to this browser and this authorization request."""
+    checked = await _options_form(request, kit, oidc, db, SIGN_IN_FORM, frozenset())
+    if isinstance(checked, Response):
+        return checked
+    steps, flow, _ = checked
+    options = await passkeys.authentication_options(
+        None, binding=steps.binding(flow), verify_user=True
+    )
+    return JSONResponse(options.model_dump(), headers=NO_STORE)
+
+
+@router.post("/authorize/mfa/options", include_in_schema=False)
+async def second_factor_options(
+    request: Request,
+    db: DbDep,
+    oidc: OidcServiceDep,
+    kit: PageKitDep,
+    sessions: SessionServiceDep,
+    passkeys: PasskeysDep,
+) -> Response:
+    """passkeys.js on the second-factor page: options for the passkeys of the ticket's account
+    (nothing of the ticket spent), the challenge bound as on the sign-in page."""
+    checked = await _options_form(
+        request, kit, oidc, db, SECOND_FACTOR_FORM, frozenset({"mfa_token"})
+    )
+    if isinstance(checked, Response):
+        return checked
+    steps, flow, values = checked
+    ticket = values.get("mfa_token", "")
+    user_id = await sessions.second_factors.ticket_user(ticket) if ticket else None
+    if user_id is None or len(ticket) > MAX_TICKET_LENGTH:
+        return _options_refused(401, "The sign-in has expired: start again.")
+    options = await passkeys.authentication_options(user_id, binding=steps.binding(flow))
+    return JSONResponse(options.model_dump(), headers=NO_STORE)
+
+
+@router.post("/authorize/passkey", include_in_schema=False)
+async def passkey_sign_in(
+    request: Request,
+    db: DbDep,
+    oidc: OidcServiceDep,
+    kit: PageKitDep,
+    sessions: SessionServiceDep,
+    passkeys: PasskeysDep,
+) -> Response:
+    """The sign-in page's passkey form: a discoverable passkey's answer, with its user
+    verified, signs its account in without a password. A refused answer still spends its
+    challenge (committed with the page)."""
+    started = await _start(request, kit, oidc, db)
+    if isinstance(started, Response):
+        return started
+    steps, flow = started
+    try:
+        values = await kit.read_form(request, SIGN_IN_FORM, PASSKEY_FIELDS)
+    except PageError as exc:
+        return steps.sign_in_page(flow, error=exc.message, status=exc.status)
+    if not offered(request.app.state.settings):
+        return steps.sign_in_page(flow, error=PASSKEY_REFUSED, status=400)
+    try:
+        signed = await passkeys.verify_assertion(
+            read_credential(values.get("credential", "")),
+            binding=steps.binding(flow),
+            verify_user=True,
+        )
+        account = await sessions.passkey_account(signed.user_id)
+    except (PasskeyRefused, Unauthorized):
+        return steps.sign_in_page(flow, error=PASSKEY_REFUSED, status=401)
+    except EmailNotVerified as exc:
+        return steps.sign_in_page(flow, error=str(exc.detail), status=403)
+    except ServiceUnavailable:
+        return steps.sign_in_page(
+            flow, error="Signing in is not possible right now; try again shortly.", status=503
+        )
+    return await steps.signed_in(flow, account.user_id, sign_in_amr(signed, after_password=False))
 
 
 @router.post("/authorize/consent", include_in_schema=False)

@@ -21,6 +21,7 @@ from __future__ import annotations
 import base64
 import binascii
 import hashlib
+import ipaddress
 import json
 import logging
 import secrets
@@ -73,14 +74,46 @@ def relying_party(settings: AuthSettings) -> tuple[str, str]:
     return rp_id, origin
 
 
+def offered(settings: AuthSettings) -> bool:
+    """Whether browsers can use passkeys here at all: a relying party id is a domain, never an
+    IP address (WebAuthn §5.1.4.1), so an ISSUER like http://127.0.0.1:8000 without
+    WEBAUTHN_RP_ID offers none, and its pages stay without script."""
+    rp_id, _ = relying_party(settings)
+    try:
+        ipaddress.ip_address(rp_id.strip("[]"))
+    except ValueError:
+        return True
+    return False
+
+
+# A passkey's answer (`PublicKeyCredential.toJSON()`) is about a kilobyte; far less than this.
+MAX_CREDENTIAL_LENGTH = 8 * 1024
+
+
+def read_credential(text: str) -> dict[str, Any]:
+    """The `credential` field of a sign-in page's passkey form: one JSON object."""
+    if not text or len(text) > MAX_CREDENTIAL_LENGTH:
+        raise PasskeyRefused("The passkey's answer is missing or too long.")
+    try:
+        credential = json.loads(text)
+    except ValueError:
+        raise PasskeyRefused("The passkey's answer is not JSON.") from None
+    if not isinstance(credential, dict):
+        raise PasskeyRefused("The passkey's answer is not a JSON object.")
+    return credential
+
+
 REGISTRATION = "register"
 SIGN_IN = "sign-in"
 
 
-def challenge_hash(purpose: str, challenge: bytes) -> str:
+def challenge_hash(purpose: str, challenge: bytes, binding: str = "") -> str:
     """What is stored of a challenge: its SHA-256 under its purpose, so that a registration's
-    challenge is unknown to a sign-in and the other way round."""
-    return hashlib.sha256(purpose.encode() + b":" + challenge).hexdigest()
+    challenge is unknown to a sign-in and the other way round, and under what it is bound to
+    (`binding`: the hosted sign-in page binds it to its browser and authorization request), so
+    that it is unknown to any other."""
+    bound = hashlib.sha256(binding.encode()).digest() + b":" if binding else b""
+    return hashlib.sha256(purpose.encode() + b":" + bound + challenge).hexdigest()
 
 
 def _b64url(value: str) -> bytes:
@@ -105,6 +138,23 @@ class PasskeySignIn:
     user_id: str
     passkey_id: str
     amr: tuple[str, ...]
+    # The authenticator verified its user (WebAuthn's UV flag: a PIN or a biometric).
+    user_verified: bool = False
+
+
+def sign_in_amr(signed: PasskeySignIn, *, after_password: bool) -> tuple[str, ...]:
+    """The RFC 8176 methods of a sign-in with a passkey: `pwd` when a password came first; the
+    passkey's `hwk` (device-bound) or `swk` (synced); `user` when the authenticator verified its
+    user (WebAuthn's UV flag: a PIN or a biometric, and it does not say which, so neither `pin`
+    nor `fpt` would be true); `mfa` when two factors were proved (the password and the passkey,
+    or the passkey and the user its authenticator verified)."""
+    methods = ["pwd"] if after_password else []
+    methods += signed.amr
+    if signed.user_verified:
+        methods.append("user")
+    if after_password or signed.user_verified:
+        methods.append("mfa")
+    return tuple(methods)
 
 
 def _user_handle(credential: dict[str, Any]) -> str | None:
@@ -221,9 +271,13 @@ class Passkeys:
         )
         return to_read(passkey)
 
-    async def authentication_options(self, user_id: str | None = None) -> PasskeyOptions:
+    async def authentication_options(
+        self, user_id: str | None = None, *, binding: str = "", verify_user: bool = False
+    ) -> PasskeyOptions:
         """Options for `navigator.credentials.get()`: for `user_id`'s passkeys (a second
-        factor), or, with None, for any discoverable passkey (a sign-in without a password)."""
+        factor), or, with None, for any discoverable passkey (a sign-in without a password).
+        The challenge is only good with the same `binding`; `verify_user` asks the
+        authenticator for user verification (required, not preferred)."""
         rp_id, _ = relying_party(self.settings)
         allowed = await repository.passkeys_of(self.db, user_id) if user_id is not None else []
         challenge = secrets.token_bytes(CHALLENGE_BYTES)
@@ -234,13 +288,17 @@ class Passkeys:
             allow_credentials=[
                 PublicKeyCredentialDescriptor(id=passkey.credential_id) for passkey in allowed
             ],
-            user_verification=UserVerificationRequirement.PREFERRED,
+            user_verification=(
+                UserVerificationRequirement.REQUIRED
+                if verify_user
+                else UserVerificationRequirement.PREFERRED
+            ),
         )
         now = self.clock()
         await repository.add_challenge(
             self.db,
             PasskeyChallenge(
-                challenge_hash=challenge_hash(SIGN_IN, challenge),
+                challenge_hash=challenge_hash(SIGN_IN, challenge, binding),
                 user_id=user_id if user_id is not None else ANY_ACCOUNT,
                 expires_at=now + CHALLENGE_LIFETIME,
             ),
@@ -249,17 +307,23 @@ class Passkeys:
         return PasskeyOptions(publicKey=json.loads(options_to_json(options)))
 
     async def verify_assertion(
-        self, credential: dict[str, Any], user_id: str | None = None
+        self,
+        credential: dict[str, Any],
+        user_id: str | None = None,
+        *,
+        binding: str = "",
+        verify_user: bool = False,
     ) -> PasskeySignIn:
         """Check and spend a `navigator.credentials.get()` answer to `authentication_options`
-        (the same `user_id`): the challenge works once, the passkey must be registered (to
-        `user_id`, or, without one, to the account its user handle names) and sign the
-        challenge, and its sign count moves on. Raises `PasskeyRefused`."""
+        (the same `user_id` and `binding`): the challenge works once, the passkey must be
+        registered (to `user_id`, or, without one, to the account its user handle names) and
+        sign the challenge, its sign count moves on, and with `verify_user` the authenticator
+        must have verified its user. Raises `PasskeyRefused`."""
         challenge = challenge_of(credential)
         now = self.clock()
         owner = user_id if user_id is not None else ANY_ACCOUNT
         if not await repository.take_challenge(
-            self.db, challenge_hash(SIGN_IN, challenge), owner, now
+            self.db, challenge_hash(SIGN_IN, challenge, binding), owner, now
         ):
             raise PasskeyRefused("The sign-in challenge is unknown, used or expired.")
         try:
@@ -284,6 +348,7 @@ class Passkeys:
                 expected_origin=origin,
                 credential_public_key=passkey.public_key,
                 credential_current_sign_count=passkey.sign_count,
+                require_user_verification=verify_user,
             )
         except (WebAuthnException, KeyError, TypeError, ValueError) as exc:
             audit(
@@ -296,7 +361,10 @@ class Passkeys:
         await repository.record_use(self.db, passkey.id, verified.new_sign_count, now)
         method = "swk" if verified.credential_backed_up else "hwk"
         audit("passkey.used", user_id=passkey.user_id, client_ip=self.client_ip, amr=method)
-        return PasskeySignIn(passkey.user_id, passkey.id, (method,))
+        return PasskeySignIn(passkey.user_id, passkey.id, (method,), verified.user_verified)
+
+    async def has_passkeys(self, user_id: str) -> bool:
+        return bool(await repository.passkeys_of(self.db, user_id))
 
     async def list_passkeys(self, user_id: str) -> list[PasskeyRead]:
         return [to_read(passkey) for passkey in await repository.passkeys_of(self.db, user_id)]

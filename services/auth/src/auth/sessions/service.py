@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 import uuid
-from collections.abc import Awaitable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from functools import cached_property
@@ -22,7 +22,7 @@ from auth.clock import Clock, epoch
 from auth.mfa.crypto import SecretBox
 from auth.mfa.exceptions import MfaRequired, SecondFactorRefused
 from auth.mfa.schemas import SECOND_FACTOR_METHODS
-from auth.mfa.service import SecondFactors
+from auth.mfa.service import RedeemedTicket, SecondFactors
 from auth.revocation import repository as revocation_repository
 from auth.sessions import repository
 from auth.sessions.exceptions import (
@@ -224,10 +224,43 @@ class SessionService:
             account.user_id, account.roles, account.permissions, SECOND_FACTOR_LOGIN_AMR
         )
 
+    async def passkey_account(self, user_id: str) -> UserAuthorization:
+        """The account a verified passkey signs in without a password, while it still may: as
+        `authenticate` after the password, active and, with REQUIRE_VERIFIED_EMAIL, verified.
+        The password lockout (§10) does not hold it back: it counts guessed passwords, and a
+        passkey is no password (it is the owner's way in while someone guesses)."""
+        try:
+            account = await self.users.authorization(user_id)
+        except UnknownUser:
+            account = None
+        if account is None or not account.is_active:
+            audit("login.failed", user_id=user_id, client_ip=self.client_ip, reason="inactive")
+            raise Unauthorized("This passkey cannot sign in.")
+        if self.settings.require_verified_email and not account.email_verified:
+            audit(
+                "login.failed",
+                user_id=user_id,
+                client_ip=self.client_ip,
+                reason="email_not_verified",
+            )
+            raise EmailNotVerified(EMAIL_NOT_VERIFIED)
+        return account
+
     async def second_step(self, mfa_token: str, code: str) -> UserAuthorization:
         """The account a ticket stands for, once its code is right and the account still may
         sign in: the second step of the login endpoint and of the hosted sign-in page alike."""
-        ticket = await self.second_factors.redeem_ticket(mfa_token, code)
+        return await self._ticket_account(await self.second_factors.redeem_ticket(mfa_token, code))
+
+    async def second_step_with(
+        self, mfa_token: str, check: Callable[[str], Awaitable[str | None]]
+    ) -> UserAuthorization:
+        """`second_step` with another second factor (the sign-in page's passkey): `check` as
+        `SecondFactors.redeem_ticket_with` takes it."""
+        return await self._ticket_account(
+            await self.second_factors.redeem_ticket_with(mfa_token, check)
+        )
+
+    async def _ticket_account(self, ticket: RedeemedTicket) -> UserAuthorization:
         try:
             account = await self.users.authorization(ticket.user_id)
         except UnknownUser:
