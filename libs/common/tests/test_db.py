@@ -171,17 +171,21 @@ async def backend_pid(db: AsyncSession) -> int:
 
 async def connection_state(engine: AsyncEngine, db: AsyncSession) -> str:
     """What PostgreSQL says `db`'s connection is doing, asked over another connection."""
-    pid = await backend_pid(db)
-    async with engine.connect() as other:
-        state = await other.execute(
-            text("SELECT state FROM pg_stat_activity WHERE pid = :pid"), {"pid": pid}
-        )
-        return str(state.scalar_one())
+    return await backend_state(engine, await backend_pid(db))
 
 
 async def terminate(engine: AsyncEngine, pid: int) -> None:
     async with engine.connect() as connection:
         await connection.execute(text("SELECT pg_terminate_backend(:pid)"), {"pid": pid})
+
+
+async def backend_state(engine: AsyncEngine, pid: int) -> str:
+    """What that backend is doing: `idle`, `idle in transaction`, …"""
+    async with engine.connect() as connection:
+        state = await connection.execute(
+            text("SELECT state FROM pg_stat_activity WHERE pid = :pid"), {"pid": pid}
+        )
+        return str(state.scalar_one())
 
 
 async def test_a_connection_the_server_closed_is_replaced_at_checkout(
@@ -292,5 +296,40 @@ async def test_read_route_answers_after_the_database_ended_its_connections(
             answers = [await client.get("/pid") for _ in range(4)]
         assert [a.status_code for a in answers] == [200] * 4
         assert before.isdisjoint(a.json() for a in answers)
+    finally:
+        await database.dispose()
+
+
+PID = select(func.pg_backend_pid().label("pid"))
+
+
+async def test_read_rows_answers_mappings_outside_any_transaction(
+    database: Database, sample_engine: AsyncEngine
+) -> None:
+    """The driver's rows by column name, the ORM's values; the connection left idle (no BEGIN)."""
+    async with database.sessionmaker() as db:
+        db.add(Item(name="read-raw"))
+        await db.commit()
+    statement = select(Item.name, func.now().label("at")).where(Item.name == "read-raw")
+    rows = await database.read_rows(statement, {"name_1": "read-raw"})
+    assert [row["name"] for row in rows] == ["read-raw"]
+    assert rows[0]["at"].utcoffset() == timedelta(0)
+    pid = (await database.read_rows(PID, {}))[0]["pid"]
+    assert await backend_state(sample_engine, pid) == "idle"
+
+
+async def test_read_rows_on_a_dead_connection_runs_once_more_on_a_new_one(
+    sample_database_url: str, sample_engine: AsyncEngine
+) -> None:
+    """As a session's first statement (the checkout check off): the dead connection is thrown
+    away and the read runs on a new one."""
+    database = Database(sample_database_url, pool_size=1, max_overflow=0)
+    event.remove(database.engine.sync_engine.pool, "checkout", _replace_closed)
+    try:
+        first = (await database.read_rows(PID, {}))[0]["pid"]
+        await terminate(sample_engine, first)
+        second = (await database.read_rows(PID, {}))[0]["pid"]
+        assert second != first
+        assert (await database.read_rows(PID, {}))[0]["pid"] == second
     finally:
         await database.dispose()

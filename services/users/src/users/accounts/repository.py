@@ -7,6 +7,7 @@ from collections.abc import AsyncIterator
 from datetime import datetime
 from typing import Any
 
+from common.db import Database
 from common.identity import canonical_name
 from sqlalchemy import Select, and_, bindparam, func, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -50,23 +51,24 @@ PROFILE = (
 )
 
 
-async def profile(db: AsyncSession, user_id: uuid.UUID) -> dict[str, Any] | None:
-    """The `UserRead` fields of one user in one indexed query, without the ORM (the hot
-    `GET /users/me`): the primary key lookup joined with the user's role names."""
-    rows = (await db.execute(PROFILE, {"user_id": user_id})).all()
+async def profile(database: Database, user_id: uuid.UUID) -> dict[str, Any] | None:
+    """The `UserRead` fields of one user in one indexed query, without the ORM or a session (the
+    hot `GET /users/me`, `Database.read_rows`): the primary key lookup joined with the user's
+    role names."""
+    rows = await database.read_rows(PROFILE, {"user_id": user_id})
     if not rows:
         return None
     first = rows[0]
     return {
-        "id": first.id,
-        "email": first.email,
-        "username": first.username,
-        "full_name": first.full_name,
-        "is_active": first.is_active,
-        "email_verified": first.email_verified,
-        "pending_email": first.pending_email,
-        "created_at": first.created_at,
-        "roles": [row.role_name for row in rows if row.role_name is not None],
+        "id": first["id"],
+        "email": first["email"],
+        "username": first["username"],
+        "full_name": first["full_name"],
+        "is_active": first["is_active"],
+        "email_verified": first["email_verified"],
+        "pending_email": first["pending_email"],
+        "created_at": first["created_at"],
+        "roles": [row["role_name"] for row in rows if row["role_name"] is not None],
     }
 
 

@@ -6,7 +6,7 @@ import uuid
 from datetime import UTC, datetime, timedelta
 from typing import Annotated
 
-from common.db import DbDep, ReadDbDep
+from common.db import DatabaseDep, DbDep, ReadDbDep
 from common.errors import Unauthorized, problem_responses
 from common.security import (
     CurrentPrincipal,
@@ -61,9 +61,9 @@ async def register(
 
 
 @router.get("/me", response_model=UserRead, responses=problem_responses(401))
-async def read_me(principal: CurrentPrincipal, db: ReadDbDep) -> UserRead:
-    """Your own account (the hottest route: one indexed query, no ORM objects)."""
-    fields = await repository.profile(db, principal.user_id)
+async def read_me(principal: CurrentPrincipal, database: DatabaseDep) -> UserRead:
+    """Your own account (the hottest route: one indexed query, no ORM objects, no session)."""
+    fields = await repository.profile(database, principal.user_id)
     if fields is None or not fields["is_active"]:
         raise Unauthorized("This account no longer exists or is deactivated.", token_presented=True)
     return UserRead.model_construct(**fields)
