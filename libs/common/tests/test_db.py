@@ -23,6 +23,7 @@ from common.db import (
 )
 from common.errors import Conflict
 from common.settings import ServiceSettings
+from common.state import keep_state
 from sqlalchemy import Column, Integer, Table, event, func, insert, select, text
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
@@ -34,7 +35,7 @@ def build_app(
     database: Database, announced: list[tuple[str, int]] | None = None
 ) -> httpx.AsyncClient:
     app = create_service_app("sample", ServiceSettings())
-    app.state.db = database
+    keep_state(app, None, database=database)
 
     @app.post("/items/{name}", status_code=201)
     async def add(name: str, db: DbDep) -> dict[str, str]:
@@ -281,7 +282,7 @@ async def test_read_route_answers_after_the_database_ended_its_connections(
     """Every pooled connection terminated (as a Postgres restart does): the next requests answer."""
     database = Database(sample_database_url, pool_size=2, max_overflow=0)
     app = create_service_app("sample", ServiceSettings())
-    app.state.db = database
+    keep_state(app, None, database=database)
 
     @app.get("/pid")
     async def pid(db: ReadDbDep) -> int:

@@ -8,6 +8,7 @@ import pytest
 from common.app import create_service_app
 from common.health import readiness
 from common.settings import ServiceSettings
+from common.state import runtime_of
 
 
 async def ok() -> None:
@@ -69,5 +70,5 @@ async def test_service_app_serves_health_ready_and_metrics() -> None:
         assert (await client.get("/ready")).status_code == 200
         metrics = await client.get("/metrics")
         assert "gatehouse_http_requests_total" in metrics.text
-        app.state.draining = True
+        runtime_of(app).draining = True
         assert (await client.get("/ready")).status_code == 503

@@ -21,6 +21,7 @@ from common.security import (
     require_recent_authentication,
 )
 from common.settings import ServiceSettings
+from common.state import keep_state
 from common.testing import AUDIENCE, ISSUER, TokenFactory
 from common.tokens import JwksCache, TokenVerifier
 from fastapi import Depends, FastAPI, Request
@@ -32,9 +33,8 @@ NO_MFA = 'Bearer error="insufficient_user_authentication", acr_values="mfa"'
 def build_app(factory: TokenFactory, settings: ServiceSettings) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        app.state.token_verifier = TokenVerifier(
-            JwksCache(factory.fetcher()), issuer=ISSUER, audience=AUDIENCE
-        )
+        verifier = TokenVerifier(JwksCache(factory.fetcher()), issuer=ISSUER, audience=AUDIENCE)
+        keep_state(app, None, token_verifier=verifier)
         yield
 
     app = create_service_app("sample", settings, lifespan=lifespan)

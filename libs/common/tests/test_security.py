@@ -10,6 +10,7 @@ import pytest
 from common.app import create_service_app
 from common.security import CurrentPrincipal, Principal, require_permission
 from common.settings import ServiceSettings
+from common.state import keep_state
 from common.testing import AUDIENCE, ISSUER, TokenFactory
 from common.tokens import JwksCache, TokenVerifier
 from fastapi import Depends, FastAPI
@@ -18,9 +19,8 @@ from fastapi import Depends, FastAPI
 def build_app(factory: TokenFactory) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        app.state.token_verifier = TokenVerifier(
-            JwksCache(factory.fetcher()), issuer=ISSUER, audience=AUDIENCE
-        )
+        verifier = TokenVerifier(JwksCache(factory.fetcher()), issuer=ISSUER, audience=AUDIENCE)
+        keep_state(app, None, token_verifier=verifier)
         yield
 
     app = create_service_app("sample", ServiceSettings(), lifespan=lifespan)

@@ -12,6 +12,7 @@ from common.broker import ACCOUNT_SESSIONS, CONSUMER_QUEUES, PermanentFailure
 from common.events import Envelope
 from common.inprocess_broker import InProcessBroker
 from common.revocation import is_revoked
+from common.state import runtime_of
 
 from .support import AuthHarness, claims_of, handle, introspect_as_gateway, running_auth
 from .users_double import Account
@@ -101,7 +102,7 @@ async def test_events_arrive_through_the_broker(database_url: str) -> None:
             await asyncio.sleep(0.02)
         assert (await auth.refresh(pair["refresh_token"])).status_code == 401
         assert broker.dead_letters(ACCOUNT_SESSIONS.queue) == []
-        assert "broker" in auth.app.state.degradable_checks
+        assert "broker" in runtime_of(auth.app).degradable_checks
 
 
 async def test_audit_log_records_security_events(

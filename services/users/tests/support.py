@@ -4,6 +4,7 @@ tokens, an in-process broker, the outbox rows read back from the database)."""
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import time
 import uuid
 from dataclasses import dataclass, field
@@ -14,11 +15,13 @@ import httpx
 from common.db import Database
 from common.events import SECRET_EVENT_TYPES, Envelope
 from common.inprocess_broker import InProcessBroker
+from common.state import keep_state, service_state
 from common.testing import AUDIENCE, ISSUER, MovableClock, TokenFactory
 from fastapi import FastAPI
 from sqlalchemy import select, text
 from users.models import OutboxEvent
 from users.settings import UsersSettings
+from users.state import UsersState
 
 from .auth_double import AuthDouble
 
@@ -54,6 +57,15 @@ class UsersHarness:
     broker: InProcessBroker
     auth: AuthDouble
     clock: MovableClock = field(default_factory=MovableClock)
+
+    @property
+    def state(self) -> UsersState:
+        """What the running app's lifespan built."""
+        return service_state(self.app, UsersState)
+
+    def replace_state(self, **pieces: Any) -> None:
+        """The running app goes on with `pieces` in its state (a test's own hasher or policy)."""
+        keep_state(self.app, dataclasses.replace(self.state, **pieces))
 
     async def register(self, **overrides: str) -> dict[str, Any]:
         tag = uuid.uuid4().hex[:10]

@@ -242,7 +242,7 @@ async def test_two_admins_removing_each_other_at_once_leave_one(users: UsersHarn
                     user = await repository.by_id(db, uuid.UUID(target["id"]), lock=True)
                     assert user is not None
                     await both_locked.wait()
-                    state = users.app.state
+                    state = users.state
                     accounts = Accounts(db, state.hasher, state.auth_sessions)
                     if how == "roles":
                         await accounts.set_roles(user, ["user"])

@@ -132,7 +132,7 @@ async def test_a_reset_link_is_not_a_verification_link_nor_the_other_way(
     verification = await links.token_for(user["email"])
     forgot = await users.client.post("/api/v1/users/password/forgot", json={"email": user["email"]})
     assert forgot.status_code == 202
-    await users.app.state.reset_links.drain()
+    await users.state.reset_links.drain()
     reset = await links.token_for(user["email"], "user.password_reset_requested")
     assert await verify(users, reset) == 400
     refused = await users.client.post(
@@ -154,7 +154,7 @@ async def test_a_reset_verifies_the_address(users: UsersHarness, links: LinkEven
     user = await users.register()
     await links.token_for(user["email"])
     await users.client.post("/api/v1/users/password/forgot", json={"email": user["email"]})
-    await users.app.state.reset_links.drain()
+    await users.state.reset_links.drain()
     reset = await links.token_for(user["email"], "user.password_reset_requested")
     assert (await me(users, user))["email_verified"] is False
     done = await users.client.post(

@@ -35,7 +35,7 @@ async def test_registration_event_carries_what_the_notifier_needs(users: UsersHa
 
 async def test_a_failed_transaction_leaves_no_event(users: UsersHarness) -> None:
     existing = await users.register()
-    hasher = users.app.state.hasher
+    hasher = users.state.hasher
     data = UserCreate(
         email=f"x{uuid.uuid4().hex[:6]}@example.org",
         username=f"u{uuid.uuid4().hex[:6]}",

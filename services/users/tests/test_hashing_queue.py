@@ -72,7 +72,7 @@ async def test_a_full_queue_answers_503_at_once_and_logins_pass_queued_registrat
 ) -> None:
     existing = await users.register()
     hasher = GatedHasher(TEST_ROUNDS, 2, queue_size=2, max_wait=30)
-    users.app.state.hasher = hasher
+    users.replace_state(hasher=hasher)
     try:
         # Two registrations hold both workers, two more fill the registrations' queue.
         held = [
@@ -111,7 +111,7 @@ async def test_a_caller_that_waited_too_long_is_dropped_before_its_hash(
 ) -> None:
     existing = await users.register()
     hasher = GatedHasher(TEST_ROUNDS, 1, queue_size=4, max_wait=0.2)
-    users.app.state.hasher = hasher
+    users.replace_state(hasher=hasher)
     body = {"login": existing["username"], "password": PASSWORD}
     headers = users.service_bearer("credentials:verify")
     try:

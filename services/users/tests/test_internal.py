@@ -145,7 +145,7 @@ async def test_authorization_tells_when_the_password_last_changed(users: UsersHa
     (event,) = [row for row in events if row.event_type == "user.password_changed"]
     assert datetime.fromisoformat(event.payload["occurred_at"]) == changed_at
     # A login's rehash is not a credential change.
-    users.app.state.hasher.rounds = TEST_ROUNDS + 1
+    users.state.hasher.rounds = TEST_ROUNDS + 1
     verified = await users.client.post(
         VERIFY,
         json={"login": user["username"], "password": "another long passphrase 9"},
@@ -156,7 +156,7 @@ async def test_authorization_tells_when_the_password_last_changed(users: UsersHa
 
 async def test_login_rehashes_when_the_cost_rose(users: UsersHarness) -> None:
     user = await users.register()
-    users.app.state.hasher.rounds = TEST_ROUNDS + 1  # the operator raised BCRYPT_ROUNDS
+    users.state.hasher.rounds = TEST_ROUNDS + 1  # the operator raised BCRYPT_ROUNDS
     response = await users.client.post(
         VERIFY,
         json={"login": user["username"], "password": PASSWORD},
@@ -175,11 +175,11 @@ async def test_unknown_user_and_wrong_password_take_the_same_time(users: UsersHa
     far more than the sign test's 2 ms floor, so a failure that skipped it would show. Pairs back
     to back, a sign test (common.testing says why: a fixed tolerance on two medians failed under
     load)."""
-    users.app.state.hasher = PasswordHasher(10, 2)
+    users.replace_state(hasher=PasswordHasher(10, 2))
     # Twenty wrong passwords must not lock the account (a locked refusal is timed alike too, but
     # that is test_lockout's to show).
-    policy = users.app.state.lockout
-    users.app.state.lockout = LockoutPolicy(1000, policy.clock, policy.reset_link_ttl)
+    policy = users.state.lockout
+    users.replace_state(lockout=LockoutPolicy(1000, policy.clock, policy.reset_link_ttl))
     user = await users.register()
     headers = users.service_bearer("credentials:verify")
 

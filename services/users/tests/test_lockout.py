@@ -189,8 +189,8 @@ async def test_concurrent_failures_lock_once(users: UsersHarness, notices: Notic
     and every answer is the same 401."""
     user = await users.register()
     # Room for every check at once (the default queue would answer some with 503).
-    previous = users.app.state.hasher
-    users.app.state.hasher = PasswordHasher(previous.rounds, 4, queue_size=32)
+    previous = users.state.hasher
+    users.replace_state(hasher=PasswordHasher(previous.rounds, 4, queue_size=32))
     previous.close()
     answers = await asyncio.gather(*(check(users, user["username"], WRONG) for _ in range(25)))
     assert {response.status_code for response in answers} == {401}
@@ -249,7 +249,7 @@ async def test_a_forgot_password_link_ends_the_lock_too(
     await fail(users, user["username"], 10)
     forgot = await users.client.post("/api/v1/users/password/forgot", json={"email": user["email"]})
     assert forgot.status_code == 202
-    await users.app.state.reset_links.drain()
+    await users.state.reset_links.drain()
     await notices.of(users, user["id"], 1)  # the lockout's
     for _ in range(250):
         requested = [
@@ -296,7 +296,7 @@ async def test_deactivated_and_unknown_accounts_are_not_counted(
 
 
 async def test_lockout_threshold_is_a_setting(users: UsersHarness) -> None:
-    users.app.state.lockout = type(users.app.state.lockout)(3, users.clock, timedelta(minutes=30))
+    users.replace_state(lockout=type(users.state.lockout)(3, users.clock, timedelta(minutes=30)))
     user = await users.register()
     await fail(users, user["username"], 3)
     assert (await check(users, user["username"], PASSWORD)).status_code == 401
@@ -313,8 +313,8 @@ async def test_a_locked_refusal_takes_as_long_as_a_wrong_password(users: UsersHa
     locked, open_account = await users.register(), await users.register()
     await fail(users, locked["username"], 10)
     # The open account's sixty failures must not lock it too (the lock above lasts a minute).
-    policy = users.app.state.lockout
-    users.app.state.lockout = LockoutPolicy(1000, policy.clock, policy.reset_link_ttl)
+    policy = users.state.lockout
+    users.replace_state(lockout=LockoutPolicy(1000, policy.clock, policy.reset_link_ttl))
 
     async def seconds(login: str, password: str) -> float:
         started = time.perf_counter()

@@ -36,7 +36,7 @@ def assert_page(response: httpx.Response, status: int) -> None:
 
 async def reset_token(users: UsersHarness, links: LinkEvents, user: dict[str, Any]) -> str:
     await users.client.post("/api/v1/users/password/forgot", json={"email": user["email"]})
-    await users.app.state.reset_links.drain()
+    await users.state.reset_links.drain()
     return await links.token_for(user["email"], "user.password_reset_requested")
 
 

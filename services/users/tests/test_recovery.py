@@ -34,7 +34,7 @@ class Mailbox:
     async def token_for(self, users: UsersHarness, email: str) -> str:
         response = await users.client.post(FORGOT, json={"email": email})
         assert response.status_code == 202, response.text
-        await users.app.state.reset_links.drain()
+        await users.state.reset_links.drain()
         for _ in range(200):
             found = [e for e in self.events if e.data["email"].lower() == email.lower()]
             if found:
@@ -104,7 +104,7 @@ async def test_forgot_answers_the_same_for_unknown_and_deactivated_addresses(
     for email in (known["email"], "nobody.here@example.org", gone["email"]):
         response = await users.client.post(FORGOT, json={"email": email})
         answers.append((response.status_code, response.content))
-    await users.app.state.reset_links.drain()
+    await users.state.reset_links.drain()
     assert answers[0][0] == 202
     assert answers[0] == answers[1] == answers[2]
     await asyncio.sleep(0.3)
@@ -121,7 +121,7 @@ async def test_forgot_takes_the_same_time_for_known_and_unknown_addresses(
         response = await users.client.post(FORGOT, json={"email": email})
         elapsed = time.perf_counter() - started
         assert response.status_code == 202
-        await users.app.state.reset_links.drain()  # each request's work done before the next
+        await users.state.reset_links.drain()  # each request's work done before the next
         return elapsed
 
     # Back to back, so the machine's load lands on both of a pair (common.testing says why a

@@ -25,6 +25,7 @@ from common.health import health_endpoint, ready_endpoint
 from common.logs import RequestIdMiddleware
 from common.metrics import MetricsMiddleware, metrics_endpoint
 from common.settings import ServiceSettings
+from common.state import install_runtime
 from common.tracing import add_tracing
 
 FASTAPI_VALIDATION_SCHEMAS = ("HTTPValidationError", "ValidationError")
@@ -85,10 +86,7 @@ def create_service_app(
         openapi_url="/openapi.json" if docs else None,
         telemetry=telemetry or NO_FRAMEWORK_TELEMETRY,
     )
-    app.state.settings = settings
-    app.state.draining = False
-    app.state.readiness_checks = {}
-    app.state.degradable_checks = {}
+    install_runtime(app, settings)
     install_error_handlers(app)
     for router in routers:
         app.include_router(router)

@@ -1,10 +1,10 @@
 """Async database access: one engine per service, one transaction per request.
 
-`Database` is built in the service's lifespan and kept on `app.state.db`. The request dependency
-`get_db` (`DbDep`) owns the transaction: it commits when the endpoint returns and rolls back when
-it raises, before the response is sent (`scope="function"`), so a client never sees a success that
-was not committed. Services and repositories only `flush()`. "db" is always this database
-session; "session" is a login session.
+`Database` is built in the service's lifespan and kept with `common.state.keep_state`. The
+request dependency `get_db` (`DbDep`) owns the transaction: it commits when the endpoint returns
+and rolls back when it raises, before the response is sent (`scope="function"`), so a client never
+sees a success that was not committed. Services and repositories only `flush()`. "db" is always
+this database session; "session" is a login session.
 
 One refusal is a decision that must outlive the request: a reused refresh token revokes its whole
 session, and only then is the client told no. The endpoint raises `CommitThenAnswer(error)`:
@@ -48,6 +48,8 @@ from sqlalchemy.ext.asyncio import (
 from sqlalchemy.orm import DeclarativeBase, Session
 from sqlalchemy.types import TypeDecorator
 from sqlalchemy.util import greenlet_spawn
+
+from common.state import required, runtime_of
 
 logger = logging.getLogger("gatehouse.db")
 AFTER_COMMIT = "gatehouse.after_commit"
@@ -249,7 +251,7 @@ class CommitThenAnswer(Exception):
 
 
 async def get_db(request: Request) -> AsyncIterator[AsyncSession]:
-    database: Database = request.app.state.db
+    database = required(runtime_of(request.app).database, "database")
     async with database.sessionmaker() as db:
         try:
             yield db
@@ -273,7 +275,7 @@ async def get_read_db(request: Request) -> AsyncIterator[AsyncSession]:
     """A database session for a route that only reads, outside any transaction: each statement
     sees what was committed when it ran, so a route reading with one statement (or not needing
     one snapshot across several) answers as in a transaction, without its BEGIN and COMMIT."""
-    database: Database = request.app.state.db
+    database = required(runtime_of(request.app).database, "database")
     async with database.read_sessionmaker() as db:
         yield db
 
@@ -283,8 +285,7 @@ ReadDbDep = Annotated[AsyncSession, Depends(get_read_db, scope="function")]
 
 def get_database(request: Request) -> Database:
     """The database itself, for a route whose one read is `Database.read_rows`."""
-    database: Database = request.app.state.db
-    return database
+    return required(runtime_of(request.app).database, "database")
 
 
 DatabaseDep = Annotated[Database, Depends(get_database)]

@@ -20,6 +20,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
 from common.errors import problem
+from common.state import runtime_of
 
 ReadinessCheck = Callable[[], Awaitable[object]]
 CHECK_TIMEOUT_SECONDS = 2.0
@@ -63,7 +64,5 @@ async def readiness(
 
 
 async def ready_endpoint(request: Request) -> Response:
-    state = request.app.state
-    checks: Mapping[str, ReadinessCheck] = getattr(state, "readiness_checks", {})
-    degradable: Mapping[str, ReadinessCheck] = getattr(state, "degradable_checks", {})
-    return await readiness(checks, getattr(state, "draining", False), degradable)
+    runtime = runtime_of(request.app)
+    return await readiness(runtime.readiness_checks, runtime.draining, runtime.degradable_checks)

@@ -2,7 +2,7 @@
 `require_recent_authentication` dependencies.
 
 Every service verifies the bearer token itself (the gateway's check is not trusted): the verifier
-lives on `app.state.token_verifier`, built in the lifespan. Identity headers are never read.
+is built in the lifespan and kept with `common.state.keep_state`. Identity headers are never read.
 
 Recent authentication (RFC 9470, API.md §9): a sensitive operation needs a login (`auth_time`) no
 older than `STEP_UP_MAX_AGE`, else a 401 `insufficient_user_authentication` challenge carrying
@@ -22,11 +22,10 @@ from fastapi import Depends, Request
 from fastapi.security import OAuth2PasswordBearer
 
 from common.errors import Forbidden, InsufficientUserAuthentication, Unauthorized
-from common.settings import ServiceSettings
+from common.state import required, runtime_of
 from common.tokens import AccessClaims, InvalidToken, JwksUnavailable, TokenVerifier
 
 LOGIN_PATH = "/api/v1/auth/login"
-DEFAULT_STEP_UP_MAX_AGE = 300
 # RFC 8176 `amr` values that prove a second factor.
 SECOND_FACTORS = frozenset({"otp", "hwk", "swk", "mfa"})
 # The permissions that ADMIN_REQUIRES_MFA reserves for tokens with a second factor.
@@ -80,7 +79,8 @@ async def verify_bearer(request: Request, verifier: TokenVerifier) -> AccessClai
 async def current_principal(
     request: Request, _token: Annotated[str | None, Depends(oauth2_scheme)]
 ) -> Principal:
-    claims = await verify_bearer(request, request.app.state.token_verifier)
+    runtime = runtime_of(request.app)
+    claims = await verify_bearer(request, required(runtime.token_verifier, "token verifier"))
     if claims.session_id is None:
         # Service tokens (client_credentials) have no user session and act for no user.
         raise Unauthorized("A user token is required.", token_presented=True)
@@ -89,9 +89,7 @@ async def current_principal(
     except ValueError as exc:
         raise Unauthorized("The token is invalid or expired.", token_presented=True) from exc
     scopes, withheld = claims.scopes, frozenset[str]()
-    settings = _settings(request)
-    mfa_only = settings is not None and settings.admin_requires_mfa
-    if mfa_only and SECOND_FACTORS.isdisjoint(claims.amr):
+    if runtime.settings.admin_requires_mfa and SECOND_FACTORS.isdisjoint(claims.amr):
         withheld = frozenset(s for s in scopes if s.startswith(ADMIN_PERMISSION_PREFIX))
         scopes = scopes - withheld
     return Principal(
@@ -107,11 +105,6 @@ async def current_principal(
 
 
 CurrentPrincipal = Annotated[Principal, Depends(current_principal)]
-
-
-def _settings(request: Request) -> ServiceSettings | None:
-    settings = getattr(request.app.state, "settings", None)
-    return settings if isinstance(settings, ServiceSettings) else None
 
 
 def ensure_permission(principal: Principal, permission: str) -> None:
@@ -142,8 +135,7 @@ def ensure_recent_authentication(
     """Raise the RFC 9470 challenge unless the caller logged in at most `max_age` seconds ago
     (default: the `STEP_UP_MAX_AGE` setting). For routes where only some requests need it."""
     if max_age is None:
-        settings = _settings(request)
-        max_age = settings.step_up_max_age if settings is not None else DEFAULT_STEP_UP_MAX_AGE
+        max_age = runtime_of(request.app).settings.step_up_max_age
     auth_time = principal.auth_time
     if auth_time is None or time.time() - auth_time > max_age:
         raise InsufficientUserAuthentication(
@@ -173,7 +165,8 @@ def require_service_scope(scope: str) -> Callable[[Request], Awaitable[AccessCla
     """For `/internal` routes: a service token for this service's audience carrying `scope`."""
 
     async def dependency(request: Request) -> AccessClaims:
-        claims = await verify_bearer(request, request.app.state.internal_token_verifier)
+        verifier = required(runtime_of(request.app).internal_token_verifier, "service verifier")
+        claims = await verify_bearer(request, verifier)
         if scope not in claims.scopes or claims.session_id is not None:
             raise Forbidden(f"This needs a service token with the '{scope}' scope.")
         return claims

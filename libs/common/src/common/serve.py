@@ -13,6 +13,8 @@ from types import FrameType
 import uvicorn
 from fastapi import FastAPI
 
+from common.state import runtime_of
+
 GRACEFUL_SHUTDOWN_SECONDS = 20
 
 
@@ -22,7 +24,7 @@ class DrainingServer(uvicorn.Server):
         self._app = app
 
     def handle_exit(self, sig: int, frame: FrameType | None) -> None:
-        self._app.state.draining = True
+        runtime_of(self._app).draining = True
         super().handle_exit(sig, frame)
 
 

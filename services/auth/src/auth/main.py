@@ -15,9 +15,11 @@ from common.app import create_service_app
 from common.broker import Broker
 from common.db import Database
 from common.embedded import Embedded, make_broker
+from common.health import ReadinessCheck
 from common.outbox import OutboxRelay
 from common.pages import PageKit, PageScript
 from common.redis import make_redis
+from common.state import keep_state
 from common.tokens import TokenVerifier
 from fastapi import FastAPI
 
@@ -137,16 +139,24 @@ def create_app(
             state.internal_token_verifier = TokenVerifier(
                 jwks, issuer=settings.issuer, audience=SERVICE_NAME, leeway=leeway, cache_size=cache
             )
-            state.readiness_checks = {"database": database.ping}
             # Redis down: logins and refreshes go on; ending sessions (logout, revocation, a
             # reused or expired refresh token, account events) answers 503 until it is back.
-            state.degradable_checks = {"redis": redis.ping}
+            degradable: dict[str, ReadinessCheck] = {"redis": redis.ping}
+            keep_state(
+                app,
+                None,
+                database=database,
+                token_verifier=state.token_verifier,
+                internal_token_verifier=state.internal_token_verifier,
+                readiness_checks={"database": database.ping},
+                degradable_checks=degradable,
+            )
             if events is not None:
                 await events.start()
                 handler = user_event_handler(database, redis, settings, now)
                 await consume_user_events(events, handler)
                 # RabbitMQ down: logins and refreshes go on; account events wait in the queue.
-                state.degradable_checks["broker"] = events.ping
+                degradable["broker"] = events.ping
             if relay is not None:
                 await relay.start()
             maintenance = asyncio.create_task(
@@ -207,6 +217,7 @@ def create_app(
         settings, PAGE_TEMPLATES, stylesheet_path=STYLESHEET_PATH, script=PAGE_SCRIPT
     )
     app.state.page_kit = kit
+    app.state.settings = settings
     app.router.routes.append(kit.stylesheet_route())
     app.router.routes.append(PAGE_SCRIPT.route())
     return app

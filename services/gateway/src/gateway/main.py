@@ -10,6 +10,7 @@ import httpx
 from common.app import create_service_app
 from common.embedded import Embedded
 from common.redis import make_redis
+from common.state import keep_state
 from common.tokens import JwksCache, TokenVerifier, http_jwks_fetcher
 from fastapi import FastAPI, Request
 from fastapi.responses import RedirectResponse
@@ -116,7 +117,7 @@ def create_app(
         app.state.merged_document = MergedDocument(http, upstreams)
         # Redis down: token requests are refused (503) but public routes go on under per-process
         # limits, so the replica stays in the load balancer, reporting Redis as down.
-        app.state.degradable_checks = {"redis": redis.ping}
+        keep_state(app, None, degradable_checks={"redis": redis.ping})
         try:
             yield
         finally:

@@ -18,11 +18,13 @@ from common.broker import (
 )
 from common.db import Database
 from common.embedded import Embedded, make_broker
+from common.state import keep_state
 from fastapi import FastAPI
 
 from notifier.deliveries.service import AccountEmailService
 from notifier.mail.transports import EmlFileTransport, MailTransport, SmtpTransport
 from notifier.settings import NotifierSettings
+from notifier.state import NotifierState
 
 
 def make_transport(settings: NotifierSettings) -> MailTransport:
@@ -66,13 +68,10 @@ def create_app(
         emails = AccountEmailService(
             database.sessionmaker, mail, settings.smtp_from, settings.account_link_base
         )
-        app.state.db = database
-        app.state.broker = events
-        app.state.mail_transport = mail
         checks = {"database": database.ping, "broker": events.ping}
         if settings.smtp_host:
             checks["smtp"] = mail.ping
-        app.state.readiness_checks = checks
+        keep_state(app, NotifierState(database, events, mail, emails), readiness_checks=checks)
         try:
             await events.start()
             await subscribe(events, WELCOME_EMAILS, emails.handle)

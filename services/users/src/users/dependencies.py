@@ -8,37 +8,35 @@ from typing import Annotated
 from common.db import DbDep
 from common.errors import NotFound, Unauthorized
 from common.security import CurrentPrincipal, Principal
-from fastapi import Depends, Request
+from fastapi import Depends
 
 from users.accounts import repository
 from users.credentials.lockout import LockoutPolicy
 from users.models import User
 from users.passwords.hashing import PasswordHasher
+from users.state import UsersStateDep
 from users.upstream.auth import AuthSessionsClient
 
 READ_PERMISSION = "users:read"
 MANAGE_PERMISSION = "users:manage"
 
 
-def get_hasher(request: Request) -> PasswordHasher:
-    hasher: PasswordHasher = request.app.state.hasher
-    return hasher
+def get_hasher(state: UsersStateDep) -> PasswordHasher:
+    return state.hasher
 
 
 Hasher = Annotated[PasswordHasher, Depends(get_hasher)]
 
 
-def get_lockout(request: Request) -> LockoutPolicy:
-    policy: LockoutPolicy = request.app.state.lockout
-    return policy
+def get_lockout(state: UsersStateDep) -> LockoutPolicy:
+    return state.lockout
 
 
 Lockout = Annotated[LockoutPolicy, Depends(get_lockout)]
 
 
-def get_auth_sessions(request: Request) -> AuthSessionsClient:
-    client: AuthSessionsClient = request.app.state.auth_sessions
-    return client
+def get_auth_sessions(state: UsersStateDep) -> AuthSessionsClient:
+    return state.auth_sessions
 
 
 AuthSessions = Annotated[AuthSessionsClient, Depends(get_auth_sessions)]

@@ -14,6 +14,7 @@ from common.db import Database
 from common.embedded import Embedded, make_broker
 from common.outbox import OutboxRelay
 from common.pages import PageKit
+from common.state import keep_state
 from common.tokens import JwksCache, TokenVerifier, http_jwks_fetcher
 from fastapi import FastAPI
 
@@ -30,6 +31,7 @@ from users.passwords.policy import common_passwords
 from users.recovery.router import router as recovery_router
 from users.recovery.service import ResetLinks
 from users.settings import UsersSettings
+from users.state import UsersState
 from users.upstream.auth import TIMEOUT as AUTH_TIMEOUT
 from users.upstream.auth import AuthSessionsClient
 from users.verification.router import router as verification_router
@@ -52,6 +54,8 @@ def create_app(
     """`broker`, `jwks`, `clock` and `auth_transport` replace the AMQP_URL broker, auth's JWKS,
     the system clock and the connection to auth's API (tests)."""
     settings = settings or UsersSettings()
+    # The pages the emails link to (common.pages): templates, stylesheet, CSRF (users.pages).
+    pages = PageKit.for_service(settings, TEMPLATES, stylesheet_path=STYLESHEET_PATH)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -78,43 +82,46 @@ def create_app(
         )
         common_passwords()  # load the list now, not on the first registration
         leeway = settings.token_leeway_seconds
-        state = app.state
-        state.db = database
-        state.hasher = hasher
-        state.clock = clock or system_clock
-        reset_links = ResetLinks(
-            database, state.clock, timedelta(seconds=settings.password_reset_ttl_seconds)
+        now = clock or system_clock
+        reset_ttl = timedelta(seconds=settings.password_reset_ttl_seconds)
+        reset_links = ResetLinks(database, now, reset_ttl)
+        state = UsersState(
+            db=database,
+            hasher=hasher,
+            clock=now,
+            reset_links=reset_links,
+            verification_links=VerificationLinks(
+                now, timedelta(seconds=settings.email_verification_ttl_seconds)
+            ),
+            lockout=LockoutPolicy(settings.lockout_threshold, now, reset_ttl),
+            auth_sessions=AuthSessionsClient(
+                auth_http, settings.internal_client_secret.get_secret_value()
+            ),
+            pages=pages,
         )
-        state.reset_links = reset_links
-        state.verification_links = VerificationLinks(
-            state.clock, timedelta(seconds=settings.email_verification_ttl_seconds)
+        keep_state(
+            app,
+            state,
+            database=database,
+            token_verifier=TokenVerifier(
+                keys,
+                issuer=settings.issuer,
+                audience=settings.audience,
+                leeway=leeway,
+                cache_size=settings.verified_token_cache,
+            ),
+            # Service tokens too (auth's, at every refresh): a cached verification, not an RSA one.
+            internal_token_verifier=TokenVerifier(
+                keys,
+                issuer=settings.issuer,
+                audience=SERVICE_NAME,
+                leeway=leeway,
+                cache_size=settings.verified_token_cache,
+            ),
+            readiness_checks={"database": database.ping},
+            # RabbitMQ down: registrations go on into the outbox (reported, not a reason to leave).
+            degradable_checks={"broker": events.ping},
         )
-        state.lockout = LockoutPolicy(
-            settings.lockout_threshold,
-            state.clock,
-            timedelta(seconds=settings.password_reset_ttl_seconds),
-        )
-        state.auth_sessions = AuthSessionsClient(
-            auth_http, settings.internal_client_secret.get_secret_value()
-        )
-        state.token_verifier = TokenVerifier(
-            keys,
-            issuer=settings.issuer,
-            audience=settings.audience,
-            leeway=leeway,
-            cache_size=settings.verified_token_cache,
-        )
-        # Service tokens too (auth's, at every refresh): a cached verification, not an RSA one.
-        state.internal_token_verifier = TokenVerifier(
-            keys,
-            issuer=settings.issuer,
-            audience=SERVICE_NAME,
-            leeway=leeway,
-            cache_size=settings.verified_token_cache,
-        )
-        state.readiness_checks = {"database": database.ping}
-        # RabbitMQ down: registrations go on into the outbox (reported, not a reason to leave).
-        state.degradable_checks = {"broker": events.ping}
         try:
             admin = settings.bootstrap_admin()
             if admin is not None:
@@ -143,7 +150,5 @@ def create_app(
         ],
         description="Accounts, profiles and role-based access control.",
     )
-    # The pages the emails link to (common.pages): templates, stylesheet, CSRF (users.pages).
-    app.state.pages = PageKit.for_service(settings, TEMPLATES, stylesheet_path=STYLESHEET_PATH)
-    app.state.pages.install(app)
+    pages.install(app)
     return app

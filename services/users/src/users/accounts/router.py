@@ -31,6 +31,7 @@ from users.accounts.schemas import (
     UserUpdate,
 )
 from users.dependencies import MANAGE_PERMISSION, READ_PERMISSION, Me, visible_user
+from users.state import UsersStateDep
 from users.verification.dependencies import VerificationDep
 
 router = APIRouter(prefix="/api/v1/users", tags=["users"])
@@ -153,11 +154,11 @@ async def list_users(
         **problem_responses(401, 403),
     },
 )
-async def export_users(_reader: Reader, request: Request) -> StreamingResponse:
+async def export_users(_reader: Reader, state: UsersStateDep) -> StreamingResponse:
     """All users as CSV, streamed from the database in constant memory."""
     # The stream outlives this function, so it owns its session (closed when the stream ends).
     return StreamingResponse(
-        service.export_csv(request.app.state.db),
+        service.export_csv(state.db),
         media_type="text/csv; charset=utf-8",
         headers={"Content-Disposition": 'attachment; filename="users.csv"'},
     )

@@ -14,6 +14,7 @@ from pathlib import Path
 from common.db import ReadDbDep
 from common.errors import BadRequest, Conflict
 from common.pages import PageAnswer, PageError, PageKit
+from common.state import service_state
 from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse
 from pydantic import TypeAdapter, ValidationError
@@ -22,6 +23,7 @@ from users.accounts.schemas import NewPassword
 from users.models import EmailVerificationToken, PasswordResetToken
 from users.recovery.dependencies import PasswordResetsDep
 from users.recovery.tokens import link_is_open
+from users.state import UsersState
 from users.verification.dependencies import Links, VerificationDep
 
 TEMPLATES = Path(__file__).parent / "templates"
@@ -40,8 +42,7 @@ router = APIRouter(prefix="/account", include_in_schema=False)
 
 
 def get_kit(request: Request) -> PageKit:
-    kit: PageKit = request.app.state.pages
-    return kit
+    return service_state(request.app, UsersState).pages
 
 
 def dead_link(request: Request) -> HTMLResponse:

@@ -5,15 +5,15 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import Depends, Request
+from fastapi import Depends
 
 from users.accounts.dependencies import AccountsDep
 from users.recovery.service import PasswordResets, ResetLinks
+from users.state import UsersStateDep
 
 
-def get_links(request: Request) -> ResetLinks:
-    links: ResetLinks = request.app.state.reset_links
-    return links
+def get_links(state: UsersStateDep) -> ResetLinks:
+    return state.reset_links
 
 
 Links = Annotated[ResetLinks, Depends(get_links)]

@@ -6,14 +6,14 @@ from __future__ import annotations
 from typing import Annotated
 
 from common.db import DbDep
-from fastapi import Depends, Request
+from fastapi import Depends
 
+from users.state import UsersStateDep
 from users.verification.service import Verification, VerificationLinks
 
 
-def get_links(request: Request) -> VerificationLinks:
-    links: VerificationLinks = request.app.state.verification_links
-    return links
+def get_links(state: UsersStateDep) -> VerificationLinks:
+    return state.verification_links
 
 
 Links = Annotated[VerificationLinks, Depends(get_links)]
