@@ -108,3 +108,18 @@ def test_the_full_name_pattern_is_the_validator(name: str) -> None:
     else:
         accepted = True
     assert declared == accepted
+
+
+async def test_a_special_use_domain_is_refused_as_the_document_says(users: UsersHarness) -> None:
+    # A schema-valid `…@….test` answered 422, naming `email.function-after[_email(), ...]`: the
+    # document now declares the special-use names, and the refusal names the field.
+    user = await users.register()
+    pattern = UserUpdate.model_json_schema()["properties"]["email"]["pattern"]
+    for address in ("ada@mail.test", "ada@printer.LOCAL", "ada@x.onion"):
+        assert re.match(pattern, address) is None
+        response = await users.client.patch(
+            "/api/v1/users/me", json={"email": address}, headers=users.bearer(user)
+        )
+        assert response.status_code == 422, response.text
+        assert [e["field"] for e in response.json()["errors"]] == ["email"]
+    assert re.match(pattern, "ada@contest.example.org") is not None
