@@ -8,7 +8,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Callable, Coroutine
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import typer
 from fastapi import FastAPI
@@ -18,6 +18,9 @@ from common.logs import configure_logging
 from common.migrations import upgrade
 from common.serve import serve
 from common.settings import ServiceSettings
+
+# The service's own settings class: `port` and `database_url` read its fields, typed.
+Settings = TypeVar("Settings", bound=ServiceSettings)
 
 
 async def migrate_database(url: str, migrations: Path) -> None:
@@ -30,11 +33,11 @@ async def migrate_database(url: str, migrations: Path) -> None:
 
 def service_cli(
     name: str,
-    settings_factory: Callable[[], ServiceSettings],
+    settings_factory: Callable[[], Settings],
     app_factory: Callable[[], FastAPI],
-    port: Callable[[ServiceSettings], int],
+    port: Callable[[Settings], int],
     *,
-    database_url: Callable[[ServiceSettings], str] | None = None,
+    database_url: Callable[[Settings], str] | None = None,
     migrations: Path | None = None,
 ) -> typer.Typer:
     cli = typer.Typer(name=name, no_args_is_help=True, add_completion=False)
@@ -43,7 +46,7 @@ def service_cli(
     def group() -> None:
         """A Gatehouse service (a callback keeps `serve` a subcommand when it is the only one)."""
 
-    def run_migrations(settings: ServiceSettings) -> Coroutine[Any, Any, None] | None:
+    def run_migrations(settings: Settings) -> Coroutine[Any, Any, None] | None:
         if database_url is None or migrations is None:
             return None
         return migrate_database(database_url(settings), migrations)

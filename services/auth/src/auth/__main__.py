@@ -11,11 +11,10 @@ import typer
 from common.cli import service_cli
 from common.db import Database
 from common.logs import configure_logging
-from common.settings import ServiceSettings
 from pydantic import ValidationError
 
-from auth.clients import service as clients_service
 from auth.clients.schemas import OIDC_SCOPES, ClientCreate, ClientCreated, ClientRead
+from auth.clients.service import Clients
 from auth.clock import system_clock
 from auth.keys.service import RotationOutcome, rewrap_keys, rotation_step
 from auth.main import create_app
@@ -25,17 +24,12 @@ MIGRATIONS = Path(__file__).resolve().parents[2] / "migrations"
 OLD_KEK_VARIABLE = "AUTH_OLD_KEY_ENCRYPTION_KEY"
 
 
-def _settings(settings: ServiceSettings) -> AuthSettings:
-    assert isinstance(settings, AuthSettings)
-    return settings
-
-
 cli = service_cli(
     "auth",
     AuthSettings,
     create_app,
-    lambda settings: _settings(settings).auth_port,
-    database_url=lambda settings: _settings(settings).auth_database_url,
+    lambda settings: settings.auth_port,
+    database_url=lambda settings: settings.auth_database_url,
     migrations=MIGRATIONS,
 )
 
@@ -97,7 +91,7 @@ async def create_registered_client(
     database = Database(settings.auth_database_url)
     try:
         async with database.sessionmaker() as db, db.begin():
-            return await clients_service.register_client(db, registration, system_clock)
+            return await Clients(db, system_clock).register(registration)
     finally:
         await database.dispose()
 
@@ -147,7 +141,7 @@ async def _registered_clients(settings: AuthSettings) -> list[ClientRead]:
     database = Database(settings.auth_database_url)
     try:
         async with database.sessionmaker() as db:
-            return list(await clients_service.registered_clients(db))
+            return list(await Clients(db, system_clock).registered_clients())
     finally:
         await database.dispose()
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from common.cli import service_cli
-from common.settings import ServiceSettings, database_is_embedded
+from common.settings import database_is_embedded
 from sqlalchemy.engine import make_url
 
 from notifier.main import create_app
@@ -14,13 +14,7 @@ from notifier.settings import NotifierSettings
 MIGRATIONS = Path(__file__).resolve().parents[2] / "migrations"
 
 
-def _port(settings: ServiceSettings) -> int:
-    assert isinstance(settings, NotifierSettings)
-    return settings.notifier_port
-
-
-def _database_url(settings: ServiceSettings) -> str:
-    assert isinstance(settings, NotifierSettings)
+def _database_url(settings: NotifierSettings) -> str:
     url = settings.notifier_database_url
     if database_is_embedded(url):  # SQLite cannot create the folder of its file
         database = make_url(url).database
@@ -33,7 +27,7 @@ cli = service_cli(
     "notifier",
     NotifierSettings,
     create_app,
-    _port,
+    lambda settings: settings.notifier_port,
     database_url=_database_url,
     migrations=MIGRATIONS,
 )

@@ -12,7 +12,6 @@ import typer
 from common.cli import service_cli
 from common.db import Database
 from common.logs import configure_logging
-from common.settings import ServiceSettings
 from pydantic import ValidationError
 
 from users.accounts.schemas import UserCreate
@@ -25,17 +24,12 @@ from users.settings import UsersSettings
 MIGRATIONS = Path(__file__).resolve().parents[2] / "migrations"
 
 
-def _settings(settings: ServiceSettings) -> UsersSettings:
-    assert isinstance(settings, UsersSettings)
-    return settings
-
-
 cli = service_cli(
     "users",
     UsersSettings,
     create_app,
-    lambda settings: _settings(settings).users_port,
-    database_url=lambda settings: _settings(settings).users_database_url,
+    lambda settings: settings.users_port,
+    database_url=lambda settings: settings.users_database_url,
     migrations=MIGRATIONS,
 )
 

@@ -26,7 +26,10 @@ async def add_registered_client(db: AsyncSession, client: RegisteredClient) -> N
     await db.flush()
 
 
-async def get_registered_client(db: AsyncSession, client_id: str) -> RegisteredClient | None:
+async def registered_client(db: AsyncSession, client_id: str) -> RegisteredClient | None:
+    """The registered client `client_id`, or None (an id longer than any we issue is none)."""
+    if len(client_id) > 64:
+        return None
     return await db.get(RegisteredClient, client_id)
 
 

@@ -8,10 +8,12 @@ from typing import Annotated
 from common.db import DbDep
 from common.errors import NotFound, problem_responses
 from common.security import Principal, require_permission
-from fastapi import APIRouter, Depends, Request, Response, status
+from fastapi import APIRouter, Depends, Response, status
 
-from auth.clients import repository, service
+from auth.clients import repository
+from auth.clients.dependencies import ClientsDep
 from auth.clients.schemas import ClientCreate, ClientCreated, ClientList, ClientRead
+from auth.clients.service import client_read
 from auth.sessions.dependencies import SessionServiceDep
 
 MANAGE_PERMISSION = "clients:manage"
@@ -26,32 +28,28 @@ router = APIRouter(
 
 @router.post("", status_code=status.HTTP_201_CREATED, responses=problem_responses(422))
 async def create_client(
-    registration: ClientCreate,
-    _manager: Manager,
-    db: DbDep,
-    request: Request,
-    response: Response,
+    registration: ClientCreate, _manager: Manager, clients: ClientsDep, response: Response
 ) -> ClientCreated:
     """Register an OpenID Connect client. A confidential client's `client_secret` is in this
     answer only: Gatehouse keeps its hash, and a lost secret means registering again."""
-    created = await service.register_client(db, registration, request.app.state.clock)
+    created = await clients.register(registration)
     response.headers.update(NO_STORE)
     return created
 
 
 @router.get("")
-async def list_clients(_manager: Manager, db: DbDep) -> ClientList:
+async def list_clients(_manager: Manager, clients: ClientsDep) -> ClientList:
     """Every registered client, oldest first (never a secret)."""
-    return ClientList(items=list(await service.registered_clients(db)))
+    return ClientList(items=list(await clients.registered_clients()))
 
 
 @router.get("/{client_id}", responses=problem_responses(404))
 async def read_client(client_id: str, _manager: Manager, db: DbDep) -> ClientRead:
     """One registered client (never its secret)."""
-    client = await service.registered_client(db, client_id)
+    client = await repository.registered_client(db, client_id)
     if client is None:
         raise NotFound(NOT_FOUND)
-    return service.client_read(client)
+    return client_read(client)
 
 
 @router.delete(

@@ -74,22 +74,6 @@ async def seed_clients_once(db: AsyncSession, settings: AuthSettings, clock: Clo
         await db.rollback()
 
 
-async def authenticate_client(db: AsyncSession, client_id: str, secret: str) -> ClientPolicy | None:
-    """The client's policy when the secret is right, else None (unknown or wrong alike)."""
-    if len(client_id) > 64 or len(secret) > MAX_SECRET_LENGTH:
-        return None
-    client = await repository.get_client(db, client_id)
-    presented = hash_client_secret(secret)
-    expected = client.secret_hash if client is not None else hash_client_secret("")
-    if not hmac.compare_digest(presented, expected) or client is None:
-        return None
-    return ClientPolicy(
-        client.client_id,
-        frozenset(client.allowed_audiences.split()),
-        frozenset(client.allowed_scopes.split()),
-    )
-
-
 # Registered clients' ids never collide with a built-in one (those have no dash and no digits
 # first): "oc-" and 128 random bits.
 REGISTERED_CLIENT_PREFIX = "oc-"
@@ -108,46 +92,61 @@ def client_read(client: RegisteredClient) -> ClientRead:
     )
 
 
-async def register_client(
-    db: AsyncSession, registration: ClientCreate, clock: Clock
-) -> ClientCreated:
-    """Store a new client; a confidential one gets a secret, returned here once and kept hashed."""
-    secret = secrets.token_urlsafe(32) if registration.type == "confidential" else None
-    client = RegisteredClient(
-        client_id=REGISTERED_CLIENT_PREFIX + secrets.token_urlsafe(16),
-        name=registration.name,
-        client_type=registration.type,
-        secret_hash=hash_client_secret(secret) if secret is not None else None,
-        redirect_uris=list(registration.redirect_uris),
-        post_logout_redirect_uris=list(registration.post_logout_redirect_uris),
-        first_party=registration.first_party,
-        scopes=" ".join(sorted(set(registration.scopes))),
-        created_at=clock(),
-    )
-    await repository.add_registered_client(db, client)
-    return ClientCreated(**client_read(client).model_dump(), client_secret=secret)
+@dataclass
+class Clients:
+    """Client authentication and the client registry for one request (built by
+    `auth.clients.dependencies`; the CLI builds one on its own transaction)."""
 
+    db: AsyncSession
+    clock: Clock
 
-async def registered_clients(db: AsyncSession) -> Sequence[ClientRead]:
-    return [client_read(client) for client in await repository.list_registered_clients(db)]
+    async def authenticate(self, client_id: str, secret: str) -> ClientPolicy | None:
+        """The service client's policy when the secret is right, else None (unknown or wrong
+        alike)."""
+        if len(client_id) > 64 or len(secret) > MAX_SECRET_LENGTH:
+            return None
+        client = await repository.get_client(self.db, client_id)
+        presented = hash_client_secret(secret)
+        expected = client.secret_hash if client is not None else hash_client_secret("")
+        if not hmac.compare_digest(presented, expected) or client is None:
+            return None
+        return ClientPolicy(
+            client.client_id,
+            frozenset(client.allowed_audiences.split()),
+            frozenset(client.allowed_scopes.split()),
+        )
 
+    async def authenticate_registered(self, client_id: str, secret: str) -> RegisteredClient | None:
+        """The confidential client when the secret is right, else None (unknown, public or wrong
+        alike, in the same time)."""
+        if len(client_id) > 64 or len(secret) > MAX_SECRET_LENGTH:
+            return None
+        client = await repository.registered_client(self.db, client_id)
+        expected = client.secret_hash if client is not None else None
+        matches = hmac.compare_digest(
+            hash_client_secret(secret), expected or hash_client_secret("")
+        )
+        if client is None or expected is None or not matches:
+            return None
+        return client
 
-async def registered_client(db: AsyncSession, client_id: str) -> RegisteredClient | None:
-    if len(client_id) > 64:
-        return None
-    return await repository.get_registered_client(db, client_id)
+    async def register(self, registration: ClientCreate) -> ClientCreated:
+        """Store a new client; a confidential one gets a secret, returned here once and kept
+        hashed."""
+        secret = secrets.token_urlsafe(32) if registration.type == "confidential" else None
+        client = RegisteredClient(
+            client_id=REGISTERED_CLIENT_PREFIX + secrets.token_urlsafe(16),
+            name=registration.name,
+            client_type=registration.type,
+            secret_hash=hash_client_secret(secret) if secret is not None else None,
+            redirect_uris=list(registration.redirect_uris),
+            post_logout_redirect_uris=list(registration.post_logout_redirect_uris),
+            first_party=registration.first_party,
+            scopes=" ".join(sorted(set(registration.scopes))),
+            created_at=self.clock(),
+        )
+        await repository.add_registered_client(self.db, client)
+        return ClientCreated(**client_read(client).model_dump(), client_secret=secret)
 
-
-async def authenticate_registered_client(
-    db: AsyncSession, client_id: str, secret: str
-) -> RegisteredClient | None:
-    """The confidential client when the secret is right, else None (unknown, public or wrong
-    alike, in the same time)."""
-    if len(client_id) > 64 or len(secret) > MAX_SECRET_LENGTH:
-        return None
-    client = await repository.get_registered_client(db, client_id)
-    expected = client.secret_hash if client is not None else None
-    matches = hmac.compare_digest(hash_client_secret(secret), expected or hash_client_secret(""))
-    if client is None or expected is None or not matches:
-        return None
-    return client
+    async def registered_clients(self) -> Sequence[ClientRead]:
+        return [client_read(client) for client in await repository.list_registered_clients(self.db)]

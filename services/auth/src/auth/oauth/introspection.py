@@ -10,7 +10,8 @@ from common.security import verify_bearer
 from fastapi import APIRouter, Request
 from starlette.responses import JSONResponse
 
-from auth.clients.service import authenticate_client
+from auth.clients.dependencies import ReadOnlyClientsDep
+from auth.clients.service import Clients
 from auth.oauth.errors import NO_STORE, OAuthError
 from auth.oauth.forms import OAuthForm, presented_client, read_form
 from auth.oauth.token_status import INACTIVE, TokenInspector, introspect_refresh_token
@@ -20,7 +21,7 @@ router = APIRouter(prefix="/internal/v1", tags=["internal"])
 INTROSPECT_SCOPE = "tokens:introspect"
 
 
-async def _authenticate_caller(request: Request, form: OAuthForm, db: ReadDbDep) -> None:
+async def _authenticate_caller(request: Request, form: OAuthForm, clients: Clients) -> None:
     """A service client (HTTP Basic) or a service token for audience "auth", either with the
     `tokens:introspect` scope."""
     header = request.headers.get("authorization", "")
@@ -35,7 +36,7 @@ async def _authenticate_caller(request: Request, form: OAuthForm, db: ReadDbDep)
         raise Unauthorized("Client authentication failed.") from exc
     if presented is None:
         raise Unauthorized("Client credentials or a service token are required.")
-    policy = await authenticate_client(db, presented.client_id, presented.secret)
+    policy = await clients.authenticate(presented.client_id, presented.secret)
     if policy is None:
         raise Unauthorized("Client authentication failed.")
     if INTROSPECT_SCOPE not in policy.scopes:
@@ -46,7 +47,7 @@ async def _authenticate_caller(request: Request, form: OAuthForm, db: ReadDbDep)
     "/introspect",
     responses={401: {"description": "caller not authenticated"}, 403: {"description": "scope"}},
 )
-async def introspect(request: Request, db: ReadDbDep) -> JSONResponse:
+async def introspect(request: Request, db: ReadDbDep, clients: ReadOnlyClientsDep) -> JSONResponse:
     """Is this token active? Form `token`, optional `token_type_hint`. Bad, expired, revoked
     or unknown tokens all answer `{"active": false}` and nothing else. Reads only (no
     transaction: each row as committed when read)."""
@@ -54,7 +55,7 @@ async def introspect(request: Request, db: ReadDbDep) -> JSONResponse:
         form = await read_form(request)
     except OAuthError:
         form = None
-    await _authenticate_caller(request, form or OAuthForm({}), db)
+    await _authenticate_caller(request, form or OAuthForm({}), clients)
     value = form.get("token") if form is not None else None
     if value is None:
         raise BadRequest("A form-encoded 'token' parameter is required.")

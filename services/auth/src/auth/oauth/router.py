@@ -9,13 +9,10 @@ from common.errors import problem_responses
 from fastapi import APIRouter, Request
 from starlette.responses import JSONResponse
 
+from auth.clients.dependencies import ClientsDep
 from auth.clients.models import RegisteredClient
-from auth.clients.service import (
-    ClientPolicy,
-    authenticate_client,
-    authenticate_registered_client,
-    registered_client,
-)
+from auth.clients.repository import registered_client
+from auth.clients.service import ClientPolicy, Clients
 from auth.oauth.errors import NO_STORE, OAuthError, invalid_client, invalid_request
 from auth.oauth.forms import OAuthForm, presented_client, read_form, unsupported
 from auth.oauth.schemas import (
@@ -44,17 +41,17 @@ OAUTH_ERRORS = oauth_errors(400, 401)
 
 
 async def _authenticated_client(
-    request: Request, form: OAuthForm, db: DbDep
+    request: Request, form: OAuthForm, clients: Clients
 ) -> ClientPolicy | RegisteredClient | None:
     """The client whose credentials the request presents: a service client, or a confidential
     OpenID Connect client; None when it presents none; `invalid_client` when they are wrong."""
     presented = presented_client(request, form)
     if presented is None:
         return None
-    policy = await authenticate_client(db, presented.client_id, presented.secret)
+    policy = await clients.authenticate(presented.client_id, presented.secret)
     if policy is not None:
         return policy
-    registered = await authenticate_registered_client(db, presented.client_id, presented.secret)
+    registered = await clients.authenticate_registered(presented.client_id, presented.secret)
     if registered is None:
         raise invalid_client()
     return registered
@@ -128,7 +125,11 @@ def _client_credentials_grant(
     openapi_extra=form_body(AuthorizationCodeGrant, RefreshTokenGrant, ClientCredentialsGrant),
 )
 async def token(
-    request: Request, db: DbDep, sessions: SessionServiceDep, oidc: OidcServiceDep
+    request: Request,
+    db: DbDep,
+    clients: ClientsDep,
+    sessions: SessionServiceDep,
+    oidc: OidcServiceDep,
 ) -> JSONResponse:
     """OAuth 2.0 token endpoint (form-encoded). `grant_type=authorization_code` redeems an
     OpenID Connect code (PKCE `code_verifier`; a public client names itself with `client_id`,
@@ -138,7 +139,7 @@ async def token(
     `client_id`/`client_secret` fields) for the service named by `audience` (or `resource`)."""
     form = await read_form(request)
     grant_type = form.require("grant_type")
-    client = await _authenticated_client(request, form, db)
+    client = await _authenticated_client(request, form, clients)
     if grant_type == "client_credentials":
         if isinstance(client, RegisteredClient):
             raise OAuthError(
@@ -180,12 +181,14 @@ async def token(
     responses=OAUTH_ERRORS,
     openapi_extra=form_body(RevocationRequest),
 )
-async def revoke(request: Request, db: DbDep, sessions: SessionServiceDep) -> JSONResponse:
+async def revoke(
+    request: Request, clients: ClientsDep, sessions: SessionServiceDep
+) -> JSONResponse:
     """RFC 7009 revocation (form `token`, optional `token_type_hint`). A refresh token or an
     access token ends the session it belongs to. Unknown, expired or already revoked tokens get
     the same 200: the answer says nothing about the token."""
     form = await read_form(request)
-    await _authenticated_client(request, form, db)
+    await _authenticated_client(request, form, clients)
     value = form.require("token")
     inspector: TokenInspector = request.app.state.token_inspector
     revoked = False

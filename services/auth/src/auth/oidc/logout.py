@@ -20,7 +20,7 @@ from fastapi import APIRouter, Request
 from starlette.responses import HTMLResponse, Response
 
 from auth.clients.models import RegisteredClient
-from auth.clients.service import registered_client
+from auth.clients.repository import registered_client
 from auth.keys.service import KeyRingJwks
 from auth.oidc import repository
 from auth.oidc.dependencies import OidcServiceDep, PageKitDep

@@ -17,7 +17,7 @@ from urllib.parse import urlencode
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from auth.clients.models import RegisteredClient
-from auth.clients.service import registered_client
+from auth.clients.repository import registered_client
 
 PROMPTS = frozenset({"none", "login", "consent"})
 # RFC 7636 §4.2: BASE64URL(SHA256(verifier)) is 43 characters, no padding.

@@ -402,9 +402,7 @@ class SessionService:
         one authenticated), and never once the client is deleted."""
         if login_session.client_id == FIRST_PARTY_CLIENT_ID:
             return client is None
-        registered = await clients_repository.get_registered_client(
-            self.db, login_session.client_id
-        )
+        registered = await clients_repository.registered_client(self.db, login_session.client_id)
         if registered is None:
             return False
         if registered.is_confidential:

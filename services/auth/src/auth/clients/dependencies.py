@@ -1,0 +1,23 @@
+"""Builds the per-request `Clients` from the request's database session and the app's clock."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from common.db import DbDep, ReadDbDep
+from fastapi import Depends, Request
+
+from auth.clients.service import Clients
+
+
+async def clients(request: Request, db: DbDep) -> Clients:
+    return Clients(db, request.app.state.clock)
+
+
+async def read_only_clients(request: Request, db: ReadDbDep) -> Clients:
+    """For a route that only reads (introspection): no transaction to commit."""
+    return Clients(db, request.app.state.clock)
+
+
+ClientsDep = Annotated[Clients, Depends(clients)]
+ReadOnlyClientsDep = Annotated[Clients, Depends(read_only_clients)]
