@@ -5,10 +5,16 @@ from collections.abc import AsyncIterator
 import httpx
 import pytest
 from common.app import create_service_app
-from common.errors import PROBLEM_JSON, PROBLEM_SCHEMA_REF, Conflict, Unauthorized
+from common.errors import (
+    PROBLEM_JSON,
+    PROBLEM_SCHEMA_REF,
+    Conflict,
+    Unauthorized,
+    ValidationFailed,
+)
 from common.settings import ServiceSettings
 from fastapi import APIRouter, FastAPI
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, ValidationError
 
 
 class Thing(BaseModel):
@@ -152,3 +158,20 @@ async def test_unexpected_error_reveals_nothing(client: httpx.AsyncClient) -> No
     body = assert_problem(response, 500)
     assert "hunter2" not in response.text
     assert "detail" not in body
+
+
+class Nested(BaseModel):
+    inner: Thing
+
+
+def test_a_model_validated_by_hand_names_each_field_by_its_path_and_never_its_value() -> None:
+    with pytest.raises(ValidationError) as caught:
+        Nested.model_validate({"inner": {"name": "hunter2", "count": 1}})
+    failed = ValidationFailed.of(caught.value)
+    assert failed.status == 422
+    assert failed.errors is not None
+    assert [error["field"] for error in failed.errors] == ["inner.name"]
+    assert "hunter2" not in str(failed.errors)
+    with pytest.raises(ValidationError) as whole:
+        Nested.model_validate("not an object")
+    assert [error["field"] for error in ValidationFailed.of(whole.value).errors or []] == ["body"]

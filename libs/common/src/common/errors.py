@@ -15,7 +15,7 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.routing import iter_route_contexts
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from pydantic.json_schema import SkipJsonSchema
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import JSONResponse, Response
@@ -239,6 +239,20 @@ class ValidationFailed(AppError):
 
     def __init__(self, errors: Sequence[Mapping[str, str]], detail: str | None = None) -> None:
         super().__init__(detail or "The request has invalid fields.", errors=errors)
+
+    @classmethod
+    def of(cls, exc: ValidationError) -> ValidationFailed:
+        """The errors of a model a route validates itself (FastAPI's own are
+        `validation_errors`): each field by its path in the body, never its value."""
+        return cls(
+            [
+                {
+                    "field": ".".join(str(part) for part in error["loc"]) or "body",
+                    "message": error["msg"],
+                }
+                for error in exc.errors()
+            ]
+        )
 
 
 class TooManyRequests(AppError):

@@ -43,14 +43,7 @@ async def mfa_login_body(request: Request) -> MfaLogin:
     try:
         return MfaLogin.model_validate(values, strict=True)
     except ValidationError as exc:
-        errors = [
-            {
-                "field": ".".join(str(part) for part in error["loc"]) or "body",
-                "message": error["msg"],
-            }
-            for error in exc.errors()
-        ]
-        raise ValidationFailed(errors) from None
+        raise ValidationFailed.of(exc) from None
 
 
 MfaLoginDep = Annotated[MfaLogin, Depends(mfa_login_body)]

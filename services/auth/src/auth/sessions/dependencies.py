@@ -83,14 +83,7 @@ async def login_form(request: Request) -> LoginForm:
     try:
         return LoginForm.model_validate(values)
     except ValidationError as exc:
-        errors = [
-            {
-                "field": ".".join(str(part) for part in error["loc"]) or "body",
-                "message": error["msg"],
-            }
-            for error in exc.errors()
-        ]
-        raise ValidationFailed(errors) from None
+        raise ValidationFailed.of(exc) from None
 
 
 LoginFormDep = Annotated[LoginForm, Depends(login_form)]

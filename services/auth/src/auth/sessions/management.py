@@ -71,28 +71,30 @@ class SessionManager:
         login_session = await repository.get_login_session(self.db, session_id)
         if login_session is None or login_session.user_id != user_id:
             raise SessionNotFound()
-        reason = "ended_by_owner" if actor_id == user_id else "ended_by_admin"
-        revoked = await self.revoker.revoke_sessions([session_id], reason, user_id=user_id)
-        audit(
-            "session.ended",
-            user_id=user_id,
-            session_id=session_id,
-            client_ip=self.revoker.client_ip,
-            actor_id=actor_id,
-            reason=reason,
-            count=len(revoked),
-        )
+        await self._end("session.ended", user_id, [session_id], session_id, actor_id)
 
     async def end_other_sessions(self, user_id: str, keep: str | None, *, actor_id: str) -> int:
         """End every session of `user_id` that is not yet revoked (listed or not) but `keep`."""
         live = await repository.live_session_ids_of_user(self.db, user_id, self.clock())
         ending = [session_id for session_id in live if session_id != keep]
+        return await self._end("sessions.ended_others", user_id, ending, keep, actor_id)
+
+    async def _end(
+        self,
+        event: str,
+        user_id: str,
+        ending: list[str],
+        session_id: str | None,
+        actor_id: str,
+    ) -> int:
+        """End `ending`, sessions of `user_id`, for their owner or an admin (`actor_id`), and
+        audit it as `event`; returns how many were still live."""
         reason = "ended_by_owner" if actor_id == user_id else "ended_by_admin"
         revoked = await self.revoker.revoke_sessions(ending, reason, user_id=user_id)
         audit(
-            "sessions.ended_others",
+            event,
             user_id=user_id,
-            session_id=keep,
+            session_id=session_id,
             client_ip=self.revoker.client_ip,
             actor_id=actor_id,
             reason=reason,
