@@ -91,6 +91,11 @@ def keep_state(
         runtime.degradable_checks = degradable_checks
 
 
+def drop_state(app: Starlette) -> None:
+    """At the lifespan's end, once nothing is to use the clients it is closing."""
+    runtime_of(app).service = None
+
+
 def service_state(app: Starlette, kind: type[S]) -> S:
     """The service's object of type `kind`, as the lifespan kept it."""
     service = runtime_of(app).service

@@ -21,12 +21,13 @@ from common.errors import (
     problem_schemas,
 )
 from common.security import LOGIN_PATH
-from fastapi import APIRouter, Request
+from fastapi import APIRouter
 from fastapi.openapi.docs import get_swagger_ui_html, get_swagger_ui_oauth2_redirect_html
 from fastapi.responses import FileResponse, HTMLResponse, JSONResponse
 
 from gateway import routes
 from gateway.routes import Counted
+from gateway.state import GatewayStateDep
 
 logger = logging.getLogger("gatehouse.gateway.docs")
 
@@ -220,9 +221,8 @@ class MergedDocument:
 
 
 @router.get("/openapi.json")
-async def openapi(request: Request) -> JSONResponse:
-    merged: MergedDocument = request.app.state.merged_document
-    return JSONResponse(await merged.get())
+async def openapi(state: GatewayStateDep) -> JSONResponse:
+    return JSONResponse(await state.merged_document.get())
 
 
 @router.get("/docs")

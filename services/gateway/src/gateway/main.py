@@ -10,7 +10,7 @@ import httpx
 from common.app import create_service_app
 from common.embedded import Embedded
 from common.redis import make_redis
-from common.state import keep_state
+from common.state import drop_state, keep_state, runtime_of
 from common.tokens import JwksCache, TokenVerifier, http_jwks_fetcher
 from fastapi import FastAPI, Request
 from fastapi.responses import RedirectResponse
@@ -23,6 +23,7 @@ from gateway.guard import Guard, Limit
 from gateway.proxy import Edge, Gateway
 from gateway.redis_pipe import PipelinedRedis
 from gateway.settings import GatewaySettings
+from gateway.state import GatewayState
 from gateway.upstream import Upstream
 
 logger = logging.getLogger("gatehouse.gateway")
@@ -96,7 +97,7 @@ def create_app(
         login, login_window = settings.login_rate
         login_ip, login_ip_window = settings.login_ip_rate
         recovery, recovery_window = settings.recovery_rate
-        app.state.edge = Edge(
+        edge = Edge(
             upstreams=pools,
             verifier=verifier,
             guard=Guard(
@@ -114,14 +115,17 @@ def create_app(
             body_timeout=settings.client_body_timeout,
             uploads_per_ip=settings.client_uploads_per_ip,
         )
-        app.state.merged_document = MergedDocument(http, upstreams)
         # Redis down: token requests are refused (503) but public routes go on under per-process
         # limits, so the replica stays in the load balancer, reporting Redis as down.
-        keep_state(app, None, degradable_checks={"redis": redis.ping})
+        keep_state(
+            app,
+            GatewayState(edge, MergedDocument(http, upstreams)),
+            degradable_checks={"redis": redis.ping},
+        )
         try:
             yield
         finally:
-            app.state.edge = None
+            drop_state(app)
             for breaker in breakers.values():
                 await breaker.aclose()
             for pool in pools.values():
@@ -147,11 +151,16 @@ def create_app(
     app.openapi_url = None
     if not settings.is_production:
         app.add_route("/docs", _to_api_docs, methods=["GET"], include_in_schema=False)
-    app.state.edge = None
+    runtime = runtime_of(app)
+
+    def edge_of() -> Edge | None:
+        state = runtime.service
+        return state.edge if isinstance(state, GatewayState) else None
+
     # The gateway goes in front of the whole FastAPI stack, not inside it as a middleware:
     # proxied requests then skip FastAPI's error, telemetry and body-limit layers (they cost
     # about a tenth of the hot path's CPU). Built now, so nothing can be added to the app later.
-    app.middleware_stack = Gateway(app.build_middleware_stack(), edge_of=lambda: app.state.edge)
+    app.middleware_stack = Gateway(app.build_middleware_stack(), edge_of=edge_of)
     return app
 
 

@@ -1,16 +1,22 @@
-"""What the hot path holds for the life of the process, built in the lifespan."""
+"""What the gateway's lifespan builds, in one object (common.state): the hot path's `Edge` and
+the merged API document, and the dependency reaching them."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Annotated, Any
 
+from common.state import state_dependency
 from common.tokens import TokenVerifier
+from fastapi import Depends
 
 from gateway.breaker import CircuitBreaker
 from gateway.edge import Cors, TrustedProxies
 from gateway.guard import Guard
 from gateway.upstream import Upstream
+
+if TYPE_CHECKING:  # docs.py reaches the document through GatewayStateDep
+    from gateway.docs import MergedDocument
 
 
 @dataclass
@@ -33,3 +39,12 @@ class Edge:
     def __post_init__(self) -> None:
         general = self.guard.general
         self.rate_policy = f'"general";q={general.limit};w={general.window}'.encode()
+
+
+@dataclass(frozen=True, slots=True)
+class GatewayState:
+    edge: Edge
+    merged_document: MergedDocument
+
+
+GatewayStateDep = Annotated[GatewayState, Depends(state_dependency(GatewayState))]
