@@ -106,6 +106,10 @@ def platform_env(
             "ENVIRONMENT": "development",
             "LOG_LEVEL": "INFO",
             "ISSUER": f"http://127.0.0.1:{ports['gateway']}",
+            # A WebAuthn relying party id is a domain, never an IP address: the passkey test
+            # opens the sign-in pages at localhost (tokens still name the 127.0.0.1 issuer).
+            "WEBAUTHN_RP_ID": "localhost",
+            "WEBAUTHN_ORIGIN": f"http://localhost:{ports['gateway']}",
             "AUDIENCE": "gatehouse-api",
             "AUTH_URL": f"http://127.0.0.1:{ports['auth']}",
             "USERS_URL": f"http://127.0.0.1:{ports['users']}",

@@ -52,6 +52,9 @@ class RelyingParty:
     issuer: str
     port: int
     client_id: str = ""
+    # Where the browser is sent to sign in, when not the issuer itself (the passkey test: a
+    # WebAuthn relying party id is a domain, so its pages are opened at localhost).
+    sign_in_origin: str | None = None
     pending: dict[str, tuple[str, str]] = field(default_factory=dict)
     tokens: dict[str, Any] = field(default_factory=dict)
 
@@ -75,7 +78,9 @@ class RelyingParty:
     async def login(self, request: Request) -> Response:
         verifier, nonce = secrets.token_urlsafe(48), secrets.token_urlsafe(8)
         url, state = self.oauth().create_authorization_url(
-            f"{self.issuer}/api/v1/auth/authorize", code_verifier=verifier, nonce=nonce
+            f"{self.sign_in_origin or self.issuer}/api/v1/auth/authorize",
+            code_verifier=verifier,
+            nonce=nonce,
         )
         self.pending[state] = (verifier, nonce)
         return RedirectResponse(url, status_code=302)
@@ -150,11 +155,13 @@ async def serving(party: RelyingParty) -> AsyncIterator[RelyingParty]:
 
 
 @asynccontextmanager
-async def two_apps(platform: Platform) -> AsyncIterator[tuple[RelyingParty, RelyingParty]]:
+async def two_apps(
+    platform: Platform, sign_in_origin: str | None = None
+) -> AsyncIterator[tuple[RelyingParty, RelyingParty]]:
     """A third-party app (consent asked) and a first-party one (no consent page)."""
     issuer = platform.url("gateway")
-    third = RelyingParty("Photo app", issuer, free_port())
-    first = RelyingParty("Team wiki", issuer, free_port())
+    third = RelyingParty("Photo app", issuer, free_port(), sign_in_origin=sign_in_origin)
+    first = RelyingParty("Team wiki", issuer, free_port(), sign_in_origin=sign_in_origin)
     for party, options in ((third, []), (first, ["--first-party"])):
         created = register_oidc_client(
             platform,
