@@ -68,3 +68,26 @@ async def test_a_login_users_would_refuse_is_422_not_503(
     response = await auth.client.post("/api/v1/auth/login", data=data)
     assert response.status_code == 422, response.text
     assert response.headers["content-type"] == "application/problem+json"
+
+
+async def test_the_pages_posts_are_declared_with_their_answers(auth: AuthHarness) -> None:
+    """Found by schemathesis: POST /authorize and POST /end-session answered 415 where the
+    document said those paths serve GET only; a bad authorization request's 400 page was not
+    declared either."""
+    document = create_app(auth_settings("sqlite+aiosqlite://")).openapi()
+    for path, required in (
+        ("/api/v1/auth/authorize", ["username", "password", "csrf_token"]),
+        ("/api/v1/auth/end-session", ["csrf_token"]),
+    ):
+        post = document["paths"][path]["post"]
+        schema = post["requestBody"]["content"][FORM_TYPE]["schema"]
+        assert schema["required"] == required
+        assert schema["additionalProperties"] is False
+        assert "text/html" in post["responses"]["400"]["content"]
+        assert "text/html" in document["paths"][path]["get"]["responses"]["400"]["content"]
+        # A post of the page without its CSRF cookie: an error page the document declares (400
+        # at /authorize, which names no client; 403 at /end-session, which checks the form first).
+        response = await auth.client.post(path, data={"csrf_token": "x"})
+        assert response.status_code in (400, 403)
+        assert str(response.status_code) in post["responses"]
+        assert response.headers["content-type"].startswith("text/html")

@@ -24,7 +24,7 @@ from auth.clients.repository import registered_client
 from auth.keys.service import KeyRingJwks
 from auth.oidc import repository
 from auth.oidc.dependencies import OidcServiceDep, PageKitDep
-from auth.oidc.pages import allow_form_target, redirect, sso_cookie
+from auth.oidc.pages import allow_form_target, form_fields, page_answers, redirect, sso_cookie
 from auth.oidc.requests import redirect_to
 from auth.oidc.service import OidcService
 from auth.sessions.dependencies import SessionServiceDep
@@ -124,7 +124,7 @@ async def _end(oidc: OidcService, sessions: SessionService, sso_id: str) -> None
     await oidc.end_sso(sso_id, sessions.revoker, "end_session")
 
 
-@router.get("/end-session", response_class=HTMLResponse, responses={302: {"description": "back"}})
+@router.get("/end-session", response_class=HTMLResponse, responses=page_answers(302, 400))
 async def end_session(
     request: Request,
     db: DbDep,
@@ -170,7 +170,16 @@ async def end_session(
     return response
 
 
-@router.post("/end-session", include_in_schema=False)
+# Declared (schemathesis: POST answered 415 where the document said the path has no POST): the
+# sign-out page's confirmation posts here.
+@router.post(
+    "/end-session",
+    response_class=HTMLResponse,
+    responses=page_answers(302, 400, 403, 413, 415, 422),
+    openapi_extra=form_fields(
+        {"csrf_token": 256, **dict.fromkeys(CARRIED, MAX_VALUE_LENGTH)}, "csrf_token"
+    ),
+)
 async def confirm_end_session(
     request: Request,
     db: DbDep,

@@ -10,6 +10,7 @@ loopback; any other plain-HTTP issuer gets no sign-in page at all.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 from urllib.parse import urlsplit
 
 from common.pages import PageKit
@@ -23,6 +24,41 @@ from auth.settings import AuthSettings
 SECURE_COOKIE = "__Host-gatehouse-sso"
 DEVELOPMENT_COOKIE = "gatehouse-sso"
 REDIRECT_HEADERS = {"Cache-Control": "no-store", "Referrer-Policy": "no-referrer"}
+# What the API document says the pages answer: an HTML page (the next step, or the error), or a
+# redirect back to the client.
+PAGE_ANSWERS: dict[int, str] = {
+    200: "The page (the next step of the flow)",
+    302: "Back to the client's redirect URI (a code, or an OAuth error)",
+    400: "An error page: the request names no registered client and redirect URI of it, or "
+    "is malformed (never a redirect)",
+    401: "The page again: the username or password is wrong",
+    403: "The page again: the form's CSRF token is wrong, or the address is not verified",
+    413: "An error page: the form is too large",
+    415: "An error page: the body is not an HTML form",
+    422: "The page again: a field is missing or too long",
+    503: "The page again: signing in is not possible right now",
+}
+
+
+def page_answers(*statuses: int) -> dict[int | str, dict[str, Any]]:
+    html = {"text/html": {"schema": {"type": "string"}}}
+    return {status: {"description": PAGE_ANSWERS[status], "content": html} for status in statuses}
+
+
+def form_fields(lengths: dict[str, int], *required: str) -> dict[str, Any]:
+    """`openapi_extra` declaring a page's form post: string fields of at most these lengths."""
+    schema = {
+        "type": "object",
+        "properties": {name: {"type": "string", "maxLength": n} for name, n in lengths.items()},
+        "required": list(required),
+        "additionalProperties": False,  # common.forms.parse_form refuses any other field
+    }
+    return {
+        "requestBody": {
+            "required": True,
+            "content": {"application/x-www-form-urlencoded": {"schema": schema}},
+        }
+    }
 
 
 @dataclass(frozen=True, slots=True)
