@@ -13,9 +13,7 @@ RabbitMQ (a throwaway vhost, deleted afterwards). Two measurements:
 
 The CPU time each process spent during the throughput run is printed per event (from /proc).
 
-The sink is a minimal SMTP server on asyncio Protocols (EHLO/HELO, MAIL, RCPT, DATA, RSET, NOOP,
-QUIT): the tests' aiosmtpd costs more CPU per message than the notifier itself and would measure
-the harness on a 2-core machine.
+The sink is bench.smtp_sink's minimal SMTP server (the tests' aiosmtpd would measure the harness).
 
 Run: `uv run python -m bench.events [--events 5000] [--paced 500] [--rate 200]`.
 """
@@ -34,7 +32,6 @@ import time
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
-from typing import cast
 
 import uvloop
 from common.db import Database, new_metadata
@@ -46,6 +43,7 @@ from sqlalchemy import insert
 from sqlalchemy.orm import DeclarativeBase
 
 from bench.proc import cpu_seconds, machine_cpu_seconds
+from bench.smtp_sink import SmtpSinkProtocol
 from tests.integration.platform import SERVICES, Platform, platform_env, throwaway_vhost
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -68,56 +66,13 @@ class BenchOutbox(OutboxMixin, BenchBase):
     __tablename__ = "bench_outbox"
 
 
-class SmtpSinkProtocol(asyncio.Protocol):
-    """One SMTP session: answers every command at once and prints `<event id> <monotonic time>`
-    for each message accepted (CLOCK_MONOTONIC: one clock for every process of the machine)."""
+class TimingSink(SmtpSinkProtocol):
+    """Prints `<event id> <monotonic time>` for each message accepted (CLOCK_MONOTONIC: one clock
+    for every process of the machine)."""
 
-    def __init__(self) -> None:
-        self.buffer = bytearray()
-        self.in_data = False
-        self.transport: asyncio.Transport | None = None
+    name = b"bench-sink"
 
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        self.transport = cast(asyncio.Transport, transport)  # uvloop's is not a subclass
-        self.transport.write(b"220 bench-sink ESMTP\r\n")
-
-    def data_received(self, data: bytes) -> None:
-        assert self.transport is not None
-        self.buffer += data
-        while True:
-            if self.in_data:
-                end = -2 if self.buffer.startswith(b".\r\n") else self.buffer.find(b"\r\n.\r\n")
-                if end == -1:
-                    return
-                message = bytes(self.buffer[: max(end, 0)])
-                del self.buffer[: end + 5]
-                self.in_data = False
-                self.accepted(message)
-                self.transport.write(b"250 2.0.0 OK\r\n")
-                continue
-            line_end = self.buffer.find(b"\r\n")
-            if line_end == -1:
-                return
-            line = bytes(self.buffer[:line_end])
-            del self.buffer[: line_end + 2]
-            self.command(line[:4].upper())
-
-    def command(self, verb: bytes) -> None:
-        assert self.transport is not None
-        if verb == b"EHLO":
-            self.transport.write(b"250-bench-sink\r\n250-8BITMIME\r\n250 SMTPUTF8\r\n")
-        elif verb in (b"HELO", b"MAIL", b"RCPT", b"RSET", b"NOOP"):
-            self.transport.write(b"250 OK\r\n")
-        elif verb == b"DATA":
-            self.in_data = True
-            self.transport.write(b"354 end with <CRLF>.<CRLF>\r\n")
-        elif verb == b"QUIT":
-            self.transport.write(b"221 bye\r\n")
-            self.transport.close()
-        else:
-            self.transport.write(b"502 5.5.2 not implemented\r\n")
-
-    def accepted(self, message: bytes) -> None:
+    def accepted(self, message: bytes, recipients: list[str]) -> None:
         now = time.monotonic()
         found = EVENT_ID.search(message)
         event_id = found.group(1).decode() if found else "-"
@@ -130,7 +85,7 @@ def serve_sink(port: int) -> None:
 
     async def main() -> None:
         loop = asyncio.get_running_loop()
-        server = await loop.create_server(SmtpSinkProtocol, "127.0.0.1", port)
+        server = await loop.create_server(TimingSink, "127.0.0.1", port)
         print("ready", flush=True)
         async with server:
             await server.serve_forever()

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import httpx
 
-from bench.proc import with_children
+from bench.proc import stop_process, with_children
 
 
 @dataclass
@@ -28,12 +28,7 @@ class Listener:
         return with_children(self.process.pid)
 
     def stop(self) -> None:
-        self.process.terminate()
-        try:
-            self.process.wait(10)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            self.process.wait()
+        stop_process(self.process)
 
 
 def start_listener(

@@ -1,8 +1,10 @@
-"""CPU time read from /proc (Linux): of a process (or a process tree) and of the whole machine."""
+"""CPU time read from /proc (Linux): of a process (or a process tree) and of the whole machine;
+and stopping a process the bench started."""
 
 from __future__ import annotations
 
 import os
+import subprocess
 from pathlib import Path
 
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
@@ -36,3 +38,15 @@ def with_children(pid: int) -> list[int]:
     for member in family:
         family.extend(child for child, parent in parents.items() if parent == member)
     return family
+
+
+def stop_process(process: subprocess.Popen[bytes], timeout: float = 10.0) -> None:
+    """SIGTERM, and SIGKILL when it has not exited within `timeout` seconds."""
+    if process.poll() is not None:
+        return
+    process.terminate()
+    try:
+        process.wait(timeout)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()

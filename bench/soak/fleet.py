@@ -11,8 +11,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import httpx
+from common.testing import free_port
 
-from bench.soak.infra import free_port, rss_mb
+from bench.soak.infra import rss_mb
 
 PORT_VARIABLE = {
     "auth": "AUTH_PORT",

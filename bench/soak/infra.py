@@ -1,5 +1,6 @@
-"""What the soak starts itself besides the services: a throwaway Redis, HAProxy, an SMTP sink that
-counts per recipient, a RabbitMQ tap that counts every event published, and RSS readings."""
+"""What the soak starts itself besides the services and its throwaway Redis (common.testing):
+HAProxy, an SMTP sink that counts per recipient, a RabbitMQ tap that counts every event published,
+and RSS readings."""
 
 from __future__ import annotations
 
@@ -10,26 +11,20 @@ import email.policy
 import json
 import re
 import shutil
-import signal
 import socket
 import subprocess
 import time
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import cast
 
 import aio_pika
-import redis
 from aio_pika.abc import AbstractIncomingMessage, AbstractRobustConnection
 from common.events import EXCHANGE
+from common.testing import free_port
 
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port: int = probe.getsockname()[1]
-        return port
+from bench.proc import stop_process
+from bench.smtp_sink import SmtpSinkProtocol
 
 
 def rss_mb(pid: int) -> float | None:
@@ -41,64 +36,6 @@ def rss_mb(pid: int) -> float | None:
     except (FileNotFoundError, ProcessLookupError):
         return None
     return None
-
-
-class ThrowawayRedis:
-    """A redis-server of the soak's own on a spare port, no persistence: stopped, it comes back
-    empty, as a Redis pod restarted without a volume would."""
-
-    def __init__(self, directory: Path) -> None:
-        self.port = free_port()
-        self.directory = directory
-        self.process: subprocess.Popen[bytes] | None = None
-        self.starts = 0
-
-    @property
-    def url(self) -> str:
-        return f"redis://127.0.0.1:{self.port}/0"
-
-    def start(self) -> None:
-        binary = shutil.which("redis-server")
-        if binary is None:
-            raise SystemExit("redis-server is missing (Debian package redis-server)")
-        with (self.directory / "redis.log").open("ab") as log:
-            self.process = subprocess.Popen(
-                [
-                    binary,
-                    "--port",
-                    str(self.port),
-                    "--bind",
-                    "127.0.0.1",
-                    "--save",
-                    "",
-                    "--appendonly",
-                    "no",
-                    "--dir",
-                    str(self.directory),
-                ],
-                stdout=log,
-                stderr=subprocess.STDOUT,
-            )
-        self.starts += 1
-        deadline = time.monotonic() + 10
-        while time.monotonic() < deadline:
-            try:
-                with redis.Redis(port=self.port, socket_timeout=0.5) as probe:
-                    if probe.ping():
-                        return
-            except redis.RedisError:
-                time.sleep(0.05)
-        raise RuntimeError("the throwaway redis did not start")
-
-    def stop(self) -> None:
-        if self.process is not None and self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
-            try:
-                self.process.wait(10)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
-        self.process = None
 
 
 HAPROXY_GLOBAL = """
@@ -205,18 +142,12 @@ class HAProxy:
         return states
 
     def stop(self) -> None:
-        if self.process is not None and self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(10)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
+        if self.process is not None:
+            stop_process(self.process)
         self.process = None
 
 
 MESSAGE_ID = re.compile(rb"^Message-ID: *<([^.>]+)\.([^@>]+)@", re.MULTILINE | re.IGNORECASE)
-RCPT = re.compile(rb"^RCPT TO: *<([^>]*)>", re.IGNORECASE)
 
 
 @dataclass
@@ -234,78 +165,27 @@ class Mail:
         return Counter({r: n for (k, r), n in self.per_recipient.items() if k == kind})
 
 
-class SinkProtocol(asyncio.Protocol):
-    """One SMTP session (EHLO/HELO, MAIL, RCPT, DATA, RSET, NOOP, QUIT) that accepts everything
-    and counts each message per (kind from the Message-ID, recipient)."""
+class SinkProtocol(SmtpSinkProtocol):
+    """Counts each message per (kind from the Message-ID, recipient)."""
+
+    name = b"soak-sink"
 
     def __init__(self, mail: Mail) -> None:
+        super().__init__()
         self.mail = mail
-        self.buffer = bytearray()
-        self.in_data = False
-        self.recipients: list[str] = []
-        self.transport: asyncio.Transport | None = None
 
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        self.transport = cast(asyncio.Transport, transport)
-        self.transport.write(b"220 soak-sink ESMTP\r\n")
-
-    def data_received(self, data: bytes) -> None:
-        assert self.transport is not None
-        self.buffer += data
-        while True:
-            if self.in_data:
-                end = -2 if self.buffer.startswith(b".\r\n") else self.buffer.find(b"\r\n.\r\n")
-                if end == -1:
-                    return
-                message = bytes(self.buffer[: max(end, 0)])
-                del self.buffer[: end + 5]
-                self.in_data = False
-                self.accepted(message)
-                self.transport.write(b"250 2.0.0 OK\r\n")
-                continue
-            line_end = self.buffer.find(b"\r\n")
-            if line_end == -1:
-                return
-            line = bytes(self.buffer[:line_end])
-            del self.buffer[: line_end + 2]
-            self.command(line)
-
-    def command(self, line: bytes) -> None:
-        assert self.transport is not None
-        verb = line[:4].upper()
-        if verb == b"EHLO":
-            self.transport.write(b"250-soak-sink\r\n250-8BITMIME\r\n250 SMTPUTF8\r\n")
-        elif verb == b"RCPT":
-            found = RCPT.match(line)
-            self.recipients.append(found.group(1).decode().lower() if found else "?")
-            self.transport.write(b"250 OK\r\n")
-        elif verb in (b"MAIL", b"RSET"):
-            self.recipients = []
-            self.transport.write(b"250 OK\r\n")
-        elif verb in (b"HELO", b"NOOP"):
-            self.transport.write(b"250 OK\r\n")
-        elif verb == b"DATA":
-            self.in_data = True
-            self.transport.write(b"354 end with <CRLF>.<CRLF>\r\n")
-        elif verb == b"QUIT":
-            self.transport.write(b"221 bye\r\n")
-            self.transport.close()
-        else:
-            self.transport.write(b"502 5.5.2 not implemented\r\n")
-
-    def accepted(self, message: bytes) -> None:
+    def accepted(self, message: bytes, recipients: list[str]) -> None:
         found = MESSAGE_ID.search(message)
         event_id, kind = (found.group(1).decode(), found.group(2).decode()) if found else ("-", "?")
         self.mail.accepted += 1
         self.mail.per_event[event_id] += 1
         tokens = reset_tokens(message) if b"reset-password" in message else []
-        for recipient in self.recipients:
+        for recipient in recipients:
             key = (kind, recipient)
             self.mail.per_recipient[key] += 1
             self.mail.first_seen.setdefault(key, time.monotonic())
             if tokens:
                 self.mail.reset_tokens.setdefault(recipient, []).extend(tokens)
-        self.recipients = []
 
 
 RESET_LINK = re.compile(r"reset-password\?token=([A-Za-z0-9_\-.~%]+)")

@@ -24,11 +24,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import httpx
-from common.testing import fresh_database
+from common.testing import ThrowawayRedis, free_port, fresh_database
 
 from bench.soak import report
 from bench.soak.fleet import Fleet, Replica
-from bench.soak.infra import EventTap, HAProxy, MailSink, ThrowawayRedis, free_port, rss_mb
+from bench.soak.infra import EventTap, HAProxy, MailSink, rss_mb
 from bench.soak.report import Fault
 from bench.soak.traffic import LOGIN, Traffic, discover, drive, keep_probing, seed
 from tests.integration.platform import ROOT, platform_env, throwaway_vhost
@@ -338,7 +338,7 @@ async def run_platform(
     fleet.env = platform_env(
         databases,
         front,
-        redis_url=redis.url,
+        redis_url=redis.url(),
         amqp_url=amqp_url,
         smtp_port=sink.port,
         extra=extra,

@@ -88,14 +88,16 @@ def free_port() -> int:
 
 
 class ThrowawayRedis:
-    """A redis-server of the test's own on a spare port that keeps nothing on disk, to stop and
-    restart (empty) in fault tests — never the machine's shared Redis."""
+    """A redis-server of the test's (or the soak's) own on a spare port that keeps nothing on
+    disk, to stop and restart (empty) in fault tests — never the machine's shared Redis. Its log
+    is `redis.log` in `directory`; `starts` counts the processes started."""
 
     def __init__(self, directory: Path, password: str | None = None) -> None:
         self.port = free_port()
         self.directory = directory
         self.password = password
         self.process: subprocess.Popen[bytes] | None = None
+        self.starts = 0
 
     def url(self, db: int = 0) -> str:
         credentials = f":{self.password}@" if self.password else ""
@@ -106,14 +108,17 @@ class ThrowawayRedis:
         (for tests of a gateway without auth behind it)."""
         binary = shutil.which("redis-server")
         assert binary is not None, "redis-server is not installed"
-        self.process = subprocess.Popen(
-            [
-                *(binary, "--port", str(self.port), "--bind", "127.0.0.1"),
-                *("--save", "", "--appendonly", "no", "--dir", str(self.directory)),
-                *(["--requirepass", self.password] if self.password else []),
-            ],
-            stdout=subprocess.DEVNULL,
-        )
+        with (self.directory / "redis.log").open("ab") as log:
+            self.process = subprocess.Popen(
+                [
+                    *(binary, "--port", str(self.port), "--bind", "127.0.0.1"),
+                    *("--save", "", "--appendonly", "no", "--dir", str(self.directory)),
+                    *(["--requirepass", self.password] if self.password else []),
+                ],
+                stdout=log,
+                stderr=subprocess.STDOUT,
+            )
+        self.starts += 1
         deadline = time.monotonic() + 10
         while time.monotonic() < deadline:
             try:
