@@ -5,26 +5,16 @@ from __future__ import annotations
 import asyncio
 import json
 import uuid
-from collections.abc import Callable
 
 import pytest
 from common.broker import PermanentFailure, RetryPolicy, UnroutableEvent
 from common.events import Envelope
 from common.inprocess_broker import InProcessBroker, topic_matches
+from common.testing import wait_until
 
-QUEUE = "notifier.user-registered"
+from .support import INVALID_ENVELOPES, QUEUE, registered
+
 FAST = RetryPolicy(delays=(0.01, 0.02, 0.04), max_attempts=3)
-
-
-def registered(**data: object) -> Envelope:
-    return Envelope(type="user.registered", data={"user_id": str(uuid.uuid4()), **data})
-
-
-async def wait_until(condition: Callable[[], object], limit: float = 5.0) -> None:
-    """Wait for a condition that background consumers make true (bounded, not a speed test)."""
-    async with asyncio.timeout(limit):
-        while not condition():  # noqa: ASYNC110 - polling state owned by the broker
-            await asyncio.sleep(0.005)
 
 
 @pytest.mark.parametrize(
@@ -120,20 +110,7 @@ async def test_permanent_failure_is_dead_lettered_at_once() -> None:
     assert broker.dead_letters(QUEUE)[0].attempts == 1
 
 
-@pytest.mark.parametrize(
-    "body",
-    [
-        {
-            "id": str(uuid.uuid4()),
-            "type": "user.registered",
-            "occurred_at": "2026-01-01T00:00:00Z",
-            "version": 2,
-            "data": {},
-        },
-        {"type": "user.registered"},
-        "not json",
-    ],
-)
+@pytest.mark.parametrize("body", INVALID_ENVELOPES)
 async def test_envelope_that_does_not_validate_is_dead_lettered(body: object) -> None:
     broker = InProcessBroker(retry=FAST)
     calls = 0

@@ -8,7 +8,7 @@ import gc
 import json
 import os
 import uuid
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 
 import aio_pika
 import pytest
@@ -24,21 +24,12 @@ from common.embedded import make_broker
 from common.events import Envelope
 from common.logs import request_id_var
 from common.rabbitmq import RabbitBroker
+from common.testing import wait_until
+
+from .support import INVALID_ENVELOPES, QUEUE, registered
 
 AMQP_URL = os.environ.get("TEST_AMQP_URL", "amqp://guest:guest@127.0.0.1:5672/")
-QUEUE = "notifier.user-registered"
 FAST = RetryPolicy(delays=(0.05, 0.1, 0.2), max_attempts=3)
-
-
-async def wait_until(condition: Callable[[], object], limit: float = 10.0) -> None:
-    """Wait for a condition that background consumers make true (bounded, not a speed test)."""
-    async with asyncio.timeout(limit):
-        while not condition():  # noqa: ASYNC110 - polling state owned by the broker
-            await asyncio.sleep(0.01)
-
-
-def registered(**data: object) -> Envelope:
-    return Envelope(type="user.registered", data={"user_id": str(uuid.uuid4()), **data})
 
 
 @pytest.fixture
@@ -216,20 +207,7 @@ async def test_permanent_failure_is_dead_lettered_at_once(broker: RabbitBroker) 
     assert dead[0].headers[ATTEMPTS_HEADER] == 1
 
 
-@pytest.mark.parametrize(
-    "body",
-    [
-        {
-            "id": str(uuid.uuid4()),
-            "type": "user.registered",
-            "occurred_at": "2026-01-01T00:00:00Z",
-            "version": 2,
-            "data": {},
-        },
-        {"type": "user.registered"},
-        "not json",
-    ],
-)
+@pytest.mark.parametrize("body", INVALID_ENVELOPES)
 async def test_envelope_that_does_not_validate_is_dead_lettered(
     broker: RabbitBroker, body: object
 ) -> None:

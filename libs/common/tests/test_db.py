@@ -212,57 +212,56 @@ async def test_a_connection_the_server_closed_is_replaced_at_checkout(
         await database.dispose()
 
 
+@pytest.fixture
+async def unwatched_connection(sample_database_url: str) -> AsyncIterator[Database]:
+    """One pooled connection and the checkout check off: the pool hands out a connection the
+    server has closed, as it would one that died between the check and the first statement."""
+    database = Database(sample_database_url, pool_size=1, max_overflow=0)
+    event.remove(database.engine.sync_engine.pool, "checkout", _replace_closed)
+    yield database
+    await database.dispose()
+
+
 async def test_a_first_statement_on_a_dead_connection_runs_once_more_on_a_new_one(
-    sample_database_url: str, sample_engine: AsyncEngine
+    unwatched_connection: Database, sample_engine: AsyncEngine
 ) -> None:
     """A connection dead without the pool knowing (the checkout check off): the session's first
     statement fails on it, the connection is invalidated, and the statement runs on a new one."""
-    database = Database(sample_database_url, pool_size=1, max_overflow=0)
-    event.remove(database.engine.sync_engine.pool, "checkout", _replace_closed)
-    try:
-        async with database.sessionmaker() as db:
-            first = await backend_pid(db)
-        await terminate(sample_engine, first)
-        async with database.sessionmaker() as db:
-            assert await backend_pid(db) != first
-            # Later statements are not retried; this one runs on the new connection.
-            assert (await db.execute(text("SELECT 1"))).scalar_one() == 1
-    finally:
-        await database.dispose()
+    database = unwatched_connection
+    async with database.sessionmaker() as db:
+        first = await backend_pid(db)
+    await terminate(sample_engine, first)
+    async with database.sessionmaker() as db:
+        assert await backend_pid(db) != first
+        # Later statements are not retried; this one runs on the new connection.
+        assert (await db.execute(text("SELECT 1"))).scalar_one() == 1
 
 
 async def test_a_statement_inside_a_transaction_is_not_retried(
-    sample_database_url: str, sample_engine: AsyncEngine
+    unwatched_connection: Database, sample_engine: AsyncEngine
 ) -> None:
-    database = Database(sample_database_url, pool_size=1, max_overflow=0)
-    event.remove(database.engine.sync_engine.pool, "checkout", _replace_closed)
-    try:
-        async with database.sessionmaker() as db:
-            pid = await backend_pid(db)
-            await terminate(sample_engine, pid)
-            with pytest.raises(DBAPIError) as raised:
-                await db.execute(text("SELECT 1"))
-            assert raised.value.connection_invalidated
-    finally:
-        await database.dispose()
+    database = unwatched_connection
+    async with database.sessionmaker() as db:
+        pid = await backend_pid(db)
+        await terminate(sample_engine, pid)
+        with pytest.raises(DBAPIError) as raised:
+            await db.execute(text("SELECT 1"))
+        assert raised.value.connection_invalidated
 
 
 async def test_unflushed_changes_are_not_retried_away(
-    sample_database_url: str, sample_engine: AsyncEngine
+    unwatched_connection: Database, sample_engine: AsyncEngine
 ) -> None:
     """A first statement that would flush pending objects fails rather than dropping them."""
-    database = Database(sample_database_url, pool_size=1, max_overflow=0)
-    event.remove(database.engine.sync_engine.pool, "checkout", _replace_closed)
-    try:
-        async with database.sessionmaker() as db:
-            pid = await backend_pid(db)
-        await terminate(sample_engine, pid)
-        async with database.sessionmaker() as db:
-            db.add(Item(name="pending-on-a-dead-connection"))
-            with pytest.raises(DBAPIError):
-                await db.execute(select(func.count()).select_from(Item))
-    finally:
-        await database.dispose()
+    database = unwatched_connection
+    async with database.sessionmaker() as db:
+        pid = await backend_pid(db)
+    await terminate(sample_engine, pid)
+    async with database.sessionmaker() as db:
+        db.add(Item(name="pending-on-a-dead-connection"))
+        with pytest.raises(DBAPIError):
+            await db.execute(select(func.count()).select_from(Item))
+
     assert await count(sample_engine, "pending-on-a-dead-connection") == 0
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from datetime import timedelta
 from pathlib import Path
 
@@ -15,12 +15,14 @@ from common.events import Envelope, OutboxMixin, utcnow
 from common.inprocess_broker import InProcessBroker
 from common.outbox import OutboxRelay, add_outbox_event
 from common.rabbitmq import RabbitBroker
-from common.testing import admin_url
+from common.testing import admin_url, wait_until
 from prometheus_client import REGISTRY
 from sqlalchemy import delete, select, text, update
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import create_async_engine
 from sqlalchemy.orm import DeclarativeBase
+
+from .support import registered
 
 AMQP_URL = "amqp://guest:guest@127.0.0.1:5672/"
 
@@ -31,13 +33,6 @@ class RelayTestBase(DeclarativeBase):
 
 class RelayOutbox(OutboxMixin, RelayTestBase):
     """A test-only outbox table (the users service declares its own the same way)."""
-
-
-async def wait_until(condition: Callable[[], object], limit: float = 10.0) -> None:
-    """Wait for a condition that background tasks make true (bounded, not a speed test)."""
-    async with asyncio.timeout(limit):
-        while not condition():  # noqa: ASYNC110 - polling state owned by the relay/broker
-            await asyncio.sleep(0.01)
 
 
 @pytest.fixture(scope="module")
@@ -64,10 +59,6 @@ async def store(outbox_database: Database) -> Database:
     async with outbox_database.sessionmaker() as db, db.begin():
         await db.execute(delete(RelayOutbox))
     return outbox_database
-
-
-def registered() -> Envelope:
-    return Envelope(type="user.registered", data={"user_id": str(uuid.uuid4())})
 
 
 async def write_events(database: Database, envelopes: list[Envelope]) -> None:

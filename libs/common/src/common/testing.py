@@ -28,7 +28,7 @@ import subprocess
 import threading
 import time
 import uuid
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -77,6 +77,14 @@ def redis_url(db: int) -> str:
     """The URL of Redis database `db` for a suite's tests: the machine's Redis, or the server in
     `TEST_REDIS_SERVER` (so two checkouts can run their suites at once without sharing keys)."""
     return f"{os.environ.get(REDIS_SERVER_ENV, DEFAULT_REDIS_SERVER).rstrip('/')}/{db}"
+
+
+async def wait_until(condition: Callable[[], object], limit: float = 10.0) -> None:
+    """Wait for a condition that background tasks (consumers, relays) make true: bounded, so a
+    condition never met fails the test, and not a speed test."""
+    async with asyncio.timeout(limit):
+        while not condition():  # noqa: ASYNC110 - polling state owned by other tasks
+            await asyncio.sleep(0.01)
 
 
 def free_port() -> int:
