@@ -41,8 +41,8 @@ async def auth_on_node(database_url: str, node: ThrowawayRedis) -> AsyncIterator
         yield harness
 
 
-async def fresh_client(node: ThrowawayRedis) -> Redis:
-    """A client with no connection from before the restart."""
+def fresh_client(node: ThrowawayRedis) -> Redis:
+    """A client with no connection from before the restart (closed by `async with`)."""
     return Redis.from_url(node.url())
 
 
@@ -82,8 +82,7 @@ async def test_markers_come_back_after_redis_restarts_empty(
         assert await refused(auth.redis, pair)
 
     node.restart()
-    redis = await fresh_client(node)
-    try:
+    async with fresh_client(node) as redis:
         await wait_for_epoch(redis, first_epoch)
         for pair in ended:
             assert await refused(redis, pair)
@@ -91,8 +90,6 @@ async def test_markers_come_back_after_redis_restarts_empty(
             assert not await refused(redis, pair)
         assert await redis.get(user_key(bob.user_id)) == str(int(changed_at.timestamp())).encode()
         assert 0 < await redis.ttl(user_key(bob.user_id)) <= auth.settings.max_access_token_lifetime
-    finally:
-        await redis.aclose()
 
 
 async def test_logout_right_after_a_quick_redis_restart_ends_the_session(
@@ -107,11 +104,8 @@ async def test_logout_right_after_a_quick_redis_restart_ends_the_session(
     response = await auth.client.post("/api/v1/auth/logout", headers=bearer(pair["access_token"]))
     assert response.status_code == 204
     assert (await auth.refresh(pair["refresh_token"])).status_code == 401
-    redis = await fresh_client(node)
-    try:
+    async with fresh_client(node) as redis:
         assert await refused(redis, pair)
-    finally:
-        await redis.aclose()
 
 
 async def test_reused_refresh_token_right_after_a_quick_redis_restart_is_401(
@@ -126,11 +120,8 @@ async def test_reused_refresh_token_right_after_a_quick_redis_restart_is_401(
     node.restart()
     assert (await auth.refresh(pair["refresh_token"])).status_code == 401  # reuse
     assert (await auth.refresh(rotated.json()["refresh_token"])).status_code == 401
-    redis = await fresh_client(node)
-    try:
+    async with fresh_client(node) as redis:
         assert await refused(redis, pair)
-    finally:
-        await redis.aclose()
 
 
 def assert_unavailable(response: Any) -> None:
