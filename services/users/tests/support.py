@@ -120,6 +120,14 @@ class UsersHarness:
                 {"id": uuid.UUID(str(user["id"]))},
             )
 
+    async def check_credentials(self, login: str, password: str) -> httpx.Response:
+        """The credentials check as auth makes it at every login."""
+        return await self.client.post(
+            "/internal/v1/credentials/verify",
+            json={"login": login, "password": password},
+            headers=self.service_bearer("credentials:verify"),
+        )
+
     async def outbox(
         self, user_id: str | None = None, *, with_links: bool = False
     ) -> list[OutboxEvent]:
@@ -133,6 +141,16 @@ class UsersHarness:
         if user_id is None:
             return kept
         return [row for row in kept if row.payload["data"].get("user_id") == user_id]
+
+    async def settled_outbox_kinds(self, user_id: str, expected: list[str]) -> list[str]:
+        """The event types of the user's outbox rows, links included, once they are `expected`
+        or after 5 s: the relay deletes a link's row once it has published it, a moment later."""
+        for _ in range(100):
+            kinds = [row.event_type for row in await self.outbox(user_id, with_links=True)]
+            if kinds == expected:
+                break
+            await asyncio.sleep(0.05)
+        return kinds
 
 
 class LinkEvents:

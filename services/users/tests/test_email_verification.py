@@ -41,12 +41,7 @@ async def change_email(users: UsersHarness, user: dict[str, Any], email: str) ->
 
 
 async def logs_in(users: UsersHarness, login: str) -> bool:
-    response = await users.client.post(
-        "/internal/v1/credentials/verify",
-        json={"login": login, "password": PASSWORD},
-        headers=users.service_bearer("credentials:verify"),
-    )
-    return response.status_code == 200
+    return (await users.check_credentials(login, PASSWORD)).status_code == 200
 
 
 # --- the registration's link ----------------------------------------------------------------------
@@ -68,11 +63,7 @@ async def test_registration_sends_a_link_and_keeps_only_its_hash(
     assert rows[0].email == user["email"]
     assert (rows[0].expires_at - rows[0].created_at).total_seconds() == DAY
     # The row that carried the clear token is deleted once published; the kept ones lack it.
-    for _ in range(100):
-        kinds = [row.event_type for row in await users.outbox(user["id"], with_links=True)]
-        if kinds == ["user.registered"]:
-            break
-        await asyncio.sleep(0.05)
+    kinds = await users.settled_outbox_kinds(user["id"], ["user.registered"])
     assert kinds == ["user.registered"]
     assert all(token not in str(row.payload) for row in await users.outbox(with_links=True))
 
@@ -395,11 +386,7 @@ async def test_auth_is_told_whether_the_address_is_verified(
     user = await users.register()
 
     async def verified() -> Any:
-        response = await users.client.post(
-            "/internal/v1/credentials/verify",
-            json={"login": user["username"], "password": PASSWORD},
-            headers=users.service_bearer("credentials:verify"),
-        )
+        response = await users.check_credentials(user["username"], PASSWORD)
         assert response.status_code == 200
         return response.json()["email_verified"]
 

@@ -25,22 +25,13 @@ from users.settings import UsersSettings
 
 from .support import PASSWORD, UsersHarness
 
-VERIFY = "/internal/v1/credentials/verify"
 WRONG = "not the password at all"
 NEW_PASSWORD = "a fresh passphrase after the lock"
 
 
-async def check(users: UsersHarness, login: str, password: str) -> httpx.Response:
-    return await users.client.post(
-        VERIFY,
-        json={"login": login, "password": password},
-        headers=users.service_bearer("credentials:verify"),
-    )
-
-
 async def fail(users: UsersHarness, login: str, times: int) -> None:
     for _ in range(times):
-        assert (await check(users, login, WRONG)).status_code == 401
+        assert (await users.check_credentials(login, WRONG)).status_code == 401
 
 
 def comparable(response: httpx.Response) -> tuple[int, bytes, list[tuple[str, str]]]:
@@ -94,10 +85,10 @@ async def test_ten_failures_lock_the_account_and_the_refusal_is_a_wrong_password
 ) -> None:
     user = await users.register()
     await fail(users, user["username"], 9)
-    wrong = await check(users, user["username"], WRONG)  # the tenth: locks
+    wrong = await users.check_credentials(user["username"], WRONG)  # the tenth: locks
     assert wrong.status_code == 401
-    locked_right = await check(users, user["username"], PASSWORD)
-    locked_wrong = await check(users, user["username"], WRONG)
+    locked_right = await users.check_credentials(user["username"], PASSWORD)
+    locked_wrong = await users.check_credentials(user["username"], WRONG)
     # Byte for byte a wrong password's answer: status, body, every header but the request id.
     assert comparable(locked_right) == comparable(wrong) == comparable(locked_wrong)
     assert wrong.json()["detail"] == "Incorrect username or password."
@@ -110,9 +101,9 @@ async def test_nine_failures_do_not_lock_and_a_success_forgets_them(
 ) -> None:
     user = await users.register()
     await fail(users, user["username"], 9)
-    assert (await check(users, user["username"], PASSWORD)).status_code == 200
+    assert (await users.check_credentials(user["username"], PASSWORD)).status_code == 200
     await fail(users, user["username"], 9)  # counted from zero again
-    assert (await check(users, user["username"], PASSWORD)).status_code == 200
+    assert (await users.check_credentials(user["username"], PASSWORD)).status_code == 200
     await notices.of(users, user["id"], 0)
 
 
@@ -122,16 +113,18 @@ async def test_failures_count_against_the_canonical_account_however_it_is_named(
     user = await users.register()
     names = [user["username"], user["email"], user["email"].upper(), user["username"].upper()]
     for attempt in range(10):
-        assert (await check(users, names[attempt % len(names)], WRONG)).status_code == 401
-    assert (await check(users, user["email"], PASSWORD)).status_code == 401
+        assert (
+            await users.check_credentials(names[attempt % len(names)], WRONG)
+        ).status_code == 401
+    assert (await users.check_credentials(user["email"], PASSWORD)).status_code == 401
     await notices.of(users, user["id"], 1)
 
 
 async def test_another_account_is_not_locked(users: UsersHarness) -> None:
     target, bystander = await users.register(), await users.register()
     await fail(users, target["username"], 10)
-    assert (await check(users, bystander["username"], PASSWORD)).status_code == 200
-    assert (await check(users, target["username"], PASSWORD)).status_code == 401
+    assert (await users.check_credentials(bystander["username"], PASSWORD)).status_code == 200
+    assert (await users.check_credentials(target["username"], PASSWORD)).status_code == 401
 
 
 async def test_the_window_slides_over_15_minutes(users: UsersHarness) -> None:
@@ -139,16 +132,16 @@ async def test_the_window_slides_over_15_minutes(users: UsersHarness) -> None:
     await fail(users, user["username"], 9)
     users.clock.advance(15 * 60 + 1)  # those nine are now too old to count
     await fail(users, user["username"], 9)
-    assert (await check(users, user["username"], PASSWORD)).status_code == 200
+    assert (await users.check_credentials(user["username"], PASSWORD)).status_code == 200
     # Five, ten minutes, five more: ten within 15 minutes although no boundary aligns.
     await fail(users, user["username"], 5)
     users.clock.advance(10 * 60)
     await fail(users, user["username"], 4)
-    assert (await check(users, user["username"], PASSWORD)).status_code == 200
+    assert (await users.check_credentials(user["username"], PASSWORD)).status_code == 200
     await fail(users, user["username"], 5)
     users.clock.advance(10 * 60)
     await fail(users, user["username"], 5)
-    assert (await check(users, user["username"], PASSWORD)).status_code == 401
+    assert (await users.check_credentials(user["username"], PASSWORD)).status_code == 401
 
 
 def test_the_lockout_periods_double_up_to_an_hour() -> None:
@@ -165,13 +158,13 @@ async def test_each_lockout_lasts_twice_the_last_until_an_hour(
         await fail(users, user["username"], 10)
         users.clock.advance(minutes * 60 - 2)
         # Still locked a moment before the end (checking does not count, nor unlock).
-        assert (await check(users, user["username"], PASSWORD)).status_code == 401
+        assert (await users.check_credentials(user["username"], PASSWORD)).status_code == 401
         users.clock.advance(3)
     # The last lock is over: the right password works, and the next lockout is 1 minute again.
-    assert (await check(users, user["username"], PASSWORD)).status_code == 200
+    assert (await users.check_credentials(user["username"], PASSWORD)).status_code == 200
     await fail(users, user["username"], 10)
     users.clock.advance(61)
-    assert (await check(users, user["username"], PASSWORD)).status_code == 200
+    assert (await users.check_credentials(user["username"], PASSWORD)).status_code == 200
     await notices.of(users, user["id"], 9)
 
 
@@ -180,7 +173,7 @@ async def test_failures_while_locked_are_not_counted(users: UsersHarness, notice
     await fail(users, user["username"], 10)
     await fail(users, user["username"], 30)  # refused, not counted: no second lockout
     users.clock.advance(61)
-    assert (await check(users, user["username"], PASSWORD)).status_code == 200
+    assert (await users.check_credentials(user["username"], PASSWORD)).status_code == 200
     await notices.of(users, user["id"], 1)
 
 
@@ -192,7 +185,9 @@ async def test_concurrent_failures_lock_once(users: UsersHarness, notices: Notic
     previous = users.state.hasher
     users.replace_state(hasher=PasswordHasher(previous.rounds, 4, queue_size=32))
     previous.close()
-    answers = await asyncio.gather(*(check(users, user["username"], WRONG) for _ in range(25)))
+    answers = await asyncio.gather(
+        *(users.check_credentials(user["username"], WRONG) for _ in range(25))
+    )
     assert {response.status_code for response in answers} == {401}
     assert len({response.content for response in answers}) == 1
     await notices.of(users, user["id"], 1)
@@ -234,8 +229,8 @@ async def test_the_notice_carries_a_reset_link_that_ends_the_lock(
     )
     assert reset.status_code == 204, reset.text
     # Unlocked at once, with the new password only; the link is used up.
-    assert (await check(users, user["username"], NEW_PASSWORD)).status_code == 200
-    assert (await check(users, user["username"], PASSWORD)).status_code == 401
+    assert (await users.check_credentials(user["username"], NEW_PASSWORD)).status_code == 200
+    assert (await users.check_credentials(user["username"], PASSWORD)).status_code == 401
     again = await users.client.post(
         "/api/v1/users/password/reset", json={"token": data["token"], "new_password": PASSWORD}
     )
@@ -266,7 +261,7 @@ async def test_a_forgot_password_link_ends_the_lock_too(
         json={"token": link["token"], "new_password": NEW_PASSWORD},
     )
     assert reset.status_code == 204
-    assert (await check(users, user["email"], NEW_PASSWORD)).status_code == 200
+    assert (await users.check_credentials(user["email"], NEW_PASSWORD)).status_code == 200
 
 
 async def test_the_owners_password_change_ends_the_lock(users: UsersHarness) -> None:
@@ -278,7 +273,7 @@ async def test_the_owners_password_change_ends_the_lock(users: UsersHarness) -> 
         headers=users.bearer(user),
     )
     assert changed.status_code == 204, changed.text
-    assert (await check(users, user["username"], NEW_PASSWORD)).status_code == 200
+    assert (await users.check_credentials(user["username"], NEW_PASSWORD)).status_code == 200
 
 
 async def test_deactivated_and_unknown_accounts_are_not_counted(
@@ -299,7 +294,7 @@ async def test_lockout_threshold_is_a_setting(users: UsersHarness) -> None:
     users.replace_state(lockout=type(users.state.lockout)(3, users.clock, timedelta(minutes=30)))
     user = await users.register()
     await fail(users, user["username"], 3)
-    assert (await check(users, user["username"], PASSWORD)).status_code == 401
+    assert (await users.check_credentials(user["username"], PASSWORD)).status_code == 401
     assert UsersSettings(environment="test").lockout_threshold == 10
     for bad in (0, -1, 1001, "ten"):
         with pytest.raises(ValueError, match="lockout_threshold"):
@@ -318,7 +313,7 @@ async def test_a_locked_refusal_takes_as_long_as_a_wrong_password(users: UsersHa
 
     async def seconds(login: str, password: str) -> float:
         started = time.perf_counter()
-        assert (await check(users, login, password)).status_code == 401
+        assert (await users.check_credentials(login, password)).status_code == 401
         return time.perf_counter() - started
 
     right_pairs: list[tuple[float, float]] = []
@@ -346,7 +341,7 @@ async def test_locking_and_unlocking_are_audited_without_secrets(
     caplog.set_level(logging.INFO, logger="gatehouse.audit")
     user = await users.register()
     await fail(users, user["username"], 10)
-    await check(users, user["username"], PASSWORD)
+    await users.check_credentials(user["username"], PASSWORD)
     [notice] = await notices.of(users, user["id"], 1)
     changed = await users.client.put(
         "/api/v1/users/me/password",

@@ -41,12 +41,7 @@ async def reset_token(users: UsersHarness, links: LinkEvents, user: dict[str, An
 
 
 async def logs_in(users: UsersHarness, user: dict[str, Any], password: str) -> bool:
-    response = await users.client.post(
-        "/internal/v1/credentials/verify",
-        json={"login": user["username"], "password": password},
-        headers=users.service_bearer("credentials:verify"),
-    )
-    return response.status_code == 200
+    return (await users.check_credentials(user["username"], password)).status_code == 200
 
 
 async def post_reset(

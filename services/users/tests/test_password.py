@@ -7,15 +7,6 @@ from .support import PASSWORD, UsersHarness
 NEW = "another long passphrase 2026"
 
 
-async def verify(users: UsersHarness, login: str, password: str) -> int:
-    response = await users.client.post(
-        "/internal/v1/credentials/verify",
-        json={"login": login, "password": password},
-        headers=users.service_bearer("credentials:verify"),
-    )
-    return response.status_code
-
-
 async def test_password_change(users: UsersHarness) -> None:
     user = await users.register()
     response = await users.client.put(
@@ -24,8 +15,8 @@ async def test_password_change(users: UsersHarness) -> None:
         headers=users.bearer(user),
     )
     assert response.status_code == 204, response.text
-    assert await verify(users, user["username"], NEW) == 200
-    assert await verify(users, user["username"], PASSWORD) == 401
+    assert (await users.check_credentials(user["username"], NEW)).status_code == 200
+    assert (await users.check_credentials(user["username"], PASSWORD)).status_code == 401
     # auth ends the sessions when it receives this event (API.md §2).
     events = [row.event_type for row in await users.outbox(user["id"])]
     assert events == ["user.registered", "user.password_changed"]
@@ -40,7 +31,7 @@ async def test_wrong_current_password_changes_nothing(users: UsersHarness) -> No
     )
     assert response.status_code == 422
     assert response.json()["errors"][0]["field"] == "current_password"
-    assert await verify(users, user["username"], PASSWORD) == 200
+    assert (await users.check_credentials(user["username"], PASSWORD)).status_code == 200
     assert [row.event_type for row in await users.outbox(user["id"])] == ["user.registered"]
 
 
@@ -53,7 +44,7 @@ async def test_new_password_follows_the_policy(users: UsersHarness) -> None:
             headers=users.bearer(user),
         )
         assert response.status_code == 422, new
-    assert await verify(users, user["username"], PASSWORD) == 200
+    assert (await users.check_credentials(user["username"], PASSWORD)).status_code == 200
 
 
 async def test_password_change_needs_a_token(users: UsersHarness) -> None:

@@ -55,15 +55,6 @@ async def mailbox(users: UsersHarness) -> AsyncIterator[Mailbox]:
     await consumer.close()
 
 
-async def verify(users: UsersHarness, login: str, password: str) -> int:
-    response = await users.client.post(
-        "/internal/v1/credentials/verify",
-        json={"login": login, "password": password},
-        headers=users.service_bearer("credentials:verify"),
-    )
-    return response.status_code
-
-
 async def reset(users: UsersHarness, token: Any, password: Any = NEW) -> int:
     response = await users.client.post(RESET, json={"token": token, "new_password": password})
     if response.status_code >= 400:
@@ -85,11 +76,7 @@ async def test_forgot_sends_a_link_and_keeps_only_its_hash(
     assert lifetime.total_seconds() == 1800
     # The row that carried the clear token is deleted once published (and so is the
     # registration's verification link); the others are kept.
-    for _ in range(100):
-        kinds = [row.event_type for row in await users.outbox(user["id"], with_links=True)]
-        if kinds == ["user.registered"]:
-            break
-        await asyncio.sleep(0.05)
+    kinds = await users.settled_outbox_kinds(user["id"], ["user.registered"])
     assert kinds == ["user.registered"]
     assert all(token not in str(row.payload) for row in await users.outbox(with_links=True))
 
@@ -138,8 +125,8 @@ async def test_reset_sets_the_password_and_ends_the_sessions(
     user = await users.register()
     token = await mailbox.token_for(users, user["email"])
     assert await reset(users, token) == 204
-    assert await verify(users, user["username"], NEW) == 200
-    assert await verify(users, user["username"], PASSWORD) == 401
+    assert (await users.check_credentials(user["username"], NEW)).status_code == 200
+    assert (await users.check_credentials(user["username"], PASSWORD)).status_code == 401
     me = (await users.client.get("/api/v1/users/me", headers=users.bearer(user))).json()
     assert me["email_verified"] is True
     # user.password_changed is what a password change emits: auth ends every session on it.
@@ -149,7 +136,7 @@ async def test_reset_sets_the_password_and_ends_the_sessions(
         assert (await db.scalars(select(PasswordResetToken))).all() == []
     # Single use.
     assert await reset(users, token, "yet another passphrase 77") == 400
-    assert await verify(users, user["username"], NEW) == 200
+    assert (await users.check_credentials(user["username"], NEW)).status_code == 200
 
 
 async def test_a_newer_link_voids_the_older(users: UsersHarness, mailbox: Mailbox) -> None:
@@ -169,7 +156,7 @@ async def test_a_link_lives_thirty_minutes(users: UsersHarness, mailbox: Mailbox
     token = await mailbox.token_for(users, user["email"])
     users.clock.advance(30 * 60 + 1)
     assert await reset(users, token, "yet another passphrase 77") == 400
-    assert await verify(users, user["username"], NEW) == 200
+    assert (await users.check_credentials(user["username"], NEW)).status_code == 200
 
 
 async def test_a_link_of_a_deactivated_account_is_dead(

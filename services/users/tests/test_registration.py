@@ -125,11 +125,7 @@ async def test_malformed_bodies_are_422(users: UsersHarness, body: bytes) -> Non
 )
 async def test_long_and_unicode_passwords_are_accepted(users: UsersHarness, password: str) -> None:
     user = await users.register(password=password)
-    response = await users.client.post(
-        "/internal/v1/credentials/verify",
-        json={"login": user["username"], "password": password},
-        headers=users.service_bearer("credentials:verify"),
-    )
+    response = await users.check_credentials(user["username"], password)
     assert response.status_code == 200, response.text
 
 
