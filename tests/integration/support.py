@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 import subprocess
 import sys
 import time
@@ -75,6 +76,22 @@ async def email_to(smtp_sink: SmtpSink, address: str, subject_part: str) -> Emai
                 return message
         await asyncio.sleep(0.05)
     pytest.fail(f"no email '{subject_part}' to {address} within 15 seconds")
+
+
+def plain_text(message: EmailMessage) -> str:
+    part = message.get_body(("plain",))
+    assert part is not None, message
+    content: str = part.get_content()
+    return content
+
+
+def link_token(message: EmailMessage, page: str, origin: str = "") -> str:
+    """The token of the `/account/<page>?token=…` link in the plain text of `message`; with
+    `origin`, the link must start with it (the platform's ISSUER)."""
+    text = plain_text(message)
+    found = re.search(re.escape(f"{origin}/account/{page}?token=") + r"([A-Za-z0-9_-]{43})", text)
+    assert found is not None, text
+    return found.group(1)
 
 
 def register_oidc_client(platform: Platform, name: str, *options: str) -> dict[str, Any]:

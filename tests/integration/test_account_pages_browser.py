@@ -14,7 +14,7 @@ from common.testing import SmtpSink, headless_chromium
 from playwright.async_api import Browser, ConsoleMessage, Page
 
 from .platform import Platform
-from .support import bearer, email_to, login, new_account, register, tokens_for
+from .support import bearer, email_to, login, new_account, plain_text, register, tokens_for
 
 NEW = "a browser-chosen passphrase 2026"
 # What Chromium logs for a page answered with an error status (the 422 and 400 pages here).
@@ -34,10 +34,9 @@ def unexpected(problems: list[str]) -> list[str]:
 
 
 def link_in(message: EmailMessage, page: str) -> str:
-    part = message.get_body(("plain",))
-    assert part is not None
-    found = re.search(rf"http://\S+/account/{page}\?token=[A-Za-z0-9_-]{{43}}", part.get_content())
-    assert found is not None, part.get_content()
+    text = plain_text(message)
+    found = re.search(rf"http://\S+/account/{page}\?token=[A-Za-z0-9_-]{{43}}", text)
+    assert found is not None, text
     return found.group(0)
 
 

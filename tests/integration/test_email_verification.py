@@ -6,32 +6,26 @@ when the address is taken meanwhile, the resend, and the account pages without a
 from __future__ import annotations
 
 import re
-from email.message import EmailMessage
 from typing import Any
 
 import httpx
 from common.testing import SmtpSink
 
 from .platform import Platform
-from .support import PASSWORD, bearer, email_to, login, new_account, register, tokens_for
+from .support import (
+    PASSWORD,
+    bearer,
+    email_to,
+    link_token,
+    login,
+    new_account,
+    plain_text,
+    register,
+    tokens_for,
+)
 
 VERIFY = "/api/v1/users/email/verify"
 RESEND = "/api/v1/users/me/email/verification"
-TOKEN = r"([A-Za-z0-9_-]{43})"
-
-
-def text_of(message: EmailMessage) -> str:
-    part = message.get_body(("plain",))
-    assert part is not None
-    content: str = part.get_content()
-    return content
-
-
-def link_token(message: EmailMessage, issuer: str) -> str:
-    text = text_of(message)
-    found = re.search(re.escape(f"{issuer}/account/verify-email?token=") + TOKEN, text)
-    assert found is not None, text
-    return found.group(1)
 
 
 async def me(gateway: httpx.AsyncClient, access_token: str) -> dict[str, Any]:
@@ -49,7 +43,7 @@ async def test_the_welcome_emails_link_verifies_the_address(
     assert created["email_verified"] is False
     assert created["pending_email"] is None
     welcome = await email_to(smtp_sink, account["email"], "Welcome")
-    token = link_token(welcome, platform.env["ISSUER"])
+    token = link_token(welcome, "verify-email", platform.env["ISSUER"])
     verified = await gateway.post(VERIFY, json={"token": token})
     assert verified.status_code == 204, verified.text
     pair = await tokens_for(gateway, account)
@@ -76,10 +70,10 @@ async def test_an_email_change_is_confirmed_by_the_new_address(
     assert changed.json()["pending_email"] == new
 
     notice = await email_to(smtp_sink, account["email"], "being changed")
-    assert new in text_of(notice)
-    assert "verify-email" not in text_of(notice)  # the old address never gets the link
+    assert new in plain_text(notice)
+    assert "verify-email" not in plain_text(notice)  # the old address never gets the link
     link_mail = await email_to(smtp_sink, new, "Confirm your email")
-    token = link_token(link_mail, platform.env["ISSUER"])
+    token = link_token(link_mail, "verify-email", platform.env["ISSUER"])
     assert (await login(gateway, new, PASSWORD)).status_code == 401  # not yet the address
 
     assert (await gateway.post(VERIFY, json={"token": token})).status_code == 204
@@ -101,7 +95,9 @@ async def test_an_address_taken_meanwhile_is_409(
     await gateway.patch(
         "/api/v1/users/me", json={"email": wanted}, headers=bearer(pair["access_token"])
     )
-    token = link_token(await email_to(smtp_sink, wanted, "Confirm"), platform.env["ISSUER"])
+    token = link_token(
+        await email_to(smtp_sink, wanted, "Confirm"), "verify-email", platform.env["ISSUER"]
+    )
     rival = {**new_account(), "email": wanted.upper()}
     await register(gateway, rival)
     taken = await gateway.post(VERIFY, json={"token": token})
@@ -118,11 +114,15 @@ async def test_a_resend_mails_a_new_link_and_kills_the_old(
     account = new_account()
     await register(gateway, account)
     issuer = platform.env["ISSUER"]
-    first = link_token(await email_to(smtp_sink, account["email"], "Welcome"), issuer)
+    first = link_token(
+        await email_to(smtp_sink, account["email"], "Welcome"), "verify-email", issuer
+    )
     pair = await tokens_for(gateway, account)
     resent = await gateway.post(RESEND, headers=bearer(pair["access_token"]))
     assert resent.status_code == 202, resent.text
-    second = link_token(await email_to(smtp_sink, account["email"], "Confirm"), issuer)
+    second = link_token(
+        await email_to(smtp_sink, account["email"], "Confirm"), "verify-email", issuer
+    )
     assert second != first
     assert (await gateway.post(VERIFY, json={"token": first})).status_code == 400
     assert (await gateway.post(VERIFY, json={"token": second})).status_code == 204
@@ -135,7 +135,9 @@ async def test_the_pages_work_without_a_browser_through_the_gateway(
     account = new_account()
     await register(gateway, account)
     issuer = platform.env["ISSUER"]
-    token = link_token(await email_to(smtp_sink, account["email"], "Welcome"), issuer)
+    token = link_token(
+        await email_to(smtp_sink, account["email"], "Welcome"), "verify-email", issuer
+    )
     page = await gateway.get("/account/verify-email", params={"token": token})
     assert page.status_code == 200, page.text
     policy = page.headers["content-security-policy"]

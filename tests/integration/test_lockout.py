@@ -10,7 +10,6 @@ the lockout refuses anything here."""
 from __future__ import annotations
 
 import asyncio
-import re
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager
 
@@ -18,7 +17,7 @@ import httpx
 from common.testing import SmtpSink
 
 from .platform import Platform
-from .support import PASSWORD, email_to, login, new_account, register
+from .support import PASSWORD, email_to, link_token, login, new_account, plain_text, register
 
 WRONG = "definitely not the password"
 NEW = "the passphrase after the lockout 7"
@@ -74,16 +73,8 @@ async def test_failures_from_ten_addresses_lock_the_account(
 
     # The owner is told, with a reset link; the reset ends the lock.
     message = await email_to(smtp_sink, target["email"], "locked")
-    text = message.get_body(("plain",))
-    assert text is not None
-    content = text.get_content()
-    assert target["username"] in content
-    issuer = platform.env["ISSUER"]
-    link = re.search(
-        re.escape(f"{issuer}/account/reset-password?token=") + r"([A-Za-z0-9_-]{43})", content
-    )
-    assert link is not None, content
-    token = link.group(1)
+    assert target["username"] in plain_text(message)
+    token = link_token(message, "reset-password", platform.env["ISSUER"])
     reset = await gateway.post(
         "/api/v1/users/password/reset", json={"token": token, "new_password": NEW}
     )

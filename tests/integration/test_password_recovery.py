@@ -4,7 +4,6 @@ the reset, and every session of the account ended (API.md §8)."""
 from __future__ import annotations
 
 import asyncio
-import re
 import time
 import uuid
 
@@ -16,6 +15,7 @@ from .support import (
     PASSWORD,
     bearer,
     email_to,
+    link_token,
     login,
     new_account,
     register,
@@ -42,15 +42,7 @@ async def test_forgot_my_password(
     assert known.content == unknown.content
 
     message = await email_to(smtp_sink, account["email"], "Reset")
-    text = message.get_body(("plain",))
-    assert text is not None
-    issuer = platform.env["ISSUER"]
-    link = re.search(
-        re.escape(f"{issuer}/account/reset-password?token=") + r"([A-Za-z0-9_-]{43})",
-        text.get_content(),
-    )
-    assert link is not None, text.get_content()
-    token = link.group(1)
+    token = link_token(message, "reset-password", platform.env["ISSUER"])
 
     done = await gateway.post(RESET, json={"token": token, "new_password": NEW})
     assert done.status_code == 204, done.text

@@ -5,16 +5,14 @@ link, or a password reset, lets the account in. A platform of its own (auth's se
 
 from __future__ import annotations
 
-import re
 from collections.abc import AsyncIterator
-from email.message import EmailMessage
 
 import httpx
 import pytest
 from common.testing import SmtpSink, ThrowawayRedis
 
 from .platform import running_platform
-from .support import PASSWORD, email_to, login, new_account, register
+from .support import PASSWORD, email_to, link_token, login, new_account, register
 
 NEW = "a verified new passphrase 2026"
 
@@ -38,19 +36,6 @@ async def strict_gateway(
         yield client
 
 
-def token_in(text: str, page: str) -> str:
-    found = re.search(rf"/account/{page}\?token=([A-Za-z0-9_-]{{43}})", text)
-    assert found is not None, text
-    return found.group(1)
-
-
-def plain(message: EmailMessage) -> str:
-    part = message.get_body(("plain",))
-    assert part is not None
-    content: str = part.get_content()
-    return content
-
-
 async def test_an_unverified_address_is_refused_only_after_the_right_password(
     strict_gateway: httpx.AsyncClient, smtp_sink: SmtpSink
 ) -> None:
@@ -68,7 +53,7 @@ async def test_an_unverified_address_is_refused_only_after_the_right_password(
     assert "access_token" not in refused.text
 
     welcome = await email_to(smtp_sink, account["email"], "Welcome")
-    token = token_in(plain(welcome), "verify-email")
+    token = link_token(welcome, "verify-email")
     assert (
         await gateway.post("/api/v1/users/email/verify", json={"token": token})
     ).status_code == 204
@@ -85,7 +70,7 @@ async def test_a_password_reset_lets_an_unverified_account_in(
     assert (await login(gateway, account["username"], PASSWORD)).status_code == 403
     forgot = await gateway.post("/api/v1/users/password/forgot", json={"email": account["email"]})
     assert forgot.status_code == 202
-    token = token_in(plain(await email_to(smtp_sink, account["email"], "Reset")), "reset-password")
+    token = link_token(await email_to(smtp_sink, account["email"], "Reset"), "reset-password")
     reset = await gateway.post(
         "/api/v1/users/password/reset", json={"token": token, "new_password": NEW}
     )
