@@ -24,9 +24,11 @@ from asgi_lifespan import LifespanManager
 from auth.events.handler import handle_user_event
 from auth.main import create_app
 from auth.settings import AuthSettings
+from auth.state import AuthState
 from common.broker import Broker
 from common.events import Envelope
 from common.revocation import EPOCH_KEY
+from common.state import service_state
 from common.testing import AUDIENCE, ISSUER, FormBrowser, MovableClock, redis_url
 from fastapi import FastAPI
 from redis.asyncio import Redis
@@ -65,6 +67,11 @@ class AuthHarness:
     settings: AuthSettings
     redis: Redis
 
+    @property
+    def state(self) -> AuthState:
+        """What the running app's lifespan built."""
+        return service_state(self.app, AuthState)
+
     async def login(self, account: Account) -> dict[str, Any]:
         response = await self.client.post(
             "/api/v1/auth/login",
@@ -78,7 +85,7 @@ class AuthHarness:
         return await self.client.post("/api/v1/auth/refresh", json={"refresh_token": refresh_token})
 
     async def jwks(self) -> Mapping[str, Any]:
-        document: Mapping[str, Any] = self.app.state.key_ring.jwks
+        document: Mapping[str, Any] = self.state.key_ring.jwks
         return document
 
 
@@ -97,7 +104,7 @@ async def running_auth(
     holder: dict[str, FastAPI] = {}
 
     async def jwks() -> Mapping[str, Any]:
-        document: Mapping[str, Any] = holder["auth"].state.key_ring.jwks
+        document: Mapping[str, Any] = service_state(holder["auth"], AuthState).key_ring.jwks
         return document
 
     users_app = build_users_app(users, jwks, settings.issuer)
@@ -155,7 +162,7 @@ async def wait_for_epoch(redis: Redis, previous: bytes | None = None) -> bytes:
 
 
 async def handle(auth: AuthHarness, envelope: Envelope) -> None:
-    state = auth.app.state
+    state = auth.state
     await handle_user_event(
         envelope, database=state.db, redis=state.redis, settings=auth.settings, clock=auth.clock
     )

@@ -49,7 +49,7 @@ async def test_confidential_client_secret_is_shown_once_and_stored_hashed(
     assert created["client_id"] in [item["client_id"] for item in listed.json()["items"]]
     assert secret not in listed.text
 
-    async with auth.app.state.db.sessionmaker() as db:
+    async with auth.state.db.sessionmaker() as db:
         stored = await db.get(RegisteredClient, created["client_id"])
     assert stored is not None
     assert stored.secret_hash == hash_client_secret(secret) != secret

@@ -8,10 +8,12 @@ import httpx
 from asgi_lifespan import LifespanManager
 from auth.events.handler import handle_user_event
 from auth.main import create_app
+from auth.state import AuthState
 from common.cli import migrate_database
 from common.embedded import Embedded
 from common.events import Envelope
 from common.revocation import EPOCH_KEY, session_key, user_key
+from common.state import service_state
 from common.testing import ISSUER, FormBrowser
 from fastapi import FastAPI
 
@@ -36,7 +38,7 @@ async def test_login_refresh_and_reuse_on_sqlite(tmp_path: Path) -> None:
     holder: dict[str, FastAPI] = {}
 
     async def jwks() -> dict[str, object]:
-        document: dict[str, object] = holder["app"].state.key_ring.jwks
+        document: dict[str, object] = service_state(holder["app"], AuthState).key_ring.jwks
         return document
 
     users_app = build_users_app(users, jwks, ISSUER)
@@ -80,7 +82,7 @@ async def test_embedded_restart_restores_markers_from_sqlite(tmp_path: Path) -> 
         holder: dict[str, FastAPI] = {}
 
         async def jwks(holder: dict[str, FastAPI] = holder) -> dict[str, object]:
-            document: dict[str, object] = holder["app"].state.key_ring.jwks
+            document: dict[str, object] = service_state(holder["app"], AuthState).key_ring.jwks
             return document
 
         users_app = build_users_app(users, jwks, ISSUER)
@@ -107,12 +109,13 @@ async def test_embedded_restart_restores_markers_from_sqlite(tmp_path: Path) -> 
                     "/api/v1/auth/logout", headers={"Authorization": f"Bearer {token}"}
                 )
                 assert logout.status_code == 204
+                state = service_state(app, AuthState)
                 await handle_user_event(
                     Envelope(type="user.password_changed", data={"user_id": account.user_id}),
-                    database=app.state.db,
-                    redis=app.state.redis,
+                    database=state.db,
+                    redis=state.redis,
                     settings=settings,
-                    clock=app.state.clock,
+                    clock=state.clock,
                 )
             assert await redis.exists(session_key(str(claims["sid"])))
             assert await redis.exists(user_key(account.user_id))
@@ -129,7 +132,7 @@ async def test_oidc_code_flow_on_sqlite(tmp_path: Path) -> None:
     holder: dict[str, FastAPI] = {}
 
     async def jwks() -> dict[str, object]:
-        document: dict[str, object] = holder["app"].state.key_ring.jwks
+        document: dict[str, object] = service_state(holder["app"], AuthState).key_ring.jwks
         return document
 
     app = create_app(

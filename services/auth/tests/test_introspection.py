@@ -146,7 +146,7 @@ async def test_expired_access_token_is_inactive(auth: AuthHarness, account: Acco
 async def test_access_token_of_ended_user_is_inactive(auth: AuthHarness, account: Account) -> None:
     pair = await auth.login(account)
     claims = claims_of(pair["access_token"])
-    async with auth.app.state.db.sessionmaker() as db, db.begin():
+    async with auth.state.db.sessionmaker() as db, db.begin():
         moment = datetime.fromtimestamp(claims["iat"] + 1, UTC)
         await raise_user_not_before(db, account.user_id, moment)
     assert await introspect_as_gateway(auth, pair["access_token"]) == {"active": False}
@@ -170,7 +170,7 @@ async def test_a_remembered_token_goes_inactive_when_its_user_is_ended(
     pair = await auth.login(account)
     assert (await introspect_as_gateway(auth, pair["access_token"]))["active"] is True
     claims = claims_of(pair["access_token"])
-    async with auth.app.state.db.sessionmaker() as db, db.begin():
+    async with auth.state.db.sessionmaker() as db, db.begin():
         moment = datetime.fromtimestamp(claims["iat"] + 1, UTC)
         await raise_user_not_before(db, account.user_id, moment)
     assert await introspect_as_gateway(auth, pair["access_token"]) == {"active": False}

@@ -145,7 +145,7 @@ def auth_clock() -> datetime:
 
 async def test_rotation_without_downtime(empty_database: str) -> None:
     async with running_auth(empty_database) as auth:
-        settings, ring, database = auth.settings, auth.app.state.key_ring, auth.app.state.db
+        settings, ring, database = auth.settings, auth.state.key_ring, auth.state.db
         account: Account = auth.users.add()
         verifier = TokenVerifier(
             JwksCache(auth.jwks, max_age=0.001, refetch_cooldown=0),
@@ -204,7 +204,7 @@ async def test_token_from_an_unpublished_key_is_refused(
     assert response.status_code == 401
     assert await introspect_as_gateway(auth, forged) == {"active": False}
     # Same kid as the real key, different key material: the signature fails.
-    real_kid = auth.app.state.key_ring.active().kid
+    real_kid = auth.state.key_ring.active().kid
     twin = TokenFactory(ISSUER, AUDIENCE, kid=real_kid).access_token(account.user_id)
     assert await introspect_as_gateway(auth, twin) == {"active": False}
 

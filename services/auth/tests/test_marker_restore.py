@@ -26,7 +26,7 @@ async def test_restore_waits_for_a_revocation_in_flight(
     """Redis is lost after a revocation wrote its marker but before it committed: the restore
     must not write the epoch without that session."""
     session_id = claims_of((await auth.login(account))["access_token"])["sid"]
-    state = auth.app.state
+    state = auth.state
     restorer = MarkerRestorer(state.db, state.redis, auth.settings, auth.clock)
     async with state.db.sessionmaker() as db, db.begin():
         revoker = SessionRevoker(db, state.redis, auth.settings, auth.clock)
@@ -47,7 +47,7 @@ async def test_restoring_twice_changes_nothing(auth: AuthHarness, account: Accou
     )
     assert response.status_code == 204
     session_id = claims_of(pair["access_token"])["sid"]
-    state = auth.app.state
+    state = auth.state
     restorer = MarkerRestorer(state.db, state.redis, auth.settings, auth.clock)
     before = restores()
     for _ in range(2):

@@ -44,7 +44,7 @@ async def status_of(auth: AuthHarness, access_token: str) -> dict[str, Any]:
 
 
 async def outbox_types(auth: AuthHarness, user_id: str) -> list[str]:
-    async with auth.app.state.db.sessionmaker() as session:
+    async with auth.state.db.sessionmaker() as session:
         rows = (await session.scalars(select(OutboxEvent).order_by(OutboxEvent.seq))).all()
     return [row.event_type for row in rows if row.payload["data"]["user_id"] == user_id]
 
@@ -123,7 +123,7 @@ async def test_secrets_are_stored_sealed_and_codes_hashed(
 ) -> None:
     access = (await auth.login(account))["access_token"]
     enrolled = await enrol(auth, access)
-    async with auth.app.state.db.sessionmaker() as session:
+    async with auth.state.db.sessionmaker() as session:
         credential = await session.get(TotpCredential, account.user_id)
         assert credential is not None
         assert credential.secret is not None
@@ -269,7 +269,7 @@ async def test_concurrent_wrong_codes_check_at_most_five(
         *(second_step(auth, mfa_token, "zzzz-zzzz-zzzz") for _ in range(12))
     )
     assert {a.status_code for a in answers} == {401}
-    async with auth.app.state.db.sessionmaker() as session:
+    async with auth.state.db.sessionmaker() as session:
         attempts = await session.scalar(
             select(MfaTicket.attempts).where(MfaTicket.user_id == account.user_id)
         )
@@ -436,7 +436,7 @@ async def test_a_secret_that_does_not_open_is_a_503_and_recovery_codes_still_wor
     auth: AuthHarness, account: Account, caplog: pytest.LogCaptureFixture
 ) -> None:
     enrolled = await enrol(auth, (await auth.login(account))["access_token"])
-    async with auth.app.state.db.sessionmaker() as db, db.begin():
+    async with auth.state.db.sessionmaker() as db, db.begin():
         credential = await db.get(TotpCredential, account.user_id)
         assert credential is not None
         assert credential.secret is not None

@@ -24,7 +24,7 @@ BASE = "/api/v1/auth/mfa/webauthn"
 @asynccontextmanager
 async def passkeys(auth: AuthHarness) -> AsyncIterator[Passkeys]:
     """The service in a transaction of its own, committed as a request's would be."""
-    state = auth.app.state
+    state = auth.state
     async with state.db.sessionmaker() as db, db.begin():
         yield Passkeys(db=db, users=state.users, settings=auth.settings, clock=auth.clock)
 

@@ -161,12 +161,16 @@ def require_recent_authentication(
 RecentPrincipal = Annotated[Principal, Depends(require_recent_authentication())]
 
 
+def internal_verifier(request: Request) -> TokenVerifier:
+    """The verifier of service tokens for this service's own audience (its `/internal` API)."""
+    return required(runtime_of(request.app).internal_token_verifier, "service token verifier")
+
+
 def require_service_scope(scope: str) -> Callable[[Request], Awaitable[AccessClaims]]:
     """For `/internal` routes: a service token for this service's audience carrying `scope`."""
 
     async def dependency(request: Request) -> AccessClaims:
-        verifier = required(runtime_of(request.app).internal_token_verifier, "service verifier")
-        claims = await verify_bearer(request, verifier)
+        claims = await verify_bearer(request, internal_verifier(request))
         if scope not in claims.scopes or claims.session_id is not None:
             raise Forbidden(f"This needs a service token with the '{scope}' scope.")
         return claims

@@ -47,6 +47,7 @@ from auth.revocation.service import MarkerRestorer, watch_markers
 from auth.sessions.router import router as sessions_router
 from auth.settings import AuthSettings
 from auth.signing import AccessTokenSigner
+from auth.state import AuthState
 from auth.upstream.users import USERS_AUDIENCE, UsersClient
 
 logger = logging.getLogger("gatehouse.auth")
@@ -91,6 +92,12 @@ def create_app(
 ) -> FastAPI:
     settings = settings or AuthSettings()
     now = clock or system_clock
+    # The hosted sign-in, consent and sign-out pages (API.md §13), on the kit the account pages
+    # use; the stylesheet and the passkey script under the /api/v1/auth/ prefix the gateway
+    # routes here.
+    kit = PageKit.for_service(
+        settings, PAGE_TEMPLATES, stylesheet_path=STYLESHEET_PATH, script=PAGE_SCRIPT
+    )
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -117,37 +124,42 @@ def create_app(
                 await seed_clients_once(db, settings, now)
             signer = AccessTokenSigner(ring, settings, now)
             jwks = KeyRingJwks(ring)
-            state = app.state
-            state.clock = now
-            state.db = database
-            state.redis = redis
-            state.key_ring = ring
-            state.id_token_keys = jwks
-            state.signer = signer
-            state.users = UsersClient(http, signer, now)
-            state.mfa_box = SecretBox(settings.mfa_encryption_key_bytes())
-            state.token_inspector = TokenInspector(ring, settings, token_audiences(settings))
+            state = AuthState(
+                settings=settings,
+                clock=now,
+                db=database,
+                redis=redis,
+                key_ring=ring,
+                id_token_keys=jwks,
+                signer=signer,
+                users=UsersClient(http, signer, now),
+                mfa_box=SecretBox(settings.mfa_encryption_key_bytes()),
+                token_inspector=TokenInspector(ring, settings, token_audiences(settings)),
+                page_kit=kit,
+            )
             leeway = settings.token_leeway_seconds
             cache = settings.verified_token_cache
-            state.token_verifier = TokenVerifier(
-                jwks,
-                issuer=settings.issuer,
-                audience=settings.audience,
-                leeway=leeway,
-                cache_size=cache,
-            )
-            state.internal_token_verifier = TokenVerifier(
-                jwks, issuer=settings.issuer, audience=SERVICE_NAME, leeway=leeway, cache_size=cache
-            )
             # Redis down: logins and refreshes go on; ending sessions (logout, revocation, a
             # reused or expired refresh token, account events) answers 503 until it is back.
             degradable: dict[str, ReadinessCheck] = {"redis": redis.ping}
             keep_state(
                 app,
-                None,
+                state,
                 database=database,
-                token_verifier=state.token_verifier,
-                internal_token_verifier=state.internal_token_verifier,
+                token_verifier=TokenVerifier(
+                    jwks,
+                    issuer=settings.issuer,
+                    audience=settings.audience,
+                    leeway=leeway,
+                    cache_size=cache,
+                ),
+                internal_token_verifier=TokenVerifier(
+                    jwks,
+                    issuer=settings.issuer,
+                    audience=SERVICE_NAME,
+                    leeway=leeway,
+                    cache_size=cache,
+                ),
                 readiness_checks={"database": database.ping},
                 degradable_checks=degradable,
             )
@@ -210,14 +222,6 @@ def create_app(
         description="Signing keys, sessions, refresh tokens and service clients.",
     )
     app.add_exception_handler(OAuthError, oauth_error_handler)
-    # The hosted sign-in, consent and sign-out pages (API.md §13), on the kit the account pages
-    # use; the stylesheet and the passkey script under the /api/v1/auth/ prefix the gateway
-    # routes here.
-    kit = PageKit.for_service(
-        settings, PAGE_TEMPLATES, stylesheet_path=STYLESHEET_PATH, script=PAGE_SCRIPT
-    )
-    app.state.page_kit = kit
-    app.state.settings = settings
     app.router.routes.append(kit.stylesheet_route())
     app.router.routes.append(PAGE_SCRIPT.route())
     return app

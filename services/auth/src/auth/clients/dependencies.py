@@ -8,15 +8,16 @@ from common.db import DbDep, ReadDbDep
 from fastapi import Depends, Request
 
 from auth.clients.service import Clients
+from auth.state import auth_state
 
 
 async def clients(request: Request, db: DbDep) -> Clients:
-    return Clients(db, request.app.state.clock)
+    return Clients(db, auth_state(request).clock)
 
 
 async def read_only_clients(request: Request, db: ReadDbDep) -> Clients:
     """For a route that only reads (introspection): no transaction to commit."""
-    return Clients(db, request.app.state.clock)
+    return Clients(db, auth_state(request).clock)
 
 
 ClientsDep = Annotated[Clients, Depends(clients)]

@@ -25,6 +25,7 @@ from pydantic import AwareDatetime, BaseModel, ConfigDict
 
 from auth.audit import audit
 from auth.sessions.service import SessionRevoker
+from auth.state import auth_state
 
 router = APIRouter(prefix="/internal/v1", tags=["internal"], include_in_schema=False)
 
@@ -50,7 +51,7 @@ async def end_user_sessions(
     user_id: UserId, body: SessionsEnd, caller: SessionEnder, db: DbDep, request: Request
 ) -> SessionsEnded:
     """End every session of the user opened before `changed_at`, at once (idempotent)."""
-    state = request.app.state
+    state = auth_state(request)
     changed_at = min(body.changed_at, state.clock())
     revoker = SessionRevoker(db, state.redis, state.settings, state.clock)
     revoked = await revoker.end_user_sessions(user_id, body.reason, changed_at)

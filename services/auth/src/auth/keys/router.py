@@ -6,6 +6,8 @@ from typing import Any
 
 from fastapi import APIRouter, Request, Response
 
+from auth.state import auth_state
+
 router = APIRouter(tags=["discovery"])
 
 
@@ -13,7 +15,7 @@ router = APIRouter(tags=["discovery"])
 async def jwks(request: Request, response: Response) -> dict[str, Any]:
     """Every published signing key (pending, active, and retired keys whose tokens may still be
     live): `kty, kid, use, alg, n, e`. Verifiers may cache it for `max-age` seconds."""
-    max_age = request.app.state.settings.jwks_cache_seconds
+    max_age = auth_state(request).settings.jwks_cache_seconds
     response.headers["Cache-Control"] = f"public, max-age={max_age}"
-    document: dict[str, Any] = request.app.state.key_ring.jwks
+    document: dict[str, Any] = auth_state(request).key_ring.jwks
     return document

@@ -13,10 +13,11 @@ from pydantic import ValidationError
 from auth.mfa.schemas import MfaLogin
 from auth.mfa.service import SecondFactors
 from auth.sessions.dependencies import FormNotAccepted, client_ip
+from auth.state import auth_state
 
 
 async def second_factors(request: Request, db: DbDep) -> SecondFactors:
-    state = request.app.state
+    state = auth_state(request)
     return SecondFactors(
         db=db,
         box=state.mfa_box,

@@ -7,6 +7,7 @@ from typing import Any
 from fastapi import APIRouter, Request, Response
 
 from auth.clients.schemas import OIDC_SCOPES
+from auth.state import auth_state
 
 router = APIRouter(tags=["discovery"])
 
@@ -35,7 +36,7 @@ CLAIMS_SUPPORTED = [
 async def openid_configuration(request: Request, response: Response) -> dict[str, Any]:
     """OpenID Connect discovery / RFC 8414 metadata: where the authorization, token, UserInfo,
     end-session, revocation, introspection and key-set endpoints are, and what they support."""
-    settings = request.app.state.settings
+    settings = auth_state(request).settings
     issuer = settings.issuer.rstrip("/")
     response.headers["Cache-Control"] = "public, max-age=3600"
     return {

@@ -6,7 +6,7 @@ from typing import Any
 
 from common.db import ReadDbDep
 from common.errors import BadRequest, Forbidden, Unauthorized
-from common.security import verify_bearer
+from common.security import internal_verifier, verify_bearer
 from fastapi import APIRouter, Request
 from starlette.responses import JSONResponse
 
@@ -15,6 +15,7 @@ from auth.clients.service import Clients
 from auth.oauth.errors import NO_STORE, OAuthError
 from auth.oauth.forms import OAuthForm, presented_client, read_form
 from auth.oauth.token_status import INACTIVE, TokenInspector, introspect_refresh_token
+from auth.state import auth_state
 
 router = APIRouter(prefix="/internal/v1", tags=["internal"])
 
@@ -26,7 +27,7 @@ async def _authenticate_caller(request: Request, form: OAuthForm, clients: Clien
     `tokens:introspect` scope."""
     header = request.headers.get("authorization", "")
     if header.lower().startswith("bearer "):
-        claims = await verify_bearer(request, request.app.state.internal_token_verifier)
+        claims = await verify_bearer(request, internal_verifier(request))
         if INTROSPECT_SCOPE not in claims.scopes or claims.session_id is not None:
             raise Forbidden(f"This needs a service token with the '{INTROSPECT_SCOPE}' scope.")
         return
@@ -59,12 +60,12 @@ async def introspect(request: Request, db: ReadDbDep, clients: ReadOnlyClientsDe
     value = form.get("token") if form is not None else None
     if value is None:
         raise BadRequest("A form-encoded 'token' parameter is required.")
-    inspector: TokenInspector = request.app.state.token_inspector
+    inspector: TokenInspector = auth_state(request).token_inspector
     answer: dict[str, Any] | None = None
     if form is not None and form.get("token_type_hint") != "access_token":
-        answer = await introspect_refresh_token(value, db, request.app.state.clock())
+        answer = await introspect_refresh_token(value, db, auth_state(request).clock())
     if answer is None:
         answer = await inspector.introspect_access_token(value, db)
     if answer is None and form is not None and form.get("token_type_hint") == "access_token":
-        answer = await introspect_refresh_token(value, db, request.app.state.clock())
+        answer = await introspect_refresh_token(value, db, auth_state(request).clock())
     return JSONResponse(answer or INACTIVE, headers=NO_STORE)

@@ -34,6 +34,7 @@ from auth.sessions.exceptions import RefreshRefused
 from auth.sessions.schemas import TokenPair
 from auth.sessions.service import RefreshingClient
 from auth.signing import AccessTokenSigner
+from auth.state import auth_state
 
 router = APIRouter(prefix="/api/v1/auth", tags=["oauth"])
 
@@ -145,7 +146,7 @@ async def token(
             raise OAuthError(
                 "unauthorized_client", "OpenID Connect clients may not use client_credentials."
             )
-        body = _client_credentials_grant(form, client, request.app.state.signer)
+        body = _client_credentials_grant(form, client, auth_state(request).signer)
         return JSONResponse(body, headers=NO_STORE)
     if grant_type == "authorization_code":
         relying_party = await _code_grant_client(form, client, db)
@@ -190,7 +191,7 @@ async def revoke(
     form = await read_form(request)
     await _authenticated_client(request, form, clients)
     value = form.require("token")
-    inspector: TokenInspector = request.app.state.token_inspector
+    inspector: TokenInspector = auth_state(request).token_inspector
     revoked = False
     if form.get("token_type_hint") != "access_token":
         revoked = await sessions.revoke_refresh_token(value)

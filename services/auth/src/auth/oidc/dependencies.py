@@ -1,4 +1,4 @@
-"""Builds the per-request `OidcService` and the hosted pages' kit from `app.state`."""
+"""Builds the per-request `OidcService` and the hosted pages' kit from `AuthState`."""
 
 from __future__ import annotations
 
@@ -10,15 +10,16 @@ from fastapi import Depends, Request
 
 from auth.oidc.service import OidcService
 from auth.sessions.dependencies import client_ip
+from auth.state import auth_state
 
 
 async def oidc_service(request: Request, db: DbDep) -> OidcService:
-    state = request.app.state
+    state = auth_state(request)
     return OidcService(db, state.settings, state.clock, state.users, client_ip(request))
 
 
 def page_kit(request: Request) -> PageKit:
-    kit: PageKit = request.app.state.page_kit
+    kit: PageKit = auth_state(request).page_kit
     return kit
 
 

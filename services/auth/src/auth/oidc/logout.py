@@ -29,6 +29,7 @@ from auth.oidc.requests import redirect_to
 from auth.oidc.service import OidcService
 from auth.sessions.dependencies import SessionServiceDep
 from auth.sessions.service import SessionService
+from auth.state import auth_state
 
 router = APIRouter(prefix="/api/v1/auth", tags=["openid connect"])
 
@@ -63,7 +64,7 @@ class LogoutRequest:
 async def _verified_hint(request: Request, token: str) -> dict[str, Any]:
     """An ID token we signed (expired ones too: the spec allows it, and the app may hold an old
     one); raises `LogoutRefused` for anything else."""
-    keys: KeyRingJwks = request.app.state.id_token_keys
+    keys: KeyRingJwks = auth_state(request).id_token_keys
     try:
         header = jwt.get_unverified_header(token)
         if header.get("typ") != "JWT" or not isinstance(header.get("kid"), str):
@@ -73,8 +74,8 @@ async def _verified_hint(request: Request, token: str) -> dict[str, Any]:
             token,
             key,
             algorithms=["RS256"],
-            issuer=request.app.state.settings.issuer,
-            leeway=request.app.state.settings.token_leeway_seconds,  # replicas' clocks differ
+            issuer=auth_state(request).settings.issuer,
+            leeway=auth_state(request).settings.token_leeway_seconds,  # replicas' clocks differ
             options={"verify_aud": False, "verify_exp": False, "require": ["sub", "aud"]},
         )
     except LogoutRefused:
@@ -136,7 +137,7 @@ async def end_session(
     client), `state`, optional `client_id`. Ends the single sign-on session and every session it
     opened, then redirects back (with `state`) or shows that you are signed out. Without an
     `id_token_hint`, the user is asked to confirm."""
-    cookie = sso_cookie(request.app.state.settings)
+    cookie = sso_cookie(auth_state(request).settings)
     try:
         logout = await _read(request, db, _single(request.query_params.multi_items()))
     except LogoutRefused as exc:
@@ -188,7 +189,7 @@ async def confirm_end_session(
     sessions: SessionServiceDep,
 ) -> Response:
     """The sign-out page's post: ends this browser's sign-on session and its sessions."""
-    cookie = sso_cookie(request.app.state.settings)
+    cookie = sso_cookie(auth_state(request).settings)
     try:
         values = await kit.read_form(request, END_SESSION_FORM, frozenset(CARRIED))
         logout = await _read(request, db, values)

@@ -50,6 +50,7 @@ from auth.passkeys.service import (
 from auth.sessions.dependencies import SessionServiceDep
 from auth.sessions.schemas import LOGIN_NAME_LENGTH, LOGIN_PASSWORD_LENGTH
 from auth.sessions.service import PASSWORD_LOGIN_AMR, SECOND_FACTOR_LOGIN_AMR
+from auth.state import auth_state
 
 router = APIRouter(prefix="/api/v1/auth", tags=["openid connect"])
 
@@ -98,8 +99,8 @@ class Flow:
         self.kit = kit
         self.oidc = oidc
         self.cookie = cookie
-        self.issuer: str = request.app.state.settings.issuer
-        self.account_url: str = request.app.state.settings.account_pages_url
+        self.issuer: str = auth_state(request).settings.issuer
+        self.account_url: str = auth_state(request).settings.account_pages_url
 
     def sign_in_page(
         self,
@@ -110,7 +111,7 @@ class Flow:
         status: int = 200,
     ) -> HTMLResponse:
         passkey = None
-        if offered(self.request.app.state.settings):
+        if offered(auth_state(self.request).settings):
             passkey = {
                 "action": f"{PASSKEY_PATH}?{flow.query}",
                 "options_url": f"{PASSKEY_OPTIONS_PATH}?{flow.query}",
@@ -216,7 +217,7 @@ async def _start(
 ) -> tuple[Flow, AuthorizationRequest] | Response:
     """The flow and its checked request, or the answer that ends it here (an error page, or an
     error back to the client)."""
-    cookie = sso_cookie(request.app.state.settings)
+    cookie = sso_cookie(auth_state(request).settings)
     try:
         flow = await read_authorization_request(
             db, request.query_params.multi_items(), request.url.query
@@ -224,7 +225,7 @@ async def _start(
     except ClientUnidentified as exc:
         return kit.message(request, title="Sign-in failed", message=exc.message, status=400)
     except AuthorizationRefused as exc:
-        return error_redirect(exc, request.app.state.settings.issuer, request)
+        return error_redirect(exc, auth_state(request).settings.issuer, request)
     if cookie is None:
         return kit.message(
             request,
@@ -316,7 +317,7 @@ async def sign_in(
 
 
 async def _offers_passkey(request: Request, passkeys: Passkeys, user_id: str | None) -> bool:
-    if user_id is None or not offered(request.app.state.settings):
+    if user_id is None or not offered(auth_state(request).settings):
         return False
     return await passkeys.has_passkeys(user_id)
 
@@ -387,7 +388,7 @@ async def _options_form(
     """The checked request and form of a passkey options post, or its problem+json refusal
     (passkeys.js reads the answer: no page, and never a redirect to the client)."""
     started = await _start(request, kit, oidc, db)
-    if isinstance(started, Response) or not offered(request.app.state.settings):
+    if isinstance(started, Response) or not offered(auth_state(request).settings):
         return _options_refused(400, "No passkey sign-in for this request.")
     steps, flow = started
     try:
@@ -459,7 +460,7 @@ async def passkey_sign_in(
         values = await kit.read_form(request, SIGN_IN_FORM, PASSKEY_FIELDS)
     except PageError as exc:
         return steps.sign_in_page(flow, error=exc.message, status=exc.status)
-    if not offered(request.app.state.settings):
+    if not offered(auth_state(request).settings):
         return steps.sign_in_page(flow, error=PASSKEY_REFUSED, status=400)
     try:
         signed = await passkeys.verify_assertion(

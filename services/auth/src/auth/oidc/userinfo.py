@@ -11,6 +11,7 @@ from fastapi import APIRouter, Request, Response
 
 from auth.oidc.service import scoped_claims
 from auth.sessions import repository as sessions_repository
+from auth.state import auth_state
 from auth.upstream.users import UnknownUser
 
 router = APIRouter(prefix="/api/v1/auth", tags=["openid connect"])
@@ -41,7 +42,7 @@ async def userinfo(
     if login_session is None or login_session.revoked_at is not None:
         raise Unauthorized("The token's session has ended.", token_presented=True)
     try:
-        account = await request.app.state.users.authorization(str(principal.user_id))
+        account = await auth_state(request).users.authorization(str(principal.user_id))
     except UnknownUser:
         account = None
     if account is None or not account.is_active:

@@ -1,4 +1,4 @@
-"""Builds the per-request `Passkeys` from what the lifespan put on `app.state`."""
+"""Builds the per-request `Passkeys` from what the lifespan built (`AuthState`)."""
 
 from __future__ import annotations
 
@@ -9,10 +9,11 @@ from fastapi import Depends, Request
 
 from auth.passkeys.service import Passkeys
 from auth.sessions.dependencies import client_ip
+from auth.state import auth_state
 
 
 async def passkeys(request: Request, db: DbDep) -> Passkeys:
-    state = request.app.state
+    state = auth_state(request)
     return Passkeys(
         db=db,
         users=state.users,

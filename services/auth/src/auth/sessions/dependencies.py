@@ -1,4 +1,4 @@
-"""Builds the per-request `SessionService` from what the lifespan put on `app.state`."""
+"""Builds the per-request `SessionService` from what the lifespan built (`AuthState`)."""
 
 from __future__ import annotations
 
@@ -14,6 +14,7 @@ from pydantic import ValidationError
 from auth.sessions.management import SessionManager
 from auth.sessions.schemas import LoginForm
 from auth.sessions.service import SessionRevoker, SessionService
+from auth.state import auth_state
 
 # Stored with the session for its owner to recognise it; longer agents are cut (they are
 # client-written, and no browser's reaches this).
@@ -38,7 +39,7 @@ def user_agent(request: Request) -> str | None:
 
 
 async def session_service(request: Request, db: DbDep) -> SessionService:
-    state = request.app.state
+    state = auth_state(request)
     return SessionService(
         db=db,
         redis=state.redis,
@@ -56,7 +57,7 @@ SessionServiceDep = Annotated[SessionService, Depends(session_service)]
 
 
 async def session_manager(request: Request, db: DbDep) -> SessionManager:
-    state = request.app.state
+    state = auth_state(request)
     revoker = SessionRevoker(db, state.redis, state.settings, state.clock, client_ip(request))
     return SessionManager(db, revoker, state.settings, state.clock)
 
