@@ -245,11 +245,8 @@ class OidcService:
             sso = await repository.get_sso_session(self.db, grant.sso_session_id)
             if sso is None or sso.revoked_at is not None:
                 raise invalid_grant("The sign-in behind this code has ended.")
-        try:
-            account = await sessions.users.authorization(grant.user_id)
-        except UnknownUser:
-            account = None
-        if account is None or not account.is_active:
+        account = await sessions.users.active_account(grant.user_id)
+        if account is None:
             raise invalid_grant("The account is not active.")
         login_session, pair = await sessions.open_client_session(
             ClientGrant(

@@ -12,7 +12,6 @@ from fastapi import APIRouter, Request, Response
 from auth.oidc.service import scoped_claims
 from auth.sessions import repository as sessions_repository
 from auth.state import auth_state
-from auth.upstream.users import UnknownUser
 
 router = APIRouter(prefix="/api/v1/auth", tags=["openid connect"])
 
@@ -41,11 +40,8 @@ async def userinfo(
     login_session = await sessions_repository.get_login_session(db, principal.session_id)
     if login_session is None or login_session.revoked_at is not None:
         raise Unauthorized("The token's session has ended.", token_presented=True)
-    try:
-        account = await auth_state(request).users.authorization(str(principal.user_id))
-    except UnknownUser:
-        account = None
-    if account is None or not account.is_active:
+    account = await auth_state(request).users.active_account(str(principal.user_id))
+    if account is None:
         raise Unauthorized("The account is not active.", token_presented=True)
     response.headers["Cache-Control"] = "no-store"
     return {"sub": account.user_id, **scoped_claims(account, principal.scopes)}

@@ -38,7 +38,7 @@ from auth.sessions.schemas import MAX_REFRESH_TOKEN_LENGTH, TokenPair
 from auth.sessions.tokens import hash_refresh_token, new_refresh_token
 from auth.settings import AuthSettings
 from auth.signing import FIRST_PARTY_CLIENT_ID, AccessTokenSigner, Authentication
-from auth.upstream.users import UnknownUser, UserAuthorization, UsersClient, VerifiedUser
+from auth.upstream.users import UserAuthorization, UsersClient, VerifiedUser
 
 logger = logging.getLogger("gatehouse.auth.sessions")
 
@@ -229,11 +229,8 @@ class SessionService:
         `authenticate` after the password, active and, with REQUIRE_VERIFIED_EMAIL, verified.
         The password lockout (§10) does not hold it back: it counts guessed passwords, and a
         passkey is no password (it is the owner's way in while someone guesses)."""
-        try:
-            account = await self.users.authorization(user_id)
-        except UnknownUser:
-            account = None
-        if account is None or not account.is_active:
+        account = await self.users.active_account(user_id)
+        if account is None:
             audit("login.failed", user_id=user_id, client_ip=self.client_ip, reason="inactive")
             raise Unauthorized("This passkey cannot sign in.")
         if self.settings.require_verified_email and not account.email_verified:
@@ -261,16 +258,9 @@ class SessionService:
         )
 
     async def _ticket_account(self, ticket: RedeemedTicket) -> UserAuthorization:
-        try:
-            account = await self.users.authorization(ticket.user_id)
-        except UnknownUser:
-            account = None
+        account = await self.users.active_account(ticket.user_id)
         changed_at = account.credentials_changed_at if account is not None else None
-        if (
-            account is None
-            or not account.is_active
-            or (changed_at is not None and changed_at > ticket.password_checked_at)
-        ):
+        if account is None or (changed_at is not None and changed_at > ticket.password_checked_at):
             # Gone, deactivated, or the password changed since it was checked: the ticket is
             # spent (committed with the refusal), and the login starts over.
             audit(
@@ -363,11 +353,8 @@ class SessionService:
         if now >= claimed.idle_expires_at or now >= login_session.expires_at:
             await self.revoke_sessions([login_session.id], "expired", user_id=login_session.user_id)
             raise SessionExpired("The session has expired; log in again.")
-        try:
-            account = await self.users.authorization(login_session.user_id)
-        except UnknownUser:
-            account = None
-        if account is None or not account.is_active:
+        account = await self.users.active_account(login_session.user_id)
+        if account is None:
             await self.revoke_sessions(
                 [login_session.id], "account_inactive", user_id=login_session.user_id
             )

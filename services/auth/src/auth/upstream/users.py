@@ -169,3 +169,12 @@ class UsersClient:
         except (httpx.HTTPStatusError, ValueError, KeyError, TypeError) as exc:
             logger.warning("unexpected answer from users: %s", response.status_code)
             raise ServiceUnavailable("The account service answered unexpectedly.") from exc
+
+    async def active_account(self, user_id: str) -> UserAuthorization | None:
+        """The account's current authorization while it may still sign in or hold a session;
+        None when users knows no such account or it is deactivated."""
+        try:
+            account = await self.authorization(user_id)
+        except UnknownUser:
+            return None
+        return account if account.is_active else None
