@@ -2,9 +2,15 @@
 
 from __future__ import annotations
 
+import uuid
 from typing import Any
 
+import httpx
 import pytest
+from sqlalchemy import update
+from starlette.types import Receive, Scope, Send
+from users.accounts.hot import MeRoute
+from users.models import User
 
 from .support import UsersHarness
 
@@ -103,3 +109,44 @@ async def test_empty_patch_changes_nothing(users: UsersHarness) -> None:
     response = await users.client.patch("/api/v1/users/me", json={}, headers=users.bearer(user))
     assert response.status_code == 200
     assert [row.event_type for row in await users.outbox(user["id"])] == ["user.registered"]
+
+
+async def test_the_plain_asgi_me_answers_as_the_fastapi_route(users: UsersHarness) -> None:
+    """users.accounts.hot answers GET /me before FastAPI: the same status, body bytes and
+    headers as the FastAPI route itself, for the account and for every refusal."""
+    app = users.app
+    kept = app.user_middleware
+    app.user_middleware = [m for m in kept if m.cls is not MeRoute]  # type: ignore[comparison-overlap]
+    try:
+        stack = app.build_middleware_stack()
+    finally:
+        app.user_middleware = kept
+
+    async def fastapi_only(scope: Scope, receive: Receive, send: Send) -> None:
+        scope["app"] = app
+        await stack(scope, receive, send)
+
+    user = await users.register()
+    deactivated = await users.register()
+    async with users.database.sessionmaker() as db, db.begin():
+        await db.execute(
+            update(User).where(User.id == uuid.UUID(deactivated["id"])).values(is_active=False)
+        )
+    cases = [
+        users.bearer(user),
+        users.bearer(deactivated),
+        users.bearer({"id": "00000000-0000-0000-0000-000000000001"}),
+        users.service_bearer("users:authorization"),
+        {},
+        {"Authorization": "Bearer not.a.token"},
+        {"Authorization": "Basic dXNlcjpwYXNz"},
+    ]
+    transport = httpx.ASGITransport(app=fastapi_only)
+    async with httpx.AsyncClient(transport=transport, base_url="http://users.test") as plain:
+        for index, case in enumerate(cases):
+            headers = {**case, "X-Request-ID": f"same-{index}"}  # the one header that differs
+            hot = await users.client.get("/api/v1/users/me", headers=headers)
+            route = await plain.get("/api/v1/users/me", headers=headers)
+            assert (hot.status_code, hot.content) == (route.status_code, route.content)
+            assert hot.headers.multi_items() == route.headers.multi_items()
+    assert hot.status_code == 401

@@ -17,7 +17,9 @@ from common.pages import PageKit
 from common.state import keep_state
 from common.tokens import JwksCache, TokenVerifier, http_jwks_fetcher
 from fastapi import FastAPI
+from starlette.middleware import Middleware
 
+from users.accounts.hot import MeRoute
 from users.accounts.router import router as accounts_router
 from users.bootstrap import bootstrap_admin
 from users.clock import Clock, system_clock
@@ -151,4 +153,7 @@ def create_app(
         description="Accounts, profiles and role-based access control.",
     )
     pages.install(app)
+    # Innermost (appended, where add_middleware would put it outermost): GET /me in plain ASGI
+    # behind the request id, metrics and tracing layers (users.accounts.hot).
+    app.user_middleware.append(Middleware(MeRoute))
     return app
