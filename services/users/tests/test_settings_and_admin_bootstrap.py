@@ -102,6 +102,13 @@ async def test_replicas_bootstrapping_at_once_make_one_admin(users: UsersHarness
     assert len(rows) == 1
 
 
+def users_command(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    """`python -m users ARGS` as an operator runs it, with `env` as its whole environment."""
+    return subprocess.run(
+        [sys.executable, "-m", "users", *args], env=env, capture_output=True, text=True, timeout=60
+    )
+
+
 def test_create_admin_command(users_database_url: str) -> None:
     name = f"ops_{uuid.uuid4().hex[:6]}"
     env = {
@@ -110,29 +117,14 @@ def test_create_admin_command(users_database_url: str) -> None:
         "BCRYPT_ROUNDS": "4",
         "ADMIN_PASSWORD": PASSWORD,
     }
-    command = [
-        sys.executable,
-        "-m",
-        "users",
-        "create-admin",
-        "--email",
-        f"{name}@example.org",
-        "--username",
-        name,
-    ]
-    first = subprocess.run(command, env=env, capture_output=True, text=True, timeout=60)
+    command = ["create-admin", "--email", f"{name}@example.org", "--username"]
+    first = users_command(*command, name, env=env)
     assert first.returncode == 0, first.stderr
     assert first.stdout.startswith("created")
-    second = subprocess.run(command, env=env, capture_output=True, text=True, timeout=60)
+    second = users_command(*command, name, env=env)
     assert second.returncode == 0
     assert second.stdout.startswith("unchanged")
-    weak = subprocess.run(
-        [*command[:-1], "other_" + name],
-        env={**env, "ADMIN_PASSWORD": "password"},
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+    weak = users_command(*command, "other_" + name, env={**env, "ADMIN_PASSWORD": "password"})
     assert weak.returncode == 1
     assert "password" in weak.stderr
 
@@ -168,40 +160,16 @@ async def test_create_admin_needs_the_accounts_email_and_password_to_promote_it(
 def test_create_admin_promote_existing_by_id(users_database_url: str) -> None:
     name = f"own_{uuid.uuid4().hex[:6]}"
     env = {**os.environ, "USERS_DATABASE_URL": users_database_url, "BCRYPT_ROUNDS": "4"}
-    created = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "users",
-            "create-admin",
-            "--email",
-            f"{name}@example.org",
-            "--username",
-            name,
-        ],
+    created = users_command(
+        *("create-admin", "--email", f"{name}@example.org", "--username", name),
         env={**env, "ADMIN_PASSWORD": PASSWORD},
-        capture_output=True,
-        text=True,
-        timeout=60,
     )
     assert created.returncode == 0, created.stderr
     user_id = created.stdout.strip().rsplit("(", 1)[1].rstrip(")")
-    again = subprocess.run(
-        [sys.executable, "-m", "users", "create-admin", "--promote-existing", user_id],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+    again = users_command("create-admin", "--promote-existing", user_id, env=env)
     assert again.returncode == 0, again.stderr
     assert again.stdout.startswith("unchanged")
-    missing = subprocess.run(
-        [sys.executable, "-m", "users", "create-admin", "--promote-existing", str(uuid.uuid4())],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+    missing = users_command("create-admin", "--promote-existing", str(uuid.uuid4()), env=env)
     assert missing.returncode == 1
     assert "no account" in missing.stderr
 
@@ -246,12 +214,6 @@ def test_serve_stops_at_start_on_a_bad_bootstrap_admin(users_database_url: str) 
         "BOOTSTRAP_ADMIN_USERNAME": "ops",
         "BOOTSTRAP_ADMIN_PASSWORD": PASSWORD,
     }
-    run = subprocess.run(
-        [sys.executable, "-m", "users", "serve"],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+    run = users_command("serve", env=env)
     assert run.returncode != 0
     assert "BOOTSTRAP_ADMIN_EMAIL" in run.stderr
