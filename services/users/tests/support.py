@@ -120,6 +120,16 @@ class UsersHarness:
                 {"id": uuid.UUID(str(user["id"]))},
             )
 
+    async def change_password(
+        self, user: dict[str, Any], new: str, *, current: str = PASSWORD
+    ) -> httpx.Response:
+        """The owner's PUT /users/me/password, with a token from a login just now."""
+        return await self.client.put(
+            "/api/v1/users/me/password",
+            json={"current_password": current, "new_password": new},
+            headers=self.bearer(user),
+        )
+
     async def check_credentials(self, login: str, password: str) -> httpx.Response:
         """The credentials check as auth makes it at every login."""
         return await self.client.post(

@@ -126,11 +126,7 @@ async def test_authorization_tells_when_the_password_last_changed(users: UsersHa
     """auth refuses refreshes of sessions opened before this time, with or without the event."""
     user = await users.register()
     before = datetime.now(UTC)
-    changed = await users.client.put(
-        "/api/v1/users/me/password",
-        json={"current_password": PASSWORD, "new_password": "another long passphrase 9"},
-        headers=users.bearer(user),
-    )
+    changed = await users.change_password(user, "another long passphrase 9")
     assert changed.status_code == 204, changed.text
     after = datetime.now(UTC)
     response = await users.client.get(

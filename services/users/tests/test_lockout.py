@@ -267,11 +267,7 @@ async def test_a_forgot_password_link_ends_the_lock_too(
 async def test_the_owners_password_change_ends_the_lock(users: UsersHarness) -> None:
     user = await users.register()
     await fail(users, user["username"], 10)
-    changed = await users.client.put(
-        "/api/v1/users/me/password",
-        json={"current_password": PASSWORD, "new_password": NEW_PASSWORD},
-        headers=users.bearer(user),
-    )
+    changed = await users.change_password(user, NEW_PASSWORD)
     assert changed.status_code == 204, changed.text
     assert (await users.check_credentials(user["username"], NEW_PASSWORD)).status_code == 200
 
@@ -343,11 +339,7 @@ async def test_locking_and_unlocking_are_audited_without_secrets(
     await fail(users, user["username"], 10)
     await users.check_credentials(user["username"], PASSWORD)
     [notice] = await notices.of(users, user["id"], 1)
-    changed = await users.client.put(
-        "/api/v1/users/me/password",
-        json={"current_password": PASSWORD, "new_password": NEW_PASSWORD},
-        headers=users.bearer(user),
-    )
+    changed = await users.change_password(user, NEW_PASSWORD)
     assert changed.status_code == 204
     records = [r for r in caplog.records if r.name == "gatehouse.audit"]
     by_name = {r.getMessage(): r for r in records}

@@ -9,11 +9,7 @@ NEW = "another long passphrase 2026"
 
 async def test_password_change(users: UsersHarness) -> None:
     user = await users.register()
-    response = await users.client.put(
-        "/api/v1/users/me/password",
-        json={"current_password": PASSWORD, "new_password": NEW},
-        headers=users.bearer(user),
-    )
+    response = await users.change_password(user, NEW)
     assert response.status_code == 204, response.text
     assert (await users.check_credentials(user["username"], NEW)).status_code == 200
     assert (await users.check_credentials(user["username"], PASSWORD)).status_code == 401
@@ -24,11 +20,7 @@ async def test_password_change(users: UsersHarness) -> None:
 
 async def test_wrong_current_password_changes_nothing(users: UsersHarness) -> None:
     user = await users.register()
-    response = await users.client.put(
-        "/api/v1/users/me/password",
-        json={"current_password": "not my password", "new_password": NEW},
-        headers=users.bearer(user),
-    )
+    response = await users.change_password(user, NEW, current="not my password")
     assert response.status_code == 422
     assert response.json()["errors"][0]["field"] == "current_password"
     assert (await users.check_credentials(user["username"], PASSWORD)).status_code == 200
@@ -38,11 +30,7 @@ async def test_wrong_current_password_changes_nothing(users: UsersHarness) -> No
 async def test_new_password_follows_the_policy(users: UsersHarness) -> None:
     user = await users.register()
     for new in ("short", "iloveyou1", "x" * 129):
-        response = await users.client.put(
-            "/api/v1/users/me/password",
-            json={"current_password": PASSWORD, "new_password": new},
-            headers=users.bearer(user),
-        )
+        response = await users.change_password(user, new)
         assert response.status_code == 422, new
     assert (await users.check_credentials(user["username"], PASSWORD)).status_code == 200
 

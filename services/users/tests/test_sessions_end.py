@@ -10,7 +10,7 @@ from datetime import datetime
 from sqlalchemy import select
 from users.models import User
 
-from .support import PASSWORD, UsersHarness
+from .support import UsersHarness
 
 NEW_PASSWORD = "another long passphrase 9"
 
@@ -30,11 +30,7 @@ async def test_a_password_change_ends_sessions_at_auth_once_committed(users: Use
         return await committed_change_time(users, user_id)
 
     users.auth.on_end = seen
-    changed = await users.client.put(
-        "/api/v1/users/me/password",
-        json={"current_password": PASSWORD, "new_password": NEW_PASSWORD},
-        headers=users.bearer(user),
-    )
+    changed = await users.change_password(user, NEW_PASSWORD)
     assert changed.status_code == 204, changed.text
     (call,) = users.auth.calls  # made before the 204
     assert call.user_id == user["id"]
@@ -70,11 +66,7 @@ async def test_auth_unreachable_the_change_still_succeeds_and_the_event_is_the_b
 ) -> None:
     user = await users.register()
     users.auth.down = True
-    changed = await users.client.put(
-        "/api/v1/users/me/password",
-        json={"current_password": PASSWORD, "new_password": NEW_PASSWORD},
-        headers=users.bearer(user),
-    )
+    changed = await users.change_password(user, NEW_PASSWORD)
     assert changed.status_code == 204
     assert users.auth.calls == []
     events = await users.outbox(user["id"])
@@ -85,11 +77,7 @@ async def test_auth_unreachable_the_change_still_succeeds_and_the_event_is_the_b
 
 async def test_a_refused_change_calls_nobody(users: UsersHarness) -> None:
     user = await users.register()
-    refused = await users.client.put(
-        "/api/v1/users/me/password",
-        json={"current_password": "not the password at all", "new_password": NEW_PASSWORD},
-        headers=users.bearer(user),
-    )
+    refused = await users.change_password(user, NEW_PASSWORD, current="not the password at all")
     assert refused.status_code == 422  # a wrong current password
     assert users.auth.calls == []
     assert await committed_change_time(users, user["id"]) is None
