@@ -40,7 +40,8 @@ def link_in(message: EmailMessage, page: str) -> str:
     return found.group(0)
 
 
-async def new_page(browser: Browser, javascript: bool, problems: list[str]) -> Page:
+async def open_link(browser: Browser, link: str, javascript: bool, problems: list[str]) -> Page:
+    """A new page at `link` (answered 200), its console errors and warnings kept in `problems`."""
     context = await browser.new_context(java_script_enabled=javascript)
     page = await context.new_page()
 
@@ -50,6 +51,9 @@ async def new_page(browser: Browser, javascript: bool, problems: list[str]) -> P
 
     page.on("console", on_console)
     page.on("pageerror", lambda error: problems.append(str(error)))
+    response = await page.goto(link)
+    assert response is not None
+    assert response.status == 200
     return page
 
 
@@ -64,10 +68,7 @@ async def test_reset_a_password_from_the_email_in_a_browser(
     link = link_in(await email_to(smtp_sink, account["email"], "Reset"), "reset-password")
     problems: list[str] = []
     async with headless_chromium() as browser:
-        page = await new_page(browser, javascript, problems)
-        response = await page.goto(link)
-        assert response is not None
-        assert response.status == 200
+        page = await open_link(browser, link, javascript, problems)
         await page.get_by_label("New password", exact=True).fill(NEW)
         await page.get_by_label("The new password again").fill(NEW + " typo")
         await page.get_by_role("button", name="Set the new password").click()
@@ -102,10 +103,7 @@ async def test_confirm_an_address_from_the_email_in_a_browser(
     link = link_in(await email_to(smtp_sink, account["email"], "Welcome"), "verify-email")
     problems: list[str] = []
     async with headless_chromium() as browser:
-        page = await new_page(browser, javascript, problems)
-        response = await page.goto(link)
-        assert response is not None
-        assert response.status == 200
+        page = await open_link(browser, link, javascript, problems)
         pair = await tokens_for(gateway, account)
         me = await gateway.get("/api/v1/users/me", headers=bearer(pair["access_token"]))
         assert me.json()["email_verified"] is False  # opening the link verified nothing
