@@ -5,9 +5,14 @@ client and scope, prompt and max_age honoured."""
 from __future__ import annotations
 
 import re
+import secrets
+import uuid
+from datetime import timedelta
 
 import httpx
 import pytest
+from auth.oidc.models import SsoSession
+from sqlalchemy import select
 
 from .support import (
     CALLBACK,
@@ -498,3 +503,44 @@ async def test_sign_in_post_of_another_type_is_a_page_not_a_500(
         )
         assert 400 <= answer.status_code < 500, answer.text
         assert answer.headers["content-type"].startswith("text/html")
+
+
+async def sso_ids(oidc: AuthHarness, user_id: str) -> set[str]:
+    async with oidc.state.db.sessionmaker() as db:
+        rows = await db.scalars(select(SsoSession.id).where(SsoSession.user_id == user_id))
+        return set(rows.all())
+
+
+async def test_sign_on_sessions_are_pruned_once_nothing_they_opened_can_live(
+    oidc: AuthHarness, browser: Browser, member: Account
+) -> None:
+    """Each new sign-on session deletes those that ended more than REFRESH_TOKEN_TTL ago: until
+    then a session one of their codes opened may live, and end-session finds it through them."""
+    now = oidc.clock()
+    kept_for = timedelta(seconds=oidc.settings.refresh_token_ttl)
+    ended = {
+        "long ago": now - kept_for - timedelta(minutes=1),
+        "lately": now - kept_for + timedelta(minutes=1),
+    }
+    rows = {
+        when: SsoSession(
+            id=str(uuid.uuid4()),
+            token_hash=secrets.token_hex(32),
+            user_id=member.user_id,
+            auth_time=end - timedelta(days=1),
+            amr="pwd",
+            created_at=end - timedelta(days=1),
+            expires_at=end,
+        )
+        for when, end in ended.items()
+    }
+    async with oidc.state.db.sessionmaker() as db, db.begin():
+        db.add_all(rows.values())
+    client = await register_client(oidc, first_party=True)
+    await sign_in_for_code(
+        oidc, browser, member, authorize_url(client["client_id"], pkce_pair()[1])
+    )
+    left = await sso_ids(oidc, member.user_id)
+    assert rows["long ago"].id not in left
+    assert rows["lately"].id in left
+    assert len(left) == 2  # and the new one

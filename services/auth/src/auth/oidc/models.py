@@ -24,7 +24,8 @@ class SsoSession(Base):
     auth_time: Mapped[datetime] = mapped_column(UTCDateTime)
     amr: Mapped[str] = mapped_column(String(64))  # RFC 8176, space-separated
     created_at: Mapped[datetime] = mapped_column(UTCDateTime)
-    expires_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    # Indexed: each new sign-on session prunes those long past their end (OidcService.start_sso).
+    expires_at: Mapped[datetime] = mapped_column(UTCDateTime, index=True)
     revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime, default=None)
 
 

@@ -48,6 +48,10 @@ async def delete_codes_expired_before(db: AsyncSession, moment: datetime) -> Non
     await db.execute(delete(AuthorizationCode).where(AuthorizationCode.expires_at < moment))
 
 
+async def delete_sso_sessions_expired_before(db: AsyncSession, moment: datetime) -> None:
+    await db.execute(delete(SsoSession).where(SsoSession.expires_at < moment))
+
+
 async def add_sso_session(db: AsyncSession, sso: SsoSession) -> None:
     db.add(sso)
     await db.flush()

@@ -117,6 +117,13 @@ class OidcService:
             assert renewed is not None
             audit("sso.renewed", user_id=user_id, client_ip=self.client_ip, reason=renewed.amr)
             return token, renewed
+        # Pruned on write, as codes and MFA tickets are (no sweeper to run): a sign-on session
+        # is kept until every session it opened has reached its absolute end (a code is issued
+        # before it expires, its session lives REFRESH_TOKEN_TTL at most), because until then
+        # end-session with an old id_token_hint finds those sessions through it.
+        await repository.delete_sso_sessions_expired_before(
+            self.db, now - timedelta(seconds=self.settings.refresh_token_ttl)
+        )
         sso = SsoSession(
             id=str(uuid.uuid4()),
             token_hash=hash_secret(token),
