@@ -193,10 +193,13 @@ async def test_without_admin_requires_mfa_a_password_login_is_enough(
 
 
 @pytest.mark.parametrize("amr", [["pwd"], [], ["pwd", "sms"], None])
-async def test_admin_requires_mfa_withholds_users_permissions(
+async def test_admin_requires_mfa_withholds_the_admin_permissions(
     token_factory: TokenFactory, amr: list[str] | None
 ) -> None:
-    claims: dict[str, Any] = {"scope": "users:read users:manage other:thing", "auth_time": ago(1)}
+    claims: dict[str, Any] = {
+        "scope": "users:read users:manage clients:manage other:thing",
+        "auth_time": ago(1),
+    }
     if amr is not None:
         claims["amr"] = amr
     async with serving(token_factory, admin_requires_mfa=True) as client:

@@ -14,7 +14,17 @@ from auth.clients.schemas import ClientCreate
 from auth.clients.service import hash_client_secret
 from typer.testing import CliRunner
 
-from .support import AuthHarness, admin_headers, bearer, register_client
+from .support import (
+    LOGIN_MFA_URL,
+    AuthHarness,
+    admin_headers,
+    bearer,
+    enrol,
+    password_step,
+    register_client,
+    running_auth,
+    totp_code,
+)
 from .users_double import Account
 
 CLIENTS = "/api/v1/auth/clients"
@@ -264,3 +274,30 @@ def test_cli_refuses_an_unsafe_redirect_uri(
     assert result.exit_code == 2
     assert "redirect_uris.0" in result.stderr
     assert "https" in result.stderr
+
+
+async def test_admin_requires_mfa_holds_back_the_registry_without_a_second_factor(
+    database_url: str,
+) -> None:
+    """`clients:manage` is an admin permission like `users:*` (API.md §9): a client signs anyone
+    in, so with ADMIN_REQUIRES_MFA a password-only admin token cannot register or list them."""
+    registration = {"name": "App", "redirect_uris": ["https://app.example/cb"], "type": "public"}
+    async with running_auth(database_url, admin_requires_mfa=True) as harness:
+        admin = harness.users.add(roles=("user", "admin"))
+        password_only = bearer((await harness.login(admin))["access_token"])
+        for answer in (
+            await harness.client.post(CLIENTS, json=registration, headers=password_only),
+            await harness.client.get(CLIENTS, headers=password_only),
+        ):
+            assert answer.status_code == 401, answer.text
+            assert 'acr_values="mfa"' in answer.headers["www-authenticate"]
+        enrolled = await enrol(harness, (await harness.login(admin))["access_token"])
+        ticket = await password_step(harness.client, admin)
+        second = await harness.client.post(
+            LOGIN_MFA_URL,
+            json={"mfa_token": ticket, "code": totp_code(enrolled.secret, harness.clock(), 1)},
+        )
+        assert second.status_code == 200, second.text
+        with_mfa = bearer(second.json()["access_token"])
+        created = await harness.client.post(CLIENTS, json=registration, headers=with_mfa)
+        assert created.status_code == 201, created.text

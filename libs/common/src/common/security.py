@@ -6,8 +6,9 @@ is built in the lifespan and kept with `common.state.keep_state`. Identity heade
 
 Recent authentication (RFC 9470, API.md §9): a sensitive operation needs a login (`auth_time`) no
 older than `STEP_UP_MAX_AGE`, else a 401 `insufficient_user_authentication` challenge carrying
-`max_age`. With `ADMIN_REQUIRES_MFA`, the `users:*` permissions count only in tokens whose `amr`
-holds a second factor; a route needing one answers the same challenge with `acr_values="mfa"`.
+`max_age`. With `ADMIN_REQUIRES_MFA`, the admin permissions (`users:*`, `clients:manage`) count
+only in tokens whose `amr` holds a second factor; a route needing one answers the same challenge
+with `acr_values="mfa"`.
 """
 
 from __future__ import annotations
@@ -28,8 +29,10 @@ from common.tokens import AccessClaims, InvalidToken, JwksUnavailable, TokenVeri
 LOGIN_PATH = "/api/v1/auth/login"
 # RFC 8176 `amr` values that prove a second factor.
 SECOND_FACTORS = frozenset({"otp", "hwk", "swk", "mfa"})
-# The permissions that ADMIN_REQUIRES_MFA reserves for tokens with a second factor.
-ADMIN_PERMISSION_PREFIX = "users:"
+# The permissions that ADMIN_REQUIRES_MFA reserves for tokens with a second factor: every
+# permission of an admin (API.md §4) — the accounts, and the client registry, whose clients sign
+# anyone in.
+ADMIN_PERMISSION_PREFIXES = ("users:", "clients:")
 
 # Declares the OAuth2 password flow in OpenAPI (Swagger's Authorize button); we do the checks.
 oauth2_scheme = OAuth2PasswordBearer(tokenUrl=LOGIN_PATH, auto_error=False)
@@ -90,7 +93,7 @@ async def current_principal(
         raise Unauthorized("The token is invalid or expired.", token_presented=True) from exc
     scopes, withheld = claims.scopes, frozenset[str]()
     if runtime.settings.admin_requires_mfa and SECOND_FACTORS.isdisjoint(claims.amr):
-        withheld = frozenset(s for s in scopes if s.startswith(ADMIN_PERMISSION_PREFIX))
+        withheld = frozenset(s for s in scopes if s.startswith(ADMIN_PERMISSION_PREFIXES))
         scopes = scopes - withheld
     return Principal(
         user_id,
