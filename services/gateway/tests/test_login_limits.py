@@ -249,3 +249,46 @@ async def test_a_sign_in_form_it_cannot_read_as_auth_does_is_refused(
         response = await gateway.post(SIGN_IN, content=body, headers=FORM)
         assert response.status_code == 422, response.text
     assert upstreams["auth"].app.state.calls == before
+
+
+async def test_a_refused_sign_in_page_post_is_a_page(make_gateway: GatewayFactory) -> None:
+    """A browser's form post expects a page: the gateway's own refusal of one (here the login
+    limit) is HTML with the refusal's status and Retry-After, never problem+json."""
+    gateway = await make_gateway(gateway_login_rate_limit="1/hour")
+    page_form = {"username": "ada" + unique_id()[:8], "password": "x", "csrf_token": "1.t"}
+    assert (await gateway.post(SIGN_IN, data=page_form)).status_code == 200
+    limited = await gateway.post(SIGN_IN, data=page_form)
+    assert limited.status_code == 429
+    assert limited.headers["content-type"] == "text/html; charset=utf-8"
+    assert limited.headers["retry-after"].isdigit()
+    assert limited.headers["cache-control"] == "no-store"
+    policy = limited.headers["content-security-policy"]
+    assert policy.startswith("default-src 'none';")
+    assert "frame-ancestors 'none'" in policy
+    assert "<h1>Too Many Requests</h1>" in limited.text
+    assert f"try again in {limited.headers['retry-after']} seconds" in limited.text
+    assert "<script" not in limited.text
+    malformed = await gateway.post(SIGN_IN, content="username=a&username=b", headers=FORM)
+    assert malformed.status_code == 422
+    assert malformed.headers["content-type"] == "text/html; charset=utf-8"
+    # The API's own login form stays problem+json.
+    api = await gateway.post(LOGIN, content="username=a&username=b", headers=FORM)
+    assert api.headers["content-type"].startswith("application/problem+json")
+
+
+async def test_the_passkey_posts_count_per_address(make_gateway: GatewayFactory) -> None:
+    """The sign-in page's passkey options and answers count under the per-address login limit:
+    the answer (a form post) is refused with a page, the options (the script's fetch) with
+    problem+json."""
+    gateway = await make_gateway(gateway_login_ip_rate_limit="2/hour")
+    query = "?client_id=oc-x&response_type=code"
+    options = f"/api/v1/auth/authorize/passkey/options{query}"
+    answer = f"/api/v1/auth/authorize/passkey{query}"
+    assert (await gateway.post(options, data={"csrf_token": "1.t"})).status_code == 200
+    assert (await gateway.post(answer, data={"credential": "{}"})).status_code == 200
+    refused_options = await gateway.post(options, data={"csrf_token": "1.t"})
+    assert refused_options.status_code == 429
+    assert refused_options.headers["content-type"].startswith("application/problem+json")
+    refused_answer = await gateway.post(answer, data={"credential": "{}"})
+    assert refused_answer.status_code == 429
+    assert refused_answer.headers["content-type"] == "text/html; charset=utf-8"

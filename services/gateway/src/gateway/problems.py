@@ -3,6 +3,7 @@ RFC 9457 problem+json by the exchange (`common.errors.problem_document`)."""
 
 from __future__ import annotations
 
+import html
 import json
 from collections.abc import Mapping, Sequence
 
@@ -11,6 +12,32 @@ from common.errors import PROBLEM_JSON, problem_document
 from gateway.edge import Headers
 
 PROBLEM = PROBLEM_JSON.encode()
+HTML = b"text/html; charset=utf-8"
+# A refusal page has no script, style or form of its own: nothing to allow.
+PAGE_HEADERS: list[tuple[bytes, bytes]] = [
+    (
+        b"content-security-policy",
+        b"default-src 'none'; form-action 'none'; frame-ancestors 'none'; base-uri 'none'",
+    ),
+    (b"cache-control", b"no-store"),
+    (b"referrer-policy", b"no-referrer"),
+]
+PAGE = """<!doctype html>
+<html lang="en">
+<head>
+<meta charset="utf-8">
+<meta name="viewport" content="width=device-width, initial-scale=1">
+<title>{title} · Gatehouse</title>
+</head>
+<body>
+<main>
+<h1>{title}</h1>
+<p role="alert">{detail}</p>
+<p>Go back and try again{later}.</p>
+</main>
+</body>
+</html>
+"""
 
 
 class Refused(Exception):
@@ -36,6 +63,14 @@ class Refused(Exception):
             self.status, self.title, self.detail, instance=instance, errors=self.errors
         )
         return json.dumps(document).encode()
+
+    def page(self) -> bytes:
+        """The refusal as a page, for a browser's navigation or form post on a hosted page."""
+        retry = dict(self.headers).get(b"retry-after")
+        later = f" in {int(retry)} seconds" if retry is not None and retry.isdigit() else ""
+        return PAGE.format(
+            title=html.escape(self.title), detail=html.escape(self.detail), later=later
+        ).encode()
 
 
 def unauthorized(detail: str, *, presented: bool) -> Refused:

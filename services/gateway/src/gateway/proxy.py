@@ -139,14 +139,14 @@ class Exchange:
             await forward(self, await admit(self))
         except (Refused, ClientTooSlow, BodyTooLarge) as exc:
             if not reply.started:
-                await reply.refuse(self._refusal(exc), self.scope["path"])
+                await reply.refuse(self._refusal(exc), self.scope["path"], page=self.route.page)
         except ClientGone:
             reply.status = 499
         except Exception:
             logger.exception("gateway error on %s", self.route.name)
             if not reply.started:
                 failed = Refused(502, "Bad Gateway", "The upstream answer could not be relayed.")
-                await reply.refuse(failed, self.scope["path"])
+                await reply.refuse(failed, self.scope["path"], page=self.route.page)
         finally:
             observe(self.route, reply.status, time.perf_counter() - began)
             request_id_var.reset(token)

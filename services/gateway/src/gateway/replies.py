@@ -1,12 +1,13 @@
 """The one answer of a proxied request: the upstream's, relayed, or the gateway's refusal as
-problem+json; the edge's headers (security, CORS, X-Request-ID, RateLimit) added to either."""
+problem+json (an HTML page on the hosted pages' routes); the edge's headers (security, CORS,
+X-Request-ID, RateLimit) added to either."""
 
 from __future__ import annotations
 
 from starlette.types import Send
 
 from gateway.edge import Headers, add_security_headers, client_response_headers
-from gateway.problems import PROBLEM, Refused
+from gateway.problems import HTML, PAGE_HEADERS, PROBLEM, Refused
 from gateway.upstream import Connection
 
 
@@ -40,11 +41,14 @@ class Reply:
             await self.send({"type": "http.response.body", "body": chunk, "more_body": True})
         await self.send({"type": "http.response.body", "body": b""})
 
-    async def refuse(self, refused: Refused, instance: str) -> None:
-        body = refused.body(instance)
+    async def refuse(self, refused: Refused, instance: str, *, page: bool = False) -> None:
+        """The refusal as problem+json, or on a hosted page's route (`page`) as an HTML page:
+        a browser form expects one, and shows JSON as raw text."""
+        body = refused.page() if page else refused.body(instance)
         headers: Headers = [
-            (b"content-type", PROBLEM),
+            (b"content-type", HTML if page else PROBLEM),
             (b"content-length", b"%d" % len(body)),
+            *(PAGE_HEADERS if page else []),
             *self.headers,
             *refused.headers,
         ]

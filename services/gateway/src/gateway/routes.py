@@ -41,6 +41,9 @@ class Route:
     upstream: str  # "auth" | "users"
     access: Access
     counted: Counted = Counted.NONE
+    # A hosted page (API.md §8, §13): a browser's navigation or form post, so the gateway's own
+    # refusals (429, 503, 413 …) are an HTML page there, not problem+json.
+    page: bool = False
 
 
 # (method or None for any, exact path or prefix ending in "/", route)
@@ -56,19 +59,20 @@ _EXACT: dict[tuple[str, str], Route] = {
     ("POST", "/api/v1/auth/logout"): Route("auth.logout", "auth", Access.BEARER),
     # The hosted sign-in page posts a password (API.md §13): the login limits count it as the
     # login form. UserInfo is a bearer route (a revoked token is refused here).
-    ("GET", "/api/v1/auth/authorize"): Route("auth.authorize", "auth", Access.PUBLIC),
+    ("GET", "/api/v1/auth/authorize"): Route("auth.authorize", "auth", Access.PUBLIC, page=True),
     ("POST", "/api/v1/auth/authorize"): Route(
-        "auth.sign_in", "auth", Access.LOGIN, Counted.SIGN_IN
+        "auth.sign_in", "auth", Access.LOGIN, Counted.SIGN_IN, page=True
     ),
     ("POST", "/api/v1/auth/authorize/mfa"): Route(
-        "auth.sign_in_mfa", "auth", Access.LOGIN, Counted.SIGN_IN_MFA
+        "auth.sign_in_mfa", "auth", Access.LOGIN, Counted.SIGN_IN_MFA, page=True
     ),
     # Its passkeys: a challenge stored per request (options) and a signature checked per
     # answer, so one address may not make them without end. A passkey answer is a signature over
     # a fresh challenge, nothing to guess, so the address alone is counted; the second factor's
     # passkey answer is a post of /authorize/mfa, counted with its ticket's account as a code.
+    # The options are fetched by the page's script (problem+json); the answer is a form post.
     ("POST", "/api/v1/auth/authorize/passkey"): Route(
-        "auth.sign_in_passkey", "auth", Access.PUBLIC, Counted.ADDRESS
+        "auth.sign_in_passkey", "auth", Access.PUBLIC, Counted.ADDRESS, page=True
     ),
     ("POST", "/api/v1/auth/authorize/passkey/options"): Route(
         "auth.sign_in_passkey", "auth", Access.PUBLIC, Counted.ADDRESS
@@ -76,6 +80,12 @@ _EXACT: dict[tuple[str, str], Route] = {
     ("POST", "/api/v1/auth/authorize/mfa/options"): Route(
         "auth.sign_in_passkey", "auth", Access.PUBLIC, Counted.ADDRESS
     ),
+    # The rest of the hosted pages (consent, sign-out).
+    ("POST", "/api/v1/auth/authorize/consent"): Route(
+        "auth.pages", "auth", Access.PUBLIC, page=True
+    ),
+    ("GET", "/api/v1/auth/end-session"): Route("auth.pages", "auth", Access.PUBLIC, page=True),
+    ("POST", "/api/v1/auth/end-session"): Route("auth.pages", "auth", Access.PUBLIC, page=True),
     ("GET", "/api/v1/auth/userinfo"): Route("auth.userinfo", "auth", Access.BEARER),
     # The OpenID Connect client registry (API.md §13): a bearer route, so that a logged-out
     # admin's token is refused here from the next request on, as for every bearer route.
@@ -102,10 +112,16 @@ _EXACT: dict[tuple[str, str], Route] = {
         "users.email_verification", "users", Access.BEARER, Counted.RECOVERY_SUBJECT
     ),
     # The pages the emails link to (API.md §8), served by users with common.pages.
-    ("GET", "/account/reset-password"): Route("users.page_reset", "users", Access.PUBLIC),
-    ("POST", "/account/reset-password"): Route("users.page_reset", "users", Access.PUBLIC),
-    ("GET", "/account/verify-email"): Route("users.page_verify", "users", Access.PUBLIC),
-    ("POST", "/account/verify-email"): Route("users.page_verify", "users", Access.PUBLIC),
+    ("GET", "/account/reset-password"): Route(
+        "users.page_reset", "users", Access.PUBLIC, page=True
+    ),
+    ("POST", "/account/reset-password"): Route(
+        "users.page_reset", "users", Access.PUBLIC, page=True
+    ),
+    ("GET", "/account/verify-email"): Route("users.page_verify", "users", Access.PUBLIC, page=True),
+    ("POST", "/account/verify-email"): Route(
+        "users.page_verify", "users", Access.PUBLIC, page=True
+    ),
     ("GET", "/account/static/pages.css"): Route("users.page_style", "users", Access.PUBLIC),
 }
 _PREFIXES: tuple[tuple[str, Route], ...] = (
