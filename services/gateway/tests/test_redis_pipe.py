@@ -247,3 +247,39 @@ async def test_a_malformed_reply_drops_the_connection_and_fails_its_requests() -
         assert await pipe.execute("PING") == b"PONG"  # a fresh connection
     finally:
         await pipe.aclose()
+
+
+class CountedWrites:
+    """A transport that records each write before passing it on."""
+
+    def __init__(self, inner: asyncio.Transport) -> None:
+        self.inner = inner
+        self.writes: list[bytes] = []
+
+    def write(self, data: bytes) -> None:
+        self.writes.append(data)
+        self.inner.write(data)
+
+    def is_closing(self) -> bool:
+        return self.inner.is_closing()
+
+    def abort(self) -> None:
+        self.inner.abort()
+
+
+async def test_the_commands_of_one_loop_turn_go_out_in_one_write() -> None:
+    pipe = PipelinedRedis(REDIS_URL)
+    try:
+        assert await pipe.execute("PING") == b"PONG"
+        protocol = pipe._protocol
+        assert protocol is not None
+        assert protocol.transport is not None
+        counted = CountedWrites(protocol.transport)
+        protocol.transport = counted  # type: ignore[assignment]
+        echoes = await asyncio.gather(*(pipe.execute("ECHO", f"v{i}") for i in range(50)))
+        assert echoes == [f"v{i}".encode() for i in range(50)]
+        assert counted.writes == [b"".join(pack_command("ECHO", f"v{i}") for i in range(50))]
+        assert await pipe.execute("PING") == b"PONG"  # the next turn: a write of its own
+        assert len(counted.writes) == 2
+    finally:
+        await pipe.aclose()

@@ -3,11 +3,13 @@
 redis-py's asyncio client spends more CPU per command (pool checkout, retry wrapper, health check,
 generic parser) than the rest of the gateway's checks together. The guard sends one command shape
 only (EVALSHA, plus SCRIPT LOAD after a Redis restart), so it speaks RESP2 itself (packed here,
-parsed by hiredis's reader, the C parser redis-py uses too): every request is written as soon as
-it is made, Redis answers in order, and the replies resolve the waiting futures first in, first
-out. A reply that does not come within the timeout means the connection
-is stuck: it is dropped, every request waiting on it fails (the guard falls back), and the next
-request connects again. One timer watches the oldest request waiting (not one timer per request).
+parsed by hiredis's reader, the C parser redis-py uses too): the commands made during one turn of
+the event loop go out in one write at the end of it (under load many requests are admitted in one
+turn: one send syscall for them all, and their replies come back in one read), Redis answers in
+order, and the replies resolve the waiting futures first in, first out. A reply that does not
+come within the timeout means the connection is stuck: it is dropped, every request waiting on it
+fails (the guard falls back), and the next request connects again. One timer watches the oldest
+request waiting (not one timer per request).
 
 Errors are redis-py's exception types, so callers handle both clients alike.
 """
@@ -59,6 +61,8 @@ class _Protocol(asyncio.Protocol):
         self.pipe = pipe
         self.reader = reply_reader()
         self.transport: asyncio.Transport | None = None
+        # Commands made in this turn of the loop, written together by `PipelinedRedis._flush`.
+        self.pending: list[bytes] = []
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         # uvloop's transports do not subclass asyncio.Transport, but behave as one.
@@ -120,15 +124,28 @@ class PipelinedRedis:
         return await self._send(protocol, command)
 
     def _send(self, protocol: _Protocol, command: bytes) -> asyncio.Future[Reply]:
-        assert protocol.transport is not None
-        protocol.transport.write(command)  # first: if it raises, nothing waits for a reply
         loop = asyncio.get_running_loop()
         future: asyncio.Future[Reply] = loop.create_future()
         due = loop.time() + self.timeout
         self.waiting.append((future, due))
+        if not protocol.pending:
+            loop.call_soon(self._flush, protocol)
+        protocol.pending.append(command)
         if self._watchdog is None:
             self._watchdog = loop.call_at(due, self._watch, protocol)
         return future
+
+    def _flush(self, protocol: _Protocol) -> None:
+        """Write the commands of this loop turn, in the order they were made. A connection
+        dropped since has failed their futures already; a failed write fails them now."""
+        commands, protocol.pending = protocol.pending, []
+        transport = protocol.transport
+        if self._protocol is not protocol or transport is None or transport.is_closing():
+            return
+        try:
+            transport.write(b"".join(commands))
+        except Exception as exc:
+            self.drop(protocol, RedisConnectionError(f"cannot write to redis: {exc}"))
 
     def _watch(self, protocol: _Protocol) -> None:
         """Fires when the oldest request then waiting was due: drop the connection if the
