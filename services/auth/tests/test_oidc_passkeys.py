@@ -297,3 +297,22 @@ async def test_an_ip_address_issuer_offers_no_passkey(database_url: str) -> None
         assert page.status_code == 200
         assert "script-src" not in page.headers["content-security-policy"]
         assert "data-passkey-options" not in page.text
+
+
+async def test_require_verified_email_holds_back_a_passkey_too(database_url: str) -> None:
+    """As after a right password: an unverified account's passkey signs nobody in (403 page)."""
+    async with (
+        running_auth(
+            database_url, issuer=ORIGIN, base_url=ORIGIN, require_verified_email=True
+        ) as harness,
+        browser_of(harness) as browser,
+    ):
+        harness.users.verified_by_default = True  # to log in, register the client and passkey
+        member = harness.users.add()
+        offered = await pressed(harness, browser, member)
+        member.email_verified = False
+        credential = offered.authenticator.get(offered.options, ORIGIN, member.user_id)
+        refused = await post_credential(browser, offered.page, credential)
+        assert refused.status_code == 403
+        assert_page_headers(refused)
+        assert not any("gatehouse-sso" in c for c in refused.headers.get_list("set-cookie"))
