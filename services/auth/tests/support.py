@@ -7,6 +7,7 @@ import asyncio
 import base64
 import hashlib
 import json
+import re
 import secrets
 import time
 from collections.abc import AsyncIterator, Mapping
@@ -325,3 +326,32 @@ async def register_passkey(
     )
     assert created.status_code == 201, created.text
     return authenticator
+
+
+SCRIPT_TAG = re.compile(r"<script\b[^>]*>")
+
+
+def assert_page_headers(page: httpx.Response) -> None:
+    """Strict: no script, or on a page that offers passkeys only the service's one file (no
+    inline script, no eval, its content hash checked by the browser)."""
+    assert page.headers["content-type"].startswith("text/html")
+    policy = page.headers["content-security-policy"]
+    assert "default-src 'none'" in policy
+    assert "frame-ancestors 'none'" in policy
+    assert "unsafe" not in policy
+    tags = SCRIPT_TAG.findall(page.text)
+    if "script-src" in policy:
+        assert "script-src 'self';" in policy
+        assert "data-passkey-options" in page.text
+        [tag] = tags
+        assert re.fullmatch(
+            r'<script src="/api/v1/auth/static/passkeys\.js\?v=[0-9a-f]{12}" '
+            r'integrity="sha256-[A-Za-z0-9+/]{43}=" defer>',
+            tag,
+        ), tag
+        assert page.text.count("</script>") == 1
+        assert f"{tag}</script>" in page.text  # nothing inline
+    else:
+        assert "<script" not in page.text
+    assert page.headers["x-frame-options"] == "DENY"
+    assert page.headers["cache-control"] == "no-store"

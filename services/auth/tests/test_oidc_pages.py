@@ -4,7 +4,6 @@ client and scope, prompt and max_age honoured."""
 
 from __future__ import annotations
 
-import re
 import secrets
 import uuid
 from datetime import timedelta
@@ -18,6 +17,7 @@ from .support import (
     CALLBACK,
     AuthHarness,
     Browser,
+    assert_page_headers,
     authorize_url,
     bearer,
     browser_of,
@@ -32,34 +32,6 @@ from .support import (
     totp_code,
 )
 from .users_double import Account
-
-SCRIPT_TAG = re.compile(r"<script\b[^>]*>")
-
-
-def assert_page_headers(page: httpx.Response) -> None:
-    """Strict: no script, or on a page that offers passkeys only the service's one file (no
-    inline script, no eval, its content hash checked by the browser)."""
-    assert page.headers["content-type"].startswith("text/html")
-    policy = page.headers["content-security-policy"]
-    assert "default-src 'none'" in policy
-    assert "frame-ancestors 'none'" in policy
-    assert "unsafe" not in policy
-    tags = SCRIPT_TAG.findall(page.text)
-    if "script-src" in policy:
-        assert "script-src 'self';" in policy
-        assert "data-passkey-options" in page.text
-        [tag] = tags
-        assert re.fullmatch(
-            r'<script src="/api/v1/auth/static/passkeys\.js\?v=[0-9a-f]{12}" '
-            r'integrity="sha256-[A-Za-z0-9+/]{43}=" defer>',
-            tag,
-        ), tag
-        assert page.text.count("</script>") == 1
-        assert f"{tag}</script>" in page.text  # nothing inline
-    else:
-        assert "<script" not in page.text
-    assert page.headers["x-frame-options"] == "DENY"
-    assert page.headers["cache-control"] == "no-store"
 
 
 async def test_sign_in_page_is_strict_and_links_forgot_password(

@@ -19,6 +19,7 @@ from .passkey_authenticator import SoftAuthenticator
 from .support import (
     AuthHarness,
     Browser,
+    assert_page_headers,
     authorize_url,
     browser_of,
     claims_of,
@@ -30,7 +31,6 @@ from .support import (
     register_passkey,
     running_auth,
 )
-from .test_oidc_pages import assert_page_headers
 from .users_double import Account
 
 ORIGIN = "https://gatehouse.test"
