@@ -5,7 +5,6 @@ the verification link and confirm — with JavaScript on and off, and no CSP vio
 from __future__ import annotations
 
 import re
-import shutil
 from email.message import EmailMessage
 
 import httpx
@@ -14,18 +13,22 @@ from common.testing import SmtpSink, headless_chromium
 from playwright.async_api import Browser, ConsoleMessage, Page
 
 from .platform import Platform
-from .support import bearer, email_to, login, new_account, plain_text, register, tokens_for
+from .support import (
+    BROWSER_MARKS,
+    bearer,
+    email_to,
+    login,
+    new_account,
+    plain_text,
+    register,
+    tokens_for,
+)
 
 NEW = "a browser-chosen passphrase 2026"
 # What Chromium logs for a page answered with an error status (the 422 and 400 pages here).
 ERROR_STATUS = "Failed to load resource: the server responded with a status of "
 
-pytestmark = [
-    pytest.mark.browser,
-    pytest.mark.skipif(
-        shutil.which("chromium") is None, reason="Debian chromium missing: run make system-deps"
-    ),
-]
+pytestmark = BROWSER_MARKS
 
 
 def unexpected(problems: list[str]) -> list[str]:

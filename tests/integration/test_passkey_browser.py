@@ -12,13 +12,22 @@ from typing import Any
 import httpx
 import jwt
 import pyotp
+from common.testing import headless_chromium
 from playwright.async_api import BrowserContext, CDPSession, Page
 
 from .platform import Platform
-from .support import bearer, new_account, register, tokens_for
-from .test_oidc_browser import chromium, fill_sign_in, pytestmark, two_apps, who
+from .support import (
+    BROWSER_MARKS,
+    bearer,
+    fill_sign_in,
+    new_account,
+    register,
+    tokens_for,
+    two_apps,
+    who,
+)
 
-__all__ = ["pytestmark"]  # the browser marks and the skip without chromium
+pytestmark = BROWSER_MARKS
 
 # The page of the origin the registration runs in: any page of the gateway at localhost.
 REGISTER_PAGE = "/.well-known/openid-configuration"
@@ -72,7 +81,10 @@ async def test_passkey_as_second_factor_and_without_a_password_in_chromium(
     account = new_account()
     await register(gateway, account)
     localhost = f"http://localhost:{platform.ports['gateway']}"
-    async with two_apps(platform, sign_in_origin=localhost) as (_, first), chromium() as browser:
+    async with (
+        two_apps(platform, sign_in_origin=localhost) as (_, first),
+        headless_chromium() as browser,
+    ):
         context = await browser.new_context()
         page = await context.new_page()
         await virtual_authenticator(context, page)

@@ -3,21 +3,15 @@
 
 from __future__ import annotations
 
-import shutil
 import uuid
 
 import httpx
-import pytest
 from common.testing import read_me_in_swagger_ui
 
 from .platform import Platform
+from .support import BROWSER_MARKS
 
-pytestmark = [
-    pytest.mark.browser,
-    pytest.mark.skipif(
-        shutil.which("chromium") is None, reason="Debian chromium missing: run make system-deps"
-    ),
-]
+pytestmark = BROWSER_MARKS
 
 
 async def test_authorize_then_call_me_in_swagger_ui(
