@@ -279,6 +279,15 @@ def authorize_url(client_id: str, challenge: str, **extra: str) -> str:
     return f"{AUTHORIZE}?{urlencode({k: v for k, v in parameters.items() if v is not None})}"
 
 
+async def open_sign_in(
+    auth: AuthHarness, browser: Browser, *, first_party: bool = False
+) -> httpx.Response:
+    """The sign-in page of an authorization request by a new client (first-party: no consent
+    page after it)."""
+    client = await register_client(auth, first_party=first_party)
+    return await browser.open(authorize_url(client["client_id"], pkce_pair()[1]))
+
+
 async def sign_in_for_code(
     auth: AuthHarness, browser: Browser, account: Account, url: str
 ) -> dict[str, str]:
@@ -308,6 +317,12 @@ async def redeem(
         **extra,
     }
     return await auth.client.post("/api/v1/auth/token", data={k: v for k, v in data.items() if v})
+
+
+async def refresh_as(auth: AuthHarness, client_id: str, refresh_token: str) -> httpx.Response:
+    """A public client's refresh_token grant: no secret, the client_id names the client."""
+    data = {"grant_type": "refresh_token", "refresh_token": refresh_token, "client_id": client_id}
+    return await auth.client.post("/api/v1/auth/token", data=data)
 
 
 async def register_passkey(

@@ -20,6 +20,7 @@ from .support import (
     claims_of,
     header_of,
     query_of,
+    refresh_as,
     register_client,
 )
 from .users_double import Account
@@ -123,14 +124,7 @@ async def test_stock_client_signs_in_with_code_and_pkce(
     refreshed = await rp.refresh_token(TOKEN_URL, refresh_token=token["refresh_token"])
     assert refreshed["refresh_token"] != token["refresh_token"]
     assert claims_of(refreshed["access_token"])["client_id"] == client["client_id"]
-    reused = await oidc.client.post(
-        "/api/v1/auth/token",
-        data={
-            "grant_type": "refresh_token",
-            "refresh_token": token["refresh_token"],
-            "client_id": client["client_id"],
-        },
-    )
+    reused = await refresh_as(oidc, client["client_id"], token["refresh_token"])
     assert reused.status_code == 400
     assert reused.json()["error"] == "invalid_grant"
 

@@ -23,6 +23,7 @@ from .support import (
     browser_of,
     claims_of,
     enrol,
+    open_sign_in,
     pkce_pair,
     query_of,
     redeem,
@@ -69,8 +70,7 @@ async def test_forgot_password_follows_account_url(database_url: str) -> None:
 async def test_sign_on_cookie_is_host_prefixed_secure_httponly_lax(
     oidc: AuthHarness, browser: Browser, member: Account
 ) -> None:
-    client = await register_client(oidc, first_party=True)
-    page = await browser.open(authorize_url(client["client_id"], pkce_pair()[1]))
+    page = await open_sign_in(oidc, browser, first_party=True)
     answer = await browser.submit(page, {"username": member.email, "password": member.password})
     assert answer.status_code == 303
     cookies = [c for c in answer.headers.get_list("set-cookie") if "gatehouse-sso" in c]
@@ -85,8 +85,7 @@ async def test_sign_on_cookie_is_host_prefixed_secure_httponly_lax(
 async def test_wrong_password_shows_the_form_again_without_a_session(
     oidc: AuthHarness, browser: Browser, member: Account
 ) -> None:
-    client = await register_client(oidc)
-    page = await browser.open(authorize_url(client["client_id"], pkce_pair()[1]))
+    page = await open_sign_in(oidc, browser)
     answer = await browser.submit(page, {"username": member.username, "password": "wrong one"})
     assert answer.status_code == 401
     assert_page_headers(answer)
@@ -104,8 +103,7 @@ async def test_wrong_password_shows_the_form_again_without_a_session(
 async def test_bad_sign_in_fields_are_a_422_page(
     oidc: AuthHarness, browser: Browser, fields: dict[str, str]
 ) -> None:
-    client = await register_client(oidc)
-    page = await browser.open(authorize_url(client["client_id"], pkce_pair()[1]))
+    page = await open_sign_in(oidc, browser)
     answer = await browser.submit(page, fields)
     assert answer.status_code == 422
     assert_page_headers(answer)
@@ -138,8 +136,7 @@ async def test_sign_in_without_csrf_token_is_refused(
 async def test_sign_in_form_with_an_unknown_field_is_refused(
     oidc: AuthHarness, browser: Browser, member: Account
 ) -> None:
-    client = await register_client(oidc)
-    page = await browser.open(authorize_url(client["client_id"], pkce_pair()[1]))
+    page = await open_sign_in(oidc, browser)
     answer = await browser.submit(
         page, {"username": member.username, "password": member.password, "admin": "1"}
     )
@@ -450,8 +447,7 @@ async def test_signing_in_again_renews_the_sign_on_session_end_session_still_end
 async def test_sign_in_while_users_is_down_is_a_503_page(
     oidc: AuthHarness, browser: Browser, member: Account
 ) -> None:
-    client = await register_client(oidc)
-    page = await browser.open(authorize_url(client["client_id"], pkce_pair()[1]))
+    page = await open_sign_in(oidc, browser)
     oidc.users.down = True
     answer = await browser.submit(page, {"username": member.username, "password": member.password})
     assert answer.status_code == 503

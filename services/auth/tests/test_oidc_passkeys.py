@@ -24,6 +24,7 @@ from .support import (
     browser_of,
     claims_of,
     enrol,
+    open_sign_in,
     pkce_pair,
     query_of,
     redeem,
@@ -92,8 +93,7 @@ async def pressed(
 async def test_the_sign_in_page_offers_a_passkey_only_to_a_script(
     oidc: AuthHarness, browser: Browser
 ) -> None:
-    client = await register_client(oidc)
-    page = await browser.open(authorize_url(client["client_id"], pkce_pair()[1]))
+    page = await open_sign_in(oidc, browser)
     assert_page_headers(page)
     assert "script-src 'self';" in page.headers["content-security-policy"]
     assert "connect-src 'self';" in page.headers["content-security-policy"]
@@ -251,8 +251,7 @@ async def test_a_wrong_passkey_spends_the_tickets_attempts(
 ) -> None:
     authenticator = await register_passkey(oidc, member, ORIGIN)
     await enrol(oidc, (await oidc.login(member))["access_token"])
-    client = await register_client(oidc, first_party=True)
-    page = await browser.open(authorize_url(client["client_id"], pkce_pair()[1]))
+    page = await open_sign_in(oidc, browser, first_party=True)
     step = await browser.submit(page, {"username": member.username, "password": member.password})
     impostor = SoftAuthenticator()
     impostor.credential_id = authenticator.credential_id  # the id is public; the key is not
@@ -276,8 +275,7 @@ async def test_no_passkey_no_offer_and_no_script(
     oidc: AuthHarness, browser: Browser, member: Account
 ) -> None:
     await enrol(oidc, (await oidc.login(member))["access_token"])
-    client = await register_client(oidc, first_party=True)
-    page = await browser.open(authorize_url(client["client_id"], pkce_pair()[1]))
+    page = await open_sign_in(oidc, browser, first_party=True)
     step = await browser.submit(page, {"username": member.username, "password": member.password})
     assert "Enter your code" in step.text
     assert "script-src" not in step.headers["content-security-policy"]

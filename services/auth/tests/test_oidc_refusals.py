@@ -23,6 +23,7 @@ from .support import (
     pkce_pair,
     query_of,
     redeem,
+    refresh_as,
     register_client,
     sign_in_for_code,
 )
@@ -39,6 +40,15 @@ async def code_for(
     return back["code"], verifier
 
 
+async def first_party_code(
+    oidc: AuthHarness, browser: Browser, member: Account
+) -> tuple[str, str, str]:
+    """A new first-party client's id, and a code `member` signed in for with its verifier."""
+    client = await register_client(oidc, first_party=True)
+    code, verifier = await code_for(oidc, browser, member, client["client_id"])
+    return client["client_id"], code, verifier
+
+
 def assert_oauth_error(response: Any, error: str, status: int = 400) -> None:
     assert response.status_code == status, response.text
     assert response.json()["error"] == error
@@ -48,41 +58,31 @@ def assert_oauth_error(response: Any, error: str, status: int = 400) -> None:
 async def test_wrong_code_verifier_is_refused_and_spends_the_code(
     oidc: AuthHarness, browser: Browser, member: Account
 ) -> None:
-    client = await register_client(oidc, first_party=True)
-    code, verifier = await code_for(oidc, browser, member, client["client_id"])
+    client_id, code, verifier = await first_party_code(oidc, browser, member)
     wrong, _ = pkce_pair()
-    assert_oauth_error(await redeem(oidc, client["client_id"], code, wrong), "invalid_grant")
-    assert_oauth_error(await redeem(oidc, client["client_id"], code, verifier), "invalid_grant")
+    assert_oauth_error(await redeem(oidc, client_id, code, wrong), "invalid_grant")
+    assert_oauth_error(await redeem(oidc, client_id, code, verifier), "invalid_grant")
 
 
 @pytest.mark.parametrize("verifier", ["short", "x" * 129, "bad verifier " * 4])
 async def test_malformed_code_verifier_is_invalid_grant(
     oidc: AuthHarness, browser: Browser, member: Account, verifier: str
 ) -> None:
-    client = await register_client(oidc, first_party=True)
-    code, _ = await code_for(oidc, browser, member, client["client_id"])
-    assert_oauth_error(await redeem(oidc, client["client_id"], code, verifier), "invalid_grant")
+    client_id, code, _ = await first_party_code(oidc, browser, member)
+    assert_oauth_error(await redeem(oidc, client_id, code, verifier), "invalid_grant")
 
 
 async def test_reused_code_revokes_what_the_first_use_issued(
     oidc: AuthHarness, browser: Browser, member: Account
 ) -> None:
-    client = await register_client(oidc, first_party=True)
-    code, verifier = await code_for(oidc, browser, member, client["client_id"])
-    first = await redeem(oidc, client["client_id"], code, verifier)
+    client_id, code, verifier = await first_party_code(oidc, browser, member)
+    first = await redeem(oidc, client_id, code, verifier)
     assert first.status_code == 200
     tokens = first.json()
-    again = await redeem(oidc, client["client_id"], code, verifier)
+    again = await redeem(oidc, client_id, code, verifier)
     assert_oauth_error(again, "invalid_grant")
     assert (await introspect_as_gateway(oidc, tokens["access_token"]))["active"] is False
-    refresh = await oidc.client.post(
-        "/api/v1/auth/token",
-        data={
-            "grant_type": "refresh_token",
-            "refresh_token": tokens["refresh_token"],
-            "client_id": client["client_id"],
-        },
-    )
+    refresh = await refresh_as(oidc, client_id, tokens["refresh_token"])
     assert_oauth_error(refresh, "invalid_grant")
     info = await oidc.client.get("/api/v1/auth/userinfo", headers=bearer(tokens["access_token"]))
     assert info.status_code == 401
@@ -91,33 +91,28 @@ async def test_reused_code_revokes_what_the_first_use_issued(
 async def test_concurrent_redemptions_exactly_one_wins(
     oidc: AuthHarness, browser: Browser, member: Account
 ) -> None:
-    client = await register_client(oidc, first_party=True)
-    code, verifier = await code_for(oidc, browser, member, client["client_id"])
-    answers = await asyncio.gather(
-        *(redeem(oidc, client["client_id"], code, verifier) for _ in range(4))
-    )
+    client_id, code, verifier = await first_party_code(oidc, browser, member)
+    answers = await asyncio.gather(*(redeem(oidc, client_id, code, verifier) for _ in range(4)))
     assert sorted(a.status_code for a in answers) == [200, 400, 400, 400]
 
 
 async def test_code_presented_by_another_client_is_refused(
     oidc: AuthHarness, browser: Browser, member: Account
 ) -> None:
-    client = await register_client(oidc, first_party=True)
+    client_id, code, verifier = await first_party_code(oidc, browser, member)
     other = await register_client(oidc, first_party=True)
-    code, verifier = await code_for(oidc, browser, member, client["client_id"])
     assert_oauth_error(await redeem(oidc, other["client_id"], code, verifier), "invalid_grant")
-    assert_oauth_error(await redeem(oidc, client["client_id"], code, verifier), "invalid_grant")
+    assert_oauth_error(await redeem(oidc, client_id, code, verifier), "invalid_grant")
 
 
 async def test_code_expires_after_60_seconds(
     oidc: AuthHarness, browser: Browser, member: Account
 ) -> None:
-    client = await register_client(oidc, first_party=True)
-    code, verifier = await code_for(oidc, browser, member, client["client_id"])
+    client_id, code, verifier = await first_party_code(oidc, browser, member)
     oidc.clock.advance(61)
     oidc.users.ignore_token_times = True
     try:
-        assert_oauth_error(await redeem(oidc, client["client_id"], code, verifier), "invalid_grant")
+        assert_oauth_error(await redeem(oidc, client_id, code, verifier), "invalid_grant")
     finally:
         oidc.users.ignore_token_times = False
 
@@ -135,9 +130,8 @@ async def test_code_expires_after_60_seconds(
 async def test_redirect_uri_must_match_at_the_token_endpoint(
     oidc: AuthHarness, browser: Browser, member: Account, redirect_uri: str
 ) -> None:
-    client = await register_client(oidc, first_party=True)
-    code, verifier = await code_for(oidc, browser, member, client["client_id"])
-    answer = await redeem(oidc, client["client_id"], code, verifier, redirect_uri=redirect_uri)
+    client_id, code, verifier = await first_party_code(oidc, browser, member)
+    answer = await redeem(oidc, client_id, code, verifier, redirect_uri=redirect_uri)
     assert_oauth_error(answer, "invalid_grant")
 
 
@@ -298,10 +292,7 @@ async def test_confidential_client_must_authenticate(
     )
     assert basic.status_code == 200, basic.text
     refresh = basic.json()["refresh_token"]
-    unauthenticated = await oidc.client.post(
-        "/api/v1/auth/token",
-        data={"grant_type": "refresh_token", "refresh_token": refresh, "client_id": client_id},
-    )
+    unauthenticated = await refresh_as(oidc, client_id, refresh)
     assert_oauth_error(unauthenticated, "invalid_grant")
 
 
@@ -326,18 +317,10 @@ async def test_confidential_client_may_post_its_secret(
 async def test_refresh_token_of_one_client_is_refused_to_another(
     oidc: AuthHarness, browser: Browser, member: Account
 ) -> None:
-    client = await register_client(oidc, first_party=True)
+    client_id, code, verifier = await first_party_code(oidc, browser, member)
     other = await register_client(oidc, first_party=True)
-    code, verifier = await code_for(oidc, browser, member, client["client_id"])
-    tokens = (await redeem(oidc, client["client_id"], code, verifier)).json()
-    stolen = await oidc.client.post(
-        "/api/v1/auth/token",
-        data={
-            "grant_type": "refresh_token",
-            "refresh_token": tokens["refresh_token"],
-            "client_id": other["client_id"],
-        },
-    )
+    tokens = (await redeem(oidc, client_id, code, verifier)).json()
+    stolen = await refresh_as(oidc, other["client_id"], tokens["refresh_token"])
     assert_oauth_error(stolen, "invalid_grant")
 
 
@@ -390,16 +373,13 @@ async def test_unknown_code_is_invalid_grant(oidc: AuthHarness) -> None:
 async def test_deleted_client_loses_its_sessions(
     oidc: AuthHarness, browser: Browser, member: Account
 ) -> None:
-    client = await register_client(oidc, first_party=True)
-    code, verifier = await code_for(oidc, browser, member, client["client_id"])
-    tokens = (await redeem(oidc, client["client_id"], code, verifier)).json()
+    client_id, code, verifier = await first_party_code(oidc, browser, member)
+    tokens = (await redeem(oidc, client_id, code, verifier)).json()
     headers = await admin_headers(oidc)
-    deleted = await oidc.client.delete(
-        f"/api/v1/auth/clients/{client['client_id']}", headers=headers
-    )
+    deleted = await oidc.client.delete(f"/api/v1/auth/clients/{client_id}", headers=headers)
     assert deleted.status_code == 204
     assert (await introspect_as_gateway(oidc, tokens["access_token"]))["active"] is False
-    page = await browser.open(authorize_url(client["client_id"], pkce_pair()[1]))
+    page = await browser.open(authorize_url(client_id, pkce_pair()[1]))
     assert page.status_code == 400
 
 
