@@ -102,6 +102,7 @@ class Refusal:
     at: float
     status: int
     note: str  # for a token: when it was issued relative to the account's password change
+    said: str  # the problem's title and detail (why the platform refused)
 
 
 def why(response: httpx.Response) -> str:
@@ -186,7 +187,10 @@ class Traffic:
         self.abandoned: Counter[str] = Counter()  # sessions/accounts dropped after an unknown end
         self.harness_errors: Counter[str] = Counter()
         self.failure_reasons: Counter[tuple[str, str]] = Counter()  # (route, what the 5xx said)
-        self.lost_links = 0  # reset asked for (202) but no link arrived in RESET_LINK_WAIT
+        # Resets asked for (202) whose link had not arrived within RESET_LINK_WAIT: (address, when
+        # the 202 came); the report looks again after the traffic (late, or never sent).
+        self.unseen_links: list[tuple[str, float]] = []
+        self.forgot_accepted: Counter[str] = Counter()  # address → forgot requests answered 202
 
     def client(self, account: Account | None = None) -> httpx.AsyncClient:
         if account is None:
@@ -243,10 +247,15 @@ class Traffic:
             self.ended.append(EndedToken(kind, token, reason, now, now + grace))
 
     def refused(
-        self, route: str, status: int, account: Account | None = None, token: str | None = None
+        self,
+        route: str,
+        response: httpx.Response,
+        account: Account | None = None,
+        token: str | None = None,
     ) -> None:
-        """A live token or a right password refused: recorded (with 401/403 only), with how
-        long after the account's last password change the token was issued."""
+        """A live token or a right password refused: recorded (with 401/403 only), with what the
+        answer said and how long after the account's last password change the token was issued."""
+        status = response.status_code
         if status not in (401, 403):
             return
         note = ""
@@ -260,7 +269,7 @@ class Traffic:
                 f"token iat {issued:.0f}, {same} the account's last password change "
                 f"(its 204 came at {changed:.2f})"
             )
-        self.refused_live.append(Refusal(route, time.monotonic(), status, note))
+        self.refused_live.append(Refusal(route, time.monotonic(), status, note, why(response)))
 
     async def login(self, account: Account) -> Session | None:
         response = await self.call(
@@ -272,7 +281,7 @@ class Traffic:
         )
         if response is None or response.status_code != 200:
             if response is not None:
-                self.refused("login", response.status_code)
+                self.refused("login", response)
             return None
         session = pair(response.json())
         account.sessions.append(session)
@@ -294,7 +303,7 @@ class Traffic:
         account.sessions.remove(session)
         self.abandoned["session after a failed refresh"] += 1
         if response is not None:
-            self.refused("refresh", response.status_code)
+            self.refused("refresh", response)
         return False
 
     # -- probing ended tokens ---------------------------------------------------------------
@@ -393,7 +402,7 @@ async def me(traffic: Traffic) -> None:
             return
         response = await traffic.call("me", "GET", ME, account=account, token=session.token)
         if response is not None and response.status_code != 200:
-            traffic.refused("me", response.status_code, account, session.token)
+            traffic.refused("me", response, account, session.token)
 
 
 @flow(weight=2.0)
@@ -423,7 +432,7 @@ async def logout(traffic: Traffic) -> None:
         else:
             traffic.abandoned["session after a failed logout"] += 1
             if response is not None:
-                traffic.refused("logout", response.status_code)
+                traffic.refused("logout", response)
 
 
 @flow(weight=0.5)
@@ -450,7 +459,7 @@ async def change_password(traffic: Traffic) -> None:
             traffic.abandoned["account after a failed password change"] += 1
             return
         if response.status_code != 204:
-            traffic.refused("change password", response.status_code)
+            traffic.refused("change password", response)
             return
         account.password = password
         account.password_changed_at = time.time()
@@ -473,10 +482,12 @@ async def reset_password(traffic: Traffic) -> None:
         )
         if response is None or response.status_code != 202:
             return
-        deadline = time.monotonic() + RESET_LINK_WAIT
+        accepted = time.monotonic()
+        traffic.forgot_accepted[account.email] += 1
+        deadline = accepted + RESET_LINK_WAIT
         while len(traffic.mail.reset_tokens.get(account.email, [])) <= known:
             if time.monotonic() > deadline:
-                traffic.lost_links += 1
+                traffic.unseen_links.append((account.email, accepted))
                 return
             await asyncio.sleep(0.2)
         link = traffic.mail.reset_tokens[account.email][-1]
@@ -488,7 +499,7 @@ async def reset_password(traffic: Traffic) -> None:
             traffic.abandoned["account after a failed reset"] += 1
             return
         if response.status_code != 204:
-            traffic.refused("reset password", response.status_code)
+            traffic.refused("reset password", response)
             return
         account.password = password
         account.password_changed_at = time.time()
