@@ -132,6 +132,18 @@ async def test_a_passkey_signs_in_without_a_password(
     assert claims_of(tokens["access_token"])["amr"] == ["hwk", "user", "mfa"]
 
 
+async def test_a_passkey_sign_in_while_users_is_down_is_a_503_page(
+    oidc: AuthHarness, browser: Browser, member: Account
+) -> None:
+    offered = await pressed(oidc, browser, member)
+    credential = offered.authenticator.get(offered.options, ORIGIN, member.user_id)
+    oidc.users.down = True
+    answer = await post_credential(browser, offered.page, credential)
+    assert answer.status_code == 503
+    assert_page_headers(answer)
+    assert "try again" in answer.text
+
+
 async def test_a_synced_passkey_is_swk(
     oidc: AuthHarness, browser: Browser, member: Account
 ) -> None:

@@ -77,6 +77,7 @@ WRONG_CODE = "The code is wrong or has expired. Try the current code, or start a
 WRONG_PASSKEY = "That passkey was not accepted. Try again, or use your code."
 PASSKEY_REFUSED = "That passkey was not accepted. Try again, or sign in with your password."
 WRONG_PASSWORD = "Incorrect username or password."
+UNAVAILABLE = "Signing in is not possible right now; try again shortly."
 NO_STORE = {"Cache-Control": "no-store", "Pragma": "no-cache"}
 SCOPE_TEXTS = {
     "openid": "know that it is you (your account id)",
@@ -135,6 +136,19 @@ class Flow:
             status=status,
             script=passkey is not None,
         )
+
+    def account_refused_page(
+        self,
+        flow: AuthorizationRequest,
+        refusal: EmailNotVerified | ServiceUnavailable,
+        *,
+        username: str = "",
+    ) -> HTMLResponse:
+        """The sign-in page again when the credentials were right but the account cannot sign in
+        now: its email unverified (REQUIRE_VERIFIED_EMAIL, 403) or users unreachable (503)."""
+        if isinstance(refusal, EmailNotVerified):
+            return self.sign_in_page(flow, error=str(refusal.detail), username=username, status=403)
+        return self.sign_in_page(flow, error=UNAVAILABLE, username=username, status=503)
 
     def second_factor_page(
         self,
@@ -297,15 +311,8 @@ async def sign_in(
         user = await sessions.authenticate(username, password)
     except Unauthorized:
         return steps.sign_in_page(flow, error=WRONG_PASSWORD, username=username, status=401)
-    except EmailNotVerified as exc:  # REQUIRE_VERIFIED_EMAIL, after the right password
-        return steps.sign_in_page(flow, error=str(exc.detail), username=username, status=403)
-    except ServiceUnavailable:
-        return steps.sign_in_page(
-            flow,
-            error="Signing in is not possible right now; try again shortly.",
-            username=username,
-            status=503,
-        )
+    except (EmailNotVerified, ServiceUnavailable) as exc:  # after the right password
+        return steps.account_refused_page(flow, exc, username=username)
     if await sessions.second_factors.is_enabled(user.user_id):
         # The second step's page: the ticket (committed with this answer) carries the
         # password's success to it, as the login endpoint's mfa_token does.
@@ -471,12 +478,8 @@ async def passkey_sign_in(
         account = await sessions.passkey_account(signed.user_id)
     except (PasskeyRefused, Unauthorized):
         return steps.sign_in_page(flow, error=PASSKEY_REFUSED, status=401)
-    except EmailNotVerified as exc:
-        return steps.sign_in_page(flow, error=str(exc.detail), status=403)
-    except ServiceUnavailable:
-        return steps.sign_in_page(
-            flow, error="Signing in is not possible right now; try again shortly.", status=503
-        )
+    except (EmailNotVerified, ServiceUnavailable) as exc:
+        return steps.account_refused_page(flow, exc)
     return await steps.signed_in(flow, account.user_id, sign_in_amr(signed, after_password=False))
 
 
