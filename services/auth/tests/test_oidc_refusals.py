@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
+import httpx
 import pytest
 
 from .support import (
@@ -47,6 +48,20 @@ async def first_party_code(
     client = await register_client(oidc, first_party=True)
     code, verifier = await code_for(oidc, browser, member, client["client_id"])
     return client["client_id"], code, verifier
+
+
+async def redeem_with_basic(
+    oidc: AuthHarness, code: str, verifier: str, client_id: str, secret: str
+) -> httpx.Response:
+    """The code redeemed by a client that authenticates with HTTP Basic (no client_id in the
+    form)."""
+    data = {
+        "grant_type": "authorization_code",
+        "code": code,
+        "redirect_uri": CALLBACK,
+        "code_verifier": verifier,
+    }
+    return await oidc.client.post("/api/v1/auth/token", data=data, auth=(client_id, secret))
 
 
 def assert_oauth_error(response: Any, error: str, status: int = 400) -> None:
@@ -269,27 +284,9 @@ async def test_confidential_client_must_authenticate(
     client_id, secret = client["client_id"], client["client_secret"]
     code, verifier = await code_for(oidc, browser, member, client_id)
     assert_oauth_error(await redeem(oidc, client_id, code, verifier), "invalid_client", 401)
-    wrong = await oidc.client.post(
-        "/api/v1/auth/token",
-        data={
-            "grant_type": "authorization_code",
-            "code": code,
-            "redirect_uri": CALLBACK,
-            "code_verifier": verifier,
-        },
-        auth=(client_id, secret + "x"),
-    )
+    wrong = await redeem_with_basic(oidc, code, verifier, client_id, secret + "x")
     assert_oauth_error(wrong, "invalid_client", 401)
-    basic = await oidc.client.post(
-        "/api/v1/auth/token",
-        data={
-            "grant_type": "authorization_code",
-            "code": code,
-            "redirect_uri": CALLBACK,
-            "code_verifier": verifier,
-        },
-        auth=(client_id, secret),
-    )
+    basic = await redeem_with_basic(oidc, code, verifier, client_id, secret)
     assert basic.status_code == 200, basic.text
     refresh = basic.json()["refresh_token"]
     unauthenticated = await refresh_as(oidc, client_id, refresh)
@@ -335,16 +332,7 @@ async def test_public_client_cannot_use_a_service_grant_and_vice_versa(
     )
     assert_oauth_error(service, "unauthorized_client")
     code, verifier = await code_for(oidc, browser, member, client["client_id"])
-    as_gateway = await oidc.client.post(
-        "/api/v1/auth/token",
-        data={
-            "grant_type": "authorization_code",
-            "code": code,
-            "redirect_uri": CALLBACK,
-            "code_verifier": verifier,
-        },
-        auth=("gateway", INTERNAL_SECRET),
-    )
+    as_gateway = await redeem_with_basic(oidc, code, verifier, "gateway", INTERNAL_SECRET)
     assert_oauth_error(as_gateway, "unauthorized_client")
 
 
