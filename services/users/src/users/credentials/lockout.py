@@ -86,6 +86,13 @@ class LockoutPolicy:
         await self._count_failure(db, user, row, now)
         return False
 
+    async def refuse_unknown(self, db: AsyncSession) -> None:
+        """A login that names no active account: refused by the statements of a counted wrong
+        password (`repository.refuse_as_counted`), which change nothing. Without them an unknown
+        name's 401 came one read and a commit sooner than an existing account's (its failure
+        read, locked, written and committed): ~8 ms under load, telling which names exist."""
+        await repository.refuse_as_counted(db, self.clock())
+
     async def _forget(self, db: AsyncSession, row: LoginLockout | None) -> None:
         """A right password: the failures and lockouts are forgotten (written only when there
         is something to forget)."""

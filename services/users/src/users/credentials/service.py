@@ -20,9 +20,10 @@ INCORRECT_CREDENTIALS = "Incorrect username or password."
 
 
 class WrongPassword(Unauthorized):
-    """A wrong password, or any password of a locked account: the same 401 as every other
-    refusal, but what it counted must be committed (the router answers it through
-    `CommitThenAnswer`)."""
+    """Every refusal of a login — a wrong password, any password of a locked account, an unknown
+    or deactivated account — the same 401, answered after a commit (the router answers it
+    through `CommitThenAnswer`): what a wrong password counted must be committed, and every
+    refusal commits alike so that none answers sooner (`LockoutPolicy.refuse_unknown`)."""
 
 
 @dataclass
@@ -43,7 +44,8 @@ class CredentialCheck:
         user = await repository.by_login(self.db, login)
         valid = await hasher.verify(password, user.password_hash if user else None, kind="login")
         if user is None or not user.is_active:
-            raise Unauthorized(INCORRECT_CREDENTIALS)
+            await self.lockout.refuse_unknown(self.db)
+            raise WrongPassword(INCORRECT_CREDENTIALS)
         if not await self.lockout.admit(self.db, user, valid):
             raise WrongPassword(INCORRECT_CREDENTIALS)
         if hasher.needs_rehash(user.password_hash):
