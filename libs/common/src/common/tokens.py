@@ -15,13 +15,16 @@ import math
 import time
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import httpx
 import jwt
 from jwt.algorithms import RSAAlgorithm
 
 from common.revocation import MAX_ACCESS_TOKEN_SECONDS
+
+if TYPE_CHECKING:
+    from common.settings import ServiceSettings
 
 ALLOWED_ALGORITHMS = ("RS256",)
 ACCESS_TOKEN_TYPES = frozenset({"at+jwt", "application/at+jwt"})
@@ -305,3 +308,22 @@ class TokenVerifier:
                 del self._verified[next(iter(self._verified))]
             self._verified[token] = (claims, kid)
         return claims
+
+
+def user_and_service_verifiers(
+    jwks: JwksCache, settings: ServiceSettings, service: str, *, cache_size: int
+) -> tuple[TokenVerifier, TokenVerifier]:
+    """The two verifiers of a service that users and other services both call: users' tokens
+    (the API audience) and service tokens (its own name as audience), against the same keys,
+    issuer and leeway, each remembering `cache_size` verified tokens."""
+
+    def verifier(audience: str) -> TokenVerifier:
+        return TokenVerifier(
+            jwks,
+            issuer=settings.issuer,
+            audience=audience,
+            leeway=settings.token_leeway_seconds,
+            cache_size=cache_size,
+        )
+
+    return verifier(settings.audience), verifier(service)

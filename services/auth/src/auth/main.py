@@ -20,7 +20,7 @@ from common.outbox import OutboxRelay
 from common.pages import PageKit, PageScript
 from common.redis import make_redis
 from common.state import keep_state
-from common.tokens import TokenVerifier
+from common.tokens import user_and_service_verifiers
 from fastapi import FastAPI
 
 from auth.clients.router import router as clients_router
@@ -137,29 +137,18 @@ def create_app(
                 token_inspector=TokenInspector(ring, settings, token_audiences(settings)),
                 page_kit=kit,
             )
-            leeway = settings.token_leeway_seconds
-            cache = settings.verified_token_cache
             # Redis down: logins and refreshes go on; ending sessions (logout, revocation, a
             # reused or expired refresh token, account events) answers 503 until it is back.
             degradable: dict[str, ReadinessCheck] = {"redis": redis.ping}
+            user_tokens, service_tokens = user_and_service_verifiers(
+                jwks, settings, SERVICE_NAME, cache_size=settings.verified_token_cache
+            )
             keep_state(
                 app,
                 state,
                 database=database,
-                token_verifier=TokenVerifier(
-                    jwks,
-                    issuer=settings.issuer,
-                    audience=settings.audience,
-                    leeway=leeway,
-                    cache_size=cache,
-                ),
-                internal_token_verifier=TokenVerifier(
-                    jwks,
-                    issuer=settings.issuer,
-                    audience=SERVICE_NAME,
-                    leeway=leeway,
-                    cache_size=cache,
-                ),
+                token_verifier=user_tokens,
+                internal_token_verifier=service_tokens,
                 readiness_checks={"database": database.ping},
                 degradable_checks=degradable,
             )

@@ -15,7 +15,7 @@ from common.embedded import Embedded, make_broker
 from common.outbox import OutboxRelay
 from common.pages import PageKit
 from common.state import keep_state
-from common.tokens import JwksCache, TokenVerifier, http_jwks_fetcher
+from common.tokens import JwksCache, http_jwks_fetcher, user_and_service_verifiers
 from fastapi import FastAPI
 from starlette.middleware import Middleware
 
@@ -83,7 +83,6 @@ def create_app(
             max_wait=settings.bcrypt_queue_timeout,
         )
         common_passwords()  # load the list now, not on the first registration
-        leeway = settings.token_leeway_seconds
         now = clock or system_clock
         reset_ttl = timedelta(seconds=settings.password_reset_ttl_seconds)
         reset_links = ResetLinks(database, now, reset_ttl)
@@ -101,25 +100,16 @@ def create_app(
             ),
             pages=pages,
         )
+        # Service tokens too (auth's, at every refresh): a cached verification, not an RSA one.
+        user_tokens, service_tokens = user_and_service_verifiers(
+            keys, settings, SERVICE_NAME, cache_size=settings.verified_token_cache
+        )
         keep_state(
             app,
             state,
             database=database,
-            token_verifier=TokenVerifier(
-                keys,
-                issuer=settings.issuer,
-                audience=settings.audience,
-                leeway=leeway,
-                cache_size=settings.verified_token_cache,
-            ),
-            # Service tokens too (auth's, at every refresh): a cached verification, not an RSA one.
-            internal_token_verifier=TokenVerifier(
-                keys,
-                issuer=settings.issuer,
-                audience=SERVICE_NAME,
-                leeway=leeway,
-                cache_size=settings.verified_token_cache,
-            ),
+            token_verifier=user_tokens,
+            internal_token_verifier=service_tokens,
             readiness_checks={"database": database.ping},
             # RabbitMQ down: registrations go on into the outbox (reported, not a reason to leave).
             degradable_checks={"broker": events.ping},
