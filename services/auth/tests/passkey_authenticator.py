@@ -27,6 +27,13 @@ def b64url(raw: bytes) -> str:
     return base64.urlsafe_b64encode(raw).rstrip(b"=").decode()
 
 
+def collected_client_data(ceremony: str, challenge: str, origin: str) -> bytes:
+    """The client data a browser signs over (WebAuthn §5.8.1), for either ceremony."""
+    return json.dumps(
+        {"type": ceremony, "challenge": challenge, "origin": origin, "crossOrigin": False}
+    ).encode()
+
+
 class SoftAuthenticator:
     def __init__(self, *, backed_up: bool = False) -> None:
         self.key = ec.generate_private_key(ec.SECP256R1())
@@ -34,6 +41,17 @@ class SoftAuthenticator:
         self.sign_count = 0
         # A synced passkey (iCloud Keychain, Google Password Manager) is backed up.
         self.backup_flags = FLAG_BACKUP_ELIGIBLE | FLAG_BACKED_UP if backed_up else 0
+
+    def credential(self, response: dict[str, Any]) -> dict[str, Any]:
+        """The `PublicKeyCredential` as `toJSON()` gives it, around an authenticator response."""
+        return {
+            "id": b64url(self.credential_id),
+            "rawId": b64url(self.credential_id),
+            "type": "public-key",
+            "response": response,
+            "clientExtensionResults": {},
+            "authenticatorAttachment": "platform",
+        }
 
     def cose_public_key(self) -> bytes:
         numbers = self.key.public_key().public_numbers()
@@ -57,14 +75,7 @@ class SoftAuthenticator:
     ) -> dict[str, Any]:
         """The `PublicKeyCredential` (as `toJSON()` gives it) for creation `options`."""
         public_key = options["publicKey"]
-        client_data = json.dumps(
-            {
-                "type": ceremony,
-                "challenge": public_key["challenge"],
-                "origin": origin,
-                "crossOrigin": False,
-            }
-        ).encode()
+        client_data = collected_client_data(ceremony, public_key["challenge"], origin)
         rp_id_hash = hashlib.sha256((rp_id or public_key["rp"]["id"]).encode()).digest()
         flags = FLAG_USER_PRESENT | FLAG_USER_VERIFIED | FLAG_ATTESTED_DATA | self.backup_flags
         authenticator_data = (
@@ -77,18 +88,13 @@ class SoftAuthenticator:
             + self.cose_public_key()
         )
         attestation = cbor2.dumps({"fmt": "none", "attStmt": {}, "authData": authenticator_data})
-        return {
-            "id": b64url(self.credential_id),
-            "rawId": b64url(self.credential_id),
-            "type": "public-key",
-            "response": {
+        return self.credential(
+            {
                 "clientDataJSON": b64url(client_data),
                 "attestationObject": b64url(attestation),
                 "transports": ["internal"],
-            },
-            "clientExtensionResults": {},
-            "authenticatorAttachment": "platform",
-        }
+            }
+        )
 
     def get(
         self,
@@ -103,14 +109,9 @@ class SoftAuthenticator:
         """The assertion (`navigator.credentials.get()`, as `toJSON()` gives it) for request
         `options`, signed over authenticator data and the client data's hash (WebAuthn §6.3.3)."""
         self.sign_count = self.sign_count + 1 if sign_count is None else sign_count
-        client_data = json.dumps(
-            {
-                "type": "webauthn.get",
-                "challenge": options["publicKey"]["challenge"],
-                "origin": origin,
-                "crossOrigin": False,
-            }
-        ).encode()
+        client_data = collected_client_data(
+            "webauthn.get", options["publicKey"]["challenge"], origin
+        )
         authenticator_data = (
             hashlib.sha256(rp_id.encode()).digest()
             + bytes(
@@ -124,16 +125,11 @@ class SoftAuthenticator:
         )
         signed = authenticator_data + hashlib.sha256(client_data).digest()
         signature = self.key.sign(signed, ec.ECDSA(hashes.SHA256()))
-        return {
-            "id": b64url(self.credential_id),
-            "rawId": b64url(self.credential_id),
-            "type": "public-key",
-            "response": {
+        return self.credential(
+            {
                 "clientDataJSON": b64url(client_data),
                 "authenticatorData": b64url(authenticator_data),
                 "signature": b64url(signature),
                 "userHandle": b64url(user_handle.encode()),
-            },
-            "clientExtensionResults": {},
-            "authenticatorAttachment": "platform",
-        }
+            }
+        )
