@@ -269,6 +269,24 @@ class SessionService:
             raise SecondFactorRefused()
         return account
 
+    def _new_session(
+        self, user_id: str, client_id: str, now: datetime, *, auth_time: datetime, amr: str
+    ) -> LoginSession:
+        """A session of `client_id` opened now by this request's client (its address and agent,
+        for the owner's session list), ending `refresh_token_ttl` from now however active."""
+        return LoginSession(
+            id=str(uuid.uuid4()),
+            user_id=user_id,
+            client_id=client_id,
+            created_at=now,
+            expires_at=now + timedelta(seconds=self.settings.refresh_token_ttl),
+            last_used_at=now,
+            client_ip=self.client_ip,
+            user_agent=self.user_agent,
+            auth_time=auth_time,
+            amr=amr,
+        )
+
     async def _open_session(
         self,
         user_id: str,
@@ -277,17 +295,8 @@ class SessionService:
         methods: Sequence[str],
     ) -> TokenPair:
         now = self.clock()
-        login_session = LoginSession(
-            id=str(uuid.uuid4()),
-            user_id=user_id,
-            client_id=FIRST_PARTY_CLIENT_ID,
-            created_at=now,
-            expires_at=now + timedelta(seconds=self.settings.refresh_token_ttl),
-            last_used_at=now,
-            client_ip=self.client_ip,
-            user_agent=self.user_agent,
-            auth_time=now,
-            amr=" ".join(methods),
+        login_session = self._new_session(
+            user_id, FIRST_PARTY_CLIENT_ID, now, auth_time=now, amr=" ".join(methods)
         )
         await repository.add_session(self.db, login_session)
         pair = await self._issue(login_session, roles, permissions, now)
@@ -306,20 +315,11 @@ class SessionService:
         """A session for an OpenID Connect client, from a redeemed authorization code: the
         sign-in's `auth_time` and `amr`, the granted scope, the sign-on session it belongs to."""
         now = self.clock()
-        login_session = LoginSession(
-            id=str(uuid.uuid4()),
-            user_id=account.user_id,
-            client_id=grant.client_id,
-            created_at=now,
-            expires_at=now + timedelta(seconds=self.settings.refresh_token_ttl),
-            last_used_at=now,
-            client_ip=self.client_ip,
-            user_agent=self.user_agent,
-            auth_time=grant.auth_time,
-            amr=grant.amr,
-            scope=grant.scope,
-            sso_session_id=grant.sso_session_id,
+        login_session = self._new_session(
+            account.user_id, grant.client_id, now, auth_time=grant.auth_time, amr=grant.amr
         )
+        login_session.scope = grant.scope
+        login_session.sso_session_id = grant.sso_session_id
         await repository.add_session(self.db, login_session)
         pair = await self._issue(login_session, account.roles, account.permissions, now)
         audit(
