@@ -34,7 +34,7 @@ from __future__ import annotations
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from datetime import UTC, datetime
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import asyncpg  # type: ignore[import-untyped]
 from fastapi import Depends, Request
@@ -50,6 +50,9 @@ from sqlalchemy.types import TypeDecorator
 from sqlalchemy.util import greenlet_spawn
 
 from common.state import required, runtime_of
+
+if TYPE_CHECKING:
+    from common.settings import ServiceSettings
 
 logger = logging.getLogger("gatehouse.db")
 AFTER_COMMIT = "gatehouse.after_commit"
@@ -180,6 +183,15 @@ class Database:
         # Statement → (its SQL for asyncpg, its parameters' names in order), compiled once.
         self._compiled: dict[Select[*tuple[Any, ...]], tuple[str, tuple[str, ...]]] = {}
         self._raw = self.engine.dialect.driver == "asyncpg"
+
+    @classmethod
+    def for_service(cls, url: str, settings: ServiceSettings) -> Database:
+        """A service's database at `url`, its pool sized by the settings every service shares."""
+        return cls(
+            url,
+            pool_size=settings.database_pool_size,
+            max_overflow=settings.database_max_overflow,
+        )
 
     async def read_rows(
         self, statement: Select[*tuple[Any, ...]], params: Mapping[str, Any]

@@ -101,11 +101,7 @@ def create_app(
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        database = Database(
-            settings.auth_database_url,
-            pool_size=settings.database_pool_size,
-            max_overflow=settings.database_max_overflow,
-        )
+        database = Database.for_service(settings.auth_database_url, settings)
         # Marker writes are idempotent: one retry on a fresh connection after a Redis restart.
         redis = make_redis(settings.redis_url, embedded.redis if embedded else None, retries=1)
         http = httpx.AsyncClient(

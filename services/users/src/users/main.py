@@ -61,11 +61,7 @@ def create_app(
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        database = Database(
-            settings.users_database_url,
-            pool_size=settings.database_pool_size,
-            max_overflow=settings.database_max_overflow,
-        )
+        database = Database.for_service(settings.users_database_url, settings)
         events = broker or make_broker(settings.amqp_url, embedded.broker if embedded else None)
         keys = jwks or JwksCache(
             http_jwks_fetcher(settings.jwks_url),
