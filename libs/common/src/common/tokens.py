@@ -289,6 +289,20 @@ class TokenVerifier:
             raise InvalidToken("malformed token") from exc
         return _claims(payload, self.max_lifetime, self.leeway)
 
+    @classmethod
+    def for_audience(
+        cls, jwks: JwksCache, settings: ServiceSettings, audience: str, *, cache_size: int
+    ) -> TokenVerifier:
+        """A verifier of tokens for `audience`, with the issuer and leeway every service shares,
+        remembering `cache_size` verified tokens."""
+        return cls(
+            jwks,
+            issuer=settings.issuer,
+            audience=audience,
+            leeway=settings.token_leeway_seconds,
+            cache_size=cache_size,
+        )
+
     async def verify(self, token: str) -> AccessClaims:
         remembered = self._verified.get(token)
         if remembered is not None:
@@ -314,16 +328,8 @@ def user_and_service_verifiers(
     jwks: JwksCache, settings: ServiceSettings, service: str, *, cache_size: int
 ) -> tuple[TokenVerifier, TokenVerifier]:
     """The two verifiers of a service that users and other services both call: users' tokens
-    (the API audience) and service tokens (its own name as audience), against the same keys,
-    issuer and leeway, each remembering `cache_size` verified tokens."""
-
-    def verifier(audience: str) -> TokenVerifier:
-        return TokenVerifier(
-            jwks,
-            issuer=settings.issuer,
-            audience=audience,
-            leeway=settings.token_leeway_seconds,
-            cache_size=cache_size,
-        )
-
-    return verifier(settings.audience), verifier(service)
+    (the API audience) and service tokens (its own name as audience)."""
+    return (
+        TokenVerifier.for_audience(jwks, settings, settings.audience, cache_size=cache_size),
+        TokenVerifier.for_audience(jwks, settings, service, cache_size=cache_size),
+    )

@@ -63,12 +63,8 @@ def create_app(
             max_age=settings.jwks_cache_seconds,
             refetch_cooldown=settings.jwks_refetch_cooldown_seconds,
         )
-        verifier = TokenVerifier(
-            keys,
-            issuer=settings.issuer,
-            audience=settings.audience,
-            leeway=settings.token_leeway_seconds,
-            cache_size=settings.verified_token_cache,
+        verifier = TokenVerifier.for_audience(
+            keys, settings, settings.audience, cache_size=settings.verified_token_cache
         )
         upstreams = {
             "auth": settings.auth_url.rstrip("/"),

@@ -31,12 +31,8 @@ class TokenInspector:
     def __init__(self, ring: KeyRing, settings: AuthSettings, audiences: Iterable[str]) -> None:
         jwks = KeyRingJwks(ring)
         self.verifiers = {
-            audience: TokenVerifier(
-                jwks,
-                issuer=settings.issuer,
-                audience=audience,
-                leeway=settings.token_leeway_seconds,
-                cache_size=settings.verified_token_cache,
+            audience: TokenVerifier.for_audience(
+                jwks, settings, audience, cache_size=settings.verified_token_cache
             )
             for audience in audiences
         }
