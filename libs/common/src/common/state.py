@@ -21,13 +21,15 @@ from typing import TYPE_CHECKING, TypeVar
 
 from starlette.requests import Request
 
+from common.tokens import TokenVerifier
+
 if TYPE_CHECKING:
     from starlette.applications import Starlette
 
     from common.db import Database
     from common.health import ReadinessCheck
     from common.settings import ServiceSettings
-    from common.tokens import TokenVerifier
+    from common.tokens import JwksCache
 
 S = TypeVar("S")
 
@@ -89,6 +91,35 @@ def keep_state(
         runtime.readiness_checks = readiness_checks
     if degradable_checks is not None:
         runtime.degradable_checks = degradable_checks
+
+
+def keep_service_state(
+    app: Starlette,
+    service: object,
+    *,
+    database: Database,
+    jwks: JwksCache,
+    name: str,
+    cache_size: int,
+    degradable_checks: Mapping[str, ReadinessCheck],
+) -> None:
+    """`keep_state` for a service that users and other services both call (auth, users): ready
+    while its database answers; users' tokens (the API audience) and service tokens (`name` as
+    audience) verified against the same keys, each verifier remembering `cache_size` tokens."""
+    settings = runtime_of(app).settings
+    keep_state(
+        app,
+        service,
+        database=database,
+        token_verifier=TokenVerifier.for_audience(
+            jwks, settings, settings.audience, cache_size=cache_size
+        ),
+        internal_token_verifier=TokenVerifier.for_audience(
+            jwks, settings, name, cache_size=cache_size
+        ),
+        readiness_checks={"database": database.ping},
+        degradable_checks=degradable_checks,
+    )
 
 
 def drop_state(app: Starlette) -> None:

@@ -322,14 +322,3 @@ class TokenVerifier:
                 del self._verified[next(iter(self._verified))]
             self._verified[token] = (claims, kid)
         return claims
-
-
-def user_and_service_verifiers(
-    jwks: JwksCache, settings: ServiceSettings, service: str, *, cache_size: int
-) -> tuple[TokenVerifier, TokenVerifier]:
-    """The two verifiers of a service that users and other services both call: users' tokens
-    (the API audience) and service tokens (its own name as audience)."""
-    return (
-        TokenVerifier.for_audience(jwks, settings, settings.audience, cache_size=cache_size),
-        TokenVerifier.for_audience(jwks, settings, service, cache_size=cache_size),
-    )

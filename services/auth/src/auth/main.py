@@ -19,8 +19,7 @@ from common.health import ReadinessCheck
 from common.outbox import OutboxRelay
 from common.pages import PageKit, PageScript
 from common.redis import make_redis
-from common.state import keep_state
-from common.tokens import user_and_service_verifiers
+from common.state import keep_service_state
 from fastapi import FastAPI
 
 from auth.clients.router import router as clients_router
@@ -136,16 +135,13 @@ def create_app(
             # Redis down: logins and refreshes go on; ending sessions (logout, revocation, a
             # reused or expired refresh token, account events) answers 503 until it is back.
             degradable: dict[str, ReadinessCheck] = {"redis": redis.ping}
-            user_tokens, service_tokens = user_and_service_verifiers(
-                jwks, settings, SERVICE_NAME, cache_size=settings.verified_token_cache
-            )
-            keep_state(
+            keep_service_state(
                 app,
                 state,
                 database=database,
-                token_verifier=user_tokens,
-                internal_token_verifier=service_tokens,
-                readiness_checks={"database": database.ping},
+                jwks=jwks,
+                name=SERVICE_NAME,
+                cache_size=settings.verified_token_cache,
                 degradable_checks=degradable,
             )
             if events is not None:

@@ -14,8 +14,8 @@ from common.db import Database
 from common.embedded import Embedded, make_broker
 from common.outbox import OutboxRelay
 from common.pages import PageKit
-from common.state import keep_state
-from common.tokens import JwksCache, http_jwks_fetcher, user_and_service_verifiers
+from common.state import keep_service_state
+from common.tokens import JwksCache, http_jwks_fetcher
 from fastapi import FastAPI
 from starlette.middleware import Middleware
 
@@ -97,16 +97,13 @@ def create_app(
             pages=pages,
         )
         # Service tokens too (auth's, at every refresh): a cached verification, not an RSA one.
-        user_tokens, service_tokens = user_and_service_verifiers(
-            keys, settings, SERVICE_NAME, cache_size=settings.verified_token_cache
-        )
-        keep_state(
+        keep_service_state(
             app,
             state,
             database=database,
-            token_verifier=user_tokens,
-            internal_token_verifier=service_tokens,
-            readiness_checks={"database": database.ping},
+            jwks=keys,
+            name=SERVICE_NAME,
+            cache_size=settings.verified_token_cache,
             # RabbitMQ down: registrations go on into the outbox (reported, not a reason to leave).
             degradable_checks={"broker": events.ping},
         )
