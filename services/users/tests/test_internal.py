@@ -122,6 +122,24 @@ async def test_authorization_reports_current_roles(users: UsersHarness) -> None:
     assert refused.status_code == 403
 
 
+async def test_authorization_of_a_deactivated_account_says_so(users: UsersHarness) -> None:
+    """A deactivated account is still answered (auth ends its sessions on `is_active: false`);
+    only an unknown id is 404."""
+    user = await users.register()
+    deactivated = await users.client.delete(
+        f"/api/v1/users/{user['id']}", headers=users.bearer(user)
+    )
+    assert deactivated.status_code == 204
+    response = await users.client.get(
+        f"/internal/v1/users/{user['id']}/authorization",
+        headers=users.service_bearer("users:authorization"),
+    )
+    assert response.status_code == 200
+    assert response.json()["is_active"] is False
+    assert response.json()["roles"] == ["user"]
+    assert response.json()["permissions"] == []
+
+
 async def test_authorization_tells_when_the_password_last_changed(users: UsersHarness) -> None:
     """auth refuses refreshes of sessions opened before this time, with or without the event."""
     user = await users.register()

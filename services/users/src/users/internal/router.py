@@ -6,7 +6,7 @@ import uuid
 from datetime import datetime
 from typing import Annotated
 
-from common.db import CommitThenAnswer, ReadDbDep
+from common.db import CommitThenAnswer, DatabaseDep
 from common.errors import NotFound
 from common.security import require_service_scope
 from common.tokens import AccessClaims
@@ -64,12 +64,15 @@ async def verify_credentials(
 
 
 @router.get("/users/{user_id}/authorization", response_model=Authorization)
-async def authorization(user_id: uuid.UUID, _caller: Authorizer, db: ReadDbDep) -> Authorization:
-    """Current roles and permissions (auth reads them at every refresh)."""
-    user = await repository.by_id(db, user_id, permissions=True)
-    if user is None:
+async def authorization(
+    user_id: uuid.UUID, _caller: Authorizer, database: DatabaseDep
+) -> Authorization:
+    """Current roles and permissions (auth reads them at every refresh: one indexed query, no
+    ORM objects, no session)."""
+    fields = await repository.authorization(database, user_id)
+    if fields is None:
         raise NotFound("No such user.")
-    return _authorization(user)
+    return Authorization.model_construct(**fields)
 
 
 def _authorization(user: User) -> Authorization:
