@@ -326,3 +326,24 @@ async def test_require_verified_email_holds_back_a_passkey_too(database_url: str
         assert refused.status_code == 403
         assert_page_headers(refused)
         assert not any("gatehouse-sso" in c for c in refused.headers.get_list("set-cookie"))
+
+
+@pytest.mark.parametrize(
+    "ticket",
+    ["", "not-a-ticket", "x" * 257, "x" * 10_000],
+    ids=["empty", "unknown", "long", "huge"],
+)
+async def test_second_factor_options_refuse_a_dead_or_malformed_ticket(
+    oidc: AuthHarness, browser: Browser, member: Account, ticket: str
+) -> None:
+    await register_passkey(oidc, member, ORIGIN)
+    await enrol(oidc, (await oidc.login(member))["access_token"])
+    page = await open_sign_in(oidc, browser, first_party=True)
+    step = await browser.submit(page, {"username": member.username, "password": member.password})
+    form, options_url = passkey_form(step)
+    fields = {**{k: v for k, v in form.hidden.items() if k == "csrf_token"}, "mfa_token": ticket}
+    answer = await browser.client.post(options_url, data=fields)
+    assert answer.status_code == 401
+    assert answer.headers["content-type"] == "application/problem+json"
+    # The real ticket was not spent by the refusals: the options still come for it.
+    assert (await options_of(browser, step))["publicKey"]["allowCredentials"]

@@ -440,8 +440,10 @@ async def second_factor_options(
         return checked
     steps, flow, values = checked
     ticket = values.get("mfa_token", "")
-    user_id = await sessions.second_factors.ticket_user(ticket) if ticket else None
-    if user_id is None or len(ticket) > MAX_TICKET_LENGTH:
+    # An overlong ticket is refused before it is looked up.
+    well_formed = bool(ticket) and len(ticket) <= MAX_TICKET_LENGTH
+    user_id = await sessions.second_factors.ticket_user(ticket) if well_formed else None
+    if user_id is None:
         return _options_refused(401, "The sign-in has expired: start again.")
     options = await passkeys.authentication_options(user_id, binding=steps.binding(flow))
     return JSONResponse(options.model_dump(), headers=NO_STORE)
