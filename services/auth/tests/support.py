@@ -86,7 +86,10 @@ class AuthHarness:
         return await self.client.post("/api/v1/auth/refresh", json={"refresh_token": refresh_token})
 
     async def jwks(self) -> Mapping[str, Any]:
-        document: Mapping[str, Any] = self.state.key_ring.jwks
+        """The key set as the JWKS endpoint serves it (from memory: it must follow each reload)."""
+        response = await self.client.get("/.well-known/jwks.json")
+        assert response.status_code == 200, response.text
+        document: Mapping[str, Any] = response.json()
         return document
 
 

@@ -68,6 +68,8 @@ async def test_jwks_publishes_public_keys_only(auth: AuthHarness) -> None:
     response = await auth.client.get("/.well-known/jwks.json")
     assert response.status_code == 200
     assert response.headers["cache-control"] == "public, max-age=300"
+    assert response.headers["content-type"] == "application/json"
+    assert response.json() == auth.state.key_ring.jwks
     keys = response.json()["keys"]
     assert keys
     for key in keys:

@@ -11,11 +11,15 @@ from auth.state import auth_state
 router = APIRouter(tags=["discovery"])
 
 
-@router.get("/.well-known/jwks.json")
-async def jwks(request: Request, response: Response) -> dict[str, Any]:
+@router.get("/.well-known/jwks.json", response_model=dict[str, Any])
+async def jwks(request: Request) -> Response:
     """Every published signing key (pending, active, and retired keys whose tokens may still be
-    live): `kty, kid, use, alg, n, e`. Verifiers may cache it for `max-age` seconds."""
-    max_age = auth_state(request).settings.jwks_cache_seconds
-    response.headers["Cache-Control"] = f"public, max-age={max_age}"
-    document: dict[str, Any] = auth_state(request).key_ring.jwks
-    return document
+    live): `kty, kid, use, alg, n, e`. Verifiers may cache it for `max-age` seconds.
+
+    Served from memory as the key ring encoded it at its last reload: no per-request encoding."""
+    state = auth_state(request)
+    return Response(
+        state.key_ring.jwks_json,
+        media_type="application/json",
+        headers={"Cache-Control": f"public, max-age={state.settings.jwks_cache_seconds}"},
+    )

@@ -68,6 +68,8 @@ class KeyRing:
     clock: Clock
     signing: ActiveSigningKey | None = None
     jwks: dict[str, Any] = field(default_factory=lambda: {"keys": []})
+    # `jwks` as the JWKS endpoint answers it, encoded once per reload rather than per request.
+    jwks_json: bytes = b'{"keys":[]}'
     # kid → parsed public key, for auth's own verification (no HTTP, no cache lag).
     public_keys: dict[str, Any] = field(default_factory=dict)
 
@@ -95,6 +97,7 @@ class KeyRing:
             self.signing = ActiveSigningKey(active.kid, private_key)
             logger.info("signing with key %s", active.kid)
         self.jwks = {"keys": entries}
+        self.jwks_json = json.dumps(self.jwks, separators=(",", ":")).encode()
         self.public_keys = parse_jwks(self.jwks)
 
     async def reload_from(self, database: Database) -> None:
