@@ -19,6 +19,7 @@ from fastapi import FastAPI
 
 from .support import (
     CALLBACK,
+    INTERNAL_SECRET,
     MIGRATIONS,
     auth_settings,
     authorize_url,
@@ -56,6 +57,13 @@ async def test_login_refresh_and_reuse_on_sqlite(tmp_path: Path) -> None:
         )
         assert login.status_code == 200
         first = login.json()["refresh_token"]
+        # Introspection's reads (`Database.read_rows`) on SQLite: a read session, same answers.
+        for token, kind in ((login.json()["access_token"], "Bearer"), (first, "refresh_token")):
+            answer = await client.post(
+                "/internal/v1/introspect", data={"token": token}, auth=("gateway", INTERNAL_SECRET)
+            )
+            assert answer.json()["active"] is True, answer.text
+            assert answer.json()["token_type"] == kind
         second = await client.post("/api/v1/auth/refresh", json={"refresh_token": first})
         assert second.status_code == 200
         reused = await client.post("/api/v1/auth/refresh", json={"refresh_token": first})
@@ -63,6 +71,10 @@ async def test_login_refresh_and_reuse_on_sqlite(tmp_path: Path) -> None:
         rotated = second.json()["refresh_token"]
         after = await client.post("/api/v1/auth/refresh", json={"refresh_token": rotated})
         assert after.status_code == 401
+        ended = await client.post(
+            "/internal/v1/introspect", data={"token": first}, auth=("gateway", INTERNAL_SECRET)
+        )
+        assert ended.json() == {"active": False}
         ready = await client.get("/ready")
         assert ready.status_code == 200
         assert set(ready.json()["checks"]) == {"database", "redis", "broker"}

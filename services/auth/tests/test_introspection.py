@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import httpx
 import pytest
 from auth.revocation.repository import raise_user_not_before
+from auth.sessions.models import LoginSession
+from common.hot import HotRoute
+from common.testing import without_hot_routes
+from sqlalchemy import update
 
 from .support import INTERNAL_SECRET, AuthHarness, bearer, claims_of, introspect_as_gateway
 from .users_double import Account
@@ -174,3 +179,117 @@ async def test_a_remembered_token_goes_inactive_when_its_user_is_ended(
         moment = datetime.fromtimestamp(claims["iat"] + 1, UTC)
         await raise_user_not_before(db, account.user_id, moment)
     assert await introspect_as_gateway(auth, pair["access_token"]) == {"active": False}
+
+
+async def test_answers_carry_exactly_the_token_fields(auth: AuthHarness, account: Account) -> None:
+    pair = await auth.login(account)
+    claims = claims_of(pair["access_token"])
+    assert await introspect_as_gateway(auth, pair["access_token"]) == {
+        "active": True,
+        "token_type": "Bearer",
+        "scope": " ".join(sorted(claims["scope"].split())),
+        "client_id": "gatehouse",
+        "sub": account.user_id,
+        "aud": claims["aud"],
+        "iss": claims["iss"],
+        "exp": claims["exp"],
+        "iat": claims["iat"],
+        "nbf": claims.get("nbf"),
+        "jti": claims["jti"],
+        "roles": claims["roles"],
+        "sid": claims["sid"],
+    }
+    logged_in = int(auth.clock().timestamp())
+    body = await introspect_as_gateway(auth, pair["refresh_token"])
+    issued = body.pop("iat")
+    assert issued in (logged_in - 1, logged_in)
+    assert body.pop("exp") == issued + auth.settings.refresh_idle_timeout
+    assert body == {
+        "active": True,
+        "token_type": "refresh_token",
+        "client_id": "gatehouse",
+        "sub": account.user_id,
+        "sid": claims["sid"],
+    }
+
+
+async def test_refresh_token_of_an_ended_session_is_inactive(
+    auth: AuthHarness, account: Account
+) -> None:
+    pair = await auth.login(account)
+    response = await auth.client.post("/api/v1/auth/logout", headers=bearer(pair["access_token"]))
+    assert response.status_code == 204
+    assert await introspect_as_gateway(auth, pair["refresh_token"]) == {"active": False}
+
+
+async def test_refresh_token_is_inactive_once_its_session_row_is_revoked(
+    auth: AuthHarness, account: Account
+) -> None:
+    """The session's own mark counts, whatever marked the token (here nothing did)."""
+    pair = await auth.login(account)
+    sid = claims_of(pair["access_token"])["sid"]
+    async with auth.state.db.sessionmaker() as db, db.begin():
+        await db.execute(
+            update(LoginSession).where(LoginSession.id == sid).values(revoked_at=auth.clock())
+        )
+    assert await introspect_as_gateway(auth, pair["refresh_token"]) == {"active": False}
+
+
+async def test_refresh_token_past_its_idle_end_is_inactive(
+    auth: AuthHarness, account: Account
+) -> None:
+    pair = await auth.login(account)
+    auth.clock.advance(seconds=auth.settings.refresh_idle_timeout - 5)
+    assert (await introspect_as_gateway(auth, pair["refresh_token"]))["active"] is True
+    auth.clock.advance(seconds=10)
+    assert await introspect_as_gateway(auth, pair["refresh_token"]) == {"active": False}
+
+
+async def test_refresh_token_past_its_session_end_is_inactive(
+    auth: AuthHarness, account: Account
+) -> None:
+    pair = await auth.login(account)
+    sid = claims_of(pair["access_token"])["sid"]
+    async with auth.state.db.sessionmaker() as db, db.begin():
+        await db.execute(
+            update(LoginSession)
+            .where(LoginSession.id == sid)
+            .values(expires_at=auth.clock() - timedelta(seconds=1))
+        )
+    assert await introspect_as_gateway(auth, pair["refresh_token"]) == {"active": False}
+
+
+async def test_the_plain_asgi_introspection_answers_as_the_fastapi_route(
+    auth: AuthHarness, account: Account
+) -> None:
+    """auth.oauth.hot answers introspection before FastAPI (a `common.hot.HotRoute`): the same
+    status, body bytes and headers as the FastAPI route itself, for every kind of answer."""
+    hot_paths = [m.kwargs["path"] for m in auth.app.user_middleware if m.cls is HotRoute]  # type: ignore[comparison-overlap]
+    assert hot_paths == [URL]
+    pair = await auth.login(account)
+    caller = await service_token(auth, "gateway", "auth")
+    gateway = {"auth": ("gateway", INTERNAL_SECRET)}
+    cases: list[dict[str, Any]] = [
+        {"data": {"token": pair["access_token"], "token_type_hint": "access_token"}, **gateway},
+        {"data": {"token": pair["refresh_token"]}, **gateway},
+        {"data": {"token": "garbage"}, **gateway},
+        {"data": {}, **gateway},
+        {"data": {"token": "x"}},
+        {"data": {"token": "x"}, "auth": ("gateway", "wrong")},
+        {"data": {"token": "x"}, "auth": ("notifier", INTERNAL_SECRET)},
+        {"data": {"token": pair["access_token"]}, "headers": {"Authorization": f"Bearer {caller}"}},
+        {"data": {"token": "x"}, "headers": {"Authorization": f"Bearer {pair['access_token']}"}},
+        {"content": b"{}", "headers": {"Content-Type": "application/json"}, **gateway},
+    ]
+    statuses = []
+    transport = httpx.ASGITransport(app=without_hot_routes(auth.app))
+    async with httpx.AsyncClient(transport=transport, base_url="http://auth.test") as plain:
+        for index, case in enumerate(cases):
+            same_id = {"X-Request-ID": f"same-{index}"}  # the one header that would differ
+            request = {**case, "headers": {**case.get("headers", {}), **same_id}}
+            hot = await auth.client.post(URL, **request)
+            route = await plain.post(URL, **request)
+            assert (hot.status_code, hot.content) == (route.status_code, route.content), index
+            assert hot.headers.multi_items() == route.headers.multi_items()
+            statuses.append(hot.status_code)
+    assert statuses == [200, 200, 200, 400, 401, 401, 403, 200, 401, 400]

@@ -7,9 +7,9 @@ from typing import Any
 
 import httpx
 import pytest
+from common.hot import HotRoute
+from common.testing import without_hot_routes
 from sqlalchemy import update
-from starlette.types import Receive, Scope, Send
-from users.accounts.hot import MeRoute
 from users.models import User
 
 from .support import UsersHarness
@@ -112,20 +112,11 @@ async def test_empty_patch_changes_nothing(users: UsersHarness) -> None:
 
 
 async def test_the_plain_asgi_me_answers_as_the_fastapi_route(users: UsersHarness) -> None:
-    """users.accounts.hot answers GET /me before FastAPI: the same status, body bytes and
-    headers as the FastAPI route itself, for the account and for every refusal."""
-    app = users.app
-    kept = app.user_middleware
-    app.user_middleware = [m for m in kept if m.cls is not MeRoute]  # type: ignore[comparison-overlap]
-    try:
-        stack = app.build_middleware_stack()
-    finally:
-        app.user_middleware = kept
-
-    async def fastapi_only(scope: Scope, receive: Receive, send: Send) -> None:
-        scope["app"] = app
-        await stack(scope, receive, send)
-
+    """users.accounts.hot answers GET /me before FastAPI (a `common.hot.HotRoute`): the same
+    status, body bytes and headers as the FastAPI route itself, for the account and for every
+    refusal."""
+    hot_paths = [m.kwargs["path"] for m in users.app.user_middleware if m.cls is HotRoute]  # type: ignore[comparison-overlap]
+    assert hot_paths == ["/api/v1/users/me"]
     user = await users.register()
     deactivated = await users.register()
     async with users.database.sessionmaker() as db, db.begin():
@@ -141,7 +132,7 @@ async def test_the_plain_asgi_me_answers_as_the_fastapi_route(users: UsersHarnes
         {"Authorization": "Bearer not.a.token"},
         {"Authorization": "Basic dXNlcjpwYXNz"},
     ]
-    transport = httpx.ASGITransport(app=fastapi_only)
+    transport = httpx.ASGITransport(app=without_hot_routes(users.app))
     async with httpx.AsyncClient(transport=transport, base_url="http://users.test") as plain:
         for index, case in enumerate(cases):
             headers = {**case, "X-Request-ID": f"same-{index}"}  # the one header that differs

@@ -49,13 +49,16 @@ from sqlalchemy import text
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, create_async_engine
 
+from common.hot import HotRoute
 from common.migrations import upgrade
 from common.revocation import EPOCH_KEY
 from common.tokens import JwksFetcher
 
 if TYPE_CHECKING:
     from aiosmtpd.controller import Controller
+    from fastapi import FastAPI
     from playwright.async_api import Browser
+    from starlette.types import ASGIApp, Receive, Scope, Send
 
 # The issuer and audience the suites' tokens carry.
 ISSUER = "http://gatehouse.test"
@@ -85,6 +88,23 @@ async def wait_until(condition: Callable[[], object], limit: float = 10.0) -> No
     async with asyncio.timeout(limit):
         while not condition():  # noqa: ASYNC110 - polling state owned by other tasks
             await asyncio.sleep(0.01)
+
+
+def without_hot_routes(app: FastAPI) -> ASGIApp:
+    """The app as it would be without its `common.hot.HotRoute`s: every request to FastAPI's
+    routing, for a test pinning that a hot route answers as its FastAPI route."""
+    kept = app.user_middleware
+    app.user_middleware = [m for m in kept if m.cls is not HotRoute]  # type: ignore[comparison-overlap]
+    try:
+        stack = app.build_middleware_stack()
+    finally:
+        app.user_middleware = kept
+
+    async def fastapi_only(scope: Scope, receive: Receive, send: Send) -> None:
+        scope["app"] = app
+        await stack(scope, receive, send)
+
+    return fastapi_only
 
 
 def free_port() -> int:

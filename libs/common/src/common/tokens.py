@@ -303,6 +303,11 @@ class TokenVerifier:
             cache_size=cache_size,
         )
 
+    def remembers(self, token: str) -> bool:
+        """Whether `token` is among the verified tokens remembered (`verify` still checks that
+        it has not expired and that its key is still published)."""
+        return token in self._verified
+
     async def verify(self, token: str) -> AccessClaims:
         remembered = self._verified.get(token)
         if remembered is not None:

@@ -35,6 +35,7 @@ from auth.mfa.router import router as mfa_router
 from auth.models import OutboxEvent
 from auth.oauth.discovery import router as discovery_router
 from auth.oauth.errors import OAuthError, oauth_error_handler
+from auth.oauth.hot import introspection_route
 from auth.oauth.introspection import router as introspection_router
 from auth.oauth.router import router as oauth_router
 from auth.oauth.token_status import TokenInspector
@@ -205,4 +206,7 @@ def create_app(
     app.add_exception_handler(OAuthError, oauth_error_handler)
     app.router.routes.append(kit.stylesheet_route())
     app.router.routes.append(PAGE_SCRIPT.route())
+    # Innermost (appended, where add_middleware would put it outermost): introspection in plain
+    # ASGI behind the request id, metrics and tracing layers (auth.oauth.hot).
+    app.user_middleware.append(introspection_route())
     return app

@@ -17,9 +17,8 @@ from common.pages import PageKit
 from common.state import keep_service_state
 from common.tokens import JwksCache, http_jwks_fetcher
 from fastapi import FastAPI
-from starlette.middleware import Middleware
 
-from users.accounts.hot import MeRoute
+from users.accounts.hot import me_route
 from users.accounts.router import router as accounts_router
 from users.bootstrap import bootstrap_admin
 from users.clock import Clock, system_clock
@@ -138,5 +137,5 @@ def create_app(
     pages.install(app)
     # Innermost (appended, where add_middleware would put it outermost): GET /me in plain ASGI
     # behind the request id, metrics and tracing layers (users.accounts.hot).
-    app.user_middleware.append(Middleware(MeRoute))
+    app.user_middleware.append(me_route())
     return app

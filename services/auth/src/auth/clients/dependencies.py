@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from common.db import DbDep, ReadDbDep
+from common.db import DbDep
 from fastapi import Depends, Request
 
 from auth.clients.service import Clients
@@ -15,10 +15,4 @@ async def clients(request: Request, db: DbDep) -> Clients:
     return Clients(db, auth_state(request).clock)
 
 
-async def read_only_clients(request: Request, db: ReadDbDep) -> Clients:
-    """For a route that only reads (introspection): no transaction to commit."""
-    return Clients(db, auth_state(request).clock)
-
-
 ClientsDep = Annotated[Clients, Depends(clients)]
-ReadOnlyClientsDep = Annotated[Clients, Depends(read_only_clients)]

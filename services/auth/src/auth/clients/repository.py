@@ -2,18 +2,29 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from typing import Any
 
-from sqlalchemy import delete, select
+from common.db import Database
+from sqlalchemy import bindparam, delete, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from auth.clients.models import RegisteredClient, ServiceClient
 from auth.oidc.models import AuthorizationCode, Consent
 from auth.sessions.models import LoginSession
 
+# Built once (a statement caches its own key and `Database.read_rows` its compiled SQL): read at
+# every service-client authentication, introspection's included.
+SERVICE_CLIENT = select(
+    ServiceClient.secret_hash, ServiceClient.allowed_audiences, ServiceClient.allowed_scopes
+).where(ServiceClient.client_id == bindparam("client_id"))
 
-async def get_client(db: AsyncSession, client_id: str) -> ServiceClient | None:
-    return await db.get(ServiceClient, client_id)
+
+async def service_client(database: Database, client_id: str) -> Mapping[str, Any] | None:
+    """The service client's secret hash and allowances, read without the ORM or a session
+    (`Database.read_rows`), or None for an unknown id."""
+    rows = await database.read_rows(SERVICE_CLIENT, {"client_id": client_id})
+    return rows[0] if rows else None
 
 
 async def upsert_client(db: AsyncSession, client: ServiceClient) -> None:

@@ -15,6 +15,7 @@ import secrets
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from common.db import Database
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -47,6 +48,28 @@ MAX_SECRET_LENGTH = 512
 
 def hash_client_secret(secret: str) -> str:
     return hashlib.sha256(secret.encode("utf-8", "surrogatepass")).hexdigest()
+
+
+_NO_SECRET_HASH = hash_client_secret("")
+
+
+async def authenticate_service_client(
+    database: Database, client_id: str, secret: str
+) -> ClientPolicy | None:
+    """The service client's policy when the secret is right, else None (unknown or wrong alike,
+    in the same time). One read outside any transaction (`Database.read_rows`): a client's row
+    as committed when read, which is all a transaction would give a single read."""
+    if len(client_id) > 64 or len(secret) > MAX_SECRET_LENGTH:
+        return None
+    client = await repository.service_client(database, client_id)
+    expected = client["secret_hash"] if client is not None else _NO_SECRET_HASH
+    if not hmac.compare_digest(hash_client_secret(secret), expected) or client is None:
+        return None
+    return ClientPolicy(
+        client_id,
+        frozenset(client["allowed_audiences"].split()),
+        frozenset(client["allowed_scopes"].split()),
+    )
 
 
 async def seed_built_in_clients(db: AsyncSession, settings: AuthSettings, clock: Clock) -> None:
@@ -99,22 +122,6 @@ class Clients:
 
     db: AsyncSession
     clock: Clock
-
-    async def authenticate(self, client_id: str, secret: str) -> ClientPolicy | None:
-        """The service client's policy when the secret is right, else None (unknown or wrong
-        alike)."""
-        if len(client_id) > 64 or len(secret) > MAX_SECRET_LENGTH:
-            return None
-        client = await repository.get_client(self.db, client_id)
-        presented = hash_client_secret(secret)
-        expected = client.secret_hash if client is not None else hash_client_secret("")
-        if not hmac.compare_digest(presented, expected) or client is None:
-            return None
-        return ClientPolicy(
-            client.client_id,
-            frozenset(client.allowed_audiences.split()),
-            frozenset(client.allowed_scopes.split()),
-        )
 
     async def authenticate_registered(self, client_id: str, secret: str) -> RegisteredClient | None:
         """The confidential client when the secret is right, else None (unknown, public or wrong

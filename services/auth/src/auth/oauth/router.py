@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from common.db import CommitThenAnswer, DbDep
+from common.db import CommitThenAnswer, DbDep, get_database
 from common.errors import problem_responses
 from fastapi import APIRouter, Request
 from starlette.responses import JSONResponse
@@ -12,7 +12,7 @@ from starlette.responses import JSONResponse
 from auth.clients.dependencies import ClientsDep
 from auth.clients.models import RegisteredClient
 from auth.clients.repository import registered_client
-from auth.clients.service import ClientPolicy, Clients
+from auth.clients.service import ClientPolicy, Clients, authenticate_service_client
 from auth.oauth.errors import NO_STORE, OAuthError, invalid_client, invalid_request
 from auth.oauth.forms import OAuthForm, presented_client, read_form, unsupported
 from auth.oauth.schemas import (
@@ -49,7 +49,9 @@ async def _authenticated_client(
     presented = presented_client(request, form)
     if presented is None:
         return None
-    policy = await clients.authenticate(presented.client_id, presented.secret)
+    policy = await authenticate_service_client(
+        get_database(request), presented.client_id, presented.secret
+    )
     if policy is not None:
         return policy
     registered = await clients.authenticate_registered(presented.client_id, presented.secret)

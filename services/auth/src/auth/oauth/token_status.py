@@ -13,8 +13,8 @@ from datetime import datetime
 from typing import Any
 
 import jwt
+from common.db import Database
 from common.tokens import AccessClaims, InvalidToken, TokenVerifier
-from sqlalchemy.ext.asyncio import AsyncSession
 
 from auth.clock import epoch
 from auth.keys.service import KeyRing, KeyRingJwks
@@ -39,28 +39,31 @@ class TokenInspector:
 
     async def verify_access_token(self, token: str) -> AccessClaims | None:
         """The claims of a token auth signed and that has not expired, for any audience."""
-        try:
-            unverified = jwt.decode(token, options={"verify_signature": False})
-        except (jwt.PyJWTError, ValueError, TypeError):
-            return None
-        audience = unverified.get("aud") if isinstance(unverified, dict) else None
-        verifier = self.verifiers.get(audience) if isinstance(audience, str) else None
-        if verifier is None:
-            return None
+        verifier = next((v for v in self.verifiers.values() if v.remembers(token)), None)
+        if verifier is None:  # not verified lately: its unverified audience picks the verifier
+            try:
+                unverified = jwt.decode(token, options={"verify_signature": False})
+            except (jwt.PyJWTError, ValueError, TypeError):
+                return None
+            audience = unverified.get("aud") if isinstance(unverified, dict) else None
+            verifier = self.verifiers.get(audience) if isinstance(audience, str) else None
+            if verifier is None:
+                return None
         try:
             return await verifier.verify(token)
         except InvalidToken:
             return None
 
-    async def introspect_access_token(self, token: str, db: AsyncSession) -> dict[str, Any] | None:
+    async def introspect_access_token(
+        self, token: str, database: Database
+    ) -> dict[str, Any] | None:
         claims = await self.verify_access_token(token)
         if claims is None:
             return None
-        if claims.session_id is not None:
-            login_session = await sessions.get_login_session(db, claims.session_id)
-            if login_session is None or login_session.revoked_at is not None:
-                return INACTIVE
-        not_before = await revocations.user_not_before(db, claims.subject)
+        state = await revocations.access_token_state(database, claims.session_id, claims.subject)
+        if claims.session_id is not None and not state["session_live"]:
+            return INACTIVE  # no such session, or revoked
+        not_before = state["not_before"]
         # The rule of common.revocation, as the gateway applies it to the Redis marker.
         if not_before is not None and claims.issued_at < epoch(not_before):
             return INACTIVE
@@ -85,30 +88,29 @@ class TokenInspector:
 
 
 async def introspect_refresh_token(
-    token: str, db: AsyncSession, now: datetime
+    token: str, database: Database, now: datetime
 ) -> dict[str, Any] | None:
     """None when the token is not a refresh token we know; else its (possibly inactive) state."""
     if len(token) > MAX_REFRESH_TOKEN_LENGTH:
         return None
-    known = await sessions.find_refresh_token(db, hash_refresh_token(token))
+    known = await sessions.refresh_token_state(database, hash_refresh_token(token))
     if known is None:
         return None
-    login_session = await sessions.get_login_session(db, known.session_id)
     if (
-        login_session is None
-        or known.used_at is not None
-        or known.revoked_at is not None
-        or login_session.revoked_at is not None
-        or now >= known.idle_expires_at
-        or now >= login_session.expires_at
+        known["session_id"] is None
+        or known["used_at"] is not None
+        or known["revoked_at"] is not None
+        or known["session_revoked_at"] is not None
+        or now >= known["idle_expires_at"]
+        or now >= known["session_expires_at"]
     ):
         return INACTIVE
     return {
         "active": True,
         "token_type": "refresh_token",
-        "client_id": login_session.client_id,
-        "sub": login_session.user_id,
-        "sid": login_session.id,
-        "iat": epoch(known.created_at),
-        "exp": epoch(known.idle_expires_at),
+        "client_id": known["client_id"],
+        "sub": known["user_id"],
+        "sid": known["session_id"],
+        "iat": epoch(known["created_at"]),
+        "exp": epoch(known["idle_expires_at"]),
     }

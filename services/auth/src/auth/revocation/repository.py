@@ -3,9 +3,12 @@ that orders revocations against a restore."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from datetime import datetime
+from typing import Any
 
-from sqlalchemy import case, select, text
+from common.db import Database
+from sqlalchemy import bindparam, case, select, text
 from sqlalchemy.dialects.postgresql import insert as postgresql_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -56,13 +59,6 @@ async def raise_user_not_before(db: AsyncSession, user_id: str, moment: datetime
     await db.execute(statement)
 
 
-async def user_not_before(db: AsyncSession, user_id: str) -> datetime | None:
-    result = await db.execute(
-        select(UserNotBefore.not_before).where(UserNotBefore.user_id == user_id)
-    )
-    return result.scalar_one_or_none()
-
-
 async def sessions_revoked_since(db: AsyncSession, since: datetime) -> list[tuple[str, datetime]]:
     result = await db.execute(
         select(LoginSession.id, LoginSession.revoked_at).where(LoginSession.revoked_at >= since)
@@ -77,3 +73,29 @@ async def users_not_before_since(db: AsyncSession, since: datetime) -> list[tupl
         )
     )
     return [(row[0], row[1]) for row in result.all()]
+
+
+# Built once (see `Database.read_rows`): what introspection asks of every access token, in one
+# statement: is its session live (null: no such session, or the token names none), and the
+# not-before time of its user (null: none).
+ACCESS_TOKEN_STATE = select(
+    select(LoginSession.revoked_at.is_(None))
+    .where(LoginSession.id == bindparam("session_id"))
+    .scalar_subquery()
+    .label("session_live"),
+    select(UserNotBefore.not_before)
+    .where(UserNotBefore.user_id == bindparam("user_id"))
+    .scalar_subquery()
+    .label("not_before"),
+)
+
+
+async def access_token_state(
+    database: Database, session_id: str | None, user_id: str
+) -> Mapping[str, Any]:
+    """`session_live` and `not_before` for a token of `user_id` (and of `session_id`, if it
+    names one), read together outside any transaction (`Database.read_rows`)."""
+    rows = await database.read_rows(
+        ACCESS_TOKEN_STATE, {"session_id": session_id, "user_id": user_id}
+    )
+    return rows[0]

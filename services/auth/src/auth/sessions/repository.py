@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
-from sqlalchemy import select, update
+from common.db import Database
+from sqlalchemy import bindparam, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from auth.sessions.models import LoginSession, RefreshToken
@@ -62,6 +64,32 @@ async def claim_refresh_token(
 async def find_refresh_token(db: AsyncSession, token_hash: str) -> RefreshToken | None:
     result = await db.execute(select(RefreshToken).where(RefreshToken.token_hash == token_hash))
     return result.scalar_one_or_none()
+
+
+# Built once (see `Database.read_rows`): a refresh token's state and its session's, as
+# introspection reads them (the session's columns null when it is gone).
+REFRESH_TOKEN_STATE = (
+    select(
+        RefreshToken.created_at,
+        RefreshToken.idle_expires_at,
+        RefreshToken.used_at,
+        RefreshToken.revoked_at,
+        LoginSession.id.label("session_id"),
+        LoginSession.user_id,
+        LoginSession.client_id,
+        LoginSession.expires_at.label("session_expires_at"),
+        LoginSession.revoked_at.label("session_revoked_at"),
+    )
+    .outerjoin(LoginSession, LoginSession.id == RefreshToken.session_id)
+    .where(RefreshToken.token_hash == bindparam("token_hash"))
+)
+
+
+async def refresh_token_state(database: Database, token_hash: str) -> Mapping[str, Any] | None:
+    """The refresh token with this hash joined with its session, in one read outside any
+    transaction (`Database.read_rows`), or None for an unknown hash."""
+    rows = await database.read_rows(REFRESH_TOKEN_STATE, {"token_hash": token_hash})
+    return rows[0] if rows else None
 
 
 async def get_login_session(db: AsyncSession, session_id: str) -> LoginSession | None:
