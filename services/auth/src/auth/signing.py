@@ -8,13 +8,12 @@ import uuid
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, Protocol
 
 import jwt
 
 from auth.clock import Clock, epoch
 from auth.keys.service import KeyRing
-from auth.sessions.models import LoginSession
 from auth.settings import AuthSettings
 
 FIRST_PARTY_CLIENT_ID = "gatehouse"
@@ -27,6 +26,16 @@ class SignedToken:
     expires_at: int
 
 
+class SessionLogin(Protocol):
+    """What a session keeps of its login: a `LoginSession`, or the row a refresh reads."""
+
+    @property
+    def auth_time(self) -> datetime | None: ...
+
+    @property
+    def amr(self) -> str | None: ...
+
+
 @dataclass(frozen=True, slots=True)
 class Authentication:
     """When and how the user last proved a credential: `auth_time` and `amr` of their tokens."""
@@ -35,7 +44,7 @@ class Authentication:
     methods: tuple[str, ...]
 
     @classmethod
-    def of(cls, login_session: LoginSession) -> Authentication | None:
+    def of(cls, login_session: SessionLogin) -> Authentication | None:
         """The session's login; None for a session that never recorded one."""
         if login_session.auth_time is None:
             return None

@@ -5,19 +5,43 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, cast
 
 from common.db import Database
-from sqlalchemy import bindparam, select, update
+from sqlalchemy import Table, bindparam, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from auth.sessions.models import LoginSession, RefreshToken
+
+# The tables themselves, for the refresh's statements: Core, no ORM unit of work or identity map.
+SESSIONS = cast(Table, LoginSession.__table__)
+REFRESH_TOKENS = cast(Table, RefreshToken.__table__)
 
 
 @dataclass(frozen=True, slots=True)
 class ClaimedRefreshToken:
     session_id: str
     idle_expires_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class RefreshedSession:
+    """What a refresh reads of its session: the columns its checks and its new tokens need."""
+
+    id: str
+    user_id: str
+    client_id: str
+    created_at: datetime
+    expires_at: datetime
+    revoked_at: datetime | None
+    auth_time: datetime | None
+    amr: str | None
+    scope: str | None
+
+
+REFRESHED_SESSION = select(
+    *(SESSIONS.c[name] for name in RefreshedSession.__dataclass_fields__)
+).where(SESSIONS.c.id == bindparam("session_id"))
 
 
 async def add_session(db: AsyncSession, login_session: LoginSession) -> None:
@@ -32,15 +56,15 @@ async def add_refresh_token(
     now: datetime,
     idle_expires_at: datetime,
 ) -> None:
-    db.add(
-        RefreshToken(
+    """One Core INSERT, in the request's transaction (nothing for the ORM to flush)."""
+    await db.execute(
+        insert(REFRESH_TOKENS).values(
             token_hash=token_hash,
             session_id=session_id,
             created_at=now,
             idle_expires_at=idle_expires_at,
         )
     )
-    await db.flush()
 
 
 async def claim_refresh_token(
@@ -48,14 +72,14 @@ async def claim_refresh_token(
 ) -> ClaimedRefreshToken | None:
     """Mark the token used, atomically: of concurrent claims exactly one gets a row back."""
     result = await db.execute(
-        update(RefreshToken)
+        update(REFRESH_TOKENS)
         .where(
-            RefreshToken.token_hash == token_hash,
-            RefreshToken.used_at.is_(None),
-            RefreshToken.revoked_at.is_(None),
+            REFRESH_TOKENS.c.token_hash == token_hash,
+            REFRESH_TOKENS.c.used_at.is_(None),
+            REFRESH_TOKENS.c.revoked_at.is_(None),
         )
         .values(used_at=now)
-        .returning(RefreshToken.session_id, RefreshToken.idle_expires_at)
+        .returning(REFRESH_TOKENS.c.session_id, REFRESH_TOKENS.c.idle_expires_at)
     )
     row = result.one_or_none()
     return None if row is None else ClaimedRefreshToken(row[0], row[1])
@@ -96,6 +120,12 @@ async def get_login_session(db: AsyncSession, session_id: str) -> LoginSession |
     return await db.get(LoginSession, session_id, populate_existing=True)
 
 
+async def refreshed_session(db: AsyncSession, session_id: str) -> RefreshedSession | None:
+    """The session a claimed refresh token belongs to (one Core SELECT, no ORM load)."""
+    row = (await db.execute(REFRESHED_SESSION, {"session_id": session_id})).one_or_none()
+    return None if row is None else RefreshedSession(*row)
+
+
 async def touch_session(
     db: AsyncSession,
     session_id: str,
@@ -105,8 +135,8 @@ async def touch_session(
 ) -> None:
     """A refresh: the session was used now, from there (what its owner's list shows)."""
     await db.execute(
-        update(LoginSession)
-        .where(LoginSession.id == session_id)
+        update(SESSIONS)
+        .where(SESSIONS.c.id == session_id)
         .values(last_used_at=now, client_ip=client_ip, user_agent=user_agent)
     )
 

@@ -34,6 +34,7 @@ from auth.sessions.exceptions import (
     SessionExpired,
 )
 from auth.sessions.models import LoginSession
+from auth.sessions.repository import RefreshedSession
 from auth.sessions.schemas import MAX_REFRESH_TOKEN_LENGTH, TokenPair
 from auth.sessions.tokens import hash_refresh_token, new_refresh_token
 from auth.settings import AuthSettings
@@ -342,7 +343,7 @@ class SessionService:
         if claimed is None:
             await self._refuse_unclaimable(token_hash)
             raise RefreshRefused()
-        login_session = await repository.get_login_session(self.db, claimed.session_id)
+        login_session = await repository.refreshed_session(self.db, claimed.session_id)
         if login_session is None or login_session.revoked_at is not None:
             raise RefreshRefused()
         if not await self._client_may_refresh(login_session, client):
@@ -382,7 +383,7 @@ class SessionService:
         return pair
 
     async def _client_may_refresh(
-        self, login_session: LoginSession, client: RefreshingClient | None
+        self, login_session: RefreshedSession, client: RefreshingClient | None
     ) -> bool:
         """RFC 6749 §6: a refresh token is bound to its client. A first-party session refreshes
         with no client; an OpenID Connect client's session only by that client (a confidential
@@ -421,7 +422,7 @@ class SessionService:
 
     async def _issue(
         self,
-        login_session: LoginSession,
+        login_session: LoginSession | RefreshedSession,
         roles: Sequence[str],
         permissions: Sequence[str],
         now: datetime,
