@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
 import hashlib
 import json
 import re
@@ -21,6 +22,7 @@ from urllib.parse import parse_qsl, urlencode, urlsplit
 import httpx
 import jwt
 import pyotp
+import uvicorn
 from asgi_lifespan import LifespanManager
 from auth.events.handler import handle_user_event
 from auth.main import create_app
@@ -30,7 +32,7 @@ from common.broker import Broker
 from common.events import Envelope
 from common.revocation import EPOCH_KEY
 from common.state import service_state
-from common.testing import AUDIENCE, ISSUER, FormBrowser, MovableClock, redis_url
+from common.testing import AUDIENCE, ISSUER, FormBrowser, MovableClock, free_port, redis_url
 from fastapi import FastAPI
 from redis.asyncio import Redis
 
@@ -94,14 +96,44 @@ class AuthHarness:
 
 
 @asynccontextmanager
+async def served_on_loopback(app: Any, *, keep_alive: int = 5) -> AsyncIterator[str]:
+    """`app` under uvicorn on a spare loopback port, in the test's event loop; its URL.
+    `keep_alive`: how long uvicorn keeps an idle connection open (its default, 5 s)."""
+    port = free_port()
+    config = uvicorn.Config(
+        app,
+        host="127.0.0.1",
+        port=port,
+        log_config=None,
+        lifespan="off",
+        timeout_keep_alive=keep_alive,
+    )
+    server = uvicorn.Server(config)
+    task = asyncio.create_task(server.serve())
+    while not server.started:
+        if task.done():
+            await task
+        await asyncio.sleep(0.01)
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        await task
+
+
+@asynccontextmanager
 async def running_auth(
     database_url: str,
     *,
     broker: Broker | None = None,
     base_url: str = "http://auth.test",
+    users_over_http: bool = False,
+    users_keep_alive: int = 5,
     **overrides: Any,
 ) -> AsyncIterator[AuthHarness]:
-    """auth on `database_url` with a users double behind an ASGI transport."""
+    """auth on `database_url` with a users double behind an ASGI transport; with
+    `users_over_http`, the double under uvicorn on loopback (`users_keep_alive`: its idle
+    connections' timeout) and auth calling it as in production (aiohttp, no transport given)."""
     settings = auth_settings(database_url, **overrides)
     users = UsersDouble()
     clock = MovableClock()
@@ -112,19 +144,21 @@ async def running_auth(
         return document
 
     users_app = build_users_app(users, jwks, settings.issuer)
-    app = create_app(
-        settings,
-        users_transport=httpx.ASGITransport(app=users_app),
-        clock=clock,
-        broker=broker,
-    )
-    holder["auth"] = app
-    redis = Redis.from_url(settings.redis_url or REDIS_URL)
-    async with LifespanManager(app):
-        transport = httpx.ASGITransport(app=app)
-        async with httpx.AsyncClient(transport=transport, base_url=base_url) as client:
-            yield AuthHarness(app, client, users, clock, settings, redis)
-    await redis.aclose()
+    async with contextlib.AsyncExitStack() as stack:
+        users_transport: httpx.AsyncBaseTransport | None = httpx.ASGITransport(app=users_app)
+        if users_over_http:
+            served = served_on_loopback(users_app, keep_alive=users_keep_alive)
+            users_url = await stack.enter_async_context(served)
+            settings = settings.model_copy(update={"users_url": users_url})
+            users_transport = None
+        app = create_app(settings, users_transport=users_transport, clock=clock, broker=broker)
+        holder["auth"] = app
+        redis = Redis.from_url(settings.redis_url or REDIS_URL)
+        async with LifespanManager(app):
+            transport = httpx.ASGITransport(app=app)
+            async with httpx.AsyncClient(transport=transport, base_url=base_url) as client:
+                yield AuthHarness(app, client, users, clock, settings, redis)
+        await redis.aclose()
 
 
 def header_of(token: str) -> dict[str, Any]:

@@ -48,7 +48,13 @@ from auth.sessions.router import router as sessions_router
 from auth.settings import AuthSettings
 from auth.signing import AccessTokenSigner
 from auth.state import AuthState
-from auth.upstream.users import USERS_AUDIENCE, UsersClient
+from auth.upstream.users import (
+    USERS_AUDIENCE,
+    AiohttpUsers,
+    HttpxUsers,
+    UsersClient,
+    UsersHttp,
+)
 
 logger = logging.getLogger("gatehouse.auth")
 
@@ -104,8 +110,10 @@ def create_app(
         database = Database.for_service(settings.auth_database_url, settings)
         # Marker writes are idempotent: one retry on a fresh connection after a Redis restart.
         redis = make_redis(settings.redis_url, embedded.redis if embedded else None, retries=1)
-        http = httpx.AsyncClient(
-            base_url=settings.users_url, transport=users_transport, timeout=USERS_TIMEOUT
+        http: UsersHttp = (
+            AiohttpUsers(settings.users_url, USERS_TIMEOUT)
+            if users_transport is None
+            else HttpxUsers(settings.users_url, users_transport, USERS_TIMEOUT)
         )
         events = event_broker(settings, embedded, broker)
         # The MFA notices (API.md §12) leave through auth's outbox; with no broker they wait in it.
