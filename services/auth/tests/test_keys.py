@@ -8,6 +8,7 @@ import os
 from collections.abc import AsyncIterator
 from datetime import datetime, timedelta
 
+import httpx
 import pytest
 from auth.__main__ import rewrap, rotate_keys
 from auth.clock import system_clock
@@ -22,7 +23,8 @@ from auth.keys.service import (
     scheduled_rotation,
 )
 from common.db import Database
-from common.testing import AUDIENCE, ISSUER, TokenFactory, fresh_database
+from common.hot import HotRoute
+from common.testing import AUDIENCE, ISSUER, TokenFactory, fresh_database, without_hot_routes
 from common.tokens import InvalidToken, JwksCache, TokenVerifier
 from cryptography.hazmat.primitives.asymmetric import rsa
 from sqlalchemy import func, select
@@ -76,6 +78,22 @@ async def test_jwks_publishes_public_keys_only(auth: AuthHarness) -> None:
         assert {"kty", "kid", "use", "alg", "n", "e"} == set(key)
         assert (key["kty"], key["use"], key["alg"]) == ("RSA", "sig", "RS256")
         assert len(base64.urlsafe_b64decode(key["n"] + "==")) * 8 >= 2048
+
+
+async def test_the_plain_asgi_key_set_answers_as_the_fastapi_route(auth: AuthHarness) -> None:
+    """auth.hot serves the key set before FastAPI (a `common.hot.HotRoute`): the same status,
+    body bytes and headers as the FastAPI route; other methods on the path go on to FastAPI."""
+    path = "/.well-known/jwks.json"
+    assert path in [m.kwargs["path"] for m in auth.app.user_middleware if m.cls is HotRoute]  # type: ignore[comparison-overlap]
+    transport = httpx.ASGITransport(app=without_hot_routes(auth.app))
+    async with httpx.AsyncClient(transport=transport, base_url="http://auth.test") as plain:
+        for method in ("GET", "POST", "HEAD"):
+            headers = {"X-Request-ID": f"same-{method}"}  # the one header that would differ
+            hot = await auth.client.request(method, path, headers=headers)
+            route = await plain.request(method, path, headers=headers)
+            assert (hot.status_code, hot.content) == (route.status_code, route.content)
+            assert hot.headers.multi_items() == route.headers.multi_items()
+            assert hot.status_code == (200 if method == "GET" else 405)
 
 
 async def test_discovery_document(auth: AuthHarness) -> None:

@@ -26,6 +26,7 @@ from auth.clients.router import router as clients_router
 from auth.clients.service import BUILT_IN_CLIENTS, seed_clients_once
 from auth.clock import Clock, system_clock
 from auth.events.handler import consume_user_events, user_event_handler
+from auth.hot import hot_routes
 from auth.internal.router import router as internal_router
 from auth.keys.maintenance import maintain_keys
 from auth.keys.router import router as jwks_router
@@ -35,7 +36,6 @@ from auth.mfa.router import router as mfa_router
 from auth.models import OutboxEvent
 from auth.oauth.discovery import router as discovery_router
 from auth.oauth.errors import OAuthError, oauth_error_handler
-from auth.oauth.hot import introspection_route
 from auth.oauth.introspection import router as introspection_router
 from auth.oauth.router import router as oauth_router
 from auth.oauth.token_status import TokenInspector
@@ -214,7 +214,7 @@ def create_app(
     app.add_exception_handler(OAuthError, oauth_error_handler)
     app.router.routes.append(kit.stylesheet_route())
     app.router.routes.append(PAGE_SCRIPT.route())
-    # Innermost (appended, where add_middleware would put it outermost): introspection in plain
-    # ASGI behind the request id, metrics and tracing layers (auth.oauth.hot).
-    app.user_middleware.append(introspection_route())
+    # Innermost (appended, where add_middleware would put them outermost): introspection and the
+    # key set in plain ASGI behind the request id, metrics and tracing layers (auth.hot).
+    app.user_middleware.extend(hot_routes())
     return app
