@@ -218,8 +218,8 @@ async def test_requests_queued_behind_a_stuck_connection_attempt_fail_together(
 
 async def test_replies_split_anywhere_across_reads_resolve_in_order() -> None:
     pipe = PipelinedRedis(REDIS_URL)
-    protocol = _Protocol(pipe)
     loop = asyncio.get_running_loop()
+    protocol = _Protocol(pipe, loop)
     replies = b"*4\r\n:1\r\n:0\r\n:0\r\n:-1\r\n+OK\r\n$5\r\nhello\r\n*2\r\n:2\r\n$1\r\nx\r\n"
     expected: list[object] = [[1, 0, 0, -1], b"OK", b"hello", [2, b"x"]]
     for step in (1, 2, 3, 5, 7, len(replies)):

@@ -230,6 +230,54 @@ async def test_silence_is_a_timeout_and_the_connection_is_dropped() -> None:
         assert client.count == 0
 
 
+async def test_each_exchange_is_timed_from_its_own_last_sign_of_life() -> None:
+    """The pool times every exchange under way (one timer for them all): exchanges begun at
+    different moments time out each read_timeout after its own start, an answered one never,
+    and one begun after the others' timeout is timed anew."""
+    answered = 0
+
+    async def some_silent(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        nonlocal answered
+        while True:
+            request = await reader.readuntil(b"\r\n\r\n")
+            if b"/answer" in request:
+                answered += 1
+                writer.write(OK)
+                await writer.drain()
+            else:
+                await asyncio.sleep(5)
+
+    async with RawUpstream(some_silent) as upstream:
+        client = pool(upstream.url, read_timeout=0.4)
+
+        async def timed_out_after(delay: float) -> float:
+            await asyncio.sleep(delay)
+            started = time.monotonic()
+            with pytest.raises(TimeoutError):
+                await client.request("GET", b"/silent", b"", None)
+            return time.monotonic() - started
+
+        async def answered_after(delay: float) -> tuple[int, bytes]:
+            await asyncio.sleep(delay)
+            return await fetch(client, target=b"/answer")
+
+        first, second, ok, ok_later = await asyncio.gather(
+            timed_out_after(0.0),
+            timed_out_after(0.2),
+            answered_after(0.1),
+            answered_after(0.3),
+        )
+        for waited in (first, second):
+            assert 0.35 < waited < 1.0
+        assert ok == ok_later == (200, b"ok")
+        assert answered == 2
+        # Begun after the others timed out: the timer is set again for it.
+        assert 0.35 < await timed_out_after(0.0) < 1.0
+        assert await fetch(client, target=b"/answer") == (200, b"ok")
+        assert not client.timed  # nothing under way is left timed
+        client.close()
+
+
 async def test_the_pool_limit_makes_requests_wait_within_the_connect_timeout() -> None:
     release = asyncio.Event()
 

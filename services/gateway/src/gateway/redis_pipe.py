@@ -57,8 +57,11 @@ def pack_command(*parts: bytes | str | int) -> bytes:
 
 
 class _Protocol(asyncio.Protocol):
-    def __init__(self, pipe: PipelinedRedis) -> None:
+    def __init__(self, pipe: PipelinedRedis, loop: asyncio.AbstractEventLoop) -> None:
         self.pipe = pipe
+        # The connection's loop, kept: `asyncio.get_running_loop()` costs a getpid system call
+        # (CPython 3.11 checks for a fork), once per request on the hot path.
+        self.loop = loop
         self.reader = reply_reader()
         self.transport: asyncio.Transport | None = None
         # Commands made in this turn of the loop, written together by `PipelinedRedis._flush`.
@@ -124,7 +127,7 @@ class PipelinedRedis:
         return await self._send(protocol, command)
 
     def _send(self, protocol: _Protocol, command: bytes) -> asyncio.Future[Reply]:
-        loop = asyncio.get_running_loop()
+        loop = protocol.loop
         future: asyncio.Future[Reply] = loop.create_future()
         due = loop.time() + self.timeout
         self.waiting.append((future, due))
@@ -186,7 +189,7 @@ class PipelinedRedis:
         try:
             async with asyncio.timeout(self.timeout):
                 _, protocol = await loop.create_connection(
-                    lambda: _Protocol(self), self.host, self.port
+                    lambda: _Protocol(self, loop), self.host, self.port
                 )
         except TimeoutError as exc:
             raise RedisTimeoutError("connecting to redis timed out") from exc

@@ -117,7 +117,6 @@ class Connection(asyncio.Protocol):
         self.write_paused = False
         self.drained: asyncio.Future[None] | None = None
         self.read_paused = False
-        self.timer: asyncio.TimerHandle | None = None
         self.active_at = 0.0
 
     @property
@@ -138,9 +137,9 @@ class Connection(asyncio.Protocol):
         try:
             self.parser.feed_data(data)
         except httptools.HttpParserError as exc:
-            self._fail(UpstreamProtocolError(f"malformed answer: {exc}"))
+            self.fail(UpstreamProtocolError(f"malformed answer: {exc}"))
         except httptools.HttpParserUpgrade:
-            self._fail(UpstreamProtocolError("the upstream switched protocols"))
+            self.fail(UpstreamProtocolError("the upstream switched protocols"))
 
     def eof_received(self) -> bool | None:
         return None  # close the transport: connection_lost follows
@@ -156,7 +155,7 @@ class Connection(asyncio.Protocol):
             self._wake()
             return
         started = phase is Phase.RECEIVING
-        self._fail((UpstreamBroken if started else UpstreamError)("the upstream closed"))
+        self.fail((UpstreamBroken if started else UpstreamError)("the upstream closed"))
 
     def pause_writing(self) -> None:
         self.write_paused = True
@@ -222,7 +221,7 @@ class Connection(asyncio.Protocol):
         if self.waiter is not None and not self.waiter.done():
             self.waiter.set_result(None)
 
-    def _fail(self, error: BaseException) -> None:
+    def fail(self, error: BaseException) -> None:
         if self.error is None:
             self.error = error
         if self.phase is not Phase.COMPLETE:
@@ -237,27 +236,10 @@ class Connection(asyncio.Protocol):
             self.closed = True
             self.transport.abort()
 
-    def _check_silence(self) -> None:
-        """The read timeout: fires `read_timeout` after the last sign of life."""
-        self.timer = None
-        if self.phase not in _TIMED:
-            if self.phase is not Phase.AWAITING_CLIENT:
-                return  # over
-            # The client's next chunk is awaited: the upstream owes nothing (the client's pace
-            # is the proxy's to limit); its silence counts from when the chunk comes.
-            self.active_at = self.loop.time()
-        limit = self.upstream.read_timeout
-        quiet = self.loop.time() - self.active_at
-        if quiet >= limit:
-            self._fail(TimeoutError("the upstream did not answer in time"))
-        else:
-            self.timer = self.loop.call_at(self.active_at + limit, self._check_silence)
-
     def _arm(self) -> None:
+        """Time the upstream's silence from now on (the pool's one timer, `Upstream._watch`)."""
         self.active_at = self.loop.time()
-        self.timer = self.loop.call_at(
-            self.active_at + self.upstream.read_timeout, self._check_silence
-        )
+        self.upstream.time_silence(self)
 
     async def _drain(self) -> None:
         if self.write_paused and not self.closed:
@@ -369,9 +351,7 @@ class Connection(asyncio.Protocol):
         """The exchange is over: the connection goes back to the pool, or is closed."""
         complete = self.phase is Phase.COMPLETE
         self.phase = Phase.IDLE
-        if self.timer is not None:
-            self.timer.cancel()
-            self.timer = None
+        self.upstream.timed.discard(self)
         ready = self.head_ready
         if ready is not None and ready.done() and not ready.cancelled():
             ready.exception()  # a failure that arrived while nobody awaited it is not logged
@@ -420,6 +400,10 @@ class Upstream:
         self.idle: list[Connection] = []  # most recently used last
         self.count = 0  # connections open or opening
         self.waiters: deque[asyncio.Future[Connection | None]] = deque()
+        # Connections whose exchange is under way, their silence timed by one timer for them
+        # all (not one per exchange): it is due at the earliest deadline among them.
+        self.timed: set[Connection] = set()
+        self._watchdog: asyncio.TimerHandle | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
 
     @property
@@ -427,6 +411,41 @@ class Upstream:
         if self._loop is None:
             self._loop = asyncio.get_running_loop()
         return self._loop
+
+    def time_silence(self, connection: Connection) -> None:
+        """Time `connection`'s silence (its `active_at` is now). Every connection has the same
+        read timeout and its deadline only moves later, so a timer already set is due no later
+        than this one's deadline: the one timer stays the earliest."""
+        self.timed.add(connection)
+        if self._watchdog is None:
+            self._watchdog = self.loop.call_at(
+                connection.active_at + self.read_timeout, self._watch
+            )
+
+    def _watch(self) -> None:
+        """The read timeout: fails each timed connection `read_timeout` after its last sign of
+        life, then is set again for the earliest deadline left."""
+        self._watchdog = None
+        now = self.loop.time()
+        limit = self.read_timeout
+        due: float | None = None
+        for connection in list(self.timed):
+            phase = connection.phase
+            if phase not in _TIMED:
+                if phase is not Phase.AWAITING_CLIENT:
+                    self.timed.discard(connection)  # over
+                    continue
+                # The client's next chunk is awaited: the upstream owes nothing (the client's
+                # pace is the proxy's to limit); its silence counts from when the chunk comes.
+                connection.active_at = now
+            deadline = connection.active_at + limit
+            if now >= deadline:
+                self.timed.discard(connection)
+                connection.fail(TimeoutError("the upstream did not answer in time"))
+            elif due is None or deadline < due:
+                due = deadline
+        if due is not None:
+            self._watchdog = self.loop.call_at(due, self._watch)
 
     async def request(
         self,
@@ -577,6 +596,9 @@ class Upstream:
                 return
 
     def close(self) -> None:
+        if self._watchdog is not None:
+            self._watchdog.cancel()
+            self._watchdog = None
         for connection in self.idle:
             connection.abort()
         self.idle.clear()
