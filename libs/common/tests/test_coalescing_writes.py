@@ -3,10 +3,15 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 from typing import Any
 
-from common.serve import CoalescingHttpTools, CoalescingTransport, server_for
+import pytest
+from common.serve import CoalescingHttpTools, CoalescingTransport, LeanCycle, server_for
+from common.testing import free_port
 from fastapi import FastAPI
+from uvicorn.protocols.http.flow_control import FlowControl
+from uvicorn.protocols.http.httptools_impl import RequestResponseCycle
 
 
 class Recorded:
@@ -57,3 +62,107 @@ async def test_a_close_sends_what_was_written_first() -> None:
 def test_services_are_served_on_it() -> None:
     """(The graceful-shutdown tests answer real requests through it.)"""
     assert server_for(FastAPI(), "127.0.0.1", 0).config.http is CoalescingHttpTools
+
+
+HEADS: list[tuple[str, int, list[tuple[bytes, bytes]], bool]] = [
+    ("GET", 200, [(b"content-type", b"application/json"), (b"content-length", b"2")], True),
+    ("GET", 200, [(b"Content-Length", b"2"), (b"X-Thing", b"a\tb"), (b"vary", b"Origin")], True),
+    ("GET", 200, [(b"transfer-encoding", b"chunked")], True),
+    ("GET", 200, [(b"x-a", b"1")], True),  # no framing: chunked added
+    ("HEAD", 200, [(b"x-a", b"1")], True),
+    ("GET", 204, [], True),
+    ("GET", 304, [(b"etag", b'"x"')], True),
+    ("GET", 200, [(b"content-length", b"0"), (b"connection", b"keep-alive, Close")], True),
+    ("GET", 200, [(b"content-length", b"0")], False),  # HTTP/1.0 or a closing request
+    ("GET", 200, [(b"content-length", b"1"), (b"content-length", b"2")], True),
+]
+BAD_HEADS = [
+    [(b"x-ok", b"1"), (b"bad name", b"1")],
+    [(b"x-ok", b"1"), (b"x-bad", b"line\r\nbreak")],
+    [(b"x-bad", b"nul\x00")],
+    [(b"x:bad", b"1")],
+]
+
+
+def cycle_of(
+    cls: type[RequestResponseCycle], method: str, keep_alive: bool
+) -> tuple[RequestResponseCycle, Recorded]:
+    transport = Recorded()
+    scope: Any = {"method": method, "http_version": "1.1", "path": "/", "query_string": b""}
+    cycle = cls(
+        scope=scope,
+        transport=transport,  # type: ignore[arg-type]
+        flow=FlowControl(transport),  # type: ignore[arg-type]
+        logger=logging.getLogger("test"),
+        access_logger=logging.getLogger("test.access"),
+        access_log=False,
+        default_headers=[(b"server", b"t")],
+        message_event=asyncio.Event(),
+        expect_100_continue=False,
+        keep_alive=keep_alive,
+        on_response=lambda: None,
+    )
+    return cycle, transport
+
+
+async def test_the_lean_cycle_writes_uvicorns_head_and_refuses_what_it_refuses() -> None:
+    """common.serve.LeanCycle checks a head's names and values at once: the same bytes out,
+    the same framing state, the same error for a bad name or value."""
+    for method, status, headers, keep_alive in HEADS:
+        written = []
+        for cls in (RequestResponseCycle, LeanCycle):
+            cycle, transport = cycle_of(cls, method, keep_alive)
+            start: Any = {"type": "http.response.start", "status": status, "headers": headers}
+            await cycle.send(start)
+            state = (cycle.keep_alive, cycle.chunked_encoding, cycle.expected_content_length)
+            written.append((transport.writes, state))
+        assert written[0] == written[1], headers
+    for headers in BAD_HEADS:
+        errors = []
+        for cls in (RequestResponseCycle, LeanCycle):
+            cycle, transport = cycle_of(cls, "GET", True)
+            start = {"type": "http.response.start", "status": 200, "headers": headers}
+            with pytest.raises(RuntimeError) as raised:
+                await cycle.send(start)
+            errors.append((str(raised.value), transport.writes))
+        assert errors[0] == errors[1], headers
+
+
+async def test_services_answer_through_the_lean_cycle(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A whole exchange through server_for's protocol: head and body as uvicorn writes them,
+    sent by LeanCycle."""
+    sent: list[str] = []
+    lean_send = LeanCycle.send
+
+    async def recorded(self: LeanCycle, message: Any) -> None:
+        sent.append(message["type"])
+        await lean_send(self, message)
+
+    monkeypatch.setattr(LeanCycle, "send", recorded)
+    app = FastAPI()
+
+    @app.get("/ping")
+    async def ping() -> dict[str, str]:
+        return {"ping": "pong"}
+
+    port = free_port()
+    server = server_for(app, "127.0.0.1", port)
+    server.config.lifespan = "off"
+    serving = asyncio.create_task(server.serve())
+    try:
+        for _ in range(1000):
+            if server.started:
+                break
+            await asyncio.sleep(0.01)
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        writer.write(b"GET /ping HTTP/1.1\r\nhost: t\r\n\r\n")
+        answer = await reader.readuntil(b'pong"}')
+        assert answer == (
+            b"HTTP/1.1 200 OK\r\ncontent-length: 15\r\ncontent-type: application/json\r\n"
+            b'\r\n{"ping":"pong"}'
+        )
+        assert sent == ["http.response.start", "http.response.body"]
+        writer.close()
+    finally:
+        server.should_exit = True
+        await serving
