@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
+from contextlib import asynccontextmanager
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Annotated, Any
 
@@ -262,8 +263,11 @@ class CommitThenAnswer(Exception):
         self.error = error
 
 
-async def get_db(request: Request) -> AsyncIterator[AsyncSession]:
-    database = required(runtime_of(request.app).database, "database")
+@asynccontextmanager
+async def request_transaction(database: Database) -> AsyncIterator[AsyncSession]:
+    """The request's transaction as `get_db` runs it (committed, or committed before the
+    `CommitThenAnswer` error goes on, or rolled back), for a route outside FastAPI's dependencies
+    (`common.hot`)."""
     async with database.sessionmaker() as db:
         try:
             yield db
@@ -278,6 +282,11 @@ async def get_db(request: Request) -> AsyncIterator[AsyncSession]:
         else:
             await db.commit()
             await run_after_commit(db)
+
+
+async def get_db(request: Request) -> AsyncIterator[AsyncSession]:
+    async with request_transaction(required(runtime_of(request.app).database, "database")) as db:
+        yield db
 
 
 DbDep = Annotated[AsyncSession, Depends(get_db, scope="function")]

@@ -8,7 +8,9 @@ of FastAPI's exception middleware and router. For its one method and path it cal
 which runs the route's own code (its checks, its queries) and returns the response the route
 returns; an `AppError` is rendered as the error handlers render it (`AppError.to_response`), and
 anything else goes on to the outer error handling as from any route. Every other request goes on
-to FastAPI untouched. The route stays declared in FastAPI for the OpenAPI document, and a test
+to FastAPI untouched, and so does one whose `answer` returns None (a request it leaves to
+FastAPI's own handling, e.g. a body that does not validate): FastAPI then reads the body
+`answer` read, as it came. The route stays declared in FastAPI for the OpenAPI document, and a test
 per hot route pins that both answer alike.
 """
 
@@ -19,11 +21,11 @@ from collections.abc import Awaitable, Callable
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import BaseRoute
-from starlette.types import ASGIApp, Receive, Scope, Send
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from common.errors import AppError
 
-Answer = Callable[[Request], Awaitable[Response]]
+Answer = Callable[[Request], Awaitable[Response | None]]
 
 
 class HotRoute:
@@ -46,4 +48,21 @@ class HotRoute:
             response = await self.answer(request)
         except AppError as error:
             response = error.to_response(instance=request.url.path)
+        if response is None:
+            await self.app(scope, _replaying(await request.body(), receive), send)
+            return
         await response(scope, receive, send)
+
+
+def _replaying(body: bytes, receive: Receive) -> Receive:
+    """`receive` for an app after `body` was read from it: the body once, then `receive`'s."""
+    sent = False
+
+    async def replay() -> Message:
+        nonlocal sent
+        if sent:
+            return await receive()
+        sent = True
+        return {"type": "http.request", "body": body, "more_body": False}
+
+    return replay

@@ -1,5 +1,6 @@
 """auth's hottest routes answered in plain ASGI (`common.hot`): `POST /internal/v1/introspect`
-(every service's token check) and `GET /.well-known/jwks.json` (every verifier's key set). Each
+(every service's token check), `GET /.well-known/jwks.json` (every verifier's key set) and
+`POST /api/v1/auth/refresh` (every client's, every few minutes: `auth.sessions.hot`). Each
 runs the route's own endpoint, called as FastAPI calls it (introspection's one dependency, the
 database, is the app's), so the answer is the route's."""
 
@@ -18,6 +19,7 @@ from starlette.routing import BaseRoute
 
 from auth.keys import router as keys
 from auth.oauth import introspection
+from auth.sessions import hot as sessions
 
 INTROSPECT_PATH = "/internal/v1/introspect"
 JWKS_PATH = "/.well-known/jwks.json"
@@ -44,4 +46,5 @@ def hot_routes() -> list[Middleware]:
             answer_introspection,
         ),
         _hot("GET", JWKS_PATH, _route_of(keys.router, keys.jwks), keys.jwks),
+        _hot("POST", sessions.REFRESH_PATH, sessions.ROUTE, sessions.answer_refresh),
     ]
