@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from typing import Any
 
 import pytest
@@ -163,6 +164,66 @@ async def test_services_answer_through_the_lean_cycle(monkeypatch: pytest.Monkey
         )
         assert sent == ["http.response.start", "http.response.body"]
         writer.close()
+    finally:
+        server.should_exit = True
+        await serving
+
+
+async def test_idle_connections_are_closed_after_the_keep_alive_and_busy_ones_are_not() -> None:
+    """One timer for a server's idle connections (common.serve.KeepAliveWatch): each closes
+    its keep-alive timeout after its last answer, not before; one still asking stays open."""
+    app = FastAPI()
+
+    @app.get("/ping")
+    async def ping() -> dict[str, str]:
+        return {"ping": "pong"}
+
+    port = free_port()
+    server = server_for(app, "127.0.0.1", port)
+    server.config.timeout_keep_alive = 0.4  # type: ignore[assignment]  # seconds: any number
+    server.config.lifespan = "off"
+    serving = asyncio.create_task(server.serve())
+    request = b"GET /ping HTTP/1.1\r\nhost: t\r\n\r\n"
+    try:
+        for _ in range(1000):  # up to 10 s
+            if server.started:
+                break
+            await asyncio.sleep(0.01)
+        assert server.started
+
+        async def answered(writer: asyncio.StreamWriter, reader: asyncio.StreamReader) -> None:
+            writer.write(request)
+            head = await reader.readuntil(b"\r\n\r\n")
+            assert head.startswith(b"HTTP/1.1 200 OK")
+            await reader.readexactly(int(head.lower().split(b"content-length: ")[1][:2]))
+
+        async def closed_after(delay: float) -> float:
+            await asyncio.sleep(delay)
+            reader, writer = await asyncio.open_connection("127.0.0.1", port)
+            await answered(writer, reader)
+            idle_from = time.monotonic()
+            assert await reader.read(1) == b""  # the server closes it
+            writer.close()
+            return time.monotonic() - idle_from
+
+        async def asking() -> bool:
+            reader, writer = await asyncio.open_connection("127.0.0.1", port)
+            for _ in range(8):  # 1.2 s in all, never 0.4 s idle
+                await answered(writer, reader)
+                await asyncio.sleep(0.15)
+            await answered(writer, reader)
+            writer.close()
+            return True
+
+        async with asyncio.timeout(10):
+            first, second, third, steady = await asyncio.gather(
+                closed_after(0.0), closed_after(0.1), closed_after(0.25), asking()
+            )
+        for idle in (first, second, third):
+            assert 0.35 < idle < 1.0
+        assert steady
+        # After all were closed: a new connection is timed anew.
+        assert 0.35 < await closed_after(0.0) < 1.0
     finally:
         server.should_exit = True
         await serving

@@ -7,13 +7,16 @@ and runs the lifespan shutdown that closes pools and consumers.
 uvicorn writes a response's head and its body as two writes (two send syscalls, the socket being
 idle); `CoalescingHttpTools` hands its protocol a transport that joins the writes made in one turn
 of the event loop, so a whole small answer leaves in one; `LeanCycle` checks an answer's head
-for forbidden bytes in one pass over its names and one over its values.
+for forbidden bytes in one pass over its names and one over its values. The keep-alive of a
+server's idle connections is timed by one timer (`KeepAliveWatch`), where uvicorn sets a timer
+after every answer and cancels it at the next request: the same timeout, closed at the same time.
 """
 
 from __future__ import annotations
 
 import asyncio
 import os
+import weakref
 from types import FrameType
 from typing import Any
 
@@ -28,6 +31,7 @@ from uvicorn.protocols.http.httptools_impl import (
     RequestResponseCycle,
 )
 from uvicorn.protocols.utils import get_client_addr, get_path_with_query_string
+from uvicorn.server import ServerState
 
 from common.state import runtime_of
 
@@ -59,6 +63,44 @@ class CoalescingTransport:
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self._transport, name)
+
+
+class KeepAliveWatch:
+    """The keep-alive timeout of a server's idle connections, with one timer for them all.
+
+    A connection is watched from the end of an answer until its next request (or its end). All
+    share one timeout, so they are due in the order they were watched (a dict keeps that order):
+    the one timer is due when the first is, and closes every connection due by then."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop, timeout: float) -> None:
+        self.loop = loop
+        self.timeout = timeout
+        self.idle: dict[CoalescingHttpTools, float] = {}  # → when it is due, earliest first
+        self._timer: asyncio.TimerHandle | None = None
+
+    def watch(self, protocol: CoalescingHttpTools) -> None:
+        self.idle.pop(protocol, None)
+        due = self.loop.time() + self.timeout
+        self.idle[protocol] = due
+        if self._timer is None:
+            self._timer = self.loop.call_at(due, self._expire)
+
+    def forget(self, protocol: CoalescingHttpTools) -> None:
+        self.idle.pop(protocol, None)
+
+    def _expire(self) -> None:
+        self._timer = None
+        now = self.loop.time()
+        while self.idle:
+            protocol, due = next(iter(self.idle.items()))
+            if due > now:
+                self._timer = self.loop.call_at(due, self._expire)
+                return
+            del self.idle[protocol]
+            protocol.timeout_keep_alive_handler()
+
+
+_KEEP_ALIVE: weakref.WeakKeyDictionary[ServerState, KeepAliveWatch] = weakref.WeakKeyDictionary()
 
 
 # The bytes uvicorn refuses in a header name and in a value, taken from its own patterns.
@@ -134,15 +176,41 @@ class LeanCycle(RequestResponseCycle):
 
 class CoalescingHttpTools(HttpToolsProtocol):
     """uvicorn's httptools protocol on a `CoalescingTransport`, its answers' heads written by
-    `LeanCycle`."""
+    `LeanCycle`, its keep-alive timed by its server's `KeepAliveWatch`."""
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         coalescing: Any = CoalescingTransport(transport, self.loop)
         super().connection_made(coalescing)
+        watch = _KEEP_ALIVE.get(self.server_state)
+        if watch is None or watch.loop is not self.loop:
+            watch = _KEEP_ALIVE[self.server_state] = KeepAliveWatch(
+                self.loop, self.timeout_keep_alive
+            )
+        self.keep_alive_watch = watch
 
     def _start_asgi_task(self, cycle: RequestResponseCycle, app: ASGI3Application) -> None:
         cycle.__class__ = LeanCycle  # uvicorn's cycle, its `send` LeanCycle's (no other state)
         super()._start_asgi_task(cycle, app)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        super().connection_lost(exc)
+        self.keep_alive_watch.forget(self)
+
+    def _unset_keepalive_if_required(self) -> None:
+        self.keep_alive_watch.forget(self)
+
+    def on_response_complete(self) -> None:
+        """uvicorn's, but for the keep-alive timer: the watch's."""
+        self.server_state.total_requests += 1
+        if self.transport.is_closing():
+            return
+        self._unset_keepalive_if_required()
+        self.flow.resume_reading()
+        if self.pipeline:  # pipelined requests: the next one starts
+            cycle, app = self.pipeline.pop()
+            self._start_asgi_task(cycle, app)
+        else:
+            self.keep_alive_watch.watch(self)
 
 
 class DrainingServer(uvicorn.Server):
