@@ -39,9 +39,36 @@ class RefreshedSession:
     scope: str | None
 
 
+# A refresh's statements, built once: each execution reuses the statement's compiled form and
+# cache key instead of building and hashing a new statement.
 REFRESHED_SESSION = select(
     *(SESSIONS.c[name] for name in RefreshedSession.__dataclass_fields__)
 ).where(SESSIONS.c.id == bindparam("session_id"))
+CLAIM_REFRESH_TOKEN = (
+    update(REFRESH_TOKENS)
+    .where(
+        REFRESH_TOKENS.c.token_hash == bindparam("hash"),
+        REFRESH_TOKENS.c.used_at.is_(None),
+        REFRESH_TOKENS.c.revoked_at.is_(None),
+    )
+    .values(used_at=bindparam("now"))
+    .returning(REFRESH_TOKENS.c.session_id, REFRESH_TOKENS.c.idle_expires_at)
+)
+TOUCH_SESSION = (
+    update(SESSIONS)
+    .where(SESSIONS.c.id == bindparam("session"))
+    .values(
+        last_used_at=bindparam("now"),
+        client_ip=bindparam("ip"),
+        user_agent=bindparam("agent"),
+    )
+)
+ADD_REFRESH_TOKEN = insert(REFRESH_TOKENS).values(
+    token_hash=bindparam("hash"),
+    session_id=bindparam("session"),
+    created_at=bindparam("now"),
+    idle_expires_at=bindparam("idle_end"),
+)
 
 
 async def add_session(db: AsyncSession, login_session: LoginSession) -> None:
@@ -58,12 +85,8 @@ async def add_refresh_token(
 ) -> None:
     """One Core INSERT, in the request's transaction (nothing for the ORM to flush)."""
     await db.execute(
-        insert(REFRESH_TOKENS).values(
-            token_hash=token_hash,
-            session_id=session_id,
-            created_at=now,
-            idle_expires_at=idle_expires_at,
-        )
+        ADD_REFRESH_TOKEN,
+        {"hash": token_hash, "session": session_id, "now": now, "idle_end": idle_expires_at},
     )
 
 
@@ -71,16 +94,7 @@ async def claim_refresh_token(
     db: AsyncSession, token_hash: str, now: datetime
 ) -> ClaimedRefreshToken | None:
     """Mark the token used, atomically: of concurrent claims exactly one gets a row back."""
-    result = await db.execute(
-        update(REFRESH_TOKENS)
-        .where(
-            REFRESH_TOKENS.c.token_hash == token_hash,
-            REFRESH_TOKENS.c.used_at.is_(None),
-            REFRESH_TOKENS.c.revoked_at.is_(None),
-        )
-        .values(used_at=now)
-        .returning(REFRESH_TOKENS.c.session_id, REFRESH_TOKENS.c.idle_expires_at)
-    )
+    result = await db.execute(CLAIM_REFRESH_TOKEN, {"hash": token_hash, "now": now})
     row = result.one_or_none()
     return None if row is None else ClaimedRefreshToken(row[0], row[1])
 
@@ -135,9 +149,8 @@ async def touch_session(
 ) -> None:
     """A refresh: the session was used now, from there (what its owner's list shows)."""
     await db.execute(
-        update(SESSIONS)
-        .where(SESSIONS.c.id == session_id)
-        .values(last_used_at=now, client_ip=client_ip, user_agent=user_agent)
+        TOUCH_SESSION,
+        {"session": session_id, "now": now, "ip": client_ip, "agent": user_agent},
     )
 
 
