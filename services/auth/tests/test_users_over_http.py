@@ -146,8 +146,9 @@ async def test_users_silent_past_the_timeout_is_503(wired: AuthHarness) -> None:
     """users accepts the connection and never answers: 503 once the read limit passes."""
 
     async def silent(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        await reader.read(65536)
-        await asyncio.sleep(30)
+        await reader.read(65536)  # the request
+        await reader.read()  # nothing said until auth closes the connection
+        writer.close()
 
     server = await asyncio.start_server(silent, "127.0.0.1", 0)
     port = server.sockets[0].getsockname()[1]
@@ -163,6 +164,7 @@ async def test_users_silent_past_the_timeout_is_503(wired: AuthHarness) -> None:
         await users.http.aclose()
         users.http = served
         server.close()
+        await server.wait_closed()
     assert response.status_code == 503, response.text
     assert 0.3 <= waited < 3
     assert (await wired.refresh(pair["refresh_token"])).status_code == 200
