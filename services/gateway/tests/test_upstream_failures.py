@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import socket
 import time
+import uuid
 from collections.abc import AsyncIterator
 
 import httpx
@@ -82,17 +83,25 @@ async def test_login_bodies_are_bounded(gateway: httpx.AsyncClient) -> None:
 
 @pytest.fixture
 async def dropping() -> AsyncIterator[DroppingUpstream]:
-    upstream = DroppingUpstream(drops=1)
+    """Drops the first connection of this test's own request (`request_id`), whatever else
+    connects to its port."""
+    upstream = DroppingUpstream(drops=1, request_id=str(uuid.uuid4()))
     await upstream.start()
     yield upstream
     await upstream.stop()
+
+
+def request_of(dropping: DroppingUpstream, tokens: TokenFactory) -> dict[str, str]:
+    """A request's headers, with the request id the gateway passes on to `dropping`."""
+    assert dropping.request_id is not None
+    return {**bearer(tokens), "x-request-id": dropping.request_id}
 
 
 async def test_idempotent_requests_are_retried_once_on_connection_failure(
     make_gateway: GatewayFactory, tokens: TokenFactory, dropping: DroppingUpstream
 ) -> None:
     gateway = await make_gateway(users_url=dropping.url)
-    response = await gateway.get("/api/v1/users/me", headers=bearer(tokens))
+    response = await gateway.get("/api/v1/users/me", headers=request_of(dropping, tokens))
     assert response.status_code == 200
     assert response.json() == {"answered": True}
     assert dropping.connections == 2
@@ -104,7 +113,7 @@ async def test_other_methods_are_never_retried(
 ) -> None:
     gateway = await make_gateway(users_url=dropping.url)
     response = await gateway.request(
-        method, "/api/v1/users/me", headers=bearer(tokens), json={"full_name": "x"}
+        method, "/api/v1/users/me", headers=request_of(dropping, tokens), json={"full_name": "x"}
     )
     assert response.status_code == 503
     assert response.headers["content-type"].startswith("application/problem+json")

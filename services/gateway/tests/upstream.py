@@ -112,12 +112,21 @@ class Served:
 
 class DroppingUpstream:
     """A raw TCP upstream that closes its first `drops` connections without a word (a connection
-    failure the gateway may retry), then answers each request with 200 and closes."""
+    failure the gateway may retry), then answers each request with 200 and closes.
 
-    def __init__(self, drops: int) -> None:
+    With `request_id`, only connections whose request carries that X-Request-ID are the test's:
+    they are read, then dropped or answered, and counted in `connections`; any other connection
+    is closed unanswered and counted in `strangers` only. Its port is the machine's, picked
+    free a moment before: a client that was talking to whatever had it last (a breaker probe,
+    in this session or in another suite running beside it) may connect to it, and must not
+    spend a drop meant for the gateway under test."""
+
+    def __init__(self, drops: int, request_id: str | None = None) -> None:
         self.drops = drops
+        self.request_id = request_id
         self.port = free_port()
         self.connections = 0
+        self.strangers = 0
         self.answered = 0
         self.server: asyncio.Server | None = None
 
@@ -133,12 +142,31 @@ class DroppingUpstream:
             self.server.close()
             await self.server.wait_closed()
 
+    def _is_ours(self, head: bytes) -> bool:
+        for line in head.split(b"\r\n")[1:]:
+            name, _, value = line.partition(b":")
+            if name.strip().lower() == b"x-request-id":
+                return value.strip().decode("latin-1") == self.request_id
+        return False
+
     async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        self.connections += 1
         try:
+            head = b""
+            if self.request_id is not None:
+                try:
+                    async with asyncio.timeout(5):
+                        head = await reader.readuntil(b"\r\n\r\n")
+                except (TimeoutError, asyncio.IncompleteReadError, asyncio.LimitOverrunError):
+                    self.strangers += 1
+                    return
+                if not self._is_ours(head):
+                    self.strangers += 1
+                    return
+            self.connections += 1
             if self.connections <= self.drops:
                 return
-            head = await reader.readuntil(b"\r\n\r\n")
+            if not head:
+                head = await reader.readuntil(b"\r\n\r\n")
             length = 0
             for line in head.split(b"\r\n"):
                 name, _, value = line.partition(b":")
