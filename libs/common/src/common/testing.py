@@ -373,19 +373,45 @@ class SmtpSink:
         self.smtputf8 = smtputf8
         self.handler = SinkHandler()
         self._controller: Controller | None = None
+        self._sessions: list[Any] = []
 
     def start(self) -> None:
         from aiosmtpd.controller import Controller  # a dev dependency: imported only here
+        from aiosmtpd.smtp import SMTP
 
-        self._controller = Controller(
+        class RecordingController(Controller):
+            """Keeps every SMTP session it makes (one per connection), for `stop` to close."""
+
+            sessions: list[SMTP]
+
+            def factory(self) -> SMTP:
+                session: SMTP = super().factory()  # type: ignore[no-untyped-call]
+                self.sessions.append(session)
+                return session
+
+        controller = RecordingController(
             self.handler, hostname="127.0.0.1", port=self.port, enable_SMTPUTF8=self.smtputf8
         )
-        self._controller.start()
+        controller.sessions = []
+        self._sessions = controller.sessions
+        self._controller = controller
+        controller.start()
 
     def stop(self) -> None:
-        if self._controller is not None:
-            self._controller.stop()
-            self._controller = None
+        """Stop accepting, close every connection, then stop the server's loop.
+
+        aiosmtpd's own stop closes the listening socket with connections just accepted and
+        their transport not made yet: on Python 3.11 making it then fails (asyncio.Server
+        asserts it is open) and the accepted socket is never closed, but collected later in
+        whichever test runs then, as an unclosed socket (a ResourceWarning: an error here)."""
+        controller, self._controller = self._controller, None
+        if controller is None:
+            return
+        done = asyncio.run_coroutine_threadsafe(
+            _close_connections(controller.server, self._sessions), controller.loop
+        )
+        done.result(timeout=10)
+        controller.stop()
 
     def reset(self) -> None:
         self.handler.messages.clear()
@@ -394,6 +420,27 @@ class SmtpSink:
         self.handler.hold = None
         self.handler.recipient_refusals = 0
         self.handler.recipient_refusal = "550 5.1.1 no such mailbox"
+
+
+async def _close_connections(server: asyncio.AbstractServer | None, sessions: list[Any]) -> None:
+    """In the SMTP server's loop: no more accepting, every connection accepted so far made
+    and closed, every task over (within 5 s), and only then the listening socket closed."""
+    loop = asyncio.get_running_loop()
+    listening = list(getattr(server, "sockets", ()))
+    for listener in listening:
+        loop.remove_reader(listener.fileno())  # accept no more, the server still open
+    current = asyncio.current_task()
+    deadline = time.monotonic() + 5
+    while True:
+        for session in sessions:
+            if session.transport is not None:
+                session.transport.close()
+        if all(task is current for task in asyncio.all_tasks()) or time.monotonic() > deadline:
+            break
+        await asyncio.sleep(0.01)
+    if server is not None:
+        server.close()
+    await asyncio.sleep(0)  # the last connections' close callbacks
 
 
 @dataclass
