@@ -222,15 +222,22 @@ async def test_refresh_token_of_an_ended_session_is_inactive(
     assert await introspect_as_gateway(auth, pair["refresh_token"]) == {"active": False}
 
 
-async def test_refresh_token_is_inactive_once_its_session_row_is_revoked(
-    auth: AuthHarness, account: Account
+@pytest.mark.parametrize(
+    ("column", "seconds_from_now"),
+    [("revoked_at", 0), ("expires_at", -1)],
+    ids=["revoked", "ended"],
+)
+async def test_refresh_token_is_inactive_once_its_session_row_says_so(
+    auth: AuthHarness, account: Account, column: str, seconds_from_now: int
 ) -> None:
-    """The session's own mark counts, whatever marked the token (here nothing did)."""
+    """The session's own row counts (revoked, or past its end), whatever marked the token (here
+    nothing did)."""
     pair = await auth.login(account)
     sid = claims_of(pair["access_token"])["sid"]
+    moment = auth.clock() + timedelta(seconds=seconds_from_now)
     async with auth.state.db.sessionmaker() as db, db.begin():
         await db.execute(
-            update(LoginSession).where(LoginSession.id == sid).values(revoked_at=auth.clock())
+            update(LoginSession).where(LoginSession.id == sid).values({column: moment})
         )
     assert await introspect_as_gateway(auth, pair["refresh_token"]) == {"active": False}
 
@@ -242,20 +249,6 @@ async def test_refresh_token_past_its_idle_end_is_inactive(
     auth.clock.advance(seconds=auth.settings.refresh_idle_timeout - 5)
     assert (await introspect_as_gateway(auth, pair["refresh_token"]))["active"] is True
     auth.clock.advance(seconds=10)
-    assert await introspect_as_gateway(auth, pair["refresh_token"]) == {"active": False}
-
-
-async def test_refresh_token_past_its_session_end_is_inactive(
-    auth: AuthHarness, account: Account
-) -> None:
-    pair = await auth.login(account)
-    sid = claims_of(pair["access_token"])["sid"]
-    async with auth.state.db.sessionmaker() as db, db.begin():
-        await db.execute(
-            update(LoginSession)
-            .where(LoginSession.id == sid)
-            .values(expires_at=auth.clock() - timedelta(seconds=1))
-        )
     assert await introspect_as_gateway(auth, pair["refresh_token"]) == {"active": False}
 
 
