@@ -5,6 +5,8 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from typing import Any
 
 import pytest
@@ -129,6 +131,34 @@ async def test_the_lean_cycle_writes_uvicorns_head_and_refuses_what_it_refuses()
         assert errors[0] == errors[1], headers
 
 
+@asynccontextmanager
+async def serving_ping(keep_alive: float | None = None) -> AsyncIterator[int]:
+    """A `GET /ping` app served by `server_for` on a free loopback port (its port), started
+    (up to 10 s) and stopped around the block."""
+    app = FastAPI()
+
+    @app.get("/ping")
+    async def ping() -> dict[str, str]:
+        return {"ping": "pong"}
+
+    port = free_port()
+    server = server_for(app, "127.0.0.1", port)
+    if keep_alive is not None:
+        server.config.timeout_keep_alive = keep_alive  # type: ignore[assignment]  # any number
+    server.config.lifespan = "off"
+    serving = asyncio.create_task(server.serve())
+    try:
+        for _ in range(1000):
+            if server.started:
+                break
+            await asyncio.sleep(0.01)
+        assert server.started
+        yield port
+    finally:
+        server.should_exit = True
+        await serving
+
+
 async def test_services_answer_through_the_lean_cycle(monkeypatch: pytest.MonkeyPatch) -> None:
     """A whole exchange through server_for's protocol: head and body as uvicorn writes them,
     sent by LeanCycle."""
@@ -140,21 +170,7 @@ async def test_services_answer_through_the_lean_cycle(monkeypatch: pytest.Monkey
         await lean_send(self, message)
 
     monkeypatch.setattr(LeanCycle, "send", recorded)
-    app = FastAPI()
-
-    @app.get("/ping")
-    async def ping() -> dict[str, str]:
-        return {"ping": "pong"}
-
-    port = free_port()
-    server = server_for(app, "127.0.0.1", port)
-    server.config.lifespan = "off"
-    serving = asyncio.create_task(server.serve())
-    try:
-        for _ in range(1000):
-            if server.started:
-                break
-            await asyncio.sleep(0.01)
+    async with serving_ping() as port:
         reader, writer = await asyncio.open_connection("127.0.0.1", port)
         writer.write(b"GET /ping HTTP/1.1\r\nhost: t\r\n\r\n")
         answer = await reader.readuntil(b'pong"}')
@@ -164,32 +180,13 @@ async def test_services_answer_through_the_lean_cycle(monkeypatch: pytest.Monkey
         )
         assert sent == ["http.response.start", "http.response.body"]
         writer.close()
-    finally:
-        server.should_exit = True
-        await serving
 
 
 async def test_idle_connections_are_closed_after_the_keep_alive_and_busy_ones_are_not() -> None:
     """One timer for a server's idle connections (common.serve.KeepAliveWatch): each closes
     its keep-alive timeout after its last answer, not before; one still asking stays open."""
-    app = FastAPI()
-
-    @app.get("/ping")
-    async def ping() -> dict[str, str]:
-        return {"ping": "pong"}
-
-    port = free_port()
-    server = server_for(app, "127.0.0.1", port)
-    server.config.timeout_keep_alive = 0.4  # type: ignore[assignment]  # seconds: any number
-    server.config.lifespan = "off"
-    serving = asyncio.create_task(server.serve())
     request = b"GET /ping HTTP/1.1\r\nhost: t\r\n\r\n"
-    try:
-        for _ in range(1000):  # up to 10 s
-            if server.started:
-                break
-            await asyncio.sleep(0.01)
-        assert server.started
+    async with serving_ping(keep_alive=0.4) as port:  # seconds: any number
 
         async def answered(writer: asyncio.StreamWriter, reader: asyncio.StreamReader) -> None:
             writer.write(request)
@@ -224,6 +221,3 @@ async def test_idle_connections_are_closed_after_the_keep_alive_and_busy_ones_ar
         assert steady
         # After all were closed: a new connection is timed anew.
         assert 0.35 < await closed_after(0.0) < 1.0
-    finally:
-        server.should_exit = True
-        await serving
