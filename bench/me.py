@@ -1,7 +1,8 @@
 """`GET /api/v1/users/me` side by side: users directly, through the gateway, through nginx (a bare
-proxy) and HAProxy (the gateway's token checks done in C), and the floor (bench.floor: the same
-answer from a bare Starlette + asyncpg process). wrk on loopback, every target once per round,
-several rounds; the CPU time of each target's own processes (from /proc) per request."""
+proxy) and HAProxy (the gateway's token checks done in C), the floor (bench.floor: the same
+answer from a bare Starlette + asyncpg process) and the edge floor (bench.edge_floor: the
+gateway's checks in the least Python a proxy can have). wrk on loopback, every target once per
+round, several rounds; the CPU time of each target's own processes (from /proc) per request."""
 
 from __future__ import annotations
 
@@ -51,7 +52,7 @@ def measure(targets: list[Target], token: str, args: argparse.Namespace, summary
             target.loads.append(load)
             target.cpu.append(cpu)
             print(
-                f"round {round_ + 1} {target.name:8} {load.requests_per_second:7.0f} req/s  "
+                f"round {round_ + 1} {target.name:10} {load.requests_per_second:7.0f} req/s  "
                 f"p50 {load.p50_ms:6.2f} ms  p99 {load.p99_ms:6.2f} ms  "
                 f"non-2xx {load.non_2xx}  socket errors {load.socket_errors}  "
                 f"CPU {cpu:4.0f} µs/req"
@@ -64,8 +65,9 @@ def report(targets: list[Target], summary: Summary) -> None:
     errors: list[tuple[str, int]] = []
     print("-- medians (CPU: the target's own processes) --")
     for target in targets:
+        rate = statistics.median(x.requests_per_second for x in target.loads)
         print(
-            f"{target.name:8} {statistics.median(x.requests_per_second for x in target.loads):7.0f}"
+            f"{target.name:10} {rate:7.0f}"
             f" req/s  p50 {statistics.median(x.p50_ms for x in target.loads):6.2f} ms  "
             f"p99 {statistics.median(x.p99_ms for x in target.loads):6.2f} ms  "
             f"CPU {statistics.median(target.cpu):4.0f} µs/req"
@@ -131,5 +133,18 @@ def report(targets: list[Target], summary: Summary) -> None:
         )
         summary.add("/me floor CPU/req", f"{statistics.median(by_name['floor'].cpu):.0f} µs")
         summary.add("/me users CPU/req ÷ floor's", f"{cpu:.1f}x", "<= 2x", cpu <= 2)
+    if "edge-floor" in by_name and "gateway" in by_name:
+        cpu = _median_ratio(cpus("gateway", "edge-floor"))
+        floor_cpu = statistics.median(by_name["edge-floor"].cpu)
+        print(
+            f"gateway CPU/req as a multiple of the edge floor's (median of rounds): {cpu:.2f}x  "
+            f"(edge floor {floor_cpu:.0f} µs/req)"
+        )
+        summary.add("/me edge floor CPU/req", f"{floor_cpu:.0f} µs")
+        summary.add("/me gateway CPU/req ÷ edge floor's", f"{cpu:.2f}x")
+        if "haproxy" in by_name:
+            ratio = _median_ratio(cpus("edge-floor", "haproxy"))
+            print(f"edge floor CPU/req as a multiple of haproxy's (median of rounds): {ratio:.2f}x")
+            summary.add("/me edge floor CPU/req ÷ haproxy's", f"{ratio:.2f}x")
     for name, count in errors:
         summary.add(f"/me {name}: failed requests", str(count), "0", False)

@@ -4,7 +4,9 @@
    directly against users; through the gateway (every check on: signature, revocation, rate
    limit — the limit set high enough never to refuse); through nginx (a bare proxy) and through
    HAProxy doing the token checks itself (bench.proxies; it must first refuse forged tokens), as
-   reference lines; and the floor (bench.floor: the same answer from bare Starlette + asyncpg).
+   reference lines; the floor (bench.floor: the same answer from bare Starlette + asyncpg); and
+   the edge floor (bench.edge_floor: the gateway's token, revocation and limit checks and its
+   headers, in the least Python a proxy can have: no framework, one coroutine per request).
    Prints requests/s, p50/p99 latency and CPU time per request of each target's own processes
    (from /proc), and the ratios: gateway/direct req/s, the gateway's CPU per request against
    HAProxy's and nginx's, users' CPU per request against the floor's.
@@ -36,7 +38,7 @@ import redis
 import uvloop
 from common.testing import SmtpSink, free_port, fresh_database
 
-from bench import auth_routes, events, floor, me, proxies, proxy_clients
+from bench import auth_routes, edge_floor, events, floor, me, proxies, proxy_clients
 from bench.listener import Listener
 from bench.summary import Summary
 from tests.integration.platform import (
@@ -50,7 +52,7 @@ from tests.integration.platform import (
 REDIS_URL = "redis://127.0.0.1:6379/8"
 PASSWORD = "bench passphrase that is long enough"
 STARTUP_SECONDS = 240.0
-ME_TARGETS = ("direct", "gateway", "nginx", "haproxy", "floor")
+ME_TARGETS = ("direct", "gateway", "nginx", "haproxy", "floor", "edge-floor")
 
 
 def account() -> dict[str, str]:
@@ -85,6 +87,18 @@ def same_answer(users_url: str, floor_url: str, token: str) -> None:
     if users.json() != floor_answer.json() or floor_answer.status_code != 200:
         raise RuntimeError(f"the floor answers {floor_answer.text}, users {users.text}")
     print(f"the floor answers as users does: {floor_answer.text}")
+
+
+def same_header_names(gateway_url: str, floor_url: str, token: str) -> None:
+    """The edge floor must send what the gateway sends: the same header fields."""
+    headers = {"Authorization": f"Bearer {token}"}
+    gateway, floor_answer = (
+        httpx.get(url, headers=headers, timeout=10.0) for url in (gateway_url, floor_url)
+    )
+    names = [sorted(answer.headers.keys()) for answer in (gateway, floor_answer)]
+    if names[0] != names[1]:
+        raise RuntimeError(f"the edge floor sends {names[1]}, the gateway {names[0]}")
+    print(f"the edge floor sends the gateway's header fields: {', '.join(names[0])}")
 
 
 def measure_me(
@@ -144,6 +158,19 @@ def measure_me(
             started.append(floor_process)
             same_answer(platform.url("users") + me.PATH, floor_process.url + me.PATH, token)
             targets.append(me.Target("floor", floor_process.url + me.PATH, floor_process.pids))
+        if "edge-floor" in wanted:
+            edge = edge_floor.start(
+                platform.ports["users"],
+                REDIS_URL,
+                platform.url("auth"),
+                platform.env["ISSUER"],
+                platform.env["AUDIENCE"],
+                workdir,
+            )
+            started.append(edge)
+            same_answer(platform.url("gateway") + me.PATH, edge.url + me.PATH, token)
+            same_header_names(platform.url("gateway") + me.PATH, edge.url + me.PATH, token)
+            targets.append(me.Target("edge-floor", edge.url + me.PATH, edge.pids))
         me.measure(targets, token, args, summary)
     finally:
         for listener in started:

@@ -1,0 +1,274 @@
+"""The floor for the gateway's `GET /api/v1/users/me`: the least a Python edge can do for it.
+
+One uvloop process, no framework: an `asyncio.Protocol` server parsing with httptools (as uvicorn
+does), one coroutine per request doing the gateway's checks and nothing else, then relaying:
+- the bearer token through `common.tokens.TokenVerifier` with its verified-token cache (as the
+  gateway), against auth's JWKS;
+- the gateway's own Lua script (`gateway.guard.SCRIPT`: the general limit counted, the session's
+  and the user's revocation markers and the epoch read) with the same keys, run by the same
+  pipelined RESP client (`gateway.redis_pipe`, `gateway.redis_script`): one Redis round trip;
+- the request sent to users over a keep-alive connection (hop-by-hop fields dropped,
+  X-Forwarded-For/-Proto/-Host and X-Request-ID added), its answer parsed by httptools and
+  written back with the security, rate-limit and request-id headers, in one write.
+
+No body handling (GET only), no timeouts, no circuit breaker, no metrics, no CORS, no page
+routes, no error pages beyond a bare 401/503/502: what is left is the Python a proxy with the
+gateway's checks cannot avoid. The bench prints the gateway's CPU per request beside this one's.
+
+Run (the bench does): `python -m bench.edge_floor` with EDGE_FLOOR_PORT, UPSTREAM_PORT,
+REDIS_URL, JWKS_URL, ISSUER and AUDIENCE.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import sys
+import time
+import uuid
+from collections import deque
+from http import HTTPStatus
+from pathlib import Path
+
+import httptools
+import uvloop
+from common.revocation import EPOCH_KEY, session_key, user_key
+from common.testing import free_port
+from common.tokens import InvalidToken, JwksCache, TokenVerifier, http_jwks_fetcher
+from gateway.guard import SCRIPT
+from gateway.redis_pipe import PipelinedRedis, as_ints
+from gateway.redis_script import RedisScript
+from redis.asyncio import Redis
+
+from bench.listener import Listener, start_listener
+from tests.integration.platform import ROOT
+
+WINDOW = 1  # the bench's GATEWAY_RATE_LIMIT is per second
+LIMIT = 1_000_000
+HOP_BY_HOP = frozenset(
+    {b"connection", b"keep-alive", b"te", b"trailer", b"transfer-encoding", b"upgrade", b"host"}
+)
+SECURITY = (
+    b"x-content-type-options: nosniff\r\nx-frame-options: DENY\r\nreferrer-policy: no-referrer\r\n"
+    b"content-security-policy: frame-ancestors 'none'\r\n"
+)
+REFUSED = {
+    401: b"HTTP/1.1 401 Unauthorized\r\ncontent-length: 0\r\n\r\n",
+    502: b"HTTP/1.1 502 Bad Gateway\r\ncontent-length: 0\r\n\r\n",
+    503: b"HTTP/1.1 503 Service Unavailable\r\ncontent-length: 0\r\n\r\n",
+}
+DROPPED_RESPONSE = frozenset({b"content-length", b"server", b"x-request-id"})
+STATUS_LINES = {s.value: b"HTTP/1.1 %d %s\r\n" % (s.value, s.phrase.encode()) for s in HTTPStatus}
+HEALTH = b'HTTP/1.1 200 OK\r\ncontent-length: 15\r\n\r\n{"status":"ok"}'
+
+
+class UpstreamConnection(asyncio.Protocol):
+    """One keep-alive connection to users; one answer at a time."""
+
+    def __init__(self) -> None:
+        self.parser = httptools.HttpResponseParser(self)
+        self.transport: asyncio.Transport | None = None
+        self.waiter: asyncio.Future[tuple[int, list[tuple[bytes, bytes]], bytes]] | None = None
+        self.headers: list[tuple[bytes, bytes]] = []
+        self.body: list[bytes] = []
+        self.keep_alive = True
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport  # type: ignore[assignment]
+
+    def data_received(self, data: bytes) -> None:
+        self.parser.feed_data(data)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.keep_alive = False
+        if self.waiter is not None and not self.waiter.done():
+            self.waiter.set_exception(ConnectionError("upstream closed"))
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        self.headers.append((name.lower(), value))
+
+    def on_body(self, body: bytes) -> None:
+        self.body.append(body)
+
+    def on_message_complete(self) -> None:
+        self.keep_alive = self.parser.should_keep_alive()
+        waiter, headers, body = self.waiter, self.headers, b"".join(self.body)
+        self.waiter, self.headers, self.body = None, [], []
+        if waiter is not None and not waiter.done():
+            waiter.set_result((self.parser.get_status_code(), headers, body))
+
+    def request(self, data: bytes) -> asyncio.Future[tuple[int, list[tuple[bytes, bytes]], bytes]]:
+        assert self.transport is not None
+        self.waiter = asyncio.get_running_loop().create_future()
+        self.transport.write(data)
+        return self.waiter
+
+
+class Edge:
+    def __init__(self, upstream_port: int, redis_url: str, verifier: TokenVerifier) -> None:
+        self.upstream_port = upstream_port
+        self.idle: deque[UpstreamConnection] = deque()
+        self.verifier = verifier
+        self.pipe = PipelinedRedis(redis_url)
+        self.script = RedisScript(SCRIPT, Redis.from_url(redis_url), self.pipe)
+
+    async def connection(self) -> UpstreamConnection:
+        while self.idle:
+            connection = self.idle.pop()
+            if connection.keep_alive:
+                return connection
+        loop = asyncio.get_running_loop()
+        _, connection = await loop.create_connection(
+            UpstreamConnection, "127.0.0.1", self.upstream_port
+        )
+        return connection
+
+    async def handle(self, path: bytes, headers: list[tuple[bytes, bytes]], peer: str) -> bytes:
+        named = dict(reversed(headers))
+        scheme, _, token = named.get(b"authorization", b"").decode("latin-1").partition(" ")
+        if scheme.lower() != "bearer" or not token:
+            return REFUSED[401]
+        try:
+            claims = await self.verifier.verify(token.strip())
+        except InvalidToken:
+            return REFUSED[401]
+        now = time.time()
+        keys = [
+            f"rl:user:{claims.subject}:{int(now // WINDOW)}",
+            "-",
+            "-",
+            session_key(claims.session_id or "-"),
+            user_key(claims.subject),
+            EPOCH_KEY,
+        ]
+        try:
+            general, _, _, revoked, not_before, complete = as_ints(
+                await self.script.run(keys, [WINDOW, 60, 60, 0, 0, 1])
+            )
+        except OSError:
+            return REFUSED[503]
+        if not complete:
+            return REFUSED[503]
+        if revoked or (not_before >= 0 and claims.issued_at < not_before):
+            return REFUSED[401]
+        request_id = named.get(b"x-request-id") or uuid.uuid4().hex.encode()
+        lines = [b"GET ", path, b" HTTP/1.1\r\nhost: users\r\n"]
+        for key, value in headers:
+            if key not in HOP_BY_HOP and not key.startswith((b"x-forwarded-", b"x-user-")):
+                lines += [key, b": ", value, b"\r\n"]
+        lines += [
+            b"x-forwarded-for: ",
+            peer.encode(),
+            b"\r\nx-forwarded-proto: http\r\nx-request-id: ",
+            request_id,
+            b"\r\n\r\n",
+        ]
+        connection = await self.connection()
+        try:
+            status, answer, body = await connection.request(b"".join(lines))
+        except ConnectionError:
+            return REFUSED[502]
+        if connection.keep_alive:
+            self.idle.append(connection)
+        out = [STATUS_LINES.get(status) or b"HTTP/1.1 %d \r\n" % status]
+        for key, value in answer:
+            if key not in HOP_BY_HOP and key not in DROPPED_RESPONSE:
+                out += [key, b": ", value, b"\r\n"]
+        remaining = max(LIMIT - general, 0)
+        reset = max(1, int(WINDOW - (now % WINDOW) + 0.999))
+        out += [
+            SECURITY,
+            b'ratelimit-policy: "general";q=%d;w=%d\r\n' % (LIMIT, WINDOW),
+            b'ratelimit: "general";r=%d;t=%d\r\n' % (remaining, reset),
+            b"x-request-id: ",
+            request_id,
+            b"\r\ncontent-length: %d\r\n\r\n" % len(body),
+            body,
+        ]
+        return b"".join(out)
+
+
+class Client(asyncio.Protocol):
+    """A client connection: requests parsed by httptools, answered in order."""
+
+    def __init__(self, edge: Edge) -> None:
+        self.edge = edge
+        self.parser = httptools.HttpRequestParser(self)
+        self.transport: asyncio.Transport | None = None
+        self.url = b""
+        self.headers: list[tuple[bytes, bytes]] = []
+        self.peer = ""
+        self.queue: deque[asyncio.Task[bytes]] = deque()
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport  # type: ignore[assignment]
+        self.peer = transport.get_extra_info("peername")[0]
+
+    def data_received(self, data: bytes) -> None:
+        try:
+            self.parser.feed_data(data)
+        except httptools.HttpParserError:
+            assert self.transport is not None
+            self.transport.close()
+
+    def on_url(self, url: bytes) -> None:
+        self.url += url
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        self.headers.append((name.lower(), value))
+
+    def on_message_complete(self) -> None:
+        url, headers, self.url, self.headers = self.url, self.headers, b"", []
+        assert self.transport is not None
+        if url == b"/health":
+            self.transport.write(HEALTH)
+            return
+        task = asyncio.ensure_future(self.edge.handle(url, headers, self.peer))
+        task.add_done_callback(self._answered)
+
+    def _answered(self, task: asyncio.Task[bytes]) -> None:
+        # wrk sends the next request only after an answer: answers go out as they finish.
+        if self.transport is not None and not self.transport.is_closing():
+            self.transport.write(task.result())
+
+
+async def serve(port: int) -> None:
+    verifier = TokenVerifier(
+        JwksCache(http_jwks_fetcher(os.environ["JWKS_URL"])),
+        issuer=os.environ["ISSUER"],
+        audience=os.environ["AUDIENCE"],
+        cache_size=10_000,
+    )
+    edge = Edge(int(os.environ["UPSTREAM_PORT"]), os.environ["REDIS_URL"], verifier)
+    loop = asyncio.get_running_loop()
+    server = await loop.create_server(lambda: Client(edge), "127.0.0.1", port)
+    async with server:
+        await server.serve_forever()
+
+
+def start(
+    upstream_port: int, redis_url: str, auth_url: str, issuer: str, audience: str, log_dir: Path
+) -> Listener:
+    """The edge floor as its own process (`python -m bench.edge_floor`), answering."""
+    port = free_port()
+    env = {
+        **os.environ,
+        "EDGE_FLOOR_PORT": str(port),
+        "UPSTREAM_PORT": str(upstream_port),
+        "REDIS_URL": redis_url,
+        "JWKS_URL": f"{auth_url}/.well-known/jwks.json",
+        "ISSUER": issuer,
+        "AUDIENCE": audience,
+    }
+    command = [sys.executable, "-m", "bench.edge_floor"]
+    return start_listener(
+        "edge floor", command, port, log_dir / "edge_floor.log", env=env, cwd=ROOT
+    )
+
+
+def main() -> None:
+    uvloop.run(serve(int(os.environ["EDGE_FLOOR_PORT"])))
+
+
+if __name__ == "__main__":
+    main()
