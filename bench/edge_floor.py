@@ -15,8 +15,12 @@ No body handling (GET only), no timeouts, no circuit breaker, no metrics, no COR
 routes, no error pages beyond a bare 401/503/502: what is left is the Python a proxy with the
 gateway's checks cannot avoid. The bench prints the gateway's CPU per request beside this one's.
 
+With EDGE_FLOOR_ASGI set, the same edge runs as a plain ASGI app (no framework) under uvicorn
+exactly as the services run (`common.serve`'s protocol and response cycle): the difference between
+the two lines is what the server layer and ASGI cost per request.
+
 Run (the bench does): `python -m bench.edge_floor` with EDGE_FLOOR_PORT, UPSTREAM_PORT,
-REDIS_URL, JWKS_URL, ISSUER and AUDIENCE.
+REDIS_URL, JWKS_URL, ISSUER, AUDIENCE and optionally EDGE_FLOOR_ASGI.
 """
 
 from __future__ import annotations
@@ -31,14 +35,17 @@ from http import HTTPStatus
 from pathlib import Path
 
 import httptools
+import uvicorn
 import uvloop
 from common.revocation import EPOCH_KEY, session_key, user_key
+from common.serve import CoalescingHttpTools
 from common.testing import free_port
 from common.tokens import InvalidToken, JwksCache, TokenVerifier, http_jwks_fetcher
 from gateway.guard import SCRIPT
 from gateway.redis_pipe import PipelinedRedis, as_ints
 from gateway.redis_script import RedisScript
 from redis.asyncio import Redis
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from bench.listener import Listener, start_listener
 from tests.integration.platform import ROOT
@@ -48,15 +55,20 @@ LIMIT = 1_000_000
 HOP_BY_HOP = frozenset(
     {b"connection", b"keep-alive", b"te", b"trailer", b"transfer-encoding", b"upgrade", b"host"}
 )
-SECURITY = (
-    b"x-content-type-options: nosniff\r\nx-frame-options: DENY\r\nreferrer-policy: no-referrer\r\n"
-    b"content-security-policy: frame-ancestors 'none'\r\n"
-)
-REFUSED = {
-    401: b"HTTP/1.1 401 Unauthorized\r\ncontent-length: 0\r\n\r\n",
-    502: b"HTTP/1.1 502 Bad Gateway\r\ncontent-length: 0\r\n\r\n",
-    503: b"HTTP/1.1 503 Service Unavailable\r\ncontent-length: 0\r\n\r\n",
-}
+SECURITY = [
+    (b"x-content-type-options", b"nosniff"),
+    (b"x-frame-options", b"DENY"),
+    (b"referrer-policy", b"no-referrer"),
+    (b"content-security-policy", b"frame-ancestors 'none'"),
+]
+Headers = list[tuple[bytes, bytes]]
+Answer = tuple[int, Headers, bytes]  # status, header fields (Content-Length among them), body
+
+
+def refused(status: int) -> Answer:
+    return status, [(b"content-length", b"0")], b""
+
+
 DROPPED_RESPONSE = frozenset({b"content-length", b"server", b"x-request-id"})
 STATUS_LINES = {s.value: b"HTTP/1.1 %d %s\r\n" % (s.value, s.phrase.encode()) for s in HTTPStatus}
 HEALTH = b'HTTP/1.1 200 OK\r\ncontent-length: 15\r\n\r\n{"status":"ok"}'
@@ -68,8 +80,8 @@ class UpstreamConnection(asyncio.Protocol):
     def __init__(self) -> None:
         self.parser = httptools.HttpResponseParser(self)
         self.transport: asyncio.Transport | None = None
-        self.waiter: asyncio.Future[tuple[int, list[tuple[bytes, bytes]], bytes]] | None = None
-        self.headers: list[tuple[bytes, bytes]] = []
+        self.waiter: asyncio.Future[Answer] | None = None
+        self.headers: Headers = []
         self.body: list[bytes] = []
         self.keep_alive = True
 
@@ -97,7 +109,7 @@ class UpstreamConnection(asyncio.Protocol):
         if waiter is not None and not waiter.done():
             waiter.set_result((self.parser.get_status_code(), headers, body))
 
-    def request(self, data: bytes) -> asyncio.Future[tuple[int, list[tuple[bytes, bytes]], bytes]]:
+    def request(self, data: bytes) -> asyncio.Future[Answer]:
         assert self.transport is not None
         self.waiter = asyncio.get_running_loop().create_future()
         self.transport.write(data)
@@ -123,15 +135,15 @@ class Edge:
         )
         return connection
 
-    async def handle(self, path: bytes, headers: list[tuple[bytes, bytes]], peer: str) -> bytes:
+    async def handle(self, path: bytes, headers: Headers, peer: str) -> Answer:
         named = dict(reversed(headers))
         scheme, _, token = named.get(b"authorization", b"").decode("latin-1").partition(" ")
         if scheme.lower() != "bearer" or not token:
-            return REFUSED[401]
+            return refused(401)
         try:
             claims = await self.verifier.verify(token.strip())
         except InvalidToken:
-            return REFUSED[401]
+            return refused(401)
         now = time.time()
         keys = [
             f"rl:user:{claims.subject}:{int(now // WINDOW)}",
@@ -146,11 +158,11 @@ class Edge:
                 await self.script.run(keys, [WINDOW, 60, 60, 0, 0, 1])
             )
         except OSError:
-            return REFUSED[503]
+            return refused(503)
         if not complete:
-            return REFUSED[503]
+            return refused(503)
         if revoked or (not_before >= 0 and claims.issued_at < not_before):
-            return REFUSED[401]
+            return refused(401)
         request_id = named.get(b"x-request-id") or uuid.uuid4().hex.encode()
         lines = [b"GET ", path, b" HTTP/1.1\r\nhost: users\r\n"]
         for key, value in headers:
@@ -159,7 +171,9 @@ class Edge:
         lines += [
             b"x-forwarded-for: ",
             peer.encode(),
-            b"\r\nx-forwarded-proto: http\r\nx-request-id: ",
+            b"\r\nx-forwarded-proto: http\r\nx-forwarded-host: ",
+            named.get(b"host", b""),
+            b"\r\nx-request-id: ",
             request_id,
             b"\r\n\r\n",
         ]
@@ -167,25 +181,24 @@ class Edge:
         try:
             status, answer, body = await connection.request(b"".join(lines))
         except ConnectionError:
-            return REFUSED[502]
+            return refused(502)
         if connection.keep_alive:
             self.idle.append(connection)
-        out = [STATUS_LINES.get(status) or b"HTTP/1.1 %d \r\n" % status]
-        for key, value in answer:
-            if key not in HOP_BY_HOP and key not in DROPPED_RESPONSE:
-                out += [key, b": ", value, b"\r\n"]
+        out = [
+            (key, value)
+            for key, value in answer
+            if key not in HOP_BY_HOP and key not in DROPPED_RESPONSE
+        ]
         remaining = max(LIMIT - general, 0)
         reset = max(1, int(WINDOW - (now % WINDOW) + 0.999))
+        out += SECURITY
         out += [
-            SECURITY,
-            b'ratelimit-policy: "general";q=%d;w=%d\r\n' % (LIMIT, WINDOW),
-            b'ratelimit: "general";r=%d;t=%d\r\n' % (remaining, reset),
-            b"x-request-id: ",
-            request_id,
-            b"\r\ncontent-length: %d\r\n\r\n" % len(body),
-            body,
+            (b"ratelimit-policy", b'"general";q=%d;w=%d' % (LIMIT, WINDOW)),
+            (b"ratelimit", b'"general";r=%d;t=%d' % (remaining, reset)),
+            (b"x-request-id", request_id),
+            (b"content-length", b"%d" % len(body)),
         ]
-        return b"".join(out)
+        return status, out, body
 
 
 class Client(asyncio.Protocol):
@@ -196,9 +209,8 @@ class Client(asyncio.Protocol):
         self.parser = httptools.HttpRequestParser(self)
         self.transport: asyncio.Transport | None = None
         self.url = b""
-        self.headers: list[tuple[bytes, bytes]] = []
+        self.headers: Headers = []
         self.peer = ""
-        self.queue: deque[asyncio.Task[bytes]] = deque()
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport  # type: ignore[assignment]
@@ -226,48 +238,106 @@ class Client(asyncio.Protocol):
         task = asyncio.ensure_future(self.edge.handle(url, headers, self.peer))
         task.add_done_callback(self._answered)
 
-    def _answered(self, task: asyncio.Task[bytes]) -> None:
+    def _answered(self, task: asyncio.Task[Answer]) -> None:
         # wrk sends the next request only after an answer: answers go out as they finish.
         if self.transport is not None and not self.transport.is_closing():
-            self.transport.write(task.result())
+            status, headers, body = task.result()
+            head = [STATUS_LINES.get(status) or b"HTTP/1.1 %d \r\n" % status]
+            head += [b"%b: %b\r\n" % field for field in headers]
+            self.transport.write(b"".join([*head, b"\r\n", body]))
 
 
-async def serve(port: int) -> None:
+def edge_from_env() -> Edge:
     verifier = TokenVerifier(
         JwksCache(http_jwks_fetcher(os.environ["JWKS_URL"])),
         issuer=os.environ["ISSUER"],
         audience=os.environ["AUDIENCE"],
         cache_size=10_000,
     )
-    edge = Edge(int(os.environ["UPSTREAM_PORT"]), os.environ["REDIS_URL"], verifier)
+    return Edge(int(os.environ["UPSTREAM_PORT"]), os.environ["REDIS_URL"], verifier)
+
+
+async def serve(port: int) -> None:
+    edge = edge_from_env()
     loop = asyncio.get_running_loop()
     server = await loop.create_server(lambda: Client(edge), "127.0.0.1", port)
     async with server:
         await server.serve_forever()
 
 
+def asgi_app() -> ASGIApp:
+    """The same edge as a plain ASGI app (no framework): one `http.response.start`, one body."""
+    edges: list[Edge] = []
+
+    async def app(scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "lifespan":
+            while (await receive())["type"] != "lifespan.shutdown":
+                edges.append(edge_from_env())
+                await send({"type": "lifespan.startup.complete"})
+            await send({"type": "lifespan.shutdown.complete"})
+            return
+        if scope["path"] == "/health":
+            status, headers, body = 200, [(b"content-length", b"15")], b'{"status":"ok"}'
+        else:
+            client = scope["client"][0] if scope.get("client") else "0.0.0.0"
+            status, headers, body = await edges[0].handle(
+                scope["raw_path"], scope["headers"], client
+            )
+        await send({"type": "http.response.start", "status": status, "headers": headers})
+        await send({"type": "http.response.body", "body": body})
+
+    return app
+
+
 def start(
-    upstream_port: int, redis_url: str, auth_url: str, issuer: str, audience: str, log_dir: Path
+    upstream_port: int,
+    redis_url: str,
+    auth_url: str,
+    issuer: str,
+    audience: str,
+    log_dir: Path,
+    *,
+    asgi: bool = False,
 ) -> Listener:
-    """The edge floor as its own process (`python -m bench.edge_floor`), answering."""
+    """The edge floor as its own process (`python -m bench.edge_floor`), answering; `asgi` runs
+    it as a plain ASGI app under uvicorn as the services are (common.serve), not on its own
+    protocol: the difference is what the server layer costs."""
     port = free_port()
     env = {
         **os.environ,
         "EDGE_FLOOR_PORT": str(port),
+        "EDGE_FLOOR_ASGI": "1" if asgi else "",
         "UPSTREAM_PORT": str(upstream_port),
         "REDIS_URL": redis_url,
         "JWKS_URL": f"{auth_url}/.well-known/jwks.json",
         "ISSUER": issuer,
         "AUDIENCE": audience,
     }
+    name = "edge-floor-asgi" if asgi else "edge-floor"
     command = [sys.executable, "-m", "bench.edge_floor"]
-    return start_listener(
-        "edge floor", command, port, log_dir / "edge_floor.log", env=env, cwd=ROOT
-    )
+    return start_listener(name, command, port, log_dir / f"{name}.log", env=env, cwd=ROOT)
 
 
 def main() -> None:
-    uvloop.run(serve(int(os.environ["EDGE_FLOOR_PORT"])))
+    port = int(os.environ["EDGE_FLOOR_PORT"])
+    if not os.environ.get("EDGE_FLOOR_ASGI"):
+        uvloop.run(serve(port))
+        return
+    # As common.serve.server_for runs the services: uvloop, httptools on the coalescing transport,
+    # the lean response cycle, no access log, no Server or Date header.
+    config = uvicorn.Config(
+        asgi_app(),
+        host="127.0.0.1",
+        port=port,
+        log_config=None,
+        access_log=False,
+        server_header=False,
+        date_header=False,
+        proxy_headers=False,
+        lifespan="on",
+        http=CoalescingHttpTools,
+    )
+    uvicorn.Server(config).run()
 
 
 if __name__ == "__main__":

@@ -52,7 +52,7 @@ def measure(targets: list[Target], token: str, args: argparse.Namespace, summary
             target.loads.append(load)
             target.cpu.append(cpu)
             print(
-                f"round {round_ + 1} {target.name:10} {load.requests_per_second:7.0f} req/s  "
+                f"round {round_ + 1} {target.name:15} {load.requests_per_second:7.0f} req/s  "
                 f"p50 {load.p50_ms:6.2f} ms  p99 {load.p99_ms:6.2f} ms  "
                 f"non-2xx {load.non_2xx}  socket errors {load.socket_errors}  "
                 f"CPU {cpu:4.0f} µs/req"
@@ -67,7 +67,7 @@ def report(targets: list[Target], summary: Summary) -> None:
     for target in targets:
         rate = statistics.median(x.requests_per_second for x in target.loads)
         print(
-            f"{target.name:10} {rate:7.0f}"
+            f"{target.name:15} {rate:7.0f}"
             f" req/s  p50 {statistics.median(x.p50_ms for x in target.loads):6.2f} ms  "
             f"p99 {statistics.median(x.p99_ms for x in target.loads):6.2f} ms  "
             f"CPU {statistics.median(target.cpu):4.0f} µs/req"
@@ -146,5 +146,28 @@ def report(targets: list[Target], summary: Summary) -> None:
             ratio = _median_ratio(cpus("edge-floor", "haproxy"))
             print(f"edge floor CPU/req as a multiple of haproxy's (median of rounds): {ratio:.2f}x")
             summary.add("/me edge floor CPU/req ÷ haproxy's", f"{ratio:.2f}x")
+    if "edge-floor-asgi" in by_name and "gateway" in by_name:
+        cpu = _median_ratio(cpus("gateway", "edge-floor-asgi"))
+        floor_cpu = statistics.median(by_name["edge-floor-asgi"].cpu)
+        print(
+            f"gateway CPU/req as a multiple of the edge floor's on uvicorn (median of rounds): "
+            f"{cpu:.2f}x  (edge floor on uvicorn {floor_cpu:.0f} µs/req)"
+        )
+        summary.add("/me edge floor on uvicorn CPU/req", f"{floor_cpu:.0f} µs")
+        summary.add("/me gateway CPU/req ÷ edge floor on uvicorn's", f"{cpu:.2f}x")
+        if "edge-floor" in by_name:
+            layer = [
+                x - y
+                for x, y in zip(
+                    by_name["edge-floor-asgi"].cpu, by_name["edge-floor"].cpu, strict=True
+                )
+            ]
+            print(
+                f"uvicorn + ASGI, per request (edge floor on uvicorn − edge floor, median of "
+                f"rounds): {statistics.median(layer):.0f} µs"
+            )
+            summary.add(
+                "/me server layer (uvicorn + ASGI) CPU/req", f"{statistics.median(layer):.0f} µs"
+            )
     for name, count in errors:
         summary.add(f"/me {name}: failed requests", str(count), "0", False)

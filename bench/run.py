@@ -52,7 +52,7 @@ from tests.integration.platform import (
 REDIS_URL = "redis://127.0.0.1:6379/8"
 PASSWORD = "bench passphrase that is long enough"
 STARTUP_SECONDS = 240.0
-ME_TARGETS = ("direct", "gateway", "nginx", "haproxy", "floor", "edge-floor")
+ME_TARGETS = ("direct", "gateway", "nginx", "haproxy", "floor", "edge-floor", "edge-floor-asgi")
 
 
 def account() -> dict[str, str]:
@@ -158,7 +158,9 @@ def measure_me(
             started.append(floor_process)
             same_answer(platform.url("users") + me.PATH, floor_process.url + me.PATH, token)
             targets.append(me.Target("floor", floor_process.url + me.PATH, floor_process.pids))
-        if "edge-floor" in wanted:
+        for name in ("edge-floor", "edge-floor-asgi"):
+            if name not in wanted:
+                continue
             edge = edge_floor.start(
                 platform.ports["users"],
                 REDIS_URL,
@@ -166,11 +168,12 @@ def measure_me(
                 platform.env["ISSUER"],
                 platform.env["AUDIENCE"],
                 workdir,
+                asgi=name == "edge-floor-asgi",
             )
             started.append(edge)
             same_answer(platform.url("gateway") + me.PATH, edge.url + me.PATH, token)
             same_header_names(platform.url("gateway") + me.PATH, edge.url + me.PATH, token)
-            targets.append(me.Target("edge-floor", edge.url + me.PATH, edge.pids))
+            targets.append(me.Target(name, edge.url + me.PATH, edge.pids))
         me.measure(targets, token, args, summary)
     finally:
         for listener in started:
