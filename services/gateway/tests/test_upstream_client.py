@@ -33,6 +33,9 @@ class RawUpstream:
         self.connections = 0
         self.requests: list[bytes] = []
         self.server: asyncio.Server | None = None
+        # Each accepted connection's handler task: closing the listener does not end them
+        # (Python 3.11's Server.close leaves accepted connections open).
+        self.handlers: set[asyncio.Task[None]] = set()
 
     async def __aenter__(self) -> RawUpstream:
         self.server = await asyncio.start_server(self._handle, "127.0.0.1", 0)
@@ -41,6 +44,9 @@ class RawUpstream:
     async def __aexit__(self, *_: object) -> None:
         assert self.server is not None
         self.server.close()
+        for task in self.handlers:
+            task.cancel()
+        await asyncio.gather(*self.handlers, return_exceptions=True)
         await self.server.wait_closed()
 
     @property
@@ -50,12 +56,16 @@ class RawUpstream:
 
     async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         self.connections += 1
+        task = asyncio.current_task()
+        assert task is not None
+        self.handlers.add(task)
         try:
             await self.handler(reader, writer)
         except (ConnectionError, asyncio.IncompleteReadError):
             pass
         finally:
             writer.close()
+            self.handlers.discard(task)
 
     async def read_request(self, reader: asyncio.StreamReader) -> bytes:
         """One request: its head, and a Content-Length or chunked body."""
