@@ -38,7 +38,7 @@ import httptools
 import uvicorn
 import uvloop
 from common.revocation import EPOCH_KEY, session_key, user_key
-from common.serve import CoalescingHttpTools
+from common.serve import config_for
 from common.testing import free_port
 from common.tokens import InvalidToken, JwksCache, TokenVerifier, http_jwks_fetcher
 from gateway.guard import SCRIPT
@@ -323,20 +323,9 @@ def main() -> None:
     if not os.environ.get("EDGE_FLOOR_ASGI"):
         uvloop.run(serve(port))
         return
-    # As common.serve.server_for runs the services: uvloop, httptools on the coalescing transport,
+    # As the services are served (common.serve): uvloop, httptools on the coalescing transport,
     # the lean response cycle, no access log, no Server or Date header.
-    config = uvicorn.Config(
-        asgi_app(),
-        host="127.0.0.1",
-        port=port,
-        log_config=None,
-        access_log=False,
-        server_header=False,
-        date_header=False,
-        proxy_headers=False,
-        lifespan="on",
-        http=CoalescingHttpTools,
-    )
+    config = config_for(asgi_app(), "127.0.0.1", port)
     uvicorn.Server(config).run()
 
 

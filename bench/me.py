@@ -133,41 +133,28 @@ def report(targets: list[Target], summary: Summary) -> None:
         )
         summary.add("/me floor CPU/req", f"{statistics.median(by_name['floor'].cpu):.0f} µs")
         summary.add("/me users CPU/req ÷ floor's", f"{cpu:.1f}x", "<= 2x", cpu <= 2)
-    if "edge-floor" in by_name and "gateway" in by_name:
-        cpu = _median_ratio(cpus("gateway", "edge-floor"))
-        floor_cpu = statistics.median(by_name["edge-floor"].cpu)
+    for name, label in (("edge-floor", "edge floor"), ("edge-floor-asgi", "edge floor on uvicorn")):
+        if name not in by_name or "gateway" not in by_name:
+            continue
+        cpu = _median_ratio(cpus("gateway", name))
+        floor_cpu = statistics.median(by_name[name].cpu)
         print(
-            f"gateway CPU/req as a multiple of the edge floor's (median of rounds): {cpu:.2f}x  "
-            f"(edge floor {floor_cpu:.0f} µs/req)"
+            f"gateway CPU/req as a multiple of the {label}'s (median of rounds): {cpu:.2f}x  "
+            f"({label} {floor_cpu:.0f} µs/req)"
         )
-        summary.add("/me edge floor CPU/req", f"{floor_cpu:.0f} µs")
-        summary.add("/me gateway CPU/req ÷ edge floor's", f"{cpu:.2f}x")
+        summary.add(f"/me {label} CPU/req", f"{floor_cpu:.0f} µs")
+        summary.add(f"/me gateway CPU/req ÷ {label}'s", f"{cpu:.2f}x")
         if "haproxy" in by_name:
-            ratio = _median_ratio(cpus("edge-floor", "haproxy"))
-            print(f"edge floor CPU/req as a multiple of haproxy's (median of rounds): {ratio:.2f}x")
-            summary.add("/me edge floor CPU/req ÷ haproxy's", f"{ratio:.2f}x")
-    if "edge-floor-asgi" in by_name and "gateway" in by_name:
-        cpu = _median_ratio(cpus("gateway", "edge-floor-asgi"))
-        floor_cpu = statistics.median(by_name["edge-floor-asgi"].cpu)
+            ratio = _median_ratio(cpus(name, "haproxy"))
+            print(f"{label} CPU/req as a multiple of haproxy's (median of rounds): {ratio:.2f}x")
+            summary.add(f"/me {label} CPU/req ÷ haproxy's", f"{ratio:.2f}x")
+    if "edge-floor" in by_name and "edge-floor-asgi" in by_name:
+        asgi, own = by_name["edge-floor-asgi"].cpu, by_name["edge-floor"].cpu
+        layer = statistics.median(x - y for x, y in zip(asgi, own, strict=True))
         print(
-            f"gateway CPU/req as a multiple of the edge floor's on uvicorn (median of rounds): "
-            f"{cpu:.2f}x  (edge floor on uvicorn {floor_cpu:.0f} µs/req)"
+            f"uvicorn + ASGI, per request (edge floor on uvicorn − edge floor, median of rounds): "
+            f"{layer:.0f} µs"
         )
-        summary.add("/me edge floor on uvicorn CPU/req", f"{floor_cpu:.0f} µs")
-        summary.add("/me gateway CPU/req ÷ edge floor on uvicorn's", f"{cpu:.2f}x")
-        if "edge-floor" in by_name:
-            layer = [
-                x - y
-                for x, y in zip(
-                    by_name["edge-floor-asgi"].cpu, by_name["edge-floor"].cpu, strict=True
-                )
-            ]
-            print(
-                f"uvicorn + ASGI, per request (edge floor on uvicorn − edge floor, median of "
-                f"rounds): {statistics.median(layer):.0f} µs"
-            )
-            summary.add(
-                "/me server layer (uvicorn + ASGI) CPU/req", f"{statistics.median(layer):.0f} µs"
-            )
+        summary.add("/me server layer (uvicorn + ASGI) CPU/req", f"{layer:.0f} µs")
     for name, count in errors:
         summary.add(f"/me {name}: failed requests", str(count), "0", False)

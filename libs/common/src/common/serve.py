@@ -22,6 +22,7 @@ from typing import Any
 
 import uvicorn
 from fastapi import FastAPI
+from starlette.types import ASGIApp
 from uvicorn._types import ASGI3Application, ASGISendEvent
 from uvicorn.protocols.http.httptools_impl import (
     HEADER_RE,
@@ -223,8 +224,10 @@ class DrainingServer(uvicorn.Server):
         super().handle_exit(sig, frame)
 
 
-def server_for(app: FastAPI, host: str, port: int) -> DrainingServer:
-    config = uvicorn.Config(
+def config_for(app: ASGIApp, host: str, port: int) -> uvicorn.Config:
+    """How every service is served: uvloop and httptools on `CoalescingHttpTools`, no access
+    log, no Server or Date header, the lifespan run, a graceful shutdown's grace period."""
+    return uvicorn.Config(
         app,
         host=host,
         port=port,
@@ -237,7 +240,10 @@ def server_for(app: FastAPI, host: str, port: int) -> DrainingServer:
         lifespan="on",
         http=CoalescingHttpTools,
     )
-    return DrainingServer(config, app)
+
+
+def server_for(app: FastAPI, host: str, port: int) -> DrainingServer:
+    return DrainingServer(config_for(app, host, port), app)
 
 
 def port_from_env(variable: str, default: int) -> int:
