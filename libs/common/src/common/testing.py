@@ -183,6 +183,70 @@ class ThrowawayRedis:
         self.start()
 
 
+class TcpRelay:
+    """A TCP relay of the test's own on a spare loopback port, forwarding every connection to
+    the server of a database URL (the suites' PostgreSQL): `cut` closes the listener and every
+    relayed connection, so the database looks gone to whoever reaches it through the relay
+    (`url`), and `restore` listens again on the same port. The server itself is never touched."""
+
+    def __init__(self, database_url: str) -> None:
+        target = make_url(database_url)
+        self.target = (target.host or "127.0.0.1", target.port or 5432)
+        self.port = free_port()
+        self.url = target.set(host="127.0.0.1", port=self.port).render_as_string(
+            hide_password=False
+        )
+        self.server: asyncio.Server | None = None
+        self.writers: set[asyncio.StreamWriter] = set()
+
+    async def start(self) -> None:
+        self.server = await asyncio.start_server(self._relay, "127.0.0.1", self.port)
+
+    async def cut(self) -> None:
+        assert self.server is not None
+        self.server.close()
+        await self.server.wait_closed()
+        self.server = None
+        for writer in list(self.writers):
+            writer.transport.abort()
+        await asyncio.sleep(0)  # the aborted connections' callbacks
+
+    async def restore(self) -> None:
+        await self.start()
+
+    async def stop(self) -> None:
+        if self.server is not None:
+            await self.cut()
+
+    async def _relay(self, client_in: asyncio.StreamReader, client: asyncio.StreamWriter) -> None:
+        self.writers.add(client)
+        try:
+            server_in, server = await asyncio.open_connection(*self.target)
+        except OSError:
+            client.transport.abort()
+            self.writers.discard(client)
+            return
+        self.writers.add(server)
+        try:
+            await asyncio.gather(_pipe(client_in, server), _pipe(server_in, client))
+        finally:
+            for writer in (client, server):
+                writer.transport.abort()
+                self.writers.discard(writer)
+
+
+async def _pipe(source: asyncio.StreamReader, sink: asyncio.StreamWriter) -> None:
+    """Copy until either end closes, then close the other's write side."""
+    try:
+        while chunk := await source.read(65536):
+            sink.write(chunk)
+            await sink.drain()
+    except OSError:
+        pass
+    finally:
+        sink.transport.abort()
+
+
 class MovableClock:
     """Real time plus an offset the test controls (for code that takes a `clock` returning an
     aware datetime)."""
