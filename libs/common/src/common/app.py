@@ -15,6 +15,7 @@ from fastapi import APIRouter, FastAPI
 from fastapi.telemetry import TelemetryConfig
 from starlette.types import Lifespan
 
+from common.db import install_outage_handlers
 from common.errors import (
     PROBLEM_SCHEMA_REF,
     install_error_handlers,
@@ -88,6 +89,7 @@ def create_service_app(
     )
     install_runtime(app, settings)
     install_error_handlers(app)
+    install_outage_handlers(app)
     for router in routers:
         app.include_router(router)
     ops: dict[str, Any] = {"include_in_schema": False}

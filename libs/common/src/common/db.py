@@ -27,18 +27,25 @@ BEGIN, `;`, ROLLBACK). Instead a connection whose socket the server has closed (
 round trip; connections are recycled after 30 minutes; and a session's first statement that finds
 its connection dead anyway (dropped without the socket closing) is run once more on a new one
 (`FirstStatementRetry`).
+
+When the database cannot be reached while a request is served (the server refuses or drops the
+connection, or the pool has none to give in time), the request is answered 503 with
+`Retry-After` (`DatabaseUnavailable`), not 500: `install_outage_handlers` renders it for FastAPI's
+routes, `common.hot.HotRoute` for its own. `database_unreachable` says which failures those are,
+by type: a connection-level failure only, never a statement the server refused.
 """
 
 from __future__ import annotations
 
 import logging
+import socket
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Annotated, Any
 
 import asyncpg  # type: ignore[import-untyped]
-from fastapi import Depends, Request
+from fastapi import Depends, FastAPI, Request
 from sqlalchemy import DateTime, Dialect, Executable, MetaData, Result, Select, event, exc, text
 from sqlalchemy.ext.asyncio import (
     AsyncEngine,
@@ -49,7 +56,9 @@ from sqlalchemy.ext.asyncio import (
 from sqlalchemy.orm import DeclarativeBase, Session
 from sqlalchemy.types import TypeDecorator
 from sqlalchemy.util import greenlet_spawn
+from starlette.responses import Response
 
+from common.errors import ServiceUnavailable
 from common.state import required, runtime_of
 
 if TYPE_CHECKING:
@@ -145,6 +154,88 @@ DEAD_CONNECTION = (
     asyncpg.InternalClientError,
     OSError,
 )
+
+
+# What reaches a route, unwrapped, when the database cannot be reached: a connection refused or
+# reset (SQLAlchemy does not wrap what the connect raises), a host name that does not resolve,
+# asyncpg's own connection errors, and the server refusing new connections (starting up, shutting
+# down, full). Not asyncpg's `InterfaceError`: its `DataError` is a bad parameter, a bug.
+UNREACHABLE = (
+    ConnectionError,
+    socket.gaierror,
+    asyncpg.PostgresConnectionError,
+    asyncpg.CannotConnectNowError,
+    asyncpg.TooManyConnectionsError,
+    asyncpg.AdminShutdownError,
+    asyncpg.CrashShutdownError,
+)
+# The classes a route's exception is looked up by (`install_outage_handlers`).
+OUTAGE_CLASSES: tuple[type[Exception], ...] = (
+    exc.DBAPIError,
+    exc.TimeoutError,
+    exc.DisconnectionError,
+    *UNREACHABLE,
+)
+RETRY_AFTER_SECONDS = 1  # a restart or failover is seconds; the pools recover on their own
+
+
+def database_unreachable(error: BaseException) -> bool:
+    """Whether `error` says the database could not be reached (API.md §3: 503), rather than that
+    it refused a statement (a constraint, a syntax error: what they were before, 4xx or 500)."""
+    if isinstance(error, (exc.TimeoutError, exc.DisconnectionError)):
+        return True  # the pool had no connection to give in time / could make none
+    if isinstance(error, exc.DBAPIError):
+        # The connection died under the statement (SQLAlchemy invalidated it), or the driver's
+        # error behind SQLAlchemy's is one of the unreachable ones.
+        return error.connection_invalidated or isinstance(
+            getattr(error.orig, "__cause__", None), UNREACHABLE
+        )
+    return isinstance(error, UNREACHABLE)
+
+
+class DatabaseUnavailable(ServiceUnavailable):
+    """503 + `Retry-After`: the database could not be reached. The body names nothing internal
+    (no host, no statement); the log line names the failure's class."""
+
+    def __init__(self) -> None:
+        super().__init__(
+            "The database is unavailable; retry later.",
+            headers={"Retry-After": str(RETRY_AFTER_SECONDS)},
+        )
+
+
+def outage_answer(error: BaseException, path: str) -> DatabaseUnavailable | None:
+    """The 503 for `error` when it is a database outage, logged as one line without a
+    traceback (a flood of them while the database is down must not flood the log); None for any
+    other error, which goes on as before."""
+    if not database_unreachable(error):
+        return None
+    logger.error(
+        "the database is unavailable (%s); answered 503", type(error).__name__, extra={"path": path}
+    )
+    return DatabaseUnavailable()
+
+
+def install_outage_handlers(app: FastAPI) -> None:
+    """A route's database outage answers as `DatabaseUnavailable` does through the app's own
+    handlers (problem+json; a hosted page's handler renders a page, `common.pages`); any other
+    exception of those classes, or any in an app without a database (the gateway), goes on to
+    the catch-all 500 as before."""
+
+    async def on_database_error(request: Request, error: Exception) -> Response:
+        has_database = runtime_of(request.app).database is not None
+        answer = outage_answer(error, request.url.path) if has_database else None
+        if answer is None:
+            raise error
+        for cls in type(answer).__mro__:
+            handler = request.app.exception_handlers.get(cls)
+            if handler is not None:
+                response: Response = await handler(request, answer)
+                return response
+        raise AssertionError("install_error_handlers renders every AppError")
+
+    for cls in OUTAGE_CLASSES:
+        app.add_exception_handler(cls, on_database_error)
 
 
 class FirstStatementRetry(Session):

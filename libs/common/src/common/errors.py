@@ -2,7 +2,8 @@
 
 Services raise `AppError` subclasses; the handlers installed by `install_error_handlers` turn them,
 request-validation failures and anything unexpected into `application/problem+json`. Unexpected
-errors are logged with their traceback and answered with a bare 500 that reveals nothing.
+errors are logged with their traceback and answered with a bare 500 that reveals nothing; a
+database that cannot be reached is a 503 instead (`common.db.install_outage_handlers`).
 """
 
 from __future__ import annotations

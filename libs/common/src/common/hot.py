@@ -6,12 +6,13 @@ introspection). `HotRoute` is an innermost middleware: inside request ids, metri
 so the request is logged, counted (under the route's own label) and traced as any other; in front
 of FastAPI's exception middleware and router. For its one method and path it calls `answer`,
 which runs the route's own code (its checks, its queries) and returns the response the route
-returns; an `AppError` is rendered as the error handlers render it (`AppError.to_response`), and
-anything else goes on to the outer error handling as from any route. Every other request goes on
-to FastAPI untouched, and so does one whose `answer` returns None (a request it leaves to
-FastAPI's own handling, e.g. a body that does not validate): FastAPI then reads the body
-`answer` read, as it came. The route stays declared in FastAPI for the OpenAPI document, and a test
-per hot route pins that both answer alike.
+returns; an `AppError` is rendered as the error handlers render it (`AppError.to_response`), so
+is a database outage (`common.db.DatabaseUnavailable`, 503), and anything else goes on to the
+outer error handling as from any route. Every other request goes on to FastAPI untouched, and so
+does one whose `answer` returns None (a request it leaves to FastAPI's own handling, e.g. a body
+that does not validate): FastAPI then reads the body `answer` read, as it came. The route stays
+declared in FastAPI for the OpenAPI document, and a test per hot route pins that both answer
+alike.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from starlette.responses import Response
 from starlette.routing import BaseRoute
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from common.db import outage_answer
 from common.errors import AppError
 
 Answer = Callable[[Request], Awaitable[Response | None]]
@@ -48,6 +50,11 @@ class HotRoute:
             response = await self.answer(request)
         except AppError as error:
             response = error.to_response(instance=request.url.path)
+        except Exception as error:
+            outage = outage_answer(error, request.url.path)
+            if outage is None:
+                raise
+            response = outage.to_response(instance=request.url.path)
         if response is None:
             await self.app(scope, _replaying(await request.body(), receive), send)
             return

@@ -213,6 +213,7 @@ def create_app(
     )
     app.add_exception_handler(OAuthError, oauth_error_handler)
     app.router.routes.append(kit.stylesheet_route())
+    kit.install_outage_page(app)
     app.router.routes.append(PAGE_SCRIPT.route())
     # Innermost (appended, where add_middleware would put them outermost): introspection and the
     # key set in plain ASGI behind the request id, metrics and tracing layers (auth.hot).

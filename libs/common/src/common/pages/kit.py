@@ -22,6 +22,7 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, Response
 from starlette.routing import Route
 
+from common.db import DatabaseUnavailable
 from common.forms import FormRefused, parse_form
 from common.pages.csrf import CsrfRefused, CsrfTokens, derive_key, new_nonce, well_formed_nonce
 from common.settings import ServiceSettings
@@ -259,7 +260,8 @@ class PageKit:
         return values
 
     def install(self, app: Starlette) -> None:
-        """Serve the stylesheet and answer `PageAnswer` with its page."""
+        """Serve the stylesheet, answer `PageAnswer` with its page and a database outage on a
+        page with a page (`install_outage_page`)."""
 
         async def answer(request: Request, exc: Exception) -> Response:
             assert isinstance(exc, PageAnswer)
@@ -269,6 +271,25 @@ class PageKit:
         if self.script is not None:
             app.router.routes.append(self.script.route())
         app.add_exception_handler(PageAnswer, answer)
+        self.install_outage_page(app)
+
+    def install_outage_page(self, app: Starlette) -> None:
+        """A database outage (`common.db.DatabaseUnavailable`) on a page route — one declared
+        with `response_class=HTMLResponse` — answers a 503 page with its `Retry-After`, as the
+        page's other errors are pages; on any other route, problem+json as always."""
+
+        async def outage(request: Request, exc: Exception) -> Response:
+            assert isinstance(exc, DatabaseUnavailable)
+            route = request.scope.get("route")
+            if getattr(route, "response_class", None) is not HTMLResponse:
+                return exc.to_response(instance=request.url.path)
+            page = self.message(
+                request, title="Try again shortly", message=exc.detail or exc.title, status=503
+            )
+            page.headers.update(exc.headers)
+            return page
+
+        app.add_exception_handler(DatabaseUnavailable, outage)
 
     def stylesheet_route(self) -> Route:
         """The route serving the stylesheet at `stylesheet_path` (add it to the app)."""

@@ -329,7 +329,7 @@ async def _offers_passkey(request: Request, passkeys: Passkeys, user_id: str | N
     return await passkeys.has_passkeys(user_id)
 
 
-@router.post("/authorize/mfa", include_in_schema=False)
+@router.post("/authorize/mfa", response_class=HTMLResponse, include_in_schema=False)
 async def second_factor(
     request: Request,
     db: DbDep,
@@ -449,7 +449,7 @@ async def second_factor_options(
     return JSONResponse(options.model_dump(), headers=NO_STORE)
 
 
-@router.post("/authorize/passkey", include_in_schema=False)
+@router.post("/authorize/passkey", response_class=HTMLResponse, include_in_schema=False)
 async def passkey_sign_in(
     request: Request,
     db: DbDep,
@@ -485,7 +485,7 @@ async def passkey_sign_in(
     return await steps.signed_in(flow, account.user_id, sign_in_amr(signed, after_password=False))
 
 
-@router.post("/authorize/consent", include_in_schema=False)
+@router.post("/authorize/consent", response_class=HTMLResponse, include_in_schema=False)
 async def consent(request: Request, db: DbDep, oidc: OidcServiceDep, kit: PageKitDep) -> Response:
     """The consent page's post: `decision` allow (remembered for this client and these scopes)
     or deny (`access_denied` back to the client)."""

@@ -1,0 +1,189 @@
+"""A database the service cannot reach is a 503 with `Retry-After` (API.md §3), on FastAPI's
+routes and the hot ones alike, and the pool recovers once it is back; a statement the server
+refuses stays what it was. The outage is real: a relay of the test's own between the pool and
+PostgreSQL, cut and restored."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
+from typing import Any
+
+import httpx
+import pytest
+from common.app import create_service_app
+from common.db import Database, DatabaseDep, DbDep, ReadDbDep, database_unreachable
+from common.hot import HotRoute
+from common.settings import ServiceSettings
+from common.state import keep_state
+from common.testing import TcpRelay, without_hot_routes
+from sqlalchemy import bindparam, insert, select, text
+from sqlalchemy.ext.asyncio import create_async_engine
+from starlette.middleware import Middleware
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+
+from .sample_models import Item
+
+ROWS = select(Item.name).where(Item.id == bindparam("item_id"))
+UNAVAILABLE = {
+    "type": "about:blank",
+    "title": "Service Unavailable",
+    "status": 503,
+    "detail": "The database is unavailable; retry later.",
+}
+
+
+@pytest.fixture
+async def relay(sample_database_url: str) -> AsyncIterator[TcpRelay]:
+    relay = TcpRelay(sample_database_url)
+    await relay.start()
+    yield relay
+    await relay.stop()
+
+
+@pytest.fixture
+async def database(relay: TcpRelay) -> AsyncIterator[Database]:
+    database = Database(relay.url, pool_size=2, max_overflow=0)
+    yield database
+    await database.dispose()
+
+
+async def raised(action: Callable[[], Awaitable[object]]) -> BaseException:
+    with pytest.raises(Exception) as caught:
+        await action()
+    return caught.value
+
+
+async def one_statement(database: Database) -> None:
+    async with database.sessionmaker() as db:
+        await db.execute(text("SELECT 1"))
+
+
+async def test_connection_failures_are_outages(database: Database, relay: TcpRelay) -> None:
+    await one_statement(database)  # the pool holds a connection through the relay
+    async with database.sessionmaker() as db:
+        await db.execute(text("SELECT 1"))
+        await relay.cut()
+        dropped = await raised(lambda: db.execute(text("SELECT 2")))  # mid-transaction
+    refused = await raised(lambda: one_statement(database))
+    refused_raw = await raised(lambda: database.read_rows(ROWS, {"item_id": 1}))
+    await relay.restore()
+
+    for failure in (dropped, refused, refused_raw):
+        assert database_unreachable(failure), repr(failure)
+
+
+async def test_pool_timeout_is_an_outage(relay: TcpRelay) -> None:
+    engine = create_async_engine(relay.url, pool_size=1, max_overflow=0, pool_timeout=0.05)
+    try:
+        async with engine.connect() as held:
+            await held.execute(text("SELECT 1"))
+            failure = await raised(engine.connect)
+    finally:
+        await engine.dispose()
+    assert database_unreachable(failure), repr(failure)
+
+
+async def test_refused_statements_are_not_outages(database: Database) -> None:
+    async def run(sql: str) -> None:
+        async with database.sessionmaker() as db, db.begin():
+            await db.execute(text(sql))
+
+    failures = [
+        await raised(lambda: run("SELEC 1")),
+        await raised(lambda: run("SELECT 1 / 0")),
+        await raised(lambda: run("INSERT INTO items (id, name) VALUES (1, 'a'), (2, 'a')")),
+        # A parameter of the wrong type, raised by asyncpg itself (its DataError).
+        await raised(lambda: database.read_rows(ROWS, {"item_id": "one"})),
+    ]
+    for failure in failures:
+        assert not database_unreachable(failure), repr(failure)
+
+
+async def read_item(database: Database, item_id: int) -> Response:
+    rows: Sequence[Mapping[Any, Any]] = await database.read_rows(ROWS, {"item_id": item_id})
+    return JSONResponse({"names": [row["name"] for row in rows]})
+
+
+def build_app(database: Database) -> Any:
+    app = create_service_app("sample", ServiceSettings())
+    keep_state(app, None, database=database)
+
+    @app.get("/rows")
+    async def rows(database: DatabaseDep) -> Response:
+        return await read_item(database, 1)
+
+    @app.post("/items", status_code=201)
+    async def add(db: DbDep) -> dict[str, str]:
+        await db.execute(insert(Item).values(name="outage-item"))
+        return {"name": "outage-item"}
+
+    @app.get("/items")
+    async def count(db: ReadDbDep) -> dict[str, int]:
+        return {"items": len((await db.execute(select(Item.id))).all())}
+
+    @app.get("/broken")
+    async def broken(db: ReadDbDep) -> dict[str, int]:
+        await db.execute(text("SELEC 1"))
+        return {}
+
+    async def hot_rows(request: Request) -> Response:
+        return await read_item(database, 1)
+
+    route = next(r for r in app.routes if getattr(r, "path", None) == "/rows")
+    app.user_middleware.append(
+        Middleware(HotRoute, method="GET", path="/hot", route=route, answer=hot_rows)
+    )
+    return app
+
+
+async def test_an_outage_answers_503_and_the_pool_recovers(
+    database: Database, relay: TcpRelay, caplog: pytest.LogCaptureFixture
+) -> None:
+    app = build_app(database)
+    transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
+    async with httpx.AsyncClient(transport=transport, base_url="http://t") as client:
+        assert (await client.get("/items")).status_code == 200
+        assert (await client.get("/hot")).status_code == 200
+        await relay.cut()
+        caplog.clear()
+        requests = [("GET", "/items"), ("GET", "/rows"), ("GET", "/hot"), ("POST", "/items")]
+        for method, path in requests:
+            answer = await client.request(method, path)
+            assert answer.status_code == 503, (path, answer.text)
+            assert answer.headers["content-type"] == "application/problem+json"
+            assert answer.headers["retry-after"] == "1"
+            assert answer.json() == {**UNAVAILABLE, "instance": path}
+        # One line each, at error level, without a traceback.
+        outages = [r for r in caplog.records if r.name == "gatehouse.db" and r.levelname == "ERROR"]
+        assert len(outages) == len(requests)
+        assert all(r.exc_info is None for r in outages)
+
+        await relay.restore()
+        # Not an outage: a statement the server refuses is still a bug (500).
+        assert (await client.get("/broken")).status_code == 500
+        assert (await client.get("/items")).status_code == 200
+        assert (await client.get("/hot")).status_code == 200
+        assert (await client.get("/rows")).status_code == 200
+        created = await client.post("/items")
+        assert created.status_code == 201, created.text
+        async with database.sessionmaker() as db, db.begin():
+            await db.execute(text("DELETE FROM items WHERE name = 'outage-item'"))
+
+
+async def test_a_hot_route_outage_answers_as_its_fastapi_route(
+    database: Database, relay: TcpRelay
+) -> None:
+    app = build_app(database)
+    hot = [m for m in app.user_middleware if m.cls is HotRoute]
+    hot[0].kwargs["path"] = "/rows"  # the hot route in front of its FastAPI route
+    await relay.cut()
+    answers = []
+    for asgi in (app, without_hot_routes(app)):
+        transport = httpx.ASGITransport(app=asgi, raise_app_exceptions=False)
+        async with httpx.AsyncClient(transport=transport, base_url="http://t") as client:
+            answers.append(await client.get("/rows"))
+    hot_answer, fastapi_answer = answers
+    assert hot_answer.status_code == fastapi_answer.status_code == 503
+    assert hot_answer.content == fastapi_answer.content
+    assert hot_answer.headers["retry-after"] == fastapi_answer.headers["retry-after"] == "1"
