@@ -5,21 +5,10 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 
-import httpx
 import pytest
-from asgi_lifespan import LifespanManager
-from common.db import Database
-from common.inprocess_broker import InProcessBroker
-from common.testing import AUDIENCE, ISSUER, MovableClock, TokenFactory, fresh_database
-from common.tokens import JwksCache
-from sqlalchemy import delete
-from users.main import create_app
-from users.models import OutboxEvent, User
+from common.testing import AUDIENCE, ISSUER, TokenFactory, fresh_database
 
-from .auth_double import AuthDouble
-from .support import MIGRATIONS, LinkEvents, UsersHarness, users_settings
-
-INTERNAL_SECRET = "test-internal-client-secret-0123456789"
+from .support import MIGRATIONS, LinkEvents, UsersHarness, running_users
 
 
 @pytest.fixture(scope="session")
@@ -35,28 +24,8 @@ def tokens() -> TokenFactory:
 
 @pytest.fixture
 async def users(users_database_url: str, tokens: TokenFactory) -> AsyncIterator[UsersHarness]:
-    database = Database(users_database_url)
-    async with database.sessionmaker() as db, db.begin():
-        await db.execute(delete(OutboxEvent))
-        await db.execute(delete(User))
-    broker = InProcessBroker()
-    clock = MovableClock()
-    auth = AuthDouble(INTERNAL_SECRET)
-    app = create_app(
-        users_settings(users_database_url, internal_client_secret=INTERNAL_SECRET),
-        broker=broker.client(),
-        jwks=JwksCache(tokens.fetcher()),
-        clock=clock,
-        auth_transport=httpx.ASGITransport(app=auth.app()),
-    )
-    async with (
-        LifespanManager(app) as manager,
-        httpx.AsyncClient(
-            transport=httpx.ASGITransport(app=manager.app), base_url="http://users.test"
-        ) as client,
-    ):
-        yield UsersHarness(app, client, database, tokens, broker, auth, clock)
-    await database.dispose()
+    async with running_users(users_database_url, tokens) as harness:
+        yield harness
 
 
 @pytest.fixture

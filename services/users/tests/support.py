@@ -7,25 +7,31 @@ import asyncio
 import dataclasses
 import time
 import uuid
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import httpx
+from asgi_lifespan import LifespanManager
 from common.db import Database
 from common.events import SECRET_EVENT_TYPES, Envelope
 from common.inprocess_broker import InProcessBroker
 from common.state import keep_state, service_state
 from common.testing import AUDIENCE, ISSUER, MovableClock, TokenFactory
+from common.tokens import JwksCache
 from fastapi import FastAPI
-from sqlalchemy import select, text
-from users.models import OutboxEvent
+from sqlalchemy import delete, select, text
+from users.main import create_app
+from users.models import OutboxEvent, User
 from users.settings import UsersSettings
 from users.state import UsersState
 
 from .auth_double import AuthDouble
 
 MIGRATIONS = Path(__file__).resolve().parents[1] / "migrations"
+INTERNAL_SECRET = "test-internal-client-secret-0123456789"
 
 
 PASSWORD = "a sufficiently long passphrase"
@@ -193,3 +199,33 @@ class LinkEvents:
         return not any(
             e.type == VERIFICATION_REQUESTED and e.data["email"] == email for e in self.events
         )
+
+
+@asynccontextmanager
+async def running_users(
+    database_url: str, tokens: TokenFactory, *, app_database_url: str | None = None
+) -> AsyncIterator[UsersHarness]:
+    """users on an emptied `database_url`; with `app_database_url`, the app reaches that
+    database another way (through a test's relay), the harness's own `database` directly."""
+    database = Database(database_url)
+    async with database.sessionmaker() as db, db.begin():
+        await db.execute(delete(OutboxEvent))
+        await db.execute(delete(User))
+    broker = InProcessBroker()
+    clock = MovableClock()
+    auth = AuthDouble(INTERNAL_SECRET)
+    app = create_app(
+        users_settings(app_database_url or database_url, internal_client_secret=INTERNAL_SECRET),
+        broker=broker.client(),
+        jwks=JwksCache(tokens.fetcher()),
+        clock=clock,
+        auth_transport=httpx.ASGITransport(app=auth.app()),
+    )
+    async with (
+        LifespanManager(app) as manager,
+        httpx.AsyncClient(
+            transport=httpx.ASGITransport(app=manager.app), base_url="http://users.test"
+        ) as client,
+    ):
+        yield UsersHarness(app, client, database, tokens, broker, auth, clock)
+    await database.dispose()
