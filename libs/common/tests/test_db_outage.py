@@ -15,7 +15,7 @@ from common.db import Database, DatabaseDep, DbDep, ReadDbDep, database_unreacha
 from common.hot import HotRoute
 from common.settings import ServiceSettings
 from common.state import keep_state
-from common.testing import TcpRelay, without_hot_routes
+from common.testing import TcpRelay, assert_database_unavailable, without_hot_routes
 from sqlalchemy import bindparam, insert, select, text
 from sqlalchemy.ext.asyncio import create_async_engine
 from starlette.middleware import Middleware
@@ -25,20 +25,12 @@ from starlette.responses import JSONResponse, Response
 from .sample_models import Item
 
 ROWS = select(Item.name).where(Item.id == bindparam("item_id"))
-UNAVAILABLE = {
-    "type": "about:blank",
-    "title": "Service Unavailable",
-    "status": 503,
-    "detail": "The database is unavailable; retry later.",
-}
 
 
 @pytest.fixture
 async def relay(sample_database_url: str) -> AsyncIterator[TcpRelay]:
-    relay = TcpRelay(sample_database_url)
-    await relay.start()
-    yield relay
-    await relay.stop()
+    async with TcpRelay(sample_database_url) as relay:
+        yield relay
 
 
 @pytest.fixture
@@ -149,11 +141,7 @@ async def test_an_outage_answers_503_and_the_pool_recovers(
         caplog.clear()
         requests = [("GET", "/items"), ("GET", "/rows"), ("GET", "/hot"), ("POST", "/items")]
         for method, path in requests:
-            answer = await client.request(method, path)
-            assert answer.status_code == 503, (path, answer.text)
-            assert answer.headers["content-type"] == "application/problem+json"
-            assert answer.headers["retry-after"] == "1"
-            assert answer.json() == {**UNAVAILABLE, "instance": path}
+            assert_database_unavailable(await client.request(method, path), path)
         # One line each, at error level, without a traceback.
         outages = [r for r in caplog.records if r.name == "gatehouse.db" and r.levelname == "ERROR"]
         assert len(outages) == len(requests)

@@ -10,7 +10,7 @@ from collections.abc import AsyncIterator
 
 import httpx
 import pytest
-from common.testing import TcpRelay, without_hot_routes
+from common.testing import TcpRelay, assert_database_unavailable, without_hot_routes
 
 from .support import (
     INTERNAL_SECRET,
@@ -24,21 +24,13 @@ from .support import (
     running_auth,
 )
 
-UNAVAILABLE = {
-    "type": "about:blank",
-    "title": "Service Unavailable",
-    "status": 503,
-    "detail": "The database is unavailable; retry later.",
-}
 REFRESH_URL = "/api/v1/auth/refresh"
 
 
 @pytest.fixture
 async def relay(database_url: str) -> AsyncIterator[TcpRelay]:
-    relay = TcpRelay(database_url)
-    await relay.start()
-    yield relay
-    await relay.stop()
+    async with TcpRelay(database_url) as relay:
+        yield relay
 
 
 @pytest.fixture
@@ -46,13 +38,6 @@ async def relayed(relay: TcpRelay) -> AsyncIterator[AuthHarness]:
     """auth (with its pages: an HTTPS issuer) reaching its database through the relay."""
     async with running_auth(relay.url, issuer=OIDC_ISSUER, base_url=OIDC_ISSUER) as harness:
         yield harness
-
-
-def assert_unavailable(response: httpx.Response, path: str) -> None:
-    assert response.status_code == 503, response.text
-    assert response.headers["content-type"] == "application/problem+json"
-    assert response.headers["retry-after"] == "1"
-    assert response.json() == {**UNAVAILABLE, "instance": path}
 
 
 async def test_an_unreachable_database_is_503_until_it_is_back(
@@ -69,11 +54,11 @@ async def test_an_unreachable_database_is_503_until_it_is_back(
 
     await relay.cut()
     logged_in = await auth.client.post("/api/v1/auth/login", data=login)
-    assert_unavailable(logged_in, "/api/v1/auth/login")
+    assert_database_unavailable(logged_in, "/api/v1/auth/login")
     hot_refresh = await auth.client.post(REFRESH_URL, json=refresh)
-    assert_unavailable(hot_refresh, REFRESH_URL)
+    assert_database_unavailable(hot_refresh, REFRESH_URL)
     hot_introspection = await auth.client.post(INTROSPECTION_URL, data=introspection, auth=gateway)
-    assert_unavailable(hot_introspection, INTROSPECTION_URL)
+    assert_database_unavailable(hot_introspection, INTROSPECTION_URL)
     async with httpx.AsyncClient(transport=transport, base_url=OIDC_ISSUER) as plain:
         assert (await plain.post(REFRESH_URL, json=refresh)).content == hot_refresh.content
         plain_introspection = await plain.post(INTROSPECTION_URL, data=introspection, auth=gateway)

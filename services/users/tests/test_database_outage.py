@@ -10,25 +10,17 @@ from collections.abc import AsyncIterator
 
 import httpx
 import pytest
-from common.testing import TcpRelay, TokenFactory
+from common.testing import TcpRelay, TokenFactory, assert_database_unavailable
 
 from .support import PASSWORD, LinkEvents, UsersHarness, running_users
 
-UNAVAILABLE = {
-    "type": "about:blank",
-    "title": "Service Unavailable",
-    "status": 503,
-    "detail": "The database is unavailable; retry later.",
-}
 VERIFY_PAGE = "/account/verify-email"
 
 
 @pytest.fixture
 async def relay(users_database_url: str) -> AsyncIterator[TcpRelay]:
-    relay = TcpRelay(users_database_url)
-    await relay.start()
-    yield relay
-    await relay.stop()
+    async with TcpRelay(users_database_url) as relay:
+        yield relay
 
 
 @pytest.fixture
@@ -46,13 +38,6 @@ def csrf_of(page: httpx.Response) -> str:
     return found.group(1)
 
 
-def assert_unavailable(response: httpx.Response, path: str) -> None:
-    assert response.status_code == 503, response.text
-    assert response.headers["content-type"] == "application/problem+json"
-    assert response.headers["retry-after"] == "1"
-    assert response.json() == {**UNAVAILABLE, "instance": path}
-
-
 async def test_an_unreachable_database_is_503_until_it_is_back(
     users: UsersHarness, relay: TcpRelay
 ) -> None:
@@ -68,11 +53,11 @@ async def test_an_unreachable_database_is_503_until_it_is_back(
 
     await relay.cut()
     me = await users.client.get("/api/v1/users/me", headers=users.bearer(user))
-    assert_unavailable(me, "/api/v1/users/me")
+    assert_database_unavailable(me, "/api/v1/users/me")
     registered = await users.client.post("/api/v1/users/", json=newcomer)
-    assert_unavailable(registered, "/api/v1/users/")
+    assert_database_unavailable(registered, "/api/v1/users/")
     listed = await users.client.get("/api/v1/users/", headers=users.admin_bearer(admin))
-    assert_unavailable(listed, "/api/v1/users/")
+    assert_database_unavailable(listed, "/api/v1/users/")
 
     await relay.restore()
     me = await users.client.get("/api/v1/users/me", headers=users.bearer(user))

@@ -199,6 +199,13 @@ class TcpRelay:
         self.server: asyncio.Server | None = None
         self.writers: set[asyncio.StreamWriter] = set()
 
+    async def __aenter__(self) -> TcpRelay:
+        await self.start()
+        return self
+
+    async def __aexit__(self, *_: object) -> None:
+        await self.stop()
+
     async def start(self) -> None:
         self.server = await asyncio.start_server(self._relay, "127.0.0.1", self.port)
 
@@ -233,6 +240,20 @@ class TcpRelay:
             for writer in (client, server):
                 writer.transport.abort()
                 self.writers.discard(writer)
+
+
+def assert_database_unavailable(response: httpx.Response, path: str) -> None:
+    """`response` is the 503 of a database the service cannot reach (API.md §3)."""
+    assert response.status_code == 503, (path, response.text)
+    assert response.headers["content-type"] == "application/problem+json"
+    assert response.headers["retry-after"] == "1"
+    assert response.json() == {
+        "type": "about:blank",
+        "title": "Service Unavailable",
+        "status": 503,
+        "detail": "The database is unavailable; retry later.",
+        "instance": path,
+    }
 
 
 async def _pipe(source: asyncio.StreamReader, sink: asyncio.StreamWriter) -> None:
