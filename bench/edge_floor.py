@@ -202,7 +202,8 @@ class Edge:
 
 
 class Client(asyncio.Protocol):
-    """A client connection: requests parsed by httptools, answered in order."""
+    """A client connection: requests parsed by httptools, each answered when it is done (wrk
+    sends a connection's next request only after its answer, so that is their order)."""
 
     def __init__(self, edge: Edge) -> None:
         self.edge = edge
@@ -211,6 +212,7 @@ class Client(asyncio.Protocol):
         self.url = b""
         self.headers: Headers = []
         self.peer = ""
+        self.pending: set[asyncio.Task[Answer]] = set()  # the loop keeps only weak references
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport  # type: ignore[assignment]
@@ -236,10 +238,11 @@ class Client(asyncio.Protocol):
             self.transport.write(HEALTH)
             return
         task = asyncio.ensure_future(self.edge.handle(url, headers, self.peer))
+        self.pending.add(task)
         task.add_done_callback(self._answered)
 
     def _answered(self, task: asyncio.Task[Answer]) -> None:
-        # wrk sends the next request only after an answer: answers go out as they finish.
+        self.pending.discard(task)
         if self.transport is not None and not self.transport.is_closing():
             status, headers, body = task.result()
             head = [STATUS_LINES.get(status) or b"HTTP/1.1 %d \r\n" % status]
