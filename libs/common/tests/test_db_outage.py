@@ -5,13 +5,23 @@ PostgreSQL, cut and restored."""
 
 from __future__ import annotations
 
+import asyncio
+import errno
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from typing import Any
 
 import httpx
 import pytest
 from common.app import create_service_app
-from common.db import Database, DatabaseDep, DbDep, ReadDbDep, database_unreachable
+from common.db import (
+    Database,
+    DatabaseDep,
+    DatabaseUnreachable,
+    DbDep,
+    ReadDbDep,
+    _connect_or_unreachable,
+    database_unreachable,
+)
 from common.hot import HotRoute
 from common.settings import ServiceSettings
 from common.state import keep_state
@@ -175,3 +185,62 @@ async def test_a_hot_route_outage_answers_as_its_fastapi_route(
     assert hot_answer.status_code == fastapi_answer.status_code == 503
     assert hot_answer.content == fastapi_answer.content
     assert hot_answer.headers["retry-after"] == fastapi_answer.headers["retry-after"] == "1"
+
+
+async def test_a_database_that_never_answers_is_an_outage_after_the_connect_timeout(
+    relay: TcpRelay,
+) -> None:
+    """A hung database (or one behind a black hole) takes connections and never answers: each
+    new connection is given up after the connect timeout, not asyncpg's 60 seconds, and the
+    request answers 503 as for a refused connection; once the database answers, so do routes."""
+    database = Database(relay.url, pool_size=1, max_overflow=0, connect_timeout=0.2)
+    try:
+        await relay.stall()
+        failure = await raised(lambda: one_statement(database))
+        assert isinstance(failure, DatabaseUnreachable), repr(failure)
+        assert isinstance(failure.__cause__, TimeoutError)
+        assert database_unreachable(failure)
+
+        app = build_app(database)
+        transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
+        async with httpx.AsyncClient(transport=transport, base_url="http://t") as client:
+            async with asyncio.timeout(10):  # four connects of 0.2 s each, never 60 s
+                for method, path in [("GET", "/items"), ("GET", "/hot"), ("POST", "/items")]:
+                    assert_database_unavailable(await client.request(method, path), path)
+            await relay.restore()
+            assert (await client.get("/items")).status_code == 200
+            assert (await client.get("/hot")).status_code == 200
+    finally:
+        await database.dispose()
+
+
+class FailingDialect:
+    def __init__(self, error: BaseException) -> None:
+        self.error = error
+
+    def connect(self, *args: Any, **kwargs: Any) -> Any:
+        raise self.error
+
+
+@pytest.mark.parametrize(
+    "error",
+    [TimeoutError(), OSError(errno.EHOSTUNREACH, "No route to host")],
+    ids=["timeout", "no-route"],
+)
+def test_connect_failures_other_than_refusals_are_raised_as_unreachable(
+    error: BaseException,
+) -> None:
+    """No route to a database host cannot be made on loopback: the driver's connect is faked."""
+    with pytest.raises(DatabaseUnreachable) as caught:
+        _connect_or_unreachable(FailingDialect(error), None, (), {})  # type: ignore[arg-type]
+    assert caught.value.__cause__ is error
+    assert database_unreachable(caught.value)
+
+
+@pytest.mark.parametrize(
+    "error", [ConnectionRefusedError(), ValueError("bad dsn")], ids=["refused", "not-network"]
+)
+def test_other_connect_failures_go_on_as_they_are(error: BaseException) -> None:
+    with pytest.raises(type(error)) as caught:
+        _connect_or_unreachable(FailingDialect(error), None, (), {})  # type: ignore[arg-type]
+    assert caught.value is error

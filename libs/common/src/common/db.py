@@ -29,10 +29,11 @@ its connection dead anyway (dropped without the socket closing) is run once more
 (`FirstStatementRetry`).
 
 When the database cannot be reached while a request is served (the server refuses or drops the
-connection, or the pool has none to give in time), the request is answered 503 with
-`Retry-After` (`DatabaseUnavailable`), not 500: `install_outage_handlers` renders it for FastAPI's
-routes, `common.hot.HotRoute` for its own. `database_unreachable` says which failures those are,
-by type: a connection-level failure only, never a statement the server refused.
+connection, a new connection takes longer than its connect timeout, or the pool has none to give
+in time), the request is answered 503 with `Retry-After` (`DatabaseUnavailable`), not 500:
+`install_outage_handlers` renders it for FastAPI's routes, `common.hot.HotRoute` for its own.
+`database_unreachable` says which failures those are, by type: a connection-level failure only,
+never a statement the server refused.
 """
 
 from __future__ import annotations
@@ -66,6 +67,8 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger("gatehouse.db")
 AFTER_COMMIT = "gatehouse.after_commit"
+# How long a new connection may take (TCP, TLS, authentication, startup) before it is given up.
+CONNECT_TIMEOUT_SECONDS = 5.0
 
 # Constraint names stable across PostgreSQL and SQLite, so Alembic can refer to them.
 NAMING_CONVENTION = {
@@ -126,11 +129,22 @@ def _replace_closed(dbapi_connection: Any, _record: Any, _proxy: Any) -> None:
         raise exc.DisconnectionError("the server closed this connection")
 
 
-def make_engine(url: str, *, pool_size: int = 20, max_overflow: int = 0) -> AsyncEngine:
+def make_engine(
+    url: str,
+    *,
+    pool_size: int = 20,
+    max_overflow: int = 0,
+    connect_timeout: float = CONNECT_TIMEOUT_SECONDS,
+) -> AsyncEngine:
     """At most `pool_size` connections, each kept open once opened: an overflow connection is
     closed as soon as it is returned while the pool is full, so bursts opened and closed one
     (TCP, the TLS offer, authentication, startup) per request — measured the largest cost of a
-    `GET /users/me` under load."""
+    `GET /users/me` under load.
+
+    A new connection is given up after `connect_timeout` seconds (asyncpg's own default is 60:
+    a database that accepts and never answers would hold each request that long), and that, or a
+    connect failing with another OSError than a refusal (no route to the host), is raised as
+    `DatabaseUnreachable`: an outage (503), not a bug (500)."""
     if url.startswith("sqlite"):
         engine = create_async_engine(url)
         event.listen(engine.sync_engine, "connect", _sqlite_pragmas)
@@ -140,10 +154,31 @@ def make_engine(url: str, *, pool_size: int = 20, max_overflow: int = 0) -> Asyn
         pool_size=pool_size,
         max_overflow=max_overflow,
         pool_recycle=1800,
-        connect_args={"server_settings": {"application_name": "gatehouse"}},
+        connect_args={
+            "server_settings": {"application_name": "gatehouse"},
+            "timeout": connect_timeout,
+        },
     )
+    event.listen(engine.sync_engine, "do_connect", _connect_or_unreachable)
     event.listen(engine.sync_engine.pool, "checkout", _replace_closed)
     return engine
+
+
+class DatabaseUnreachable(ConnectionError):
+    """A new connection to the database timed out or found no way to the server."""
+
+
+def _connect_or_unreachable(
+    dialect: Dialect, record: Any, cargs: Sequence[Any], cparams: dict[str, Any]
+) -> Any:
+    """The `do_connect` hook: the driver's connect, its timeout and its network failures (not
+    a refusal or a reset, which are ConnectionErrors already) raised as `DatabaseUnreachable`."""
+    try:
+        return dialect.connect(*cargs, **cparams)
+    except ConnectionError:
+        raise
+    except (TimeoutError, OSError) as error:
+        raise DatabaseUnreachable(f"cannot connect to the database: {error!r}") from error
 
 
 # What asyncpg raises running a statement on a connection the server has ended: closed under it,

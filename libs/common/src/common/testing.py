@@ -187,7 +187,9 @@ class TcpRelay:
     """A TCP relay of the test's own on a spare loopback port, forwarding every connection to
     the server of a database URL (the suites' PostgreSQL): `cut` closes the listener and every
     relayed connection, so the database looks gone to whoever reaches it through the relay
-    (`url`), and `restore` listens again on the same port. The server itself is never touched."""
+    (`url`), and `restore` listens again on the same port; `stall` listens again but holds every
+    new connection unanswered, as a hung database (or one behind a black hole) would. The server
+    itself is never touched."""
 
     def __init__(self, database_url: str) -> None:
         target = make_url(database_url)
@@ -198,6 +200,7 @@ class TcpRelay:
         )
         self.server: asyncio.Server | None = None
         self.writers: set[asyncio.StreamWriter] = set()
+        self.stalled = False
 
     async def __aenter__(self) -> TcpRelay:
         await self.start()
@@ -219,6 +222,14 @@ class TcpRelay:
         await asyncio.sleep(0)  # the aborted connections' callbacks
 
     async def restore(self) -> None:
+        if self.server is not None:  # stalled
+            await self.cut()
+        self.stalled = False
+        await self.start()
+
+    async def stall(self) -> None:
+        await self.cut()
+        self.stalled = True
         await self.start()
 
     async def stop(self) -> None:
@@ -227,6 +238,16 @@ class TcpRelay:
 
     async def _relay(self, client_in: asyncio.StreamReader, client: asyncio.StreamWriter) -> None:
         self.writers.add(client)
+        if self.stalled:
+            try:
+                while await client_in.read(65536):
+                    pass  # taken in, never answered
+            except OSError:
+                pass
+            finally:
+                client.transport.abort()
+                self.writers.discard(client)
+            return
         try:
             server_in, server = await asyncio.open_connection(*self.target)
         except OSError:
