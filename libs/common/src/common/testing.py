@@ -21,6 +21,7 @@ import hashlib
 import hmac
 import json
 import os
+import secrets
 import shutil
 import signal
 import socket
@@ -107,12 +108,44 @@ def without_hot_routes(app: FastAPI) -> ASGIApp:
     return fastapi_only
 
 
+# The ports `free_port` hands out lie below the kernel's ephemeral range, from which every
+# outgoing connection takes its local port: a port handed out there (bind to port 0) and bound a
+# moment later by a test's server may meanwhile have become some connection's own, and the bind
+# fails (EADDRINUSE). Below the range only an explicit bind takes a port.
+FREE_PORTS_FROM = 20_000
+_handed_out: set[int] = set()
+
+
+def ephemeral_ports(path: Path = Path("/proc/sys/net/ipv4/ip_local_port_range")) -> range:
+    """The kernel's range of local ports for outgoing connections (Linux's default elsewhere)."""
+    try:
+        low, high = (int(part) for part in path.read_text().split())
+    except (OSError, ValueError):
+        low, high = 32_768, 60_999
+    return range(low, high + 1)
+
+
 def free_port() -> int:
-    """A loopback port nothing listens on right now."""
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port: int = probe.getsockname()[1]
-        return port
+    """A loopback port nothing is bound to right now, outside the ephemeral range (no connection
+    takes it before the caller binds it), and never the same twice in one process."""
+    ephemeral = ephemeral_ports()
+    candidates = range(FREE_PORTS_FROM, ephemeral.start)
+    if len(candidates) < 1_000:  # a range reaching down this far: take the kernel's choice
+        candidates = range(0, 1)
+    for _ in range(200):
+        port = candidates[secrets.randbelow(len(candidates))]
+        if port in _handed_out:
+            continue
+        with socket.socket() as probe:
+            try:
+                probe.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            port = int(probe.getsockname()[1])
+        if port not in _handed_out:
+            _handed_out.add(port)
+            return port
+    raise RuntimeError("no free loopback port found")
 
 
 class ThrowawayRedis:
