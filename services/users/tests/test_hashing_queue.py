@@ -83,7 +83,9 @@ async def test_a_full_queue_answers_503_at_once_and_logins_pass_queued_registrat
 
         refused, seconds = await timed(users.client.post("/api/v1/users/", json=registration()))
         assert refused.status_code == 503, refused.text
-        assert seconds < 0.1, seconds  # at once, not after a timeout
+        # At once, not after the 30 s wait: a bound far below it, and above any pause (a full
+        # garbage collection late in the suite) the process may take meanwhile.
+        assert seconds < 5, seconds
         assert refused.headers["retry-after"] == str(hasher.retry_after)
         assert refused.headers["content-type"] == "application/problem+json"
 
