@@ -211,7 +211,7 @@ async def test_requests_queued_behind_a_stuck_connection_attempt_fail_together(
         assert all(
             isinstance(result, RedisConnectionError | RedisTimeoutError) for result in results
         )
-        assert time.monotonic() - started < 1.5  # one timeout, not twenty in turn
+        assert time.monotonic() - started < 5.0  # one timeout (0.5 s), not twenty in turn (10 s)
     finally:
         node.thaw()
         await pipe.aclose()

@@ -230,13 +230,13 @@ async def test_silence_is_a_timeout_and_the_connection_is_dropped() -> None:
         started = time.monotonic()
         with pytest.raises(TimeoutError):
             await body_of(connection)
-        assert 0.2 < time.monotonic() - started < 1.5
+        assert 0.2 < time.monotonic() - started < 3.0  # the timeout (0.3 s), not the 5 s silence
         connection.finish()
         assert client.count == 0
         started = time.monotonic()
         with pytest.raises(TimeoutError):
             await client.request("GET", b"/", b"", None)  # no head at all
-        assert time.monotonic() - started < 1.5
+        assert time.monotonic() - started < 3.0
         assert client.count == 0
 
 
