@@ -39,10 +39,27 @@ async def test_reused_refresh_token_revokes_session(auth: AuthHarness, account: 
 async def test_concurrent_refreshes_exactly_one_succeeds(
     auth: AuthHarness, account: Account
 ) -> None:
+    """Ten races: the losers (each revokes the session) once deadlocked with each other now and
+    then (a 500), a losing claim holding the token's lock while revoking the others."""
+    for _ in range(10):
+        pair = await auth.login(account)
+        responses = await asyncio.gather(*(auth.refresh(pair["refresh_token"]) for _ in range(20)))
+        statuses = sorted(response.status_code for response in responses)
+        assert statuses == [200] + [401] * 19
+
+
+async def test_concurrent_reuses_of_an_old_token_all_fail_and_end_the_session(
+    auth: AuthHarness, account: Account
+) -> None:
+    """Twenty revocations of one session at once, over its 151 tokens (each reuse revokes the
+    session): each locks the tokens in one order, so none deadlocks another (a 500)."""
     pair = await auth.login(account)
-    responses = await asyncio.gather(*(auth.refresh(pair["refresh_token"]) for _ in range(20)))
-    statuses = sorted(response.status_code for response in responses)
-    assert statuses == [200] + [401] * 19
+    latest = pair["refresh_token"]
+    for _ in range(150):
+        latest = (await auth.refresh(latest)).json()["refresh_token"]
+    reuses = await asyncio.gather(*(auth.refresh(pair["refresh_token"]) for _ in range(20)))
+    assert sorted(response.status_code for response in reuses) == [401] * 20
+    assert (await auth.refresh(latest)).status_code == 401
 
 
 async def test_unknown_refresh_token_is_401(auth: AuthHarness) -> None:

@@ -157,23 +157,41 @@ async def touch_session(
 async def revoke_sessions(
     db: AsyncSession, session_ids: Sequence[str], now: datetime, reason: str
 ) -> list[str]:
-    """Revoke the sessions and every refresh token in them; returns those newly revoked."""
+    """Revoke the sessions and their refresh tokens (but a token a refresh has locked, which
+    dies with its session all the same); returns the sessions newly revoked."""
     if not session_ids:
         return []
-    # Tokens before sessions: the same lock order as a refresh (claim the token, then touch the
-    # session), so a refresh and a revocation of one session cannot deadlock.
+    # No revocation waits for a token's lock, so none deadlocks with a refresh. A refresh locks
+    # its token (the claim), then its session; a claim that lost a race keeps its lock on the
+    # token too (PostgreSQL locks the row it re-checks). A revocation that waited for tokens
+    # (it once updated them all in scan order) could hold one and wait for another while a
+    # losing refresh, holding that one, waited for it: a deadlock (seen in CI). So tokens
+    # locked elsewhere are skipped: they die with their session, which refresh and
+    # introspection check. Sessions are locked in key order, the only locks revocations wait on.
+    live_tokens = (
+        select(RefreshToken.token_hash)
+        .where(RefreshToken.session_id.in_(session_ids), RefreshToken.revoked_at.is_(None))
+        .with_for_update(skip_locked=True)
+    )
     await db.execute(
         update(RefreshToken)
-        .where(RefreshToken.session_id.in_(session_ids), RefreshToken.revoked_at.is_(None))
+        .where(RefreshToken.token_hash.in_(live_tokens.scalar_subquery()))
         .values(revoked_at=now)
     )
-    result = await db.execute(
-        update(LoginSession)
+    live_sessions = await db.execute(
+        select(LoginSession.id)
         .where(LoginSession.id.in_(session_ids), LoginSession.revoked_at.is_(None))
-        .values(revoked_at=now, revoked_reason=reason)
-        .returning(LoginSession.id)
+        .order_by(LoginSession.id)
+        .with_for_update()
     )
-    return [row[0] for row in result.all()]
+    ids = list(live_sessions.scalars())
+    if ids:
+        await db.execute(
+            update(LoginSession)
+            .where(LoginSession.id.in_(ids))
+            .values(revoked_at=now, revoked_reason=reason)
+        )
+    return ids
 
 
 async def live_session_ids_of_user(
