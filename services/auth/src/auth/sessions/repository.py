@@ -178,20 +178,19 @@ async def revoke_sessions(
         .where(RefreshToken.token_hash.in_(live_tokens.scalar_subquery()))
         .values(revoked_at=now)
     )
-    live_sessions = await db.execute(
+    live_sessions = (
         select(LoginSession.id)
         .where(LoginSession.id.in_(session_ids), LoginSession.revoked_at.is_(None))
         .order_by(LoginSession.id)
         .with_for_update()
     )
-    ids = list(live_sessions.scalars())
-    if ids:
-        await db.execute(
-            update(LoginSession)
-            .where(LoginSession.id.in_(ids))
-            .values(revoked_at=now, revoked_reason=reason)
-        )
-    return ids
+    result = await db.execute(
+        update(LoginSession)
+        .where(LoginSession.id.in_(live_sessions.scalar_subquery()))
+        .values(revoked_at=now, revoked_reason=reason)
+        .returning(LoginSession.id)
+    )
+    return [row[0] for row in result.all()]
 
 
 async def live_session_ids_of_user(
