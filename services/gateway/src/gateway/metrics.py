@@ -2,17 +2,20 @@
 
 from __future__ import annotations
 
-from prometheus_client import Counter, Gauge, Histogram
+from common.metrics import RequestTally
+from prometheus_client import Counter, Gauge
 
-REQUESTS = Counter(
-    "gatehouse_gateway_requests_total",
-    "Requests answered by the gateway, by route, upstream and status.",
-    ["route", "upstream", "status"],
-)
-LATENCY = Histogram(
-    "gatehouse_gateway_request_duration_seconds",
-    "Time from request to the end of the response, by route.",
-    ["route"],
+REQUESTS = RequestTally(
+    (
+        "gatehouse_gateway_requests_total",
+        "Requests answered by the gateway, by route, upstream and status.",
+        ["route", "upstream", "status"],
+    ),
+    (
+        "gatehouse_gateway_request_duration_seconds",
+        "Time from request to the end of the response, by route.",
+        ["route"],
+    ),
     buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0),
 )
 UPSTREAM_ERRORS = Counter(
