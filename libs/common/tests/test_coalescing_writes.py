@@ -10,7 +10,13 @@ from contextlib import asynccontextmanager
 from typing import Any
 
 import pytest
-from common.serve import CoalescingHttpTools, CoalescingTransport, LeanCycle, server_for
+from common.serve import (
+    CoalescingHttpTools,
+    CoalescingTransport,
+    LeanCycle,
+    answer_directly,
+    server_for,
+)
 from common.testing import free_port
 from fastapi import FastAPI
 from uvicorn.protocols.http.flow_control import FlowControl
@@ -26,6 +32,8 @@ class Recorded:
 
     def write(self, data: bytes) -> None:
         self.writes.append(data)
+
+    write_now = write  # CoalescingTransport's: at once
 
     def is_closing(self) -> bool:
         return self.closed
@@ -67,17 +75,24 @@ def test_services_are_served_on_it() -> None:
     assert server_for(FastAPI(), "127.0.0.1", 0).config.http is CoalescingHttpTools
 
 
-HEADS: list[tuple[str, int, list[tuple[bytes, bytes]], bool]] = [
-    ("GET", 200, [(b"content-type", b"application/json"), (b"content-length", b"2")], True),
-    ("GET", 200, [(b"Content-Length", b"2"), (b"X-Thing", b"a\tb"), (b"vary", b"Origin")], True),
-    ("GET", 200, [(b"transfer-encoding", b"chunked")], True),
-    ("GET", 200, [(b"x-a", b"1")], True),  # no framing: chunked added
-    ("HEAD", 200, [(b"x-a", b"1")], True),
-    ("GET", 204, [], True),
-    ("GET", 304, [(b"etag", b'"x"')], True),
-    ("GET", 200, [(b"content-length", b"0"), (b"connection", b"keep-alive, Close")], True),
-    ("GET", 200, [(b"content-length", b"0")], False),  # HTTP/1.0 or a closing request
-    ("GET", 200, [(b"content-length", b"1"), (b"content-length", b"2")], True),
+# method, status, head, keep-alive, the body (as one message)
+HEADS: list[tuple[str, int, list[tuple[bytes, bytes]], bool, bytes]] = [
+    ("GET", 200, [(b"content-type", b"application/json"), (b"content-length", b"2")], True, b"{}"),
+    (
+        "GET",
+        200,
+        [(b"Content-Length", b"2"), (b"X-Thing", b"a\tb"), (b"vary", b"Origin")],
+        True,
+        b"ok",
+    ),
+    ("GET", 200, [(b"transfer-encoding", b"chunked")], True, b"chunk"),
+    ("GET", 200, [(b"x-a", b"1")], True, b"chunk"),  # no framing: chunked added
+    ("HEAD", 200, [(b"x-a", b"1")], True, b""),
+    ("GET", 204, [], True, b""),
+    ("GET", 304, [(b"etag", b'"x"')], True, b""),
+    ("GET", 200, [(b"content-length", b"0"), (b"connection", b"keep-alive, Close")], True, b""),
+    ("GET", 200, [(b"content-length", b"0")], False, b""),  # HTTP/1.0 or a closing request
+    ("GET", 200, [(b"content-length", b"1"), (b"content-length", b"2")], True, b"1"),
 ]
 BAD_HEADS = [
     [(b"x-ok", b"1"), (b"bad name", b"1")],
@@ -111,14 +126,15 @@ def cycle_of(
 async def test_the_lean_cycle_writes_uvicorns_head_and_refuses_what_it_refuses() -> None:
     """common.serve.LeanCycle checks a head's names and values at once: the same bytes out,
     the same framing state, the same error for a bad name or value."""
-    for method, status, headers, keep_alive in HEADS:
+    for method, status, headers, keep_alive, body in HEADS:
         written = []
         for cls in (RequestResponseCycle, LeanCycle):
             cycle, transport = cycle_of(cls, method, keep_alive)
             start: Any = {"type": "http.response.start", "status": status, "headers": headers}
             await cycle.send(start)
             state = (cycle.keep_alive, cycle.chunked_encoding, cycle.expected_content_length)
-            written.append((transport.writes, state))
+            await cycle.send({"type": "http.response.body", "body": body})
+            written.append((b"".join(transport.writes), state, cycle.response_complete))
         assert written[0] == written[1], headers
     for headers in BAD_HEADS:
         errors = []
@@ -131,16 +147,31 @@ async def test_the_lean_cycle_writes_uvicorns_head_and_refuses_what_it_refuses()
         assert errors[0] == errors[1], headers
 
 
+async def test_a_sized_answer_leaves_in_one_write_a_streamed_head_at_once() -> None:
+    sized, transport = cycle_of(LeanCycle, "GET", True)
+    start: Any = {
+        "type": "http.response.start",
+        "status": 200,
+        "headers": [(b"content-length", b"2")],
+    }
+    await sized.send(start)
+    assert transport.writes == []  # held for its body
+    await sized.send({"type": "http.response.body", "body": b"{}"})
+    assert transport.writes == [b"HTTP/1.1 200 OK\r\nserver: t\r\ncontent-length: 2\r\n\r\n{}"]
+    streamed, transport = cycle_of(LeanCycle, "GET", True)
+    await streamed.send({"type": "http.response.start", "status": 200, "headers": []})
+    assert transport.writes == [
+        b"HTTP/1.1 200 OK\r\nserver: t\r\ntransfer-encoding: chunked\r\n\r\n"
+    ]
+    await streamed.send({"type": "http.response.body", "body": b"a", "more_body": True})
+    await streamed.send({"type": "http.response.body", "body": b""})
+    assert transport.writes[1:] == [b"1\r\na\r\n", b"0\r\n\r\n"]
+
+
 @asynccontextmanager
-async def serving_ping(keep_alive: float | None = None) -> AsyncIterator[int]:
-    """A `GET /ping` app served by `server_for` on a free loopback port (its port), started
-    (up to 10 s) and stopped around the block."""
-    app = FastAPI()
-
-    @app.get("/ping")
-    async def ping() -> dict[str, str]:
-        return {"ping": "pong"}
-
+async def serving(app: FastAPI, keep_alive: float | None = None) -> AsyncIterator[int]:
+    """`app` served by `server_for` on a free loopback port (its port), started (up to 10 s)
+    and stopped around the block."""
     port = free_port()
     server = server_for(app, "127.0.0.1", port)
     if keep_alive is not None:
@@ -157,6 +188,19 @@ async def serving_ping(keep_alive: float | None = None) -> AsyncIterator[int]:
     finally:
         server.should_exit = True
         await serving
+
+
+@asynccontextmanager
+async def serving_ping(keep_alive: float | None = None) -> AsyncIterator[int]:
+    """A `GET /ping` app, `serving`."""
+    app = FastAPI()
+
+    @app.get("/ping")
+    async def ping() -> dict[str, str]:
+        return {"ping": "pong"}
+
+    async with serving(app, keep_alive) as port:
+        yield port
 
 
 async def test_services_answer_through_the_lean_cycle(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -221,3 +265,61 @@ async def test_idle_connections_are_closed_after_the_keep_alive_and_busy_ones_ar
         assert steady
         # After all were closed: a new connection is timed anew.
         assert 0.35 < await closed_after(0.0) < 1.0
+
+
+class Answers:
+    """Direct answers for `GET /direct`, recording the scopes it was asked about."""
+
+    def __init__(self) -> None:
+        self.asked: list[str] = []
+
+    def answerer(self, scope: Any) -> Any:
+        self.asked.append(scope["path"])
+        return self.direct if scope["path"] == "/direct" else None
+
+    async def direct(self, scope: Any, receive: Any, send: Any) -> None:
+        assert (await receive())["type"] == "http.request"
+        body = f"direct {scope['method']} {scope['query_string'].decode()}".encode()
+        headers = [(b"content-length", b"%d" % len(body))]
+        await send({"type": "http.response.start", "status": 200, "headers": headers})
+        await send({"type": "http.response.body", "body": body})
+
+
+async def test_direct_answers_go_in_front_of_the_app_and_the_rest_through_it() -> None:
+    """common.serve.answer_directly: the requests the answers pick skip the app and its
+    middleware; every other goes through them, on the same connection, in order."""
+    app = FastAPI()
+    through_app: list[str] = []
+
+    @app.middleware("http")
+    async def record(request: Any, call_next: Any) -> Any:
+        through_app.append(request.url.path)
+        return await call_next(request)
+
+    @app.get("/ping")
+    async def ping() -> dict[str, str]:
+        return {"ping": "pong"}
+
+    answers = Answers()
+    answer_directly(app, answers)
+    async with serving(app) as port:
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        try:
+            # Pipelined: a direct answer, one of the app's, a direct one again.
+            writer.write(
+                b"GET /direct?a=1 HTTP/1.1\r\nhost: t\r\n\r\n"
+                b"GET /ping HTTP/1.1\r\nhost: t\r\n\r\n"
+                b"HEAD /direct HTTP/1.1\r\nhost: t\r\n\r\n"
+            )
+            async with asyncio.timeout(10):
+                first = await reader.readuntil(b"direct GET a=1")
+                second = await reader.readuntil(b'pong"}')
+                third = await reader.readuntil(b"\r\n\r\n")
+        finally:
+            writer.close()
+        assert first == b"HTTP/1.1 200 OK\r\ncontent-length: 14\r\n\r\ndirect GET a=1"
+        assert second.endswith(b'\r\n\r\n{"ping":"pong"}')
+        # HEAD: the length of "direct HEAD ", no body
+        assert third == b"HTTP/1.1 200 OK\r\ncontent-length: 12\r\n\r\n"
+        assert answers.asked == ["/direct", "/ping", "/direct"]
+        assert through_app == ["/ping"]

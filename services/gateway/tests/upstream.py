@@ -7,6 +7,7 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 import uvicorn
+from common.serve import config_for
 from common.testing import free_port
 from fastapi import FastAPI, Request, Response
 from fastapi.responses import JSONResponse, RedirectResponse, StreamingResponse
@@ -72,23 +73,15 @@ def echo_app(name: str, jwks: dict[str, Any] | None = None) -> FastAPI:
 
 
 class Served:
-    """An ASGI app under uvicorn on a spare loopback port, inside the test's event loop."""
+    """An ASGI app under uvicorn on a spare loopback port, inside the test's event loop, served
+    as `python -m <service> serve` serves it (common.serve.config_for)."""
 
     def __init__(self, app: Any, port: int | None = None) -> None:
         self.app = app
         self.port = port or free_port()
-        self.server = uvicorn.Server(
-            uvicorn.Config(
-                app,
-                host="127.0.0.1",
-                port=self.port,
-                log_config=None,
-                lifespan="on",
-                server_header=False,
-                date_header=False,
-                proxy_headers=False,
-            )
-        )
+        # Served as the services are (common.serve: its protocol, its cycle, the gateway's
+        # direct answers), on the test's loop.
+        self.server = uvicorn.Server(config_for(app, "127.0.0.1", self.port))
         self.task: asyncio.Task[None] | None = None
 
     @property

@@ -18,11 +18,11 @@ import asyncio
 import os
 import weakref
 from types import FrameType
-from typing import Any
+from typing import Any, Protocol, cast
 
 import uvicorn
 from fastapi import FastAPI
-from starlette.types import ASGIApp
+from starlette.types import ASGIApp, Scope
 from uvicorn._types import ASGI3Application, ASGISendEvent
 from uvicorn.protocols.http.httptools_impl import (
     HEADER_RE,
@@ -57,6 +57,14 @@ class CoalescingTransport:
         pending, self._pending = self._pending, []
         if pending and not self._transport.is_closing():
             self._transport.write(b"".join(pending))
+
+    def write_now(self, data: bytes) -> None:
+        """`data` at once, after what this turn wrote before it (one write for both)."""
+        if self._pending:
+            self._pending.append(data)
+            self._flush()
+        elif not self._transport.is_closing():
+            self._transport.write(data)
 
     def close(self) -> None:
         self._flush()
@@ -115,69 +123,145 @@ def holds_any(data: bytes, refused: bytes) -> bool:
     return len(data.translate(None, refused)) != len(data)
 
 
+def response_head(
+    cycle: RequestResponseCycle, status_code: int, headers: list[tuple[bytes, bytes]]
+) -> bytes:
+    """The answer's head as uvicorn writes it, the cycle's framing and keep-alive set from its
+    fields as uvicorn sets them: all the header names checked in one pass and all the values in
+    another (a forbidden byte is in the join exactly when it is in one of them), where uvicorn
+    runs two regular-expression searches per header; the same RuntimeError for a bad name or
+    value."""
+    if holds_any(b"".join([name for name, _ in headers]), BAD_NAME_BYTES):
+        raise RuntimeError("Invalid HTTP header name.")
+    if holds_any(b"".join([value for _, value in headers]), BAD_VALUE_BYTES):
+        raise RuntimeError("Invalid HTTP header value.")
+    content = [STATUS_LINE[status_code]]
+    has_connection_close = False
+    for name, value in headers:
+        name = name.lower()
+        if name == b"content-length" and cycle.chunked_encoding is None:
+            cycle.expected_content_length = int(value.decode())
+            cycle.chunked_encoding = False
+        elif name == b"transfer-encoding" and value.lower() == b"chunked":
+            cycle.expected_content_length = 0
+            cycle.chunked_encoding = True
+        elif name == b"connection":
+            connection = [token.lower().strip() for token in value.split(b",")]
+            if b"close" in connection:
+                cycle.keep_alive = False
+                has_connection_close = True
+        content.extend([name, b": ", value, b"\r\n"])
+    if not cycle.keep_alive and not has_connection_close:
+        content.append(b"connection: close\r\n")
+    if (
+        cycle.chunked_encoding is None
+        and cycle.scope["method"] != "HEAD"
+        and status_code not in (204, 304)
+    ):
+        cycle.chunked_encoding = True  # neither Content-Length nor Transfer-Encoding
+        content.append(b"transfer-encoding: chunked\r\n")
+    content.append(b"\r\n")
+    return b"".join(content)
+
+
 class LeanCycle(RequestResponseCycle):
-    """uvicorn's request-response cycle, the answer's head checked at once: all the header names
-    joined in one pass, all the values joined in another (a forbidden byte is in the join exactly
-    when it is in one of them), where uvicorn runs two regular-expression searches per header.
-    The same head is written, and the same RuntimeError raised for a bad name or value."""
+    """uvicorn's request-response cycle, the answer's head built by `response_head`. A sized
+    answer's head (Content-Length) is held until the first body message and written with it in
+    one write, straight to the socket (`CoalescingTransport.write_now`, no callback at the end of
+    the turn); a streamed answer's goes at once. The body's framing, keep-alive and completion
+    are uvicorn's rules (RequestResponseCycle.send), as are its errors."""
+
+    head = b""  # the answer's head, until the first body message takes it along
 
     async def send(self, message: ASGISendEvent) -> None:
-        if self.response_started or message["type"] != "http.response.start":
-            await super().send(message)
-            return
         if self.flow.write_paused and not self.disconnected:
             await self.flow.drain()
         if self.disconnected:
             return
-        self.response_started = True
-        self.waiting_for_100_continue = False
-        status_code = message["status"]
-        headers = self.default_headers + list(message.get("headers", []))
-        if holds_any(b"".join([name for name, _ in headers]), BAD_NAME_BYTES):
-            raise RuntimeError("Invalid HTTP header name.")
-        if holds_any(b"".join([value for _, value in headers]), BAD_VALUE_BYTES):
-            raise RuntimeError("Invalid HTTP header value.")
-        if self.access_log:  # off in every service (server_for); uvicorn's line otherwise
-            self.access_logger.info(
-                '%s - "%s %s HTTP/%s" %d',
-                get_client_addr(self.scope),
-                self.scope["method"],
-                get_path_with_query_string(self.scope),
-                self.scope["http_version"],
-                status_code,
+        if not self.response_started:
+            if message["type"] != "http.response.start":
+                raise RuntimeError(
+                    f"Expected ASGI message 'http.response.start', but got '{message['type']}'."
+                )
+            self.response_started = True
+            self.waiting_for_100_continue = False
+            status_code = message["status"]
+            headers = self.default_headers + list(message.get("headers", []))
+            if self.access_log:  # off in every service (server_for); uvicorn's line otherwise
+                self.access_logger.info(
+                    '%s - "%s %s HTTP/%s" %d',
+                    get_client_addr(self.scope),
+                    self.scope["method"],
+                    get_path_with_query_string(self.scope),
+                    self.scope["http_version"],
+                    status_code,
+                )
+            head = response_head(self, status_code, headers)
+            if self.chunked_encoding is False:  # a sized answer: its body follows, held for it
+                self.head = head
+            else:  # streamed: the head goes at once (with what else this turn writes)
+                self.transport.write(head)
+            return
+        if self.response_complete:
+            raise RuntimeError(
+                f"Unexpected ASGI message '{message['type']}' sent, "
+                "after response already completed."
             )
-        content = [STATUS_LINE[status_code]]
-        has_connection_close = False
-        for name, value in headers:
-            name = name.lower()
-            if name == b"content-length" and self.chunked_encoding is None:
-                self.expected_content_length = int(value.decode())
-                self.chunked_encoding = False
-            elif name == b"transfer-encoding" and value.lower() == b"chunked":
-                self.expected_content_length = 0
-                self.chunked_encoding = True
-            elif name == b"connection":
-                connection = [token.lower().strip() for token in value.split(b",")]
-                if b"close" in connection:
-                    self.keep_alive = False
-                    has_connection_close = True
-            content.extend([name, b": ", value, b"\r\n"])
-        if not self.keep_alive and not has_connection_close:
-            content.append(b"connection: close\r\n")
-        if (
-            self.chunked_encoding is None
-            and self.scope["method"] != "HEAD"
-            and status_code not in (204, 304)
-        ):
-            self.chunked_encoding = True  # neither Content-Length nor Transfer-Encoding
-            content.append(b"transfer-encoding: chunked\r\n")
-        content.append(b"\r\n")
-        self.transport.write(b"".join(content))
+        if message["type"] != "http.response.body":
+            raise RuntimeError(
+                f"Expected ASGI message 'http.response.body', but got '{message['type']}'."
+            )
+        body: bytes = message.get("body", b"")
+        more_body = message.get("more_body", False)
+        head, self.head = self.head, b""
+        if self.scope["method"] == "HEAD":
+            self.expected_content_length = 0
+            out = head
+        elif self.chunked_encoding:
+            out = head + b"%x\r\n%b\r\n" % (len(body), body) if body else head
+            if not more_body:
+                out += b"0\r\n\r\n"
+        else:
+            if len(body) > self.expected_content_length:
+                raise RuntimeError("Response content longer than Content-Length")
+            self.expected_content_length -= len(body)
+            out = head + body
+        if out:
+            self.transport.write_now(out)  # type: ignore[attr-defined]
+        if not more_body:
+            if self.expected_content_length != 0:
+                raise RuntimeError("Response content shorter than Content-Length")
+            self.response_complete = True
+            self.message_event.set()
+            if not self.keep_alive:
+                self.transport.close()
+            self.on_response()
+
+
+class DirectAnswers(Protocol):
+    """Requests an app answers in front of its ASGI stack (`answer_directly`)."""
+
+    def answerer(self, scope: Scope) -> ASGIApp | None:
+        """What answers this request (an ASGI callable, given uvicorn's scope, receive and
+        send), or None: the app."""
+
+
+# app → its direct answers; the app's lifetime, no longer.
+_DIRECT: weakref.WeakKeyDictionary[object, DirectAnswers] = weakref.WeakKeyDictionary()
+
+
+def answer_directly(app: object, answers: DirectAnswers) -> None:
+    """Served by `config_for`, `app`'s requests that `answers` picks go to what it names, from
+    the server's protocol, not through `app`: the app's own layers (Starlette's entry, its
+    middleware) then cost such a request nothing. The answerer must do itself whatever of them
+    its requests need."""
+    _DIRECT[app] = answers
 
 
 class CoalescingHttpTools(HttpToolsProtocol):
     """uvicorn's httptools protocol on a `CoalescingTransport`, its answers' heads written by
-    `LeanCycle`, its keep-alive timed by its server's `KeepAliveWatch`."""
+    `LeanCycle`, its keep-alive timed by its server's `KeepAliveWatch`, and its app's direct
+    answers (`answer_directly`) started in the app's place."""
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         coalescing: Any = CoalescingTransport(transport, self.loop)
@@ -188,9 +272,14 @@ class CoalescingHttpTools(HttpToolsProtocol):
                 self.loop, self.timeout_keep_alive
             )
         self.keep_alive_watch = watch
+        self.direct = _DIRECT.get(self.app)
 
     def _start_asgi_task(self, cycle: RequestResponseCycle, app: ASGI3Application) -> None:
         cycle.__class__ = LeanCycle  # uvicorn's cycle, its `send` LeanCycle's (no other state)
+        if self.direct is not None and app is self.app:  # not uvicorn's own 503 app
+            answerer = self.direct.answerer(cast(Scope, cycle.scope))
+            if answerer is not None:
+                app = answerer  # type: ignore[assignment]
         super()._start_asgi_task(cycle, app)
 
     def connection_lost(self, exc: Exception | None) -> None:

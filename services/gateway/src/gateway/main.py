@@ -10,6 +10,7 @@ import httpx
 from common.app import create_service_app
 from common.embedded import Embedded
 from common.redis import make_redis
+from common.serve import answer_directly
 from common.state import drop_state, keep_state, runtime_of
 from common.tokens import JwksCache, TokenVerifier, http_jwks_fetcher
 from fastapi import FastAPI, Request
@@ -156,7 +157,10 @@ def create_app(
     # The gateway goes in front of the whole FastAPI stack, not inside it as a middleware:
     # proxied requests then skip FastAPI's error, telemetry and body-limit layers (they cost
     # about a tenth of the hot path's CPU). Built now, so nothing can be added to the app later.
-    app.middleware_stack = Gateway(app.build_middleware_stack(), edge_of=edge_of)
+    app.middleware_stack = gateway = Gateway(app.build_middleware_stack(), edge_of=edge_of)
+    # Served (common.serve), a proxied request goes from the server's protocol straight to the
+    # gateway's exchange, in front of Starlette's entry as well.
+    answer_directly(app, gateway)
     return app
 
 

@@ -7,7 +7,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable
-from typing import Any
+from functools import partial
 
 from common.logs import accept_request_id, new_request_id, request_id_var
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -50,26 +50,35 @@ class Gateway:
         self.ops = ops
         self.edge_of = edge_of  # the Edge built by the lifespan, None before
 
+    def answerer(self, scope: Scope) -> ASGIApp | None:
+        """The answer of a proxied route's request, which the server starts in front of the
+        FastAPI app (common.serve.answer_directly); None for any other. CORS preflights go
+        through `__call__`."""
+        edge = self.edge_of()
+        if edge is None or scope["method"] == "OPTIONS":
+            return None
+        route = routes.match(scope["method"], scope["path"])
+        return None if route is None else partial(self.exchange, edge, route)
+
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.ops(scope, receive, send)
             return
         edge: Edge | None = self.edge_of()
-        headers: list[tuple[bytes, bytes]] = scope["headers"]
-        named = dict(reversed(headers))  # name → value, the first of repeated fields
-        origin = named.get(b"origin")
-        https = self._https(scope, edge, headers)
-        if edge is not None and scope["method"] == "OPTIONS" and origin is not None:
-            await self._preflight(edge, origin, send, https)
-            return
+        if edge is not None and scope["method"] == "OPTIONS":
+            origin = next((v for k, v in scope["headers"] if k == b"origin"), None)
+            if origin is not None:
+                await self._preflight(edge, origin, send, self._https(scope, edge))
+                return
         route = routes.match(scope["method"], scope["path"])
+        if route is not None and edge is not None:
+            await self.exchange(edge, route, scope, receive, send)
+            return
+        https = self._https(scope, edge)
+        origin = next((v for k, v in scope["headers"] if k == b"origin"), None)
         cors: Headers = []
         if edge is not None and origin is not None and edge.cors.allowed(origin):
             cors = edge.cors.response_headers(origin)
-        if route is not None and edge is not None:
-            # The exchange adds the edge's headers to its answers itself (replies.Reply).
-            await Exchange(edge, route, scope, receive, send, named, https, cors).run()
-            return
 
         async def edge_send(message: Message) -> None:
             if message["type"] == "http.response.start":
@@ -81,14 +90,27 @@ class Gateway:
 
         await self.ops(scope, receive, edge_send)
 
+    async def exchange(
+        self, edge: Edge, route: Route, scope: Scope, receive: Receive, send: Send
+    ) -> None:
+        """A proxied request, answered by its Exchange (which adds the edge's headers itself,
+        replies.Reply)."""
+        named = dict(reversed(scope["headers"]))  # name → value, the first of repeated fields
+        origin = named.get(b"origin")
+        cors: Headers = []
+        if origin is not None and edge.cors.allowed(origin):
+            cors = edge.cors.response_headers(origin)
+        https = self._https(scope, edge)
+        await Exchange(edge, route, scope, receive, send, named, https, cors).run()
+
     @staticmethod
-    def _https(scope: Scope, edge: Edge | None, headers: list[tuple[bytes, bytes]]) -> bool:
+    def _https(scope: Scope, edge: Edge | None) -> bool:
         if scope.get("scheme") == "https":
             return True
         client = scope.get("client")
         if edge is None or client is None or not edge.proxies.trusts(client[0]):
             return False
-        return any(k == b"x-forwarded-proto" and v.lower() == b"https" for k, v in headers)
+        return any(k == b"x-forwarded-proto" and v.lower() == b"https" for k, v in scope["headers"])
 
     @staticmethod
     async def _preflight(edge: Edge, origin: bytes, send: Send, https: bool) -> None:
