@@ -7,6 +7,8 @@ round, several rounds; the CPU time of each target's own processes (from /proc) 
 from __future__ import annotations
 
 import argparse
+import contextlib
+import os
 import statistics
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -58,6 +60,85 @@ def measure(targets: list[Target], token: str, args: argparse.Namespace, summary
                 f"CPU {cpu:4.0f} µs/req"
             )
     report(targets, summary)
+    own_cores(targets, token, args, summary)
+
+
+# On its own cores: the service on the first CPU, the proxy in front of it and the load
+# generator on the second (the machine's PostgreSQL and Redis, not the bench's to move, go
+# where the kernel puts them).
+SERVICE_CPUS, EDGE_CPUS = {0}, {1}
+
+
+def pin(pid: int, cpus: set[int]) -> None:
+    """Every thread of process `pid` onto `cpus` (an affinity is each thread's own)."""
+    for thread in os.listdir(f"/proc/{pid}/task"):
+        with contextlib.suppress(ProcessLookupError):  # a thread that ended meanwhile
+            os.sched_setaffinity(int(thread), cpus)
+
+
+def own_cores(
+    targets: list[Target], token: str, args: argparse.Namespace, summary: Summary
+) -> None:
+    """The whole path's req/s when the proxy does not take the service's CPU: as in production,
+    where each scales on its own, and unlike the rounds above, where users, the proxy, wrk,
+    PostgreSQL and Redis share two cores, so that every µs a proxy spends is one users lacks
+    (even HAProxy's C then costs users a tenth of its rate). Users direct, through the gateway
+    and through HAProxy, alternating; the processes go back to every CPU after."""
+    by_name = {target.name: target for target in targets}
+    if "direct" not in by_name or "gateway" not in by_name or (os.cpu_count() or 1) < 2:
+        return
+    measured = [by_name[name] for name in ("direct", "gateway", "haproxy") if name in by_name]
+    service = by_name["direct"].pids()
+    edges = [pid for target in measured[1:] for pid in target.pids()]
+    everywhere = os.sched_getaffinity(0)
+    headers = {"Authorization": f"Bearer {token}"}
+    print(
+        f"\n== on own cores: users on CPU {min(SERVICE_CPUS)}, the proxy and wrk on CPU "
+        f"{min(EDGE_CPUS)}; {args.rounds} alternating rounds of "
+        f"{', '.join(t.name for t in measured)} =="
+    )
+    rates: dict[str, list[float]] = {target.name: [] for target in measured}
+    try:
+        for pid in service:
+            pin(pid, SERVICE_CPUS)
+        for pid in edges:
+            pin(pid, EDGE_CPUS)
+        for target in measured:
+            wrk(target.url, 2, args.connections, headers=headers, cpus=EDGE_CPUS)
+        for round_ in range(args.rounds):
+            for target in measured:
+                load = wrk(
+                    target.url, args.seconds, args.connections, headers=headers, cpus=EDGE_CPUS
+                )
+                rates[target.name].append(load.requests_per_second)
+                print(
+                    f"round {round_ + 1} {target.name:15} {load.requests_per_second:7.0f} req/s  "
+                    f"p50 {load.p50_ms:6.2f} ms  p99 {load.p99_ms:6.2f} ms  "
+                    f"non-2xx {load.non_2xx}  socket errors {load.socket_errors}"
+                )
+    finally:
+        for pid in service + edges:
+            if os.path.exists(f"/proc/{pid}"):
+                pin(pid, everywhere)
+    for name in rates:
+        if name == "direct":
+            continue
+        ratios = [x / y for x, y in zip(rates[name], rates["direct"], strict=True)]
+        median = _median_ratio(ratios)
+        print(
+            f"ratio {name}/direct req/s on own cores per round: "
+            f"{', '.join(f'{r:.2f}' for r in ratios)}; median {median:.2f}"
+            + ("   (target >= 0.9)" if name == "gateway" else "")
+        )
+        if name == "gateway":
+            summary.add(
+                "/me gateway→users ÷ users direct, req/s, own cores",
+                f"{median:.2f}",
+                ">= 0.9",
+                median >= 0.9,
+            )
+        else:
+            summary.add(f"/me {name}/direct req/s, own cores", f"{median:.2f}")
 
 
 def report(targets: list[Target], summary: Summary) -> None:

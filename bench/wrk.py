@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import re
 import subprocess
 from dataclasses import dataclass
@@ -35,17 +36,22 @@ def wrk(
     headers: dict[str, str] | None = None,
     script: Path | None = None,
     timeout: int = 10,
+    cpus: set[int] | None = None,
 ) -> Load:
     """`wrk -t1` for `seconds` at `connections`; `script`: a wrk Lua script (method, body...).
     `timeout`: seconds before wrk counts a request as failed (its default, 2 s, is reached by
-    mere queueing when 32 connections wait on a slow route of a busy shared machine)."""
+    mere queueing when 32 connections wait on a slow route of a busy shared machine).
+    `cpus`: the CPUs wrk may run on (all, by default)."""
     command = ["wrk", "-t1", f"-c{connections}", f"-d{seconds}s", f"--timeout={timeout}s"]
     command.append("--latency")
     for name, value in (headers or {}).items():
         command += ["-H", f"{name}: {value}"]
     if script is not None:
         command += ["-s", str(script)]
-    output = subprocess.run([*command, url], capture_output=True, text=True, check=True).stdout
+    pin = None if cpus is None else (lambda: os.sched_setaffinity(0, cpus))
+    output = subprocess.run(
+        [*command, url], capture_output=True, text=True, check=True, preexec_fn=pin
+    ).stdout
     if "Requests/sec" not in output or "50%" not in output:
         raise RuntimeError(f"wrk printed no figures for {url}:\n{output}")
     requests = int(re.search(r"(\d+) requests in", output).group(1))  # type: ignore[union-attr]
