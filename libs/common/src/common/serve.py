@@ -6,10 +6,12 @@ and runs the lifespan shutdown that closes pools and consumers.
 
 uvicorn writes a response's head and its body as two writes (two send syscalls, the socket being
 idle); `CoalescingHttpTools` hands its protocol a transport that joins the writes made in one turn
-of the event loop, so a whole small answer leaves in one; `LeanCycle` checks an answer's head
-for forbidden bytes in one pass over its names and one over its values. The keep-alive of a
-server's idle connections is timed by one timer (`KeepAliveWatch`), where uvicorn sets a timer
-after every answer and cancels it at the next request: the same timeout, closed at the same time.
+of the event loop, and its `LeanCycle` writes a sized answer's head with its body, at once, in
+one; it checks an answer's head for forbidden bytes in one pass over its names and one over its
+values. The keep-alive of a server's idle connections is timed by one timer (`KeepAliveWatch`),
+where uvicorn sets a timer after every answer and cancels it at the next request: the same
+timeout, closed at the same time. An app can have some of its requests answered from the
+protocol, in front of its ASGI stack (`answer_directly`: the gateway's proxied routes).
 """
 
 from __future__ import annotations
