@@ -57,13 +57,13 @@ class RequestTally(Collector):
         counts = self._counts
         if counted in counts:
             counts[counted] += 1
-        else:
-            counts[counted] = 1
+        else:  # its creation time first: a scrape never finds a series without one
             self._counted_since[counted] = time.time()
+            counts[counted] = 1
         row = self._timed.get(timed)
         if row is None:
-            row = self._timed[timed] = [0] * (len(self.bounds) + 2)
             self._timed_since[timed] = time.time()
+            row = self._timed[timed] = [0] * (len(self.bounds) + 2)
         row[bisect_left(self.bounds, seconds)] += 1  # the first bound >= seconds: its `le`
         row[-1] += seconds
 

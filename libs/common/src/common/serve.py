@@ -125,49 +125,8 @@ def holds_any(data: bytes, refused: bytes) -> bool:
     return len(data.translate(None, refused)) != len(data)
 
 
-def response_head(
-    cycle: RequestResponseCycle, status_code: int, headers: list[tuple[bytes, bytes]]
-) -> bytes:
-    """The answer's head as uvicorn writes it, the cycle's framing and keep-alive set from its
-    fields as uvicorn sets them: all the header names checked in one pass and all the values in
-    another (a forbidden byte is in the join exactly when it is in one of them), where uvicorn
-    runs two regular-expression searches per header; the same RuntimeError for a bad name or
-    value."""
-    if holds_any(b"".join([name for name, _ in headers]), BAD_NAME_BYTES):
-        raise RuntimeError("Invalid HTTP header name.")
-    if holds_any(b"".join([value for _, value in headers]), BAD_VALUE_BYTES):
-        raise RuntimeError("Invalid HTTP header value.")
-    content = [STATUS_LINE[status_code]]
-    has_connection_close = False
-    for name, value in headers:
-        name = name.lower()
-        if name == b"content-length" and cycle.chunked_encoding is None:
-            cycle.expected_content_length = int(value.decode())
-            cycle.chunked_encoding = False
-        elif name == b"transfer-encoding" and value.lower() == b"chunked":
-            cycle.expected_content_length = 0
-            cycle.chunked_encoding = True
-        elif name == b"connection":
-            connection = [token.lower().strip() for token in value.split(b",")]
-            if b"close" in connection:
-                cycle.keep_alive = False
-                has_connection_close = True
-        content.extend([name, b": ", value, b"\r\n"])
-    if not cycle.keep_alive and not has_connection_close:
-        content.append(b"connection: close\r\n")
-    if (
-        cycle.chunked_encoding is None
-        and cycle.scope["method"] != "HEAD"
-        and status_code not in (204, 304)
-    ):
-        cycle.chunked_encoding = True  # neither Content-Length nor Transfer-Encoding
-        content.append(b"transfer-encoding: chunked\r\n")
-    content.append(b"\r\n")
-    return b"".join(content)
-
-
 class LeanCycle(RequestResponseCycle):
-    """uvicorn's request-response cycle, the answer's head built by `response_head`. A sized
+    """uvicorn's request-response cycle, the answer's head built by `_head`. A sized
     answer's head (Content-Length) is held until the first body message and written with it in
     one write, straight to the socket (`CoalescingTransport.write_now`, no callback at the end of
     the turn); a streamed answer's goes at once. The body's framing, keep-alive and completion
@@ -198,7 +157,7 @@ class LeanCycle(RequestResponseCycle):
                     self.scope["http_version"],
                     status_code,
                 )
-            head = response_head(self, status_code, headers)
+            head = self._head(status_code, headers)
             if self.chunked_encoding is False:  # a sized answer: its body follows, held for it
                 self.head = head
             else:  # streamed: the head goes at once (with what else this turn writes)
@@ -220,7 +179,7 @@ class LeanCycle(RequestResponseCycle):
             self.expected_content_length = 0
             out = head
         elif self.chunked_encoding:
-            out = head + b"%x\r\n%b\r\n" % (len(body), body) if body else head
+            out = (head + b"%x\r\n%b\r\n" % (len(body), body)) if body else head
             if not more_body:
                 out += b"0\r\n\r\n"
         else:
@@ -238,6 +197,44 @@ class LeanCycle(RequestResponseCycle):
             if not self.keep_alive:
                 self.transport.close()
             self.on_response()
+
+    def _head(self, status_code: int, headers: list[tuple[bytes, bytes]]) -> bytes:
+        """The answer's head as uvicorn writes it, the cycle's framing and keep-alive set from
+        its fields as uvicorn sets them: all the header names checked in one pass and all the
+        values in another (a forbidden byte is in the join exactly when it is in one of them),
+        where uvicorn runs two regular-expression searches per header; the same RuntimeError
+        for a bad name or value."""
+        if holds_any(b"".join([name for name, _ in headers]), BAD_NAME_BYTES):
+            raise RuntimeError("Invalid HTTP header name.")
+        if holds_any(b"".join([value for _, value in headers]), BAD_VALUE_BYTES):
+            raise RuntimeError("Invalid HTTP header value.")
+        content = [STATUS_LINE[status_code]]
+        has_connection_close = False
+        for name, value in headers:
+            name = name.lower()
+            if name == b"content-length" and self.chunked_encoding is None:
+                self.expected_content_length = int(value.decode())
+                self.chunked_encoding = False
+            elif name == b"transfer-encoding" and value.lower() == b"chunked":
+                self.expected_content_length = 0
+                self.chunked_encoding = True
+            elif name == b"connection":
+                connection = [token.lower().strip() for token in value.split(b",")]
+                if b"close" in connection:
+                    self.keep_alive = False
+                    has_connection_close = True
+            content.extend([name, b": ", value, b"\r\n"])
+        if not self.keep_alive and not has_connection_close:
+            content.append(b"connection: close\r\n")
+        if (
+            self.chunked_encoding is None
+            and self.scope["method"] != "HEAD"
+            and status_code not in (204, 304)
+        ):
+            self.chunked_encoding = True  # neither Content-Length nor Transfer-Encoding
+            content.append(b"transfer-encoding: chunked\r\n")
+        content.append(b"\r\n")
+        return b"".join(content)
 
 
 class DirectAnswers(Protocol):
