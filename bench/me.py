@@ -13,7 +13,7 @@ import statistics
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from bench.proc import cpu_seconds
+from bench.proc import cpu_split
 from bench.summary import Summary
 from bench.wrk import Load, wrk
 
@@ -27,10 +27,13 @@ class Target:
     pids: Callable[[], list[int]]  # the processes whose CPU is this target's own
     loads: list[Load] = field(default_factory=list)
     cpu: list[float] = field(default_factory=list)  # µs per request, one per round
+    user: list[float] = field(default_factory=list)  # of which in user mode, µs per request
 
 
-def _cpu(pids: list[int]) -> float:
-    return sum(cpu_seconds(pid) for pid in pids)
+def _cpu(pids: list[int]) -> tuple[float, float]:
+    """User + system, and user, CPU seconds of `pids` so far."""
+    splits = [cpu_split(pid) for pid in pids]
+    return sum(u + s for u, s in splits), sum(u for u, _ in splits)
 
 
 def _median_ratio(ratios: list[float]) -> float:
@@ -48,11 +51,13 @@ def measure(targets: list[Target], token: str, args: argparse.Namespace, summary
     for round_ in range(args.rounds):
         for target in targets:
             pids = target.pids()
-            before = _cpu(pids)
+            before, user_before = _cpu(pids)
             load = wrk(target.url, args.seconds, args.connections, headers=headers)
-            cpu = (_cpu(pids) - before) / max(load.requests, 1) * 1e6
+            after, user_after = _cpu(pids)
+            cpu = (after - before) / max(load.requests, 1) * 1e6
             target.loads.append(load)
             target.cpu.append(cpu)
+            target.user.append((user_after - user_before) / max(load.requests, 1) * 1e6)
             print(
                 f"round {round_ + 1} {target.name:15} {load.requests_per_second:7.0f} req/s  "
                 f"p50 {load.p50_ms:6.2f} ms  p99 {load.p99_ms:6.2f} ms  "
@@ -60,6 +65,8 @@ def measure(targets: list[Target], token: str, args: argparse.Namespace, summary
                 f"CPU {cpu:4.0f} µs/req"
             )
     report(targets, summary)
+    if "gateway" in {t.name for t in targets} and "haproxy" in {t.name for t in targets}:
+        split(targets, summary)
     own_cores(targets, token, args, summary)
 
 
@@ -139,6 +146,33 @@ def own_cores(
             )
         else:
             summary.add(f"/me {name}/direct req/s, own cores", f"{median:.2f}")
+
+
+def split(targets: list[Target], summary: Summary) -> None:
+    """The gateway's and HAProxy's CPU per request in user and system time: the system part is
+    the kernel's work on their sockets (client, upstream, and the gateway's Redis), the user part
+    their own code (HAProxy's includes an RS256 check on every request, which the gateway's
+    verified-token cache skips)."""
+    by_name = {target.name: target for target in targets}
+    gateway, haproxy = by_name["gateway"], by_name["haproxy"]
+
+    def parts(target: Target) -> tuple[list[float], list[float]]:
+        return target.user, [cpu - user for cpu, user in zip(target.cpu, target.user, strict=True)]
+
+    (gateway_user, gateway_system), (haproxy_user, haproxy_system) = parts(gateway), parts(haproxy)
+    user = _median_ratio([x / y for x, y in zip(gateway_user, haproxy_user, strict=True) if y > 0])
+    system = _median_ratio(
+        [x / y for x, y in zip(gateway_system, haproxy_system, strict=True) if y > 0]
+    )
+    print(
+        "user / system CPU per request (medians of rounds): "
+        f"gateway {statistics.median(gateway_user):.0f} / {statistics.median(gateway_system):.0f}"
+        f" µs, haproxy {statistics.median(haproxy_user):.0f} / "
+        f"{statistics.median(haproxy_system):.0f} µs; gateway ÷ haproxy: user {user:.2f}x, "
+        f"system {system:.2f}x"
+    )
+    summary.add("/me gateway user CPU/req ÷ haproxy's", f"{user:.2f}x")
+    summary.add("/me gateway system CPU/req ÷ haproxy's", f"{system:.2f}x")
 
 
 def report(targets: list[Target], summary: Summary) -> None:

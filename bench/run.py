@@ -9,9 +9,10 @@
    headers, in the least Python a proxy can have: no framework, one coroutine per request).
    Prints requests/s, p50/p99 latency and CPU time per request of each target's own processes
    (from /proc), and the ratios: gateway/direct req/s, the gateway's CPU per request against
-   HAProxy's and nginx's, users' CPU per request against the floor's. Then direct, gateway and
-   HAProxy again with users on one CPU and the proxy and wrk on the other (bench.me.own_cores):
-   the whole path's req/s when the proxy does not take the service's CPU.
+   HAProxy's and nginx's, users' CPU per request against the floor's; the gateway's and
+   HAProxy's CPU per request split into user and system time (bench.me.split). Then direct,
+   gateway and HAProxy again with users on one CPU and the proxy and wrk on the other
+   (bench.me.own_cores): the whole path's req/s when the proxy does not take the service's CPU.
 2. auth's hot routes, introspection and refresh, beside their floor (bench.auth_floor), and
    JWKS (bench.auth_routes).
 3. Registration → welcome email latency through the gateway at a steady registration rate.
