@@ -1,31 +1,37 @@
 """A database the service cannot reach is a 503 with `Retry-After` (API.md §3), on FastAPI's
 routes and the hot ones alike, and the pool recovers once it is back; a statement the server
 refuses stays what it was. The outage is real: a relay of the test's own between the pool and
-PostgreSQL, cut and restored."""
+PostgreSQL, cut, stalled or frozen, and restored."""
 
 from __future__ import annotations
 
 import asyncio
 import errno
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
+from pathlib import Path
 from typing import Any
 
+import asyncpg  # type: ignore[import-untyped]
 import httpx
 import pytest
+from common import cli
 from common.app import create_service_app
 from common.db import (
     Database,
     DatabaseDep,
+    DatabaseNotAnswering,
     DatabaseUnreachable,
     DbDep,
     ReadDbDep,
     _connect_or_unreachable,
     database_unreachable,
+    make_engine,
 )
 from common.hot import HotRoute
 from common.settings import ServiceSettings
 from common.state import keep_state
 from common.testing import TcpRelay, assert_database_unavailable, without_hot_routes
+from fastapi import FastAPI
 from sqlalchemy import bindparam, insert, select, text
 from sqlalchemy.ext.asyncio import create_async_engine
 from starlette.middleware import Middleware
@@ -245,3 +251,118 @@ def test_other_connect_failures_go_on_as_they_are(error: BaseException) -> None:
     with pytest.raises(type(error)) as caught:
         _connect_or_unreachable(FailingDialect(error), None, (), {})  # type: ignore[arg-type]
     assert caught.value is error
+
+
+async def test_a_database_that_stops_answering_is_an_outage_after_the_statement_timeout(
+    relay: TcpRelay,
+) -> None:
+    """A database that stops answering on the connections it holds (a server stopped, a network
+    partition): a statement is given up after the statement timeout, on FastAPI's routes and the
+    hot ones, its connection dropped (its state is unknown) rather than handed out again; new
+    connections meet the connect timeout; once the database answers again, so do routes."""
+    database = Database(
+        relay.url, pool_size=1, max_overflow=0, connect_timeout=1.0, statement_timeout=0.2
+    )
+    try:
+        app = build_app(database)
+        transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
+        async with httpx.AsyncClient(transport=transport, base_url="http://t") as client:
+            assert (await client.get("/items")).status_code == 200  # the pool's one connection
+            relay.freeze()
+            async with asyncio.timeout(10):  # never the 30 s of the gateway's read timeout
+                failure = await raised(lambda: one_statement(database))
+            assert isinstance(failure, DatabaseNotAnswering), repr(failure)
+            assert isinstance(failure.__cause__, TimeoutError)
+            assert database_unreachable(failure)
+            relay.thaw()
+            assert (await client.get("/hot")).status_code == 200  # on a new connection
+            relay.freeze()
+            async with asyncio.timeout(10):
+                failure = await raised(lambda: database.read_rows(ROWS, {"item_id": 1}))
+            assert isinstance(failure, DatabaseNotAnswering), repr(failure)
+            assert database_unreachable(failure)
+
+            relay.thaw()
+            for method, path in [("GET", "/items"), ("GET", "/hot"), ("POST", "/items")]:
+                assert (await client.get("/items")).status_code == 200  # a live connection
+                relay.freeze()
+                async with asyncio.timeout(10):
+                    assert_database_unavailable(await client.request(method, path), path)
+                relay.thaw()
+            assert (await client.get("/items")).status_code == 200
+            assert (await client.get("/hot")).status_code == 200
+            async with database.sessionmaker() as db, db.begin():
+                await db.execute(text("DELETE FROM items WHERE name = 'outage-item'"))
+    finally:
+        await database.dispose()
+
+
+async def backend(db: Any) -> int:
+    pid: int = (await db.execute(text("SELECT pg_backend_pid()"))).scalar_one()
+    return pid
+
+
+async def test_a_statement_over_the_statement_timeout_is_cancelled_by_the_server(
+    sample_database_url: str,
+) -> None:
+    """A statement that runs too long on a live server (a lock it waits for, a plan gone wrong)
+    is cancelled by the server, which goes on serving the connection: the request is an outage
+    (503), its transaction rolled back, and the next one runs on the same connection."""
+    database = Database(sample_database_url, pool_size=1, max_overflow=0, statement_timeout=0.2)
+    try:
+        app: FastAPI = build_app(database)
+
+        @app.post("/slow")
+        async def slow(db: DbDep) -> dict[str, str]:
+            await db.execute(insert(Item).values(name="slow-item"))
+            await db.execute(text("SELECT pg_sleep(5)"))
+            return {}
+
+        async with database.sessionmaker() as db:
+            before = await backend(db)
+            failure = await raised(lambda: db.execute(text("SELECT pg_sleep(5)")))
+            assert isinstance(failure.__cause__.__cause__, asyncpg.QueryCanceledError)  # type: ignore[union-attr]
+            assert database_unreachable(failure)
+        transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
+        async with httpx.AsyncClient(transport=transport, base_url="http://t") as client:
+            async with asyncio.timeout(10):
+                assert_database_unavailable(await client.post("/slow"), "/slow")
+        async with database.sessionmaker() as db:
+            assert await backend(db) == before
+            rows = await db.execute(select(Item.id).where(Item.name == "slow-item"))
+            assert rows.all() == []
+    finally:
+        await database.dispose()
+
+
+async def test_migrations_have_no_statement_timeout(
+    sample_database_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A service's statements are cut at the statement timeout, on the server and in the client;
+    a migration (an index built on a large table) is not."""
+    settings = []
+    for options in ({}, {"statement_timeout": None}):
+        engine = make_engine(sample_database_url, **options)  # type: ignore[arg-type]
+        try:
+            async with engine.connect() as connection:
+                shown = (await connection.execute(text("SHOW statement_timeout"))).scalar_one()
+                driver = (await connection.get_raw_connection()).driver_connection
+                settings.append((shown, driver._config.command_timeout))  # type: ignore[union-attr]
+        finally:
+            await engine.dispose()
+    # The server's and the client's (a second more: a live server's cancel comes first).
+    assert settings == [("5s", 6.0), ("0", None)]
+
+    made: list[dict[str, Any]] = []
+
+    def recording(url: str, **options: Any) -> Any:
+        made.append(options)
+        return make_engine(url, **options)
+
+    async def no_upgrade(*_: object) -> None:
+        return None
+
+    monkeypatch.setattr("common.cli.make_engine", recording)
+    monkeypatch.setattr(cli, "upgrade", no_upgrade)
+    await cli.migrate_database(sample_database_url, Path("unused"))
+    assert made == [{"statement_timeout": None}]

@@ -1,10 +1,11 @@
 """users while its PostgreSQL cannot be reached (API.md §3): 503 problem+json with `Retry-After`
 on the hot `GET /me` and on FastAPI's routes, a 503 page on the account pages, and the same
 answers as before once the database is back. The outage is a relay of the test's own between
-users and the server, cut and restored."""
+users and the server, cut (or frozen) and restored."""
 
 from __future__ import annotations
 
+import asyncio
 import re
 from collections.abc import AsyncIterator
 
@@ -70,6 +71,34 @@ async def test_an_unreachable_database_is_503_until_it_is_back(
     # A statement the database refuses is what it was: the address is taken, 409.
     again = await users.client.post("/api/v1/users/", json={**newcomer, "username": "other"})
     assert again.status_code == 409, again.text
+
+
+async def test_a_database_that_stops_answering_is_503_after_the_statement_timeout(
+    users: UsersHarness, relay: TcpRelay
+) -> None:
+    """The server stops answering on the connections users holds (stopped, partitioned): the
+    hot `GET /me` and a registration answer 503 once the statement timeout has passed, not when
+    the gateway gives up (30 s); the registration left nothing behind, and once the database
+    answers, both succeed."""
+    user = await users.register()
+    newcomer = {
+        "email": "frozen@example.org",
+        "username": "frozen",
+        "password": PASSWORD,
+        "full_name": "Frozen Out",
+    }
+    relay.freeze()
+    async with asyncio.timeout(20):  # 6 s each at most: the statement (or connect) timeout
+        me = await users.client.get("/api/v1/users/me", headers=users.bearer(user))
+        assert_database_unavailable(me, "/api/v1/users/me")
+        registered = await users.client.post("/api/v1/users/", json=newcomer)
+        assert_database_unavailable(registered, "/api/v1/users/")
+    relay.thaw()
+    me = await users.client.get("/api/v1/users/me", headers=users.bearer(user))
+    assert me.status_code == 200, me.text
+    assert me.json() == user
+    registered = await users.client.post("/api/v1/users/", json=newcomer)
+    assert registered.status_code == 201, registered.text
 
 
 async def test_an_account_page_answers_a_503_page(

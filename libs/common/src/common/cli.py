@@ -24,7 +24,7 @@ Settings = TypeVar("Settings", bound=ServiceSettings)
 
 
 async def migrate_database(url: str, migrations: Path) -> None:
-    engine = make_engine(url)
+    engine = make_engine(url, statement_timeout=None)  # an index built on a large table takes long
     try:
         await upgrade(engine, migrations)
     finally:

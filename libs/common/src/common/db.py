@@ -28,9 +28,16 @@ round trip; connections are recycled after 30 minutes; and a session's first sta
 its connection dead anyway (dropped without the socket closing) is run once more on a new one
 (`FirstStatementRetry`).
 
+A statement may run for `STATEMENT_TIMEOUT_SECONDS`: the server cancels one that runs longer (its
+`statement_timeout`: the connection goes on), and the client gives up a second later on one the
+server does not answer at all (a stopped server, a partition: asyncpg's `command_timeout`); that
+connection's state is unknown, so it is dropped, never handed out again (`DatabaseNotAnswering`).
+Migrations run without either.
+
 When the database cannot be reached while a request is served (the server refuses or drops the
-connection, a new connection takes longer than its connect timeout, or the pool has none to give
-in time), the request is answered 503 with `Retry-After` (`DatabaseUnavailable`), not 500:
+connection, a new connection takes longer than its connect timeout, the pool has none to give in
+time, or a statement is cut at the statement timeout), the request is answered 503 with
+`Retry-After` (`DatabaseUnavailable`), not 500:
 `install_outage_handlers` renders it for FastAPI's routes, `common.hot.HotRoute` for its own.
 `database_unreachable` says which failures those are, by type: a connection-level failure only,
 never a statement the server refused.
@@ -48,6 +55,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 import asyncpg  # type: ignore[import-untyped]
 from fastapi import Depends, FastAPI, Request
 from sqlalchemy import DateTime, Dialect, Executable, MetaData, Result, Select, event, exc, text
+from sqlalchemy.engine import ExceptionContext
 from sqlalchemy.ext.asyncio import (
     AsyncEngine,
     AsyncSession,
@@ -69,6 +77,10 @@ logger = logging.getLogger("gatehouse.db")
 AFTER_COMMIT = "gatehouse.after_commit"
 # How long a new connection may take (TCP, TLS, authentication, startup) before it is given up.
 CONNECT_TIMEOUT_SECONDS = 5.0
+# How long a statement may run: the server cancels it then; the client waits a second more for a
+# server that answers nothing (so a live server's cancel, which keeps the connection, comes first).
+STATEMENT_TIMEOUT_SECONDS = 5.0
+CLIENT_TIMEOUT_GRACE_SECONDS = 1.0
 
 # Constraint names stable across PostgreSQL and SQLite, so Alembic can refer to them.
 NAMING_CONVENTION = {
@@ -135,6 +147,7 @@ def make_engine(
     pool_size: int = 20,
     max_overflow: int = 0,
     connect_timeout: float = CONNECT_TIMEOUT_SECONDS,
+    statement_timeout: float | None = STATEMENT_TIMEOUT_SECONDS,
 ) -> AsyncEngine:
     """At most `pool_size` connections, each kept open once opened: an overflow connection is
     closed as soon as it is returned while the pool is full, so bursts opened and closed one
@@ -144,22 +157,32 @@ def make_engine(
     A new connection is given up after `connect_timeout` seconds (asyncpg's own default is 60:
     a database that accepts and never answers would hold each request that long), and that, or a
     connect failing with another OSError than a refusal (no route to the host), is raised as
-    `DatabaseUnreachable`: an outage (503), not a bug (500)."""
+    `DatabaseUnreachable`: an outage (503), not a bug (500).
+
+    A statement is cut after `statement_timeout` seconds (None: never, for migrations), as the
+    module docstring says."""
     if url.startswith("sqlite"):
         engine = create_async_engine(url)
         event.listen(engine.sync_engine, "connect", _sqlite_pragmas)
         return engine
+    server_settings = {"application_name": "gatehouse"}
+    command_timeout = None
+    if statement_timeout is not None:
+        server_settings["statement_timeout"] = str(round(statement_timeout * 1000))
+        command_timeout = statement_timeout + CLIENT_TIMEOUT_GRACE_SECONDS
     engine = create_async_engine(
         url,
         pool_size=pool_size,
         max_overflow=max_overflow,
         pool_recycle=1800,
         connect_args={
-            "server_settings": {"application_name": "gatehouse"},
+            "server_settings": server_settings,
             "timeout": connect_timeout,
+            "command_timeout": command_timeout,
         },
     )
     event.listen(engine.sync_engine, "do_connect", _connect_or_unreachable)
+    event.listen(engine.sync_engine, "handle_error", _drop_unanswered)
     event.listen(engine.sync_engine.pool, "checkout", _replace_closed)
     return engine
 
@@ -181,6 +204,25 @@ def _connect_or_unreachable(
         raise DatabaseUnreachable(f"cannot connect to the database: {error!r}") from error
 
 
+class DatabaseNotAnswering(ConnectionError):
+    """A statement got no answer within the statement timeout; its connection was dropped."""
+
+
+def _drop_unanswered(context: ExceptionContext) -> BaseException | None:
+    """The `handle_error` hook: a statement that timed out in the client (asyncpg's
+    `command_timeout`; the server cancels a slow statement itself first) left its connection
+    waiting on an answer that may yet come. The connection is closed at once, without asking the
+    server, and invalidated; `DatabaseNotAnswering` is raised in the timeout's place."""
+    if not isinstance(context.original_exception, TimeoutError) or context.connection is None:
+        return None
+    driver = context.connection.connection.driver_connection
+    if driver is not None:
+        driver.terminate()  # no goodbye to a server that answers nothing
+    context.is_disconnect = True
+    context.invalidate_pool_on_disconnect = False  # the others may be alive; checkout tells
+    return DatabaseNotAnswering("the database did not answer a statement in time")
+
+
 # What asyncpg raises running a statement on a connection the server has ended: closed under it,
 # closed already, or still reading the server's goodbye ("another operation is in progress").
 DEAD_CONNECTION = (
@@ -193,8 +235,9 @@ DEAD_CONNECTION = (
 
 # What reaches a route, unwrapped, when the database cannot be reached: a connection refused or
 # reset (SQLAlchemy does not wrap what the connect raises), a host name that does not resolve,
-# asyncpg's own connection errors, and the server refusing new connections (starting up, shutting
-# down, full). Not asyncpg's `InterfaceError`: its `DataError` is a bad parameter, a bug.
+# asyncpg's own connection errors, the server refusing new connections (starting up, shutting
+# down, full), and a statement cut at the statement timeout (`DatabaseNotAnswering` is a
+# ConnectionError). Not asyncpg's `InterfaceError`: its `DataError` is a bad parameter, a bug.
 UNREACHABLE = (
     ConnectionError,
     socket.gaierror,
@@ -203,6 +246,8 @@ UNREACHABLE = (
     asyncpg.TooManyConnectionsError,
     asyncpg.AdminShutdownError,
     asyncpg.CrashShutdownError,
+    # The server cancelled a statement: its statement timeout, or an operator's cancel.
+    asyncpg.QueryCanceledError,
 )
 # The classes a route's exception is looked up by (`install_outage_handlers`).
 OUTAGE_CLASSES: tuple[type[Exception], ...] = (
@@ -346,6 +391,9 @@ class Database:
             try:
                 rows: Sequence[Mapping[Any, Any]] = await driver.fetch(sql, *args)
                 return rows
+            except TimeoutError as error:  # an OSError: not a dead connection, not run again
+                connection.invalidate()  # outside a greenlet: closed at once
+                raise DatabaseNotAnswering("the database did not answer a statement") from error
             except DEAD_CONNECTION:
                 if last:
                     raise

@@ -221,8 +221,10 @@ class TcpRelay:
     the server of a database URL (the suites' PostgreSQL): `cut` closes the listener and every
     relayed connection, so the database looks gone to whoever reaches it through the relay
     (`url`), and `restore` listens again on the same port; `stall` listens again but holds every
-    new connection unanswered, as a hung database (or one behind a black hole) would. The server
-    itself is never touched."""
+    new connection unanswered, as a hung database (or one behind a black hole) would; `freeze`
+    holds what every relayed connection, established or new, carries either way, as a server
+    that stopped (SIGSTOP) would, until `thaw` lets it through. The server itself is never
+    touched."""
 
     def __init__(self, database_url: str) -> None:
         target = make_url(database_url)
@@ -234,6 +236,8 @@ class TcpRelay:
         self.server: asyncio.Server | None = None
         self.writers: set[asyncio.StreamWriter] = set()
         self.stalled = False
+        self.flowing = asyncio.Event()
+        self.flowing.set()
 
     async def __aenter__(self) -> TcpRelay:
         await self.start()
@@ -265,7 +269,14 @@ class TcpRelay:
         self.stalled = True
         await self.start()
 
+    def freeze(self) -> None:
+        self.flowing.clear()
+
+    def thaw(self) -> None:
+        self.flowing.set()
+
     async def stop(self) -> None:
+        self.thaw()
         if self.server is not None:
             await self.cut()
 
@@ -289,7 +300,9 @@ class TcpRelay:
             return
         self.writers.add(server)
         try:
-            await asyncio.gather(_pipe(client_in, server), _pipe(server_in, client))
+            await asyncio.gather(
+                _pipe(client_in, server, self.flowing), _pipe(server_in, client, self.flowing)
+            )
         finally:
             for writer in (client, server):
                 writer.transport.abort()
@@ -310,10 +323,14 @@ def assert_database_unavailable(response: httpx.Response, path: str) -> None:
     }
 
 
-async def _pipe(source: asyncio.StreamReader, sink: asyncio.StreamWriter) -> None:
-    """Copy until either end closes, then close the other's write side."""
+async def _pipe(
+    source: asyncio.StreamReader, sink: asyncio.StreamWriter, flowing: asyncio.Event
+) -> None:
+    """Copy until either end closes, then close the other's write side; a chunk read while
+    `flowing` is clear is held until it is set."""
     try:
         while chunk := await source.read(65536):
+            await flowing.wait()
             sink.write(chunk)
             await sink.drain()
     except OSError:
