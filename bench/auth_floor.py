@@ -44,6 +44,7 @@ from auth.settings import AuthSettings
 from common.db import Database
 from common.redis import make_redis
 from common.revocation import is_revoked
+from common.serve import freeze_startup_heap
 from common.testing import free_port
 from common.tokens import InvalidToken, JwksCache, TokenVerifier
 from starlette.applications import Starlette
@@ -257,6 +258,7 @@ def create_app(settings: AuthSettings) -> Starlette:
         state.pool = await asyncpg.create_pool(dsn, min_size=1, max_size=20)
         state.redis = make_redis(settings.redis_url)
         state.http = aiohttp.ClientSession()
+        freeze_startup_heap()  # as common.serve.serve does for the services
         try:
             yield
         finally:

@@ -38,7 +38,7 @@ import httptools
 import uvicorn
 import uvloop
 from common.revocation import EPOCH_KEY, session_key, user_key
-from common.serve import config_for
+from common.serve import config_for, freeze_startup_heap
 from common.testing import free_port
 from common.tokens import InvalidToken, JwksCache, TokenVerifier, http_jwks_fetcher
 from gateway.guard import SCRIPT
@@ -264,6 +264,7 @@ async def serve(port: int) -> None:
     edge = edge_from_env()
     loop = asyncio.get_running_loop()
     server = await loop.create_server(lambda: Client(edge), "127.0.0.1", port)
+    freeze_startup_heap()  # as common.serve.serve does for the services
     async with server:
         await server.serve_forever()
 
@@ -276,6 +277,7 @@ def asgi_app() -> ASGIApp:
         if scope["type"] == "lifespan":
             while (await receive())["type"] != "lifespan.shutdown":
                 edges.append(edge_from_env())
+                freeze_startup_heap()
                 await send({"type": "lifespan.startup.complete"})
             await send({"type": "lifespan.shutdown.complete"})
             return

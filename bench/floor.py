@@ -25,6 +25,7 @@ from typing import Any
 
 import asyncpg  # type: ignore[import-untyped]
 import uvicorn
+from common.serve import freeze_startup_heap
 from common.testing import free_port
 from common.tokens import InvalidToken, JwksCache, TokenVerifier, http_jwks_fetcher
 from starlette.applications import Starlette
@@ -100,6 +101,7 @@ def create_app(database_url: str, jwks_url: str, issuer: str, audience: str) -> 
             audience=audience,
             cache_size=10_000,  # users' VERIFIED_TOKEN_CACHE default
         )
+        freeze_startup_heap()  # as common.serve.serve does for the services
         try:
             yield
         finally:

@@ -11,13 +11,17 @@ one; it checks an answer's head for forbidden bytes in one pass over its names a
 values. The keep-alive of a server's idle connections is timed by one timer (`KeepAliveWatch`),
 where uvicorn sets a timer after every answer and cancels it at the next request: the same
 timeout, closed at the same time. An app can have some of its requests answered from the
-protocol, in front of its ASGI stack (`answer_directly`: the gateway's proxied routes).
+protocol, in front of its ASGI stack (`answer_directly`: the gateway's proxied routes). A
+service's server freezes the heap its startup built once the lifespan has started
+(`freeze_startup_heap`).
 """
 
 from __future__ import annotations
 
 import asyncio
+import gc
 import os
+import socket
 import weakref
 from types import FrameType
 from typing import Any, Protocol, cast
@@ -302,10 +306,30 @@ class CoalescingHttpTools(HttpToolsProtocol):
             self.keep_alive_watch.watch(self)
 
 
+def freeze_startup_heap() -> None:
+    """Collect what starting up left in cycles, then move every object alive now (modules,
+    models, routes, templates, the pools and caches the lifespan built) out of the garbage
+    collector's sight, for good (`gc.freeze`). A full collection otherwise walks them all,
+    though they live as long as the process: measured, a pause of about 100 ms in users every
+    few seconds under load (the p99 of `GET /me`), about a tenth of its CPU. Objects made later
+    are collected as before."""
+    gc.collect()
+    gc.freeze()
+
+
 class DrainingServer(uvicorn.Server):
-    def __init__(self, config: uvicorn.Config, app: FastAPI) -> None:
+    """`freeze_heap`: once the lifespan has started, `freeze_startup_heap` (a service's process;
+    not a test's, which starts many servers in one process)."""
+
+    def __init__(self, config: uvicorn.Config, app: FastAPI, freeze_heap: bool = False) -> None:
         super().__init__(config)
         self._app = app
+        self._freeze_heap = freeze_heap
+
+    async def startup(self, sockets: list[socket.socket] | None = None) -> None:
+        await super().startup(sockets)
+        if self._freeze_heap and not self.should_exit:  # should_exit: the startup failed
+            freeze_startup_heap()
 
     def handle_exit(self, sig: int, frame: FrameType | None) -> None:
         runtime_of(self._app).draining = True
@@ -330,8 +354,8 @@ def config_for(app: ASGIApp, host: str, port: int) -> uvicorn.Config:
     )
 
 
-def server_for(app: FastAPI, host: str, port: int) -> DrainingServer:
-    return DrainingServer(config_for(app, host, port), app)
+def server_for(app: FastAPI, host: str, port: int, freeze_heap: bool = False) -> DrainingServer:
+    return DrainingServer(config_for(app, host, port), app, freeze_heap)
 
 
 def port_from_env(variable: str, default: int) -> int:
@@ -339,4 +363,4 @@ def port_from_env(variable: str, default: int) -> int:
 
 
 def serve(app: FastAPI, host: str, port: int) -> None:
-    server_for(app, host, port).run()
+    server_for(app, host, port, freeze_heap=True).run()
