@@ -207,6 +207,9 @@ def _connect_or_unreachable(
 class DatabaseNotAnswering(ConnectionError):
     """A statement got no answer within the statement timeout; its connection was dropped."""
 
+    def __init__(self) -> None:
+        super().__init__("the database did not answer a statement in time")
+
 
 def _drop_unanswered(context: ExceptionContext) -> BaseException | None:
     """The `handle_error` hook: a statement that timed out in the client (asyncpg's
@@ -220,7 +223,7 @@ def _drop_unanswered(context: ExceptionContext) -> BaseException | None:
         driver.terminate()  # no goodbye to a server that answers nothing
     context.is_disconnect = True
     context.invalidate_pool_on_disconnect = False  # the others may be alive; checkout tells
-    return DatabaseNotAnswering("the database did not answer a statement in time")
+    return DatabaseNotAnswering()
 
 
 # What asyncpg raises running a statement on a connection the server has ended: closed under it,
@@ -393,7 +396,7 @@ class Database:
                 return rows
             except TimeoutError as error:  # an OSError: not a dead connection, not run again
                 connection.invalidate()  # outside a greenlet: closed at once
-                raise DatabaseNotAnswering("the database did not answer a statement") from error
+                raise DatabaseNotAnswering() from error
             except DEAD_CONNECTION:
                 if last:
                     raise
