@@ -16,6 +16,7 @@ from common.revocation import EPOCH_KEY, mark_session_revoked
 from common.testing import ThrowawayRedis
 from gateway.guard import SCRIPT_SHA, Guard, Limit
 from gateway.redis_pipe import (
+    FLUSH_TURNS,
     PipelinedRedis,
     Reply,
     _Protocol,
@@ -283,5 +284,32 @@ async def test_the_commands_of_one_loop_turn_go_out_in_one_write() -> None:
         assert counted.writes == [b"".join(pack_command("ECHO", f"v{i}") for i in range(50))]
         assert await pipe.execute("PING") == b"PONG"  # the next turn: a write of its own
         assert len(counted.writes) == 2
+    finally:
+        await pipe.aclose()
+
+
+async def test_the_commands_of_a_few_loop_turns_go_out_in_one_write() -> None:
+    """Requests read in the turns after the first command join its write: one send under load
+    for the requests of several turns, not one per turn."""
+    assert FLUSH_TURNS > 1
+    pipe = PipelinedRedis(REDIS_URL)
+    try:
+        assert await pipe.execute("PING") == b"PONG"
+        protocol = pipe._protocol
+        assert protocol is not None
+        assert protocol.transport is not None
+        counted = CountedWrites(protocol.transport)
+        protocol.transport = counted  # type: ignore[assignment]
+        commands = [pack_command("ECHO", f"turn {turn}") for turn in range(FLUSH_TURNS)]
+        sent = []
+        for command in commands:  # one command per turn of the loop (`_send` is what
+            sent.append(pipe._send(protocol, command))  # `execute` runs, minus its await)
+            await asyncio.sleep(0)
+        assert counted.writes == [b"".join(commands)]
+        assert await asyncio.gather(*sent) == [f"turn {t}".encode() for t in range(FLUSH_TURNS)]
+        late = pipe._send(protocol, pack_command("ECHO", "late"))
+        assert len(counted.writes) == 1  # not yet: the next write waits its turns
+        assert await late == b"late"
+        assert counted.writes[1:] == [pack_command("ECHO", "late")]
     finally:
         await pipe.aclose()
