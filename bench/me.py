@@ -13,6 +13,7 @@ import statistics
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from bench import syscalls
 from bench.proc import cpu_split
 from bench.summary import Summary
 from bench.wrk import Load, wrk
@@ -67,6 +68,7 @@ def measure(targets: list[Target], token: str, args: argparse.Namespace, summary
     report(targets, summary)
     if "gateway" in {t.name for t in targets} and "haproxy" in {t.name for t in targets}:
         split(targets, summary)
+        system_calls(targets, token, args, summary)
     own_cores(targets, token, args, summary)
 
 
@@ -173,6 +175,39 @@ def split(targets: list[Target], summary: Summary) -> None:
     )
     summary.add("/me gateway user CPU/req ÷ haproxy's", f"{user:.2f}x")
     summary.add("/me gateway system CPU/req ÷ haproxy's", f"{system:.2f}x")
+
+
+COUNTED = ("gateway", "haproxy", "edge-floor")
+
+
+def system_calls(
+    targets: list[Target], token: str, args: argparse.Namespace, summary: Summary
+) -> None:
+    """The proxies' system calls per request (bench.syscalls), one more wrk run each."""
+    reason = syscalls.unavailable()
+    if reason is not None:
+        print(f"system calls per request: not counted ({reason})")
+        return
+    headers = {"Authorization": f"Bearer {token}"}
+    counted = [target for target in targets if target.name in COUNTED]
+    print(f"\n== system calls per request (perf stat), one wrk run of {args.seconds} s each ==")
+    figures: dict[str, dict[str, float]] = {}
+    for target in counted:
+        figures[target.name], load = syscalls.count(
+            target.pids(), target.url, args.seconds, args.connections, headers
+        )
+        per = figures[target.name]
+        print(
+            f"{target.name:15} all {per['all']:5.2f}  reads {per['reads']:4.2f}  "
+            f"writes {per['writes']:4.2f}  polls {per['polls']:4.2f}  "
+            f"({load.requests_per_second:.0f} req/s)"
+        )
+    gateway, haproxy = figures["gateway"], figures["haproxy"]
+    summary.add("/me gateway system calls/req", f"{gateway['all']:.2f}")
+    if haproxy["all"] > 0:
+        summary.add(
+            "/me gateway system calls/req ÷ haproxy's", f"{gateway['all'] / haproxy['all']:.2f}x"
+        )
 
 
 def report(targets: list[Target], summary: Summary) -> None:

@@ -10,7 +10,9 @@
    Prints requests/s, p50/p99 latency and CPU time per request of each target's own processes
    (from /proc), and the ratios: gateway/direct req/s, the gateway's CPU per request against
    HAProxy's and nginx's, users' CPU per request against the floor's; the gateway's and
-   HAProxy's CPU per request split into user and system time (bench.me.split). Then direct,
+   HAProxy's CPU per request split into user and system time (bench.me.split), and the system
+   calls per request of the gateway, HAProxy and the edge floor (bench.syscalls: perf stat, a
+   count that the machine's load does not move; skipped without perf). Then direct,
    gateway and HAProxy again with users on one CPU and the proxy and wrk on the other
    (bench.me.own_cores): the whole path's req/s when the proxy does not take the service's CPU.
 2. auth's hot routes, introspection and refresh, beside their floor (bench.auth_floor), and
