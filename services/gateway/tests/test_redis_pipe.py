@@ -4,9 +4,11 @@ setup (AUTH, SELECT), and failures; and the guard on the embedded store (redis-p
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import itertools
 import time
 import uuid
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
@@ -270,7 +272,9 @@ class CountedWrites:
         self.inner.abort()
 
 
-async def test_the_commands_of_one_loop_turn_go_out_in_one_write() -> None:
+@contextlib.asynccontextmanager
+async def counted_pipe() -> AsyncIterator[tuple[PipelinedRedis, _Protocol, CountedWrites]]:
+    """A pipe whose connection is open (a PING answered), its writes counted from then on."""
     pipe = PipelinedRedis(REDIS_URL)
     try:
         assert await pipe.execute("PING") == b"PONG"
@@ -279,27 +283,25 @@ async def test_the_commands_of_one_loop_turn_go_out_in_one_write() -> None:
         assert protocol.transport is not None
         counted = CountedWrites(protocol.transport)
         protocol.transport = counted  # type: ignore[assignment]
+        yield pipe, protocol, counted
+    finally:
+        await pipe.aclose()
+
+
+async def test_the_commands_of_one_loop_turn_go_out_in_one_write() -> None:
+    async with counted_pipe() as (pipe, _, counted):
         echoes = await asyncio.gather(*(pipe.execute("ECHO", f"v{i}") for i in range(50)))
         assert echoes == [f"v{i}".encode() for i in range(50)]
         assert counted.writes == [b"".join(pack_command("ECHO", f"v{i}") for i in range(50))]
         assert await pipe.execute("PING") == b"PONG"  # the next turn: a write of its own
         assert len(counted.writes) == 2
-    finally:
-        await pipe.aclose()
 
 
 async def test_the_commands_of_a_few_loop_turns_go_out_in_one_write() -> None:
     """Requests read in the turns after the first command join its write: one send under load
     for the requests of several turns, not one per turn."""
     assert FLUSH_TURNS > 1
-    pipe = PipelinedRedis(REDIS_URL)
-    try:
-        assert await pipe.execute("PING") == b"PONG"
-        protocol = pipe._protocol
-        assert protocol is not None
-        assert protocol.transport is not None
-        counted = CountedWrites(protocol.transport)
-        protocol.transport = counted  # type: ignore[assignment]
+    async with counted_pipe() as (pipe, protocol, counted):
         commands = [pack_command("ECHO", f"turn {turn}") for turn in range(FLUSH_TURNS)]
         sent = []
         for command in commands:  # one command per turn of the loop (`_send` is what
@@ -311,5 +313,3 @@ async def test_the_commands_of_a_few_loop_turns_go_out_in_one_write() -> None:
         assert len(counted.writes) == 1  # not yet: the next write waits its turns
         assert await late == b"late"
         assert counted.writes[1:] == [pack_command("ECHO", "late")]
-    finally:
-        await pipe.aclose()
