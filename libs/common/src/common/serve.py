@@ -24,7 +24,7 @@ import os
 import socket
 import weakref
 from types import FrameType
-from typing import Any, Protocol, cast
+from typing import Any, Protocol
 
 import uvicorn
 from fastapi import FastAPI
@@ -53,6 +53,8 @@ class CoalescingTransport:
         self._transport = transport
         self._loop = loop
         self._pending: list[bytes] = []
+        # Asked once per request (uvicorn's response completion): not through __getattr__.
+        self.is_closing = transport.is_closing
 
     def write(self, data: bytes) -> None:
         if not self._pending:
@@ -280,7 +282,8 @@ class CoalescingHttpTools(HttpToolsProtocol):
     def _start_asgi_task(self, cycle: RequestResponseCycle, app: ASGI3Application) -> None:
         cycle.__class__ = LeanCycle  # uvicorn's cycle, its `send` LeanCycle's (no other state)
         if self.direct is not None and app is self.app:  # not uvicorn's own 503 app
-            answerer = self.direct.answerer(cast(Scope, cycle.scope))
+            # uvicorn's HTTPScope is a Scope, typed apart (typing.cast: a call per request).
+            answerer = self.direct.answerer(cycle.scope)  # type: ignore[arg-type]
             if answerer is not None:
                 app = answerer  # type: ignore[assignment]
         super()._start_asgi_task(cycle, app)

@@ -240,7 +240,11 @@ class PipelinedRedis:
             self.drop(self._protocol, RedisConnectionError("closed"))
 
 
+_INT = frozenset({int})
+
+
 def as_ints(reply: Any) -> list[int]:
-    if not isinstance(reply, list) or not all(isinstance(item, int) for item in reply):
+    """`reply` if it is a list of integers (its items' types checked in C, once a request)."""
+    if type(reply) is not list or not _INT.issuperset(map(type, reply)):
         raise ResponseError(f"unexpected script reply {reply!r}")
-    return list(reply)
+    return reply

@@ -71,6 +71,7 @@ class PoolBusy(TimeoutError):
 class Phase(Enum):
     """Where a connection's exchange stands."""
 
+    __hash__ = object.__hash__  # by identity, in C: see gateway.routes.Access
     IDLE = "idle"  # no exchange (in the pool, or just opened)
     SENDING = "sending"  # the request is being written
     AWAITING_CLIENT = "awaiting client"  # a streamed body: its next chunk is the client's to send
