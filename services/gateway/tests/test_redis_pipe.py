@@ -310,6 +310,7 @@ async def test_the_commands_of_a_few_loop_turns_go_out_in_one_write() -> None:
         assert counted.writes == [b"".join(commands)]
         assert await asyncio.gather(*sent) == [f"turn {t}".encode() for t in range(FLUSH_TURNS)]
         late = pipe._send(protocol, pack_command("ECHO", "late"))
-        assert len(counted.writes) == 1  # not yet: the next write waits its turns
+        await asyncio.sleep(0)
+        assert len(counted.writes) == 1  # not in the next turn: the write waits its turns
         assert await late == b"late"
         assert counted.writes[1:] == [pack_command("ECHO", "late")]

@@ -33,7 +33,7 @@ RECONNECT_PAUSE = 0.25
 # the bench's load (wrk -c32, perf stat on two gateways before one users), a write carried 1.9
 # commands when it went out in the next turn and 4 three turns later: the gateway's writes per
 # request fell from 2.53 to 2.25 and its reads from 2.48 to 2.25 (the replies come back together
-# too), its CPU per request by 3-8%. Idle, a turn takes microseconds.
+# too), its CPU per request by 1-8%. Idle, a turn takes microseconds.
 FLUSH_TURNS = 3
 
 Reply = int | bytes | list["Reply"] | None | ResponseError
