@@ -122,6 +122,31 @@ async def test_other_methods_are_never_retried(
     assert dropping.answered == 0
 
 
+@pytest.mark.parametrize(
+    ("size", "connections", "status"),
+    [(1024, 2, 200), (100 * 1024, 1, 503)],
+    ids=["body in hand: sent again", "streamed body: never sent again"],
+)
+async def test_an_idempotent_request_is_retried_only_with_its_body_in_hand(
+    make_gateway: GatewayFactory,
+    tokens: TokenFactory,
+    dropping: DroppingUpstream,
+    size: int,
+    connections: int,
+    status: int,
+) -> None:
+    """Bodies up to 64 KiB are read whole, so a PUT's can be sent again; a larger one streams
+    from the client and is gone once sent."""
+    gateway = await make_gateway(users_url=dropping.url)
+    response = await gateway.put(
+        "/api/v1/users/me",
+        headers={**request_of(dropping, tokens), "content-type": "application/octet-stream"},
+        content=b"x" * size,
+    )
+    assert response.status_code == status
+    assert dropping.connections == connections
+
+
 async def test_connect_timeout_is_504(make_gateway: GatewayFactory, tokens: TokenFactory) -> None:
     # A listening socket whose accept queue is full never completes a handshake; a non-routable
     # address is not used (only loopback here), so fill a backlog-0 listener first.

@@ -84,7 +84,9 @@ async def attempt(
     and its body is in hand."""
     method, reply = exchange.scope["method"], exchange.reply
     upstream = exchange.route.upstream
-    attempts = 2 if method in IDEMPOTENT and not isinstance(body, AsyncIterator) else 1
+    # In hand is bytes or None (a streamed body is an AsyncIterator: an ABC, slower to ask).
+    in_hand = body is None or isinstance(body, bytes)
+    attempts = 2 if method in IDEMPOTENT and in_hand else 1
     client = exchange.edge.upstreams[upstream]
     for tried in range(1, attempts + 1):
         response: Connection | None = None
