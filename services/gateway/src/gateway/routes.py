@@ -9,23 +9,19 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, replace
-from enum import Enum
+
+from common.enums import IdentityEnum
 
 
-class Access(Enum):
-    # Members are singletons: hashed by identity, in C (Enum's own __hash__ is Python code, run
-    # on every set or dict lookup of a member, on the hot path).
-    __hash__ = object.__hash__
-
+class Access(IdentityEnum):
     PUBLIC = "public"
     BEARER = "bearer"
     LOGIN = "login"  # public, its body read whole for the login limits' key
 
 
-class Counted(Enum):
+class Counted(IdentityEnum):
     """What a route counts under the login limits (API.md §11): each is a password oracle."""
 
-    __hash__ = object.__hash__  # as Access's
     NONE = "none"
     FORM = "form"  # the login form: client IP + the canonical username, and client IP alone
     SIGN_IN = "sign_in"  # the hosted sign-in page's form (API.md §13): counted as FORM

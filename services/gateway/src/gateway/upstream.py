@@ -33,11 +33,11 @@ import asyncio
 import ssl
 from collections import deque
 from collections.abc import AsyncIterator
-from enum import Enum
 from typing import cast
 from urllib.parse import urlsplit
 
 import httptools
+from common.enums import IdentityEnum
 
 from gateway.edge import Headers
 
@@ -68,10 +68,9 @@ class PoolBusy(TimeoutError):
     failure of the upstream."""
 
 
-class Phase(Enum):
+class Phase(IdentityEnum):
     """Where a connection's exchange stands."""
 
-    __hash__ = object.__hash__  # by identity, in C: see gateway.routes.Access
     IDLE = "idle"  # no exchange (in the pool, or just opened)
     SENDING = "sending"  # the request is being written
     AWAITING_CLIENT = "awaiting client"  # a streamed body: its next chunk is the client's to send
